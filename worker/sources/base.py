@@ -1,0 +1,54 @@
+"""What every event source offers, and the errors it may raise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from .documents import EventAccumulator, FieldNames
+
+ShouldStop = Callable[[], bool]
+OnProgress = Callable[[int], None]
+
+
+class SourceError(Exception):
+    """A source could not be read. ``transient`` errors are worth retrying later."""
+
+    transient = False
+
+    def __init__(self, message: str, *, kind: str = "source_error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class TransientSourceError(SourceError):
+    transient = True
+
+
+class PermanentSourceError(SourceError):
+    transient = False
+
+
+class Stopped(Exception):
+    """Reading stopped because ``should_stop()`` said so (the job was cancelled)."""
+
+
+class EventSource(Protocol):
+    names: FieldNames
+
+    def read_events(
+        self,
+        users: list[str],
+        lo_ms: int,
+        hi_ms: int,
+        *,
+        should_stop: ShouldStop | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> EventAccumulator:
+        """Every event of ``users`` with ``lo_ms <= t <= hi_ms`` (both inclusive), read once.
+
+        ``on_progress(n)`` is called after each page with the number of documents scanned so
+        far *by this call* (so a restart never counts twice); ``should_stop()`` is checked
+        between pages and raises :class:`Stopped` when true.
+        """
+        ...
