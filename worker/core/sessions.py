@@ -1,0 +1,234 @@
+"""Public entry points: label events with sessions and summarize the sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .blocks import block_bounds, check_timestamps
+from .params import idle_threshold_ms, method_params
+
+__all__ = ["SessionTable", "label_sessions", "summarize_sessions", "select_overlapping"]
+
+
+@dataclass(frozen=True)
+class SessionTable:
+    """One row per session, sorted by start; every field is an array of length k.
+
+    Attributes
+    ----------
+    start_ms, end_ms : ndarray of int64
+        First and last event of the session (epoch ms, inclusive).
+    events : ndarray of int64
+        Number of events in the session.
+    instance : ndarray of int32
+        Most frequent instance code (ties: the one seen first in the session).
+    entry_screen, exit_screen : ndarray of int32
+        Screen code of the first / last event.
+    truncated_start, truncated_end : ndarray of bool
+        The session may extend before / after the window that was read: unread
+        events could have joined it.
+    """
+
+    start_ms: np.ndarray
+    end_ms: np.ndarray
+    events: np.ndarray
+    instance: np.ndarray
+    entry_screen: np.ndarray
+    exit_screen: np.ndarray
+    truncated_start: np.ndarray
+    truncated_end: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.start_ms.shape[0])
+
+    def take(self, index: np.ndarray) -> SessionTable:
+        """Rows selected by a boolean mask or integer index."""
+        return SessionTable(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+
+
+def _time_ordered(block_of_point: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Global labels numbered by first event, from per-block local labels (-1 kept)."""
+    out = np.full(local.shape[0], -1, dtype=np.int64)
+    member = np.flatnonzero(local >= 0)
+    if member.size == 0:
+        return out
+    span = int(local.max()) + 1
+    keys = block_of_point[member] * span + local[member]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    rank = np.empty(first.shape[0], dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0], dtype=np.int64)
+    out[member] = rank[inverse]
+    return out
+
+
+def _block_ids(bounds: np.ndarray, n: int) -> np.ndarray:
+    ids = np.zeros(n, dtype=np.int64)
+    if bounds.shape[0] > 2:
+        ids[bounds[1:-1]] = 1
+        np.cumsum(ids, out=ids)
+    return ids
+
+
+def label_sessions(
+    t_ms: np.ndarray,
+    method: str = "hdbscan",
+    params: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """Assign every event to a session.
+
+    Parameters
+    ----------
+    t_ms : ndarray of int64, shape (n,)
+        Epoch milliseconds, sorted ascending; duplicates allowed.
+    method : {"hdbscan", "gap"}
+        ``gap``: a new session starts after more than ``max_gap_s`` of idle time;
+        no noise. ``hdbscan``: the timeline is cut into activity blocks at idle gaps
+        longer than ``split_idle_s``, and each block is clustered with HDBSCAN
+        (same labels as ``hdbscan.HDBSCAN`` with the same parameters).
+    params : mapping or None
+        Method parameters, see :func:`worker.core.method_params`.
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (n,)
+        ``-1`` for noise, otherwise sessions numbered ``0..k-1`` by first event.
+    """
+    p = method_params(method, params)
+    t = check_timestamps(t_ms)
+    n = t.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    idle = idle_threshold_ms(method, p)
+    if method == "gap":
+        labels = np.zeros(n, dtype=np.int64)
+        labels[1:] = np.diff(t) > idle
+        return np.cumsum(labels, out=labels)
+
+    from ._reference import hdbscan_block_labels  # temporary: replaced by the 1-D kernel
+
+    bounds = block_bounds(t, idle)
+    local = np.full(n, -1, dtype=np.int64)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        local[lo:hi] = hdbscan_block_labels(
+            t[lo:hi].astype(np.float64),
+            p["min_cluster_size"],
+            p["min_samples"],
+            p["cluster_selection_epsilon_s"] * 1000.0,
+            p["allow_single_cluster"],
+        )
+    return _time_ordered(_block_ids(bounds, n), local)
+
+
+def _mode_first_seen(session: np.ndarray, codes: np.ndarray, n_sessions: int) -> np.ndarray:
+    """Per session, the most frequent code; ties go to the code seen first."""
+    order = np.lexsort((codes, session))  # group (session, code), stable in index
+    s_sorted = session[order]
+    c_sorted = codes[order]
+    new_group = np.ones(order.shape[0], dtype=bool)
+    new_group[1:] = (s_sorted[1:] != s_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])
+    starts = np.flatnonzero(new_group)
+    counts = np.diff(np.append(starts, order.shape[0]))
+    g_session = s_sorted[starts]
+    g_code = c_sorted[starts]
+    g_first = np.minimum.reduceat(order, starts)
+    pick = np.lexsort((g_first, -counts, g_session))
+    g_session_sorted = g_session[pick]
+    head = np.ones(pick.shape[0], dtype=bool)
+    head[1:] = g_session_sorted[1:] != g_session_sorted[:-1]
+    out = np.zeros(n_sessions, dtype=codes.dtype)
+    out[g_session_sorted[head]] = g_code[pick][head]
+    return out
+
+
+def summarize_sessions(
+    t_ms: np.ndarray,
+    labels: np.ndarray,
+    screen_codes: np.ndarray,
+    instance_codes: np.ndarray,
+    *,
+    read_start_ms: int | None = None,
+    read_end_ms: int | None = None,
+    method: str = "hdbscan",
+    params: Mapping[str, Any] | None = None,
+) -> SessionTable:
+    """One row per session of ``labels`` (noise is dropped).
+
+    Parameters
+    ----------
+    t_ms : ndarray of int64, shape (n,)
+        The timestamps that were labelled (sorted).
+    labels : ndarray of int, shape (n,)
+        Output of :func:`label_sessions` for ``t_ms`` with the same method/params.
+    screen_codes, instance_codes : ndarray of int, shape (n,)
+        Small integer codes; the caller maps them to strings.
+    read_start_ms, read_end_ms : int or None
+        Window that was read; ``None`` means unbounded (nothing unread on that side).
+    method, params
+        As given to :func:`label_sessions`; they define the idle threshold used
+        for the truncation flags.
+
+    Returns
+    -------
+    SessionTable
+        Sorted by start. ``truncated_start`` is set on every session of the first
+        activity block when that block starts no more than the idle threshold
+        after ``read_start_ms`` (unread earlier events could belong to it);
+        ``truncated_end`` likewise at the other edge.
+    """
+    p = method_params(method, params)
+    t = check_timestamps(t_ms)
+    labels = np.asarray(labels, dtype=np.int64)
+    screen = np.asarray(screen_codes)
+    inst = np.asarray(instance_codes)
+    n = t.shape[0]
+    for name, arr in (("labels", labels), ("screen_codes", screen), ("instance_codes", inst)):
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    screen = screen.astype(np.int32, copy=False)
+    inst = inst.astype(np.int32, copy=False)
+
+    member = np.flatnonzero(labels >= 0)
+    k = int(labels.max()) + 1 if member.size else 0
+    lab = labels[member]
+    if k and np.any(np.bincount(lab, minlength=k) == 0):
+        raise ValueError("labels must number sessions 0..k-1 without holes")
+    first = np.full(k, n, dtype=np.int64)
+    last = np.full(k, -1, dtype=np.int64)
+    np.minimum.at(first, lab, member)
+    np.maximum.at(last, lab, member)
+    events = np.bincount(lab, minlength=k).astype(np.int64)
+    instance = _mode_first_seen(lab, inst[member], k)
+
+    idle = idle_threshold_ms(method, p)
+    trunc_start = np.zeros(k, dtype=bool)
+    trunc_end = np.zeros(k, dtype=bool)
+    if k:
+        bounds = block_bounds(t, idle)
+        block = _block_ids(bounds, n)
+        if read_start_ms is not None and int(t[0]) - int(read_start_ms) <= idle:
+            trunc_start = block[first] == 0
+        if read_end_ms is not None and int(read_end_ms) - int(t[-1]) <= idle:
+            trunc_end = block[last] == block[-1]
+
+    start = t[first]
+    order = np.argsort(start, kind="stable")
+    table = SessionTable(
+        start_ms=start,
+        end_ms=t[last],
+        events=events,
+        instance=instance.astype(np.int32),
+        entry_screen=screen[first],
+        exit_screen=screen[last],
+        truncated_start=trunc_start,
+        truncated_end=trunc_end,
+    )
+    return table if np.all(order[:-1] < order[1:]) else table.take(order)
+
+
+def select_overlapping(table: SessionTable, start_ms: int, end_ms: int) -> np.ndarray:
+    """Boolean mask of the sessions that overlap ``[start_ms, end_ms]`` (inclusive)."""
+    return (table.end_ms >= int(start_ms)) & (table.start_ms <= int(end_ms))
