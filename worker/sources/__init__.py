@@ -1,0 +1,35 @@
+"""Where events come from: Elasticsearch or NDJSON/Parquet files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import EventSource, PermanentSourceError, SourceError, Stopped, TransientSourceError
+from .documents import EventAccumulator, FieldNames, UserEvents
+
+
+def source_from_settings(settings: Any) -> EventSource:
+    """The configured source: ``EVENT_SOURCE``, else Elasticsearch when ``ELASTICSEARCH_URL`` is set."""
+    kind = settings.source_kind
+    if kind == "elasticsearch":
+        from . import elasticsearch  # the client is only imported where it is used
+
+        return elasticsearch.from_settings(settings)
+    if kind == "file":
+        from . import files
+
+        return files.from_settings(settings)
+    raise PermanentSourceError(f"unknown EVENT_SOURCE {kind!r} (expected 'elasticsearch' or 'file')", kind="config")
+
+
+__all__ = [
+    "EventAccumulator",
+    "EventSource",
+    "FieldNames",
+    "PermanentSourceError",
+    "SourceError",
+    "Stopped",
+    "TransientSourceError",
+    "UserEvents",
+    "source_from_settings",
+]

@@ -128,7 +128,8 @@ class EventAccumulator:
     """Reads event documents into compact per-user arrays, counting and skipping bad ones.
 
     Only documents of the wanted ``users`` (all when ``None``) with ``lo_ms <= t <= hi_ms`` are
-    kept; the others are counted in ``scanned`` but are not an error (a file holds everything).
+    kept. Documents of other users are counted in ``scanned`` but neither kept nor judged (a
+    file holds everyone's events; Elasticsearch's ``terms`` filter would not return them).
     """
 
     MAX_ERROR_SAMPLES = 5
@@ -162,6 +163,13 @@ class EventAccumulator:
             scanned += 1
             try:
                 user = doc[user_key]
+            except (KeyError, TypeError):
+                user = None
+            # A document whose user is not one of ours is not ours to judge: a `terms` query
+            # would not have returned it either.
+            if users is not None and (type(user) is not str_ or user not in users):
+                continue
+            try:
                 screen = doc[screen_key]
                 inst = doc[inst_key]
                 raw_t = doc[ts_key]
@@ -175,7 +183,7 @@ class EventAccumulator:
             if t is None or not user or not screen or not inst:
                 self._reject(doc)
                 continue
-            if t < lo or t > hi or (users is not None and user not in users):
+            if t < lo or t > hi:
                 continue
             col = columns.get(user)
             if col is None:

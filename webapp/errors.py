@@ -1,0 +1,62 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM)
+
+
+def _field_errors(messages: Any) -> Any:
+    # webargs nests messages under their location ({"json": {...}}); clients want the fields.
+    if isinstance(messages, dict) and len(messages) == 1:
+        (location, inner), = messages.items()
+        if location in {"json", "query", "headers", "path", "view_args", "form"}:
+            return inner
+    return messages
+
+
+class ProblemApi(Api):
+    """flask-smorest's ``Api`` answering every HTTP error as problem+json."""
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        data = getattr(error, "data", None) or {}
+        extra: dict[str, Any] = {}
+        detail = data.get("message") or error.description
+        if "messages" in data:
+            errors = _field_errors(data["messages"])
+            extra["errors"] = errors
+            if error.code == 422:
+                fields = ", ".join(sorted(errors)) if isinstance(errors, dict) else ""
+                detail = f"The request is invalid: see `errors` ({fields})." if fields else "The request is invalid."
+            elif errors == ["Invalid JSON body."] or (isinstance(errors, list) and errors):
+                detail = "; ".join(map(str, errors))
+        extra.update({k: v for k, v in data.items() if k not in {"message", "messages", "headers", "exc", "schema"} and isinstance(v, (str, int, float, dict, list))})
+        response = problem(error.code or 500, error.name, detail, **extra)
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
+        return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    # HTTP errors go to ProblemApi.handle_http_exception (the more specific handler); this one
+    # only sees the rest, and says nothing of their content to the client.
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(500, InternalServerError.name, "An unexpected error occurred; it has been logged.")

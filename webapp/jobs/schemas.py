@@ -1,0 +1,267 @@
+"""Marshmallow schemas of the jobs resource: ``<Thing>ArgsSchema`` in, ``<Thing>Schema`` out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import current_app
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+# The seed tutorial's field names, accepted as aliases of ours.
+ALIASES = {"utils": "users", "date_min": "start", "date_max": "end"}
+CANONICAL_TO_ALIAS = {v: k for k, v in ALIASES.items()}
+METHODS = ("hdbscan", "gap")
+
+
+def to_utc_iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class IsoDateTime(fields.Field):
+    """ISO-8601 date-time, with or without an offset (none means UTC), e.g. ``2022-09-22 11:00Z``."""
+
+    default_error_messages = {"invalid": "Not a valid ISO-8601 date-time (e.g. 2022-09-22T11:00:00+02:00)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return to_utc_iso(value) if isinstance(value, datetime) else str(value)
+
+
+class HdbscanParamsSchema(Schema):
+    """Parameters of the ``hdbscan`` method (see worker/core/README.md)."""
+
+    class Meta:
+        unknown = RAISE
+
+    min_cluster_size = fields.Integer(
+        strict=True, validate=validate.Range(min=2, max=100_000),
+        metadata={"description": "Fewest events a session may have (default 5)."},
+    )
+    min_samples = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=100_000),
+        metadata={"description": "Neighbours defining an event's core distance (default: min_cluster_size)."},
+    )
+    cluster_selection_epsilon_s = fields.Float(
+        validate=validate.Range(min=0, max=31_622_400),
+        metadata={"description": "Sessions closer than this many seconds are not split further (default 0)."},
+    )
+    split_idle_s = fields.Float(
+        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
+        metadata={"description": "Idle seconds that always separate two activity blocks; HDBSCAN runs per block."},
+    )
+
+
+class GapParamsSchema(Schema):
+    """Parameters of the ``gap`` method."""
+
+    class Meta:
+        unknown = RAISE
+
+    max_gap_s = fields.Float(
+        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
+        metadata={"description": "A new session starts after more than this many idle seconds (default 1800)."},
+    )
+
+
+def _bad_group_by() -> bool:
+    raise ValidationError('Must be ["user"] or ["user", "instance"].')
+
+
+PARAMS_SCHEMAS: dict[str, type[Schema]] = {"hdbscan": HdbscanParamsSchema, "gap": GapParamsSchema}
+
+
+class JobArgsSchema(Schema):
+    """A sessionization job: whose events, over which range, and how to cut them into sessions."""
+
+    class Meta:
+        unknown = RAISE
+        ordered = True
+
+    users = fields.List(
+        fields.String(validate=validate.Length(min=1, max=256)),
+        required=True,
+        metadata={"description": "Users whose sessions are wanted (1..1000, unique). Alias: `utils`.",
+                  "example": ["romain", "anes"]},
+    )
+    start = IsoDateTime(
+        required=True,
+        metadata={"description": "Range start, ISO-8601 (no offset = UTC). Alias: `date_min`.",
+                  "example": "2022-09-22T11:00Z", "type": "string", "format": "date-time"},
+    )
+    end = IsoDateTime(
+        required=True,
+        metadata={"description": "Range end, after `start`. Alias: `date_max`.",
+                  "example": "2022-09-28T12:00+02:00", "type": "string", "format": "date-time"},
+    )
+    method = fields.String(load_default="hdbscan", validate=validate.OneOf(METHODS),
+                           metadata={"description": "`hdbscan` (density on the time axis) or `gap` (inactivity gap)."})
+    params = fields.Dict(keys=fields.String(), load_default=dict,
+                         metadata={"description": "Method parameters: see HdbscanParams / GapParams."})
+    group_by = fields.List(
+        fields.String(validate=validate.OneOf(["user", "instance"])),
+        load_default=lambda: ["user"],
+        validate=lambda v: v in (["user"], ["user", "instance"]) or _bad_group_by(),
+        metadata={"description": "`[\"user\"]` or `[\"user\", \"instance\"]` (sessions per user and instance)."},
+    )
+
+    @pre_load
+    def _accept_aliases(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        both = {a: c for a, c in ALIASES.items() if a in data and c in data}
+        if both:
+            raise ValidationError({a: [f"Give either `{c}` or its alias `{a}`, not both."] for a, c in both.items()})
+        return {ALIASES.get(k, k): v for k, v in data.items()}
+
+    def handle_error(self, error: ValidationError, data: Any, **kwargs: Any) -> None:
+        """Name each field as the client wrote it (``date_max`` stays ``date_max``)."""
+        messages = error.messages
+        if not isinstance(messages, dict) or not isinstance(data, dict):
+            return
+        renamed: dict[str, Any] = {}
+        for name, msgs in messages.items():
+            alias = CANONICAL_TO_ALIAS.get(name)
+            if alias and alias in data and name not in data:
+                renamed[alias] = msgs
+            elif alias and name not in data:
+                renamed[name] = [f"{m.rstrip('.')} (`{name}`, or its alias `{alias}`)." for m in msgs] if isinstance(msgs, list) else msgs
+            else:
+                renamed[name] = msgs
+        raise ValidationError(renamed, data=data)
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        errors: dict[str, Any] = {}
+        users = data.get("users")
+        max_users = current_app.config["MAX_USERS"]
+        if users is not None:
+            if not users or len(users) > max_users:
+                errors["users"] = [f"Give between 1 and {max_users} users."]
+            elif len(set(users)) != len(users):
+                dup = sorted({u for u in users if users.count(u) > 1})
+                errors["users"] = [f"Users must be unique; repeated: {', '.join(dup[:5])}."]
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if start >= end:
+                errors["end"] = ["Must be after `start`."]
+            elif (end - start).total_seconds() > current_app.config["MAX_RANGE_DAYS"] * 86400:
+                errors["end"] = [f"The range may span at most {current_app.config['MAX_RANGE_DAYS']} days."]
+        method = data.get("method", "hdbscan")
+        if method in PARAMS_SCHEMAS:
+            param_errors = PARAMS_SCHEMAS[method]().validate(data.get("params") or {})
+            if param_errors:
+                errors["params"] = param_errors
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        method = data["method"]
+        defaults = current_app.config["SESSIONIZER"].method_defaults(method)
+        given = PARAMS_SCHEMAS[method]().load(data.get("params") or {})
+        return {
+            "users": data["users"],
+            "start": to_utc_iso(data["start"]),
+            "end": to_utc_iso(data["end"]),
+            "method": method,
+            "params": {**defaults, **given},
+            "group_by": data["group_by"],
+        }
+
+
+class JobRequestSchema(Schema):
+    users = fields.List(fields.String())
+    start = fields.String(metadata={"format": "date-time"})
+    end = fields.String(metadata={"format": "date-time"})
+    method = fields.String()
+    params = fields.Dict()
+    group_by = fields.List(fields.String())
+
+
+class ProgressSchema(Schema):
+    users_total = fields.Integer()
+    users_done = fields.Integer()
+    events_scanned = fields.Integer()
+
+
+class JobErrorSchema(Schema):
+    type = fields.String()
+    message = fields.String()
+
+
+class LinksSchema(Schema):
+    self = fields.String()
+    sessions = fields.String()
+    cancel = fields.String()
+
+
+class JobSchema(Schema):
+    """A job's state. Poll it until ``status`` is ``succeeded``, ``failed`` or ``cancelled``."""
+
+    id = fields.String()
+    status = fields.String(validate=validate.OneOf(["queued", "running", "succeeded", "failed", "cancelled"]))
+    request = fields.Nested(JobRequestSchema)
+    progress = fields.Nested(ProgressSchema)
+    submitted_at = fields.String(metadata={"format": "date-time"})
+    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    deadline_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    error = fields.Nested(JobErrorSchema, allow_none=True)
+    links = fields.Nested(LinksSchema)
+
+
+class SessionSchema(Schema):
+    user = fields.String()
+    instance = fields.String()
+    start = fields.String(metadata={"format": "date-time"})
+    end = fields.String(metadata={"format": "date-time"})
+    duration_s = fields.Float()
+    events = fields.Integer()
+    entry_screen = fields.String()
+    exit_screen = fields.String()
+    truncated_start = fields.Boolean(metadata={"description": "The session may have begun before the events read."})
+    truncated_end = fields.Boolean(metadata={"description": "The session may go on after the events read."})
+
+
+class StatsSchema(Schema):
+    users = fields.Integer(metadata={"description": "Users with at least one event in the range."})
+    events = fields.Integer(metadata={"description": "Valid events in the range."})
+    invalid_events = fields.Integer(metadata={"description": "Documents skipped because they broke the event schema."})
+    noise_events = fields.Integer(metadata={"description": "Events in the range that belong to no session."})
+    sessions = fields.Integer()
+
+
+class SessionsSchema(Schema):
+    job_id = fields.String()
+    sessions = fields.List(fields.Nested(SessionSchema))
+    stats = fields.Nested(StatsSchema)
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    errors = fields.Dict(metadata={"description": "Field messages (422 only)."})

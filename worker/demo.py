@@ -1,0 +1,204 @@
+"""``make demo`` and ``make up``: the whole service on embedded defaults, driven over HTTP.
+
+``python -m worker.demo demo``: start an embedded Redis, a Celery worker and the API, write a
+realistic event file if there is none, submit a job over HTTP, show its progress, print the
+sessions as a table, stop everything and exit 0.
+``python -m worker.demo up``: the same stack in the foreground until Ctrl-C / SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .devstack import ROOT, Stack, api_command, free_port, wait_http, worker_command
+
+VAR = ROOT / "var"
+DEMO_EVENTS = VAR / "demo-events.ndjson"
+DEMO_USERS = ["romain", "anes", "claire", "malik", "sofia", "jules"]
+DEMO_START = datetime(2022, 9, 5, tzinfo=timezone.utc)  # a Monday
+DEMO_WEEKS = 4
+DEMO_ROWS = 60
+SCREENS = ["connexion", "accueil", "recherche", "fiche_client", "devis", "facture", "planning", "stats", "parametres", "deconnexion"]
+
+
+def demo_documents(seed: int = 7) -> list[dict[str, Any]]:
+    """A few weeks of several users on several instances: working-hours sessions, idle gaps,
+    a lunch break, some users moving between instances, and a handful of malformed documents."""
+    rng = np.random.default_rng(seed)
+    docs: list[dict[str, Any]] = []
+    for u, user in enumerate(DEMO_USERS):
+        home = f"instance{100 + u * 7}"
+        for day in range(DEMO_WEEKS * 7):
+            date = DEMO_START + timedelta(days=day)
+            if date.weekday() >= 5 and rng.random() < 0.85:
+                continue
+            for _ in range(int(rng.integers(1, 5))):
+                start = date + timedelta(hours=float(rng.uniform(8, 18)))
+                instance = home if rng.random() < 0.8 else f"instance{int(rng.integers(100, 150))}"
+                n = int(rng.integers(6, 60))
+                t = start
+                screens = ["connexion"] + list(rng.choice(SCREENS[1:-1], n - 2)) + ["deconnexion"]
+                for screen in screens:
+                    iso = t.isoformat()
+                    # Half the documents carry epoch milliseconds, as Elasticsearch exports often do.
+                    stamp: Any = int(t.timestamp() * 1000) if rng.random() < 0.5 else iso
+                    docs.append({"@timestamp": stamp, "util": user, "ecran": str(screen), "instance": instance})
+                    t += timedelta(seconds=float(rng.exponential(40.0)) + 1)
+    docs.sort(key=lambda d: str(d["@timestamp"]))
+    docs += [
+        {"@timestamp": "not a date", "util": "romain", "ecran": "accueil", "instance": "instance100"},
+        {"@timestamp": "2022-09-06T10:00:00Z", "util": "anes", "ecran": 1, "instance": "instance107"},
+        {"@timestamp": "2022-09-07T10:00:00Z", "util": "claire", "instance": "instance114"},
+    ]
+    return docs
+
+
+def write_demo_events(path: Path = DEMO_EVENTS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        for doc in demo_documents():
+            fh.write(json.dumps(doc) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), json.loads(err.read() or b"null")
+
+
+def print_table(sessions: list[dict[str, Any]]) -> None:
+    cols = ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen"]
+    rows = [[str(s[c]) if c != "duration_s" else f"{s[c]:.0f}" for c in cols] for s in sessions]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def start_stack(host: str, port: int, stack: Stack) -> str:
+    stack.start_redis(VAR / "redis")
+    stack.env.setdefault("EVENTS_PATH", str(DEMO_EVENTS))
+    logs = VAR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack.spawn(worker_command(concurrency=2), log=logs / "worker.log")
+    stack.spawn(api_command(host, port), log=logs / "api.log")
+    base = f"http://{host}:{port}"
+    wait_http(f"{base}/healthz", timeout=60)
+    return base
+
+
+def demo() -> int:
+    if not DEMO_EVENTS.exists():
+        write_demo_events()
+        print(f"wrote demo events to {DEMO_EVENTS.relative_to(ROOT)}")
+    port = int(os.environ.get("PORT", "8000"))
+    try:
+        port = port if _port_free(port) else free_port()
+    except OSError:
+        port = free_port()
+    stack = Stack()
+    stack.env.setdefault("EVENT_SOURCE", "file")
+    try:
+        base = start_stack("127.0.0.1", port, stack)
+        print(f"API on {base} (Swagger UI: {base}/docs), Redis at {stack.env['REDIS_URL']}")
+        body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
+        print(f"POST {base}/jobs {json.dumps(body)}")
+        status, headers, job = http("POST", f"{base}/jobs", body)
+        if status != 202:
+            print(f"submit failed: {status} {job}", file=sys.stderr)
+            return 1
+        print(f"-> 202, Location: {headers.get('Location')}")
+        deadline = time.monotonic() + 300
+        while job["status"] in ("queued", "running"):
+            p = job["progress"]
+            print(f"   {job['status']:<9} users {p['users_done']}/{p['users_total']}, events scanned {p['events_scanned']}")
+            if time.monotonic() > deadline:
+                print("the job did not finish within 5 minutes", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+            _, _, job = http("GET", f"{base}{headers['Location']}")
+        print(f"   {job['status']}")
+        if job["status"] != "succeeded":
+            print(f"job {job['status']}: {job['error']}", file=sys.stderr)
+            return 1
+        _, _, result = http("GET", f"{base}{job['links']['sessions']}")
+        shown = result["sessions"][:DEMO_ROWS]
+        print_table(shown)
+        if len(result["sessions"]) > len(shown):
+            print(f"... {len(result['sessions']) - len(shown)} more: GET {base}{job['links']['sessions']}")
+        print(f"stats: {json.dumps(result['stats'])}")
+        return 0
+    finally:
+        stack.stop()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def up() -> int:
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+    stack = Stack()
+    if not stack.env.get("ELASTICSEARCH_URL") and not stack.env.get("EVENTS_PATH") and not DEMO_EVENTS.exists():
+        write_demo_events()
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        base = start_stack(host, port, stack)
+        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Redis {stack.env['REDIS_URL']}; "
+              f"logs in var/logs. Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            if any(p.poll() is not None for p in stack.procs):
+                print("a process of the stack exited; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["demo", "up", "events"])
+    args = parser.parse_args(argv)
+    if args.command == "events":
+        print(write_demo_events())
+        return 0
+    return demo() if args.command == "demo" else up()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""What the tasks do: plan a job into units, and turn one unit's events into sessions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import redis
+
+from .core import label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
+from .jobstore import JobStore, iso
+from .settings import get_settings
+from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def store() -> JobStore:
+    s = get_settings()
+    return JobStore.from_url(s["redis"]["url"], s["jobs"]["ttl_s"])
+
+
+@lru_cache(maxsize=1)
+def source() -> EventSource:
+    return source_from_settings(get_settings())
+
+
+def epoch_ms(value: str) -> int:
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
+    """Units of a job still to run: one per user, in user order (the order results are read in).
+
+    A redelivered plan (its worker died after starting the job) sends again only the units that
+    have not reported; those are idempotent anyway.
+    """
+    st = store()
+    job = st.get(job_id)
+    if job is None or job["status"] not in ("queued", "running"):
+        return []
+    users = sorted(job["request"]["users"])
+    units = [(i, [u]) for i, u in enumerate(users)]
+    if job["status"] == "queued":
+        if not st.start(job_id, len(units)):
+            return []
+        return units
+    done = {int(k) for k in st.client.hkeys(f"sz:job:{job_id}:done")}
+    return [(i, u) for i, u in units if i not in done]
+
+
+def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[str], instances: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for i in np.flatnonzero(mask):
+        start_ms, end_ms = int(table.start_ms[i]), int(table.end_ms[i])
+        rows.append(
+            {
+                "user": ev.user,
+                "instance": instances[int(table.instance[i])],
+                "start": iso(datetime.fromtimestamp(start_ms / 1000, timezone.utc)),
+                "end": iso(datetime.fromtimestamp(end_ms / 1000, timezone.utc)),
+                "duration_s": (end_ms - start_ms) / 1000,
+                "events": int(table.events[i]),
+                "entry_screen": screens[int(table.entry_screen[i])],
+                "exit_screen": screens[int(table.exit_screen[i])],
+                "truncated_start": bool(table.truncated_start[i]),
+                "truncated_end": bool(table.truncated_end[i]),
+            }
+        )
+    return rows
+
+
+def sessionize_user(
+    ev: UserEvents,
+    request: dict[str, Any],
+    params: dict[str, Any],
+    read_lo: int,
+    read_hi: int,
+    vocab: tuple[list[str], list[str]],
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """One user's sessions overlapping the request's range, and the counts behind them."""
+    method = request["method"]
+    start, end = epoch_ms(request["start"]), epoch_ms(request["end"])
+    in_range = (ev.t_ms >= start) & (ev.t_ms <= end)
+    groups = [np.arange(len(ev))]
+    if "instance" in request.get("group_by", ["user"]):
+        groups = [np.flatnonzero(ev.instance == code) for code in np.unique(ev.instance)]
+    rows: list[dict[str, Any]] = []
+    noise = 0
+    for idx in groups:
+        t = ev.t_ms[idx]
+        labels = label_sessions(t, method, params)
+        noise += int(np.count_nonzero((labels < 0) & in_range[idx]))
+        table = summarize_sessions(
+            t, labels, ev.screen[idx], ev.instance[idx],
+            read_start_ms=read_lo, read_end_ms=read_hi, method=method, params=params,
+        )
+        sub = UserEvents(ev.user, t, ev.screen[idx], ev.instance[idx])
+        rows += _session_rows(sub, table, select_overlapping(table, start, end), *vocab)
+    rows.sort(key=lambda r: (r["start"], r["instance"]))
+    stats = {"users": int(bool(in_range.any())), "events": int(in_range.sum()), "noise_events": noise, "sessions": len(rows)}
+    return rows, stats
+
+
+def run_unit(job_id: str, index: int, users: list[str]) -> str:
+    """Read a unit's events, sessionize them, store the result; finalise the job if last."""
+    st = store()
+    if st.status(job_id) != "running":
+        return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
+    job = st.get(job_id)
+    if job is None or job["status"] != "running":
+        return "skipped"
+    request = job["request"]
+    method = request["method"]
+    settings = get_settings()
+    try:
+        params = method_params(method, request.get("params"), settings.method_defaults(method))
+        margin = read_margin_ms(method, params)
+        read_lo, read_hi = epoch_ms(request["start"]) - margin, epoch_ms(request["end"]) + margin
+        acc = source().read_events(
+            users,
+            read_lo,
+            read_hi,
+            should_stop=lambda: st.status(job_id) != "running",
+            on_progress=lambda n: st.record_progress(job_id, index, n),
+        )
+        st.record_progress(job_id, index, acc.scanned)
+        vocab = acc.vocabulary()
+        sessions: list[dict[str, Any]] = []
+        totals = {"users": 0, "events": 0, "invalid_events": acc.invalid, "noise_events": 0, "sessions": 0}
+        for user in sorted(users):
+            rows, stats = sessionize_user(acc.pop_user(user), request, params, read_lo, read_hi, vocab)
+            sessions += rows
+            for name, value in stats.items():
+                totals[name] += value
+    except Stopped:
+        return "stopped"
+    except SourceError as exc:
+        log.warning("job %s unit %s: %s", job_id, index, exc)
+        st.fail(job_id, exc.kind, str(exc))
+        return "failed"
+    except ValueError as exc:
+        st.fail(job_id, "invalid_parameters", str(exc))
+        return "failed"
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        raise  # the task retries these with backoff (worker/tasks.py)
+    except Exception as exc:  # a failed job says why, instead of staying "running"
+        log.exception("job %s unit %s failed", job_id, index)
+        st.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
+        return "failed"
+    if st.complete_unit(job_id, index, len(users), sessions, totals):
+        st.finish(job_id)
+    return "done"

@@ -1,0 +1,40 @@
+"""Celery tasks: thin wrappers that pass ids and plain values; the work is in ``worker.jobs``.
+
+A job fans out into one ``sessionizer.unit`` per user. There is no chord: Celery's guide warns
+that chords on Redis are costly and can hang when a header task is lost, and a chord's join
+would also make a redelivered unit count twice. Instead each unit records its result in the job
+store under its own index (idempotent), and the unit that sees the last result in place
+finalises the job through a compare-and-set, so the join is one Redis round-trip per unit.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from . import jobs
+from .celery_app import app
+
+# Redis hiccups (a restart, a failover) are retried with backoff; a source's own transient errors
+# are retried inside the source, and anything else fails the job with its reason (worker/jobs.py).
+_RETRY = {
+    "autoretry_for": (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
+
+
+@app.task(name="sessionizer.plan", **_RETRY)
+def plan(job_id: str) -> int:
+    """Split a queued job into units and send them; returns how many were sent."""
+    units = jobs.plan_job(job_id)
+    for index, users in units:
+        unit.apply_async(args=(job_id, index, users))
+    return len(units)
+
+
+@app.task(name="sessionizer.unit", **_RETRY)
+def unit(job_id: str, index: int, users: list[str]) -> str:
+    """Sessionize one unit (a user) of a job; returns what became of it."""
+    return jobs.run_unit(job_id, index, users)
