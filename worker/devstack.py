@@ -133,10 +133,14 @@ class Stack:
 
     def spawn(self, args: list[str], log: Path | None = None, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
         out = open(log, "ab") if log else None
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env={**self.env, **(extra_env or {})},
-            stdout=out, stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
-        )
+        try:
+            proc = subprocess.Popen(
+                args, cwd=ROOT, env={**self.env, **(extra_env or {})},
+                stdout=out, stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
+            )
+        finally:
+            if out:
+                out.close()  # the child holds its own descriptor
         self.procs.append(proc)
         return proc
 

@@ -95,7 +95,6 @@ class JobArgsSchema(Schema):
 
     class Meta:
         unknown = RAISE
-        ordered = True
 
     users = fields.List(
         fields.String(validate=validate.Length(min=1, max=256)),

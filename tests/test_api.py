@@ -1,0 +1,213 @@
+"""The HTTP contract: validation, problem+json errors, job bodies, 404/409/415/400 (no worker needed)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+
+SEED_GOOD = {"utils": ["romain"], "date_min": "2022-09-22 11:00Z", "date_max": "2022-09-28T12:00+02:00"}
+SEED_BAD = {"util": ["romain"], "date_min": "2022-09-22 11:00Z", "date_max": "2022-09-28 / 12:00+02:00"}
+GOOD = {"users": ["romain", "anes"], "start": "2022-09-22T11:00Z", "end": "2022-09-28T12:00+02:00",
+        "method": "hdbscan", "params": {"min_cluster_size": 5}}
+
+
+@pytest.fixture(scope="module")
+def app(redis_server):  # noqa: ANN001, ANN201
+    """The API on a Redis database no worker consumes: jobs are really enqueued, and stay queued."""
+    from webapp import create_app
+
+    return create_app({"TESTING": True, "REDIS_URL": redis_server.url.replace("/0", "/2")})
+
+
+class Queue:
+    """The Celery queue in Redis: what the API really sent."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.before = self.sent()
+
+    def sent(self) -> list[tuple[str, list]]:
+        out = []
+        for raw in self.client.lrange("celery", 0, -1):
+            msg = json.loads(raw)
+            out.append((msg["headers"]["task"], json.loads(base64.b64decode(msg["body"]))[0]))
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return self.sent()[len(self.before):] == other
+
+    def __repr__(self) -> str:
+        return repr(self.sent()[len(self.before):])
+
+
+@pytest.fixture
+def queued(redis_server):  # noqa: ANN001, ANN201
+    return Queue(redis.Redis.from_url(redis_server.url.replace("/0", "/2")))
+
+
+def assert_problem(resp, status: int) -> dict:  # noqa: ANN001
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/problem+json"
+    body = resp.get_json()
+    assert body["status"] == status and body["title"] and body["type"] == "about:blank"
+    return body
+
+
+def test_submit_returns_202_location_retry_after_and_the_job(client, queued) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json=GOOD)
+    assert resp.status_code == 202
+    job = resp.get_json()
+    assert resp.headers["Location"] == f"/jobs/{job['id']}"
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert job["status"] == "queued"
+    assert job["request"]["users"] == ["romain", "anes"]
+    assert job["request"]["start"] == "2022-09-22T11:00:00Z"
+    assert job["request"]["end"] == "2022-09-28T10:00:00Z"  # normalised to UTC
+    assert job["request"]["params"]["min_cluster_size"] == 5
+    assert job["progress"] == {"users_total": 2, "users_done": 0, "events_scanned": 0}
+    assert job["error"] is None and job["started_at"] is None and job["finished_at"] is None
+    assert job["links"] == {"self": f"/jobs/{job['id']}", "sessions": f"/jobs/{job['id']}/sessions",
+                            "cancel": f"/jobs/{job['id']}/cancel"}
+    assert queued == [("sessionizer.plan", [job["id"]])]
+
+
+def test_seed_body_is_accepted_through_aliases(client, queued) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json=SEED_GOOD)
+    assert resp.status_code == 202, resp.get_json()
+    req = resp.get_json()["request"]
+    assert req["users"] == ["romain"]
+    assert (req["start"], req["end"]) == ("2022-09-22T11:00:00Z", "2022-09-28T10:00:00Z")
+    assert req["method"] == "hdbscan" and req["group_by"] == ["user"]
+
+
+def test_seed_bad_body_names_users_and_date_max(client, queued) -> None:  # noqa: ANN001
+    body = assert_problem(client.post("/jobs", json=SEED_BAD), 422)
+    errors = body["errors"]
+    assert "utils" in errors["users"][0] and "Missing" in errors["users"][0]
+    assert "date_max" in errors and "ISO-8601" in errors["date_max"][0]
+    assert errors["util"] == ["Unknown field."]
+    assert queued == []  # nothing enqueued for a refused job
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"users": []}, "users"),
+        ({"users": ["a", "a"]}, "users"),
+        ({"users": [""]}, "users"),
+        ({"users": "romain"}, "users"),
+        ({"users": [f"u{i}" for i in range(1001)]}, "users"),
+        ({"end": "2022-09-22T11:00Z"}, "end"),
+        ({"start": "2020-01-01T00:00Z", "end": "2021-01-02T00:00Z"}, "end"),
+        ({"method": "kmeans"}, "method"),
+        ({"params": {"min_cluster_size": 1}}, "params"),
+        ({"params": {"min_cluster_size": "5"}}, "params"),
+        ({"params": {"max_gap_s": 60}}, "params"),  # a gap parameter given to hdbscan
+        ({"method": "gap", "params": {"max_gap_s": 0}}, "params"),
+        ({"group_by": ["instance"]}, "group_by"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_invalid_jobs_get_422_naming_the_field(client, queued, patch, field) -> None:  # noqa: ANN001
+    body = assert_problem(client.post("/jobs", json={**GOOD, **patch}), 422)
+    assert field in body["errors"], body
+    assert queued == []
+
+
+def test_alias_and_name_together_is_refused(client, queued) -> None:  # noqa: ANN001
+    body = assert_problem(client.post("/jobs", json={**GOOD, "utils": ["x"]}), 422)
+    assert "utils" in body["errors"]
+
+
+def test_dates_without_offset_are_utc(client, queued) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json={**GOOD, "start": "2022-09-22T11:00", "end": "2022-09-23"})
+    assert resp.status_code == 202
+    assert resp.get_json()["request"]["start"] == "2022-09-22T11:00:00Z"
+    assert resp.get_json()["request"]["end"] == "2022-09-23T00:00:00Z"
+
+
+def test_gap_method_gets_its_default(client, queued) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json={**GOOD, "method": "gap", "params": {}})
+    assert resp.status_code == 202
+    assert resp.get_json()["request"]["params"]["max_gap_s"] == 1800
+
+
+def test_malformed_json_is_400_and_other_types_415(client, queued) -> None:  # noqa: ANN001
+    assert_problem(client.post("/jobs", data="{not json", content_type="application/json"), 400)
+    assert_problem(client.post("/jobs", data="users=romain", content_type="application/x-www-form-urlencoded"), 415)
+    assert_problem(client.post("/jobs", data="x"), 415)
+    assert queued == []
+
+
+def test_body_over_one_mebibyte_is_413(client, queued) -> None:  # noqa: ANN001
+    big = '{"users": ["' + "x" * (1 << 20) + '"]}'
+    assert_problem(client.post("/jobs", data=big, content_type="application/json"), 413)
+
+
+def test_unknown_job_is_404_never_pending(client) -> None:  # noqa: ANN001
+    body = assert_problem(client.get("/jobs/00000000-0000-0000-0000-000000000000"), 404)
+    assert "never issued" in body["detail"]
+    assert_problem(client.get("/jobs/nope/sessions"), 404)
+    assert_problem(client.post("/jobs/nope/cancel"), 404)
+
+
+def test_sessions_of_an_unfinished_job_is_409_with_retry_after(client, queued) -> None:  # noqa: ANN001
+    job = client.post("/jobs", json=GOOD).get_json()
+    resp = client.get(f"/jobs/{job['id']}")
+    assert resp.get_json()["status"] == "queued" and "Retry-After" in resp.headers
+    body = assert_problem(client.get(f"/jobs/{job['id']}/sessions"), 409)
+    assert body["job_status"] == "queued"
+
+
+def test_cancel_then_sessions_says_why(client, queued) -> None:  # noqa: ANN001
+    job = client.post("/jobs", json=GOOD).get_json()
+    resp = client.post(f"/jobs/{job['id']}/cancel")
+    assert resp.status_code == 202 and resp.get_json()["status"] == "cancelled"
+    polled = client.get(f"/jobs/{job['id']}")
+    assert polled.get_json()["status"] == "cancelled" and "Retry-After" not in polled.headers
+    body = assert_problem(client.get(f"/jobs/{job['id']}/sessions"), 409)
+    assert body["job_status"] == "cancelled" and "cancelled" in body["detail"]
+
+
+def test_broker_down_is_503_and_the_job_is_failed_not_left_queued(app, client) -> None:  # noqa: ANN001
+    services = app.extensions["sessionizer"]
+    original = services.celery
+    from worker.celery_app import make_celery
+    from worker.devstack import free_port
+
+    broken = make_celery(app.config["SESSIONIZER"])
+    broken.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    services.celery = broken
+    try:
+        resp = client.post("/jobs", json=GOOD)
+    finally:
+        services.celery = original
+    body = assert_problem(resp, 503)
+    assert "Retry-After" in resp.headers and "unavailable" in body["detail"]
+
+
+def test_openapi_swagger_and_health(client) -> None:  # noqa: ANN001
+    spec = client.get("/openapi.json").get_json()
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/sessions", "/jobs/{job_id}/cancel", "/healthz"} <= set(spec["paths"])
+    post = spec["paths"]["/jobs"]["post"]
+    assert {"202", "400", "415", "422"} <= set(post["responses"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and b"swagger" in docs.data.lower()
+    with client.get("/docs/static/swagger-ui-bundle.js") as asset:
+        assert asset.status_code == 200 and len(asset.data) > 100_000
+    assert client.get("/healthz").get_json() == {"status": "ok", "redis": "ok"}
+
+
+def test_the_api_process_does_not_import_the_heavy_libraries() -> None:
+    code = (
+        "import sys, webapp; app = webapp.create_app();"
+        "heavy = [m for m in ('hdbscan', 'pandas', 'elasticsearch', 'sklearn') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,106 @@
+"""End to end: API -> Redis broker -> a real Celery worker subprocess -> job store -> polling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import planted_documents, wait_finished
+from worker.core import label_sessions, method_params
+from worker.sources.documents import timestamp_ms
+
+pytestmark = pytest.mark.usefixtures("file_worker")
+
+RANGE = {"start": "2022-09-22T00:00Z", "end": "2022-09-30T00:00Z"}
+
+
+def reference_sessions(user: str, method: str, params: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(start_ms, end_ms, events) of a user's sessions, computed directly with the core."""
+    t = np.array(sorted(timestamp_ms(d["@timestamp"]) for d in planted_documents()
+                        if d["util"] == user and isinstance(d["ecran"], str) and timestamp_ms(d["@timestamp"]) is not None),
+                 dtype=np.int64)
+    labels = label_sessions(t, method, method_params(method, params))
+    out = []
+    for k in range(labels.max() + 1 if len(labels) else 0):
+        members = t[labels == k]
+        out.append((int(members.min()), int(members.max()), int(members.size)))
+    return out
+
+
+def as_ms(iso: str) -> int:
+    return timestamp_ms(iso)
+
+
+def test_seed_body_runs_to_sessions(client) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json={"utils": ["romain", "anes"], "date_min": "2022-09-22 00:00Z",
+                                      "date_max": "2022-09-30T02:00+02:00"})
+    assert resp.status_code == 202
+    job = wait_finished(client, resp.get_json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["users_done"] == 2 and job["progress"]["events_scanned"] >= 160
+    assert job["started_at"] and job["finished_at"] and job["error"] is None
+    body = client.get(f"/jobs/{job['id']}/sessions").get_json()
+    sessions = body["sessions"]
+    assert sessions == sorted(sessions, key=lambda s: (s["user"], s["start"]))
+    expected = {u: reference_sessions(u, "hdbscan", {"min_cluster_size": 5}) for u in ("anes", "romain")}
+    for user in ("anes", "romain"):
+        got = [(as_ms(s["start"]), as_ms(s["end"]), s["events"]) for s in sessions if s["user"] == user]
+        assert got == expected[user]
+        # planted sessions are a day apart: no session may straddle two of them
+        assert all(end - start < 3_600_000 for start, end, _ in got)
+    first = sessions[0]
+    assert first["start"].endswith("Z") and first["duration_s"] == (as_ms(first["end"]) - as_ms(first["start"])) / 1000
+    screen_at = {(d["util"], timestamp_ms(d["@timestamp"])): d for d in planted_documents() if isinstance(d["ecran"], str)}
+    for s in sessions:
+        assert s["entry_screen"] == screen_at[(s["user"], as_ms(s["start"]))]["ecran"]
+        assert s["exit_screen"] == screen_at[(s["user"], as_ms(s["end"]))]["ecran"]
+        assert s["instance"] == screen_at[(s["user"], as_ms(s["start"]))]["instance"]  # one instance per planted session
+    clustered = sum(n for ref in expected.values() for _, _, n in ref)
+    # one malformed document each for romain and anes; nobody-asked's is not ours to count
+    assert body["stats"] == {"users": 2, "events": 160, "invalid_events": 2, "noise_events": 160 - clustered,
+                             "sessions": sum(map(len, expected.values()))}
+
+
+def test_gap_method_and_tiny_users(client) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json={"users": ["claire", "solo", "rare", "ghost"], **RANGE,
+                                      "method": "gap", "params": {"max_gap_s": 600}})
+    job = wait_finished(client, resp.get_json()["id"])
+    assert job["status"] == "succeeded", job
+    body = client.get(f"/jobs/{job['id']}/sessions").get_json()
+    by_user: dict[str, list] = {}
+    for s in body["sessions"]:
+        by_user.setdefault(s["user"], []).append(s)
+    assert set(by_user) == {"claire", "solo", "rare"}  # ghost has no events: no session, no error
+    assert len(by_user["claire"]) == 4 and all(s["events"] == 20 for s in by_user["claire"])
+    assert by_user["solo"][0]["events"] == 1 and by_user["solo"][0]["duration_s"] == 0
+    assert by_user["rare"][0]["entry_screen"] == "01"  # a string stays a string
+    assert body["stats"]["users"] == 3 and body["stats"]["noise_events"] == 0
+
+
+def test_hdbscan_on_users_with_too_few_events_is_noise_not_a_crash(client) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json={"users": ["solo", "rare"], **RANGE})
+    job = wait_finished(client, resp.get_json()["id"])
+    assert job["status"] == "succeeded", job
+    body = client.get(f"/jobs/{job['id']}/sessions").get_json()
+    assert body["sessions"] == []
+    assert body["stats"]["noise_events"] == 4 and body["stats"]["events"] == 4
+
+
+def test_range_filters_events(client) -> None:  # noqa: ANN001
+    # only the second of romain's sessions lies in this range
+    resp = client.post("/jobs", json={"users": ["romain"], "start": "2022-09-23T10:00Z", "end": "2022-09-23T12:00Z",
+                                      "method": "gap"})
+    job = wait_finished(client, resp.get_json()["id"])
+    sessions = client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"]
+    assert [(s["start"], s["events"]) for s in sessions] == [("2022-09-23T11:00:00Z", 20)]
+
+
+def test_job_keys_expire(client, redis_client) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json={"users": ["romain"], **RANGE, "method": "gap"})
+    job = wait_finished(client, resp.get_json()["id"])
+    keys = redis_client.keys(f"sz:job:{job['id']}*")
+    assert len(keys) >= 4
+    ttls = [redis_client.ttl(k) for k in keys]
+    assert all(0 < ttl <= 86_400 for ttl in ttls), ttls
