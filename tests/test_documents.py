@@ -1,0 +1,78 @@
+"""The document rules: the fast path always agrees with the marshmallow schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from worker.sources.documents import EventAccumulator, FieldNames, event_schema, timestamp_ms
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**16), max_value=10**16),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.sampled_from(["2022-09-22T11:00:00Z", "2022-09-22 11:00+02:00", "2022-09-22", "01", "", "22/09/2022"]),
+    st.lists(st.integers(), max_size=2),
+)
+documents = st.dictionaries(st.sampled_from(["@timestamp", "util", "ecran", "instance", "other"]), values, max_size=5)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents)
+def test_fast_path_and_schema_agree(doc: dict[str, Any]) -> None:
+    acc = EventAccumulator()
+    acc.add_many([doc])
+    schema_ok = not event_schema().validate(doc)
+    assert acc.invalid == (0 if schema_ok else 1)
+    if schema_ok:
+        user = acc.user_names[0]
+        ev = acc.pop_user(user)
+        assert ev.t_ms.tolist() == [event_schema().load(doc)["timestamp"]]
+
+
+def test_strings_stay_strings_and_numbers_are_refused() -> None:
+    acc = EventAccumulator()
+    acc.add_many([
+        {"@timestamp": 1663849892657, "util": "romain", "ecran": "01", "instance": "instance589"},
+        {"@timestamp": 1663849892658, "util": "romain", "ecran": 1, "instance": "instance589"},
+    ])
+    screens, instances = acc.vocabulary()
+    ev = acc.pop_user("romain")
+    assert screens[int(ev.screen[0])] == "01" and len(ev) == 1
+    assert acc.invalid == 1 and "ecran" in acc.error_samples[0]
+
+
+def test_timestamps_iso_with_or_without_offset_and_epoch_ms() -> None:
+    assert timestamp_ms("2022-09-22T11:00:00Z") == 1663844400000
+    assert timestamp_ms("2022-09-22 13:00+02:00") == 1663844400000
+    assert timestamp_ms("2022-09-22T11:00:00") == 1663844400000  # no offset: UTC
+    assert timestamp_ms(1663844400000) == 1663844400000
+    assert timestamp_ms("2022-09-28 / 12:00+02:00") is None
+    assert timestamp_ms(True) is None and timestamp_ms(None) is None
+
+
+def test_users_and_range_filter_without_judging_other_users() -> None:
+    acc = EventAccumulator(users=["a"], lo_ms=1000, hi_ms=2000)
+    acc.add_many([
+        {"@timestamp": 999, "util": "a", "ecran": "s", "instance": "i"},
+        {"@timestamp": 1000, "util": "a", "ecran": "s", "instance": "i"},
+        {"@timestamp": 2000, "util": "a", "ecran": "s", "instance": "i"},
+        {"@timestamp": 2001, "util": "a", "ecran": "s", "instance": "i"},
+        {"@timestamp": 1500, "util": "b", "ecran": 5, "instance": "i"},  # not ours: not counted
+        {"@timestamp": "bad", "util": "a", "ecran": "s", "instance": "i"},  # ours: counted
+    ])
+    assert acc.scanned == 6 and acc.invalid == 1
+    assert acc.pop_user("a").t_ms.tolist() == [1000, 2000]
+
+
+def test_events_come_back_sorted_in_compact_arrays() -> None:
+    acc = EventAccumulator(FieldNames("ts", "who", "what", "where"))
+    acc.add_many({"ts": t, "who": "u", "what": f"s{t}", "where": "x"} for t in [30, 10, 20, 10])
+    ev = acc.pop_user("u")
+    assert ev.t_ms.dtype == np.int64 and ev.screen.dtype == np.int32
+    assert ev.t_ms.tolist() == [10, 10, 20, 30]
+    screens, _ = acc.vocabulary()
+    assert [screens[c] for c in ev.screen] == ["s10", "s10", "s20", "s30"]
+    assert acc.user_names == []  # handed over, not kept twice
