@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._hdbscan1d import hdbscan_labels_1d
 from .blocks import block_bounds, check_timestamps
 from .params import idle_threshold_ms, method_params
 
@@ -108,12 +109,10 @@ def label_sessions(
         labels[1:] = np.diff(t) > idle
         return np.cumsum(labels, out=labels)
 
-    from ._reference import hdbscan_block_labels  # temporary: replaced by the 1-D kernel
-
     bounds = block_bounds(t, idle)
     local = np.full(n, -1, dtype=np.int64)
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        local[lo:hi] = hdbscan_block_labels(
+        local[lo:hi] = hdbscan_labels_1d(
             t[lo:hi].astype(np.float64),
             p["min_cluster_size"],
             p["min_samples"],
