@@ -1,0 +1,205 @@
+"""Load event files (NDJSON or Parquet) into an Elasticsearch index.
+
+    python -m worker.sources.es_load PATH [PATH ...] [--index usage-events] [--url http://localhost:9200]
+
+Creates the index with an explicit mapping if it is missing (the timestamp a ``date``, the user,
+screen and instance ``keyword``, under the configured field names), then bulk-loads every
+document and reports how many were indexed and how many Elasticsearch refused (with the first
+reasons). Exit status 1 if any document was refused. Credentials come from the same settings as
+the worker (``ELASTICSEARCH_API_KEY`` or ``ELASTICSEARCH_USERNAME``/``ELASTICSEARCH_PASSWORD``).
+
+NDJSON lines are sent as they are (no decode/encode round trip), so what is loaded is exactly
+what the file holds; Parquet rows are encoded with orjson, timestamps as UTC ISO-8601.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import elastic_transport
+import orjson
+from elasticsearch import ApiError, Elasticsearch, helpers
+
+from .documents import FieldNames
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = (".ndjson", ".jsonl", ".json", ".parquet")
+
+
+@dataclass
+class BulkResult:
+    indexed: int = 0
+    failed: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # the first few refusals
+    seconds: float = 0.0
+
+    MAX_ERRORS = 10
+
+
+def mapping(names: FieldNames = FieldNames()) -> dict[str, Any]:
+    """The explicit mapping of the events index."""
+    return {
+        "properties": {
+            names.timestamp: {"type": "date"},
+            names.user: {"type": "keyword"},
+            names.screen: {"type": "keyword"},
+            names.instance: {"type": "keyword"},
+        }
+    }
+
+
+def ensure_index(client: Elasticsearch, index: str, names: FieldNames = FieldNames()) -> bool:
+    """Create ``index`` with the events mapping unless it exists; True if it was created."""
+    if client.indices.exists(index=index):
+        return False
+    try:
+        client.indices.create(index=index, mappings=mapping(names))
+    except ApiError as exc:
+        if exc.meta.status == 400 and "resource_already_exists_exception" in str(exc.error):
+            return False  # created meanwhile by someone else
+        raise
+    return True
+
+
+def bulk_load(
+    client: Elasticsearch,
+    index: str,
+    documents: Iterable[dict[str, Any] | bytes | str],
+    *,
+    chunk_size: int = 5000,
+    max_retries: int = 5,
+    initial_backoff_s: float = 1.0,
+    on_chunk: Any = None,
+) -> BulkResult:
+    """Bulk-index documents (dicts, or their JSON as bytes/str) into ``index``.
+
+    Refused documents are counted (not raised); 429s on items are retried with backoff by the
+    helper. ``on_chunk(result)`` is called about every ``chunk_size`` documents.
+    """
+    result = BulkResult()
+    started = time.monotonic()
+    for ok, item in helpers.streaming_bulk(
+        client,
+        documents,
+        index=index,
+        chunk_size=chunk_size,
+        raise_on_error=False,
+        raise_on_exception=True,
+        max_retries=max_retries,
+        initial_backoff=initial_backoff_s,
+        yield_ok=True,
+    ):
+        if ok:
+            result.indexed += 1
+        else:
+            result.failed += 1
+            if len(result.errors) < BulkResult.MAX_ERRORS:
+                (op, detail), = item.items()
+                result.errors.append({"status": detail.get("status"), "error": detail.get("error")})
+        if on_chunk is not None and (result.indexed + result.failed) % chunk_size == 0:
+            on_chunk(result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def event_files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def read_documents(path: Path) -> Iterator[bytes]:
+    """The documents of one NDJSON or Parquet file, as JSON bytes."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq  # only for Parquet files
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                yield orjson.dumps({k: _json_value(v) for k, v in row.items() if v is not None})
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                yield line
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    es_cfg, src = settings["elasticsearch"], settings["source"]
+    parser = argparse.ArgumentParser(prog="python -m worker.sources.es_load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="NDJSON/Parquet files or folders of them")
+    parser.add_argument("--index", default=es_cfg.get("index") or "usage-events")
+    parser.add_argument("--url", default=es_cfg.get("url") or "http://localhost:9200")
+    parser.add_argument("--chunk-size", type=int, default=5000)
+    parser.add_argument("--no-create", action="store_true", help="do not create the index if it is missing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from .elasticsearch import build_client
+
+    def secret(name: str) -> str | None:
+        value = settings.secrets.get(name)
+        return value.value if value is not None else None
+
+    names = FieldNames(src["timestamp_field"], src["user_field"], src["screen_field"], src["instance_field"])
+    client = build_client(
+        args.url,
+        api_key=secret("elasticsearch_api_key"),
+        username=secret("elasticsearch_username"),
+        password=secret("elasticsearch_password"),
+        request_timeout_s=max(60.0, float(es_cfg.get("request_timeout_s", 30))),
+        verify_certs=bool(es_cfg.get("verify_certs", True)),
+    )
+    try:
+        files = event_files(args.paths)
+        if not args.no_create and ensure_index(client, args.index, names):
+            print(f"created index [{args.index}] with the events mapping")
+        total = BulkResult()
+        for path in files:
+            res = bulk_load(client, args.index, read_documents(path), chunk_size=args.chunk_size)
+            print(f"{path}: {res.indexed} indexed, {res.failed} refused in {res.seconds:.1f}s")
+            total.indexed += res.indexed
+            total.failed += res.failed
+            total.errors += res.errors[: BulkResult.MAX_ERRORS - len(total.errors)]
+        client.indices.refresh(index=args.index)
+        print(f"total: {total.indexed} indexed, {total.failed} refused into [{args.index}]")
+        for err in total.errors:
+            print(f"  refused: HTTP {err['status']} {orjson.dumps(err['error']).decode()[:300]}")
+        return 1 if total.failed else 0
+    except (ApiError, elastic_transport.TransportError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
