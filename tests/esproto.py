@@ -967,6 +967,7 @@ class EsProtocolServer:
         self._page_cache: dict[Any, bytes] = {}
         self.pits_opened = 0
         self.pits_closed = 0
+        self.stale_pit_searches = 0  # PIT searches that did not send the newest pit_id back
         self.time_offset_s = 0.0
         self._port = port
         self._httpd: ThreadingHTTPServer | None = None
@@ -1109,10 +1110,15 @@ class EsProtocolServer:
 
     @staticmethod
     def _decode_ctx(prefix: str, text: Any) -> int | None:
+        got = EsProtocolServer._decode_ctx_gen(prefix, text)
+        return None if got is None else got[0]
+
+    @staticmethod
+    def _decode_ctx_gen(prefix: str, text: Any) -> tuple[int, int] | None:
         try:
             raw = base64.urlsafe_b64decode(str(text).encode())
-            head, num, _gen, _ = raw.split(b":", 3)
-            return int(num) if head.decode() == prefix else None
+            head, num, gen, _ = raw.split(b":", 3)
+            return (int(num), int(gen)) if head.decode() == prefix else None
         except (ValueError, UnicodeDecodeError):
             return None
 
@@ -1581,12 +1587,14 @@ class _Router:
         es = self.es
         if not isinstance(pit_spec, dict) or "id" not in pit_spec:
             raise EsError(400, "x_content_parse_exception", "[pit] failed to parse: missing [id]")
-        num = es._decode_ctx("pit", pit_spec["id"])
+        num, gen = es._decode_ctx_gen("pit", pit_spec["id"]) or (None, 0)
         with es._lock:
             es._reap()
             pit = es._pits.get(num) if num is not None else None
             if pit is None:
                 raise _context_missing(str(num))
+            if gen < pit.generation:
+                es.stale_pit_searches += 1  # valid, but not the newest id returned
             if pit.expire_after_pages is not None and pit.pages >= pit.expire_after_pages:
                 del es._pits[pit.num]
                 self.entry.fault = "pit_expired"
