@@ -22,9 +22,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "hdbscan": {
         "min_cluster_size": 5,
         "min_samples": None,
-        "cluster_selection_epsilon_s": 0.0,
+        "cluster_selection_epsilon_s": 1200.0,
         "split_idle_s": 3600.0,
-        "allow_single_cluster": False,
+        "allow_single_cluster": True,
         "max_span_s": 86400.0,
     },
     "gap": {
