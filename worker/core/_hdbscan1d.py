@@ -204,7 +204,7 @@ def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
     m = n - 1
     n_nodes = 2 * n - 1
     root = n_nodes - 1
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         lam_merge = np.where(dist > 0.0, 1.0 / dist, np.inf)
     parent = np.full(n_nodes, -1, dtype=np.int64)
     parent[left] = np.arange(n, n + m)
