@@ -184,7 +184,8 @@ def test_broker_down_is_503_and_the_job_is_failed_not_left_queued(app, client) -
     broken.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     services.celery = broken
     try:
-        resp = client.post("/jobs", json=GOOD)
+        # no-cache: GOOD was submitted before, and an identical queued job would be shared instead
+        resp = client.post("/jobs", json=GOOD, headers={"Cache-Control": "no-cache"})
     finally:
         services.celery = original
     body = assert_problem(resp, 503)

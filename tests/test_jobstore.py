@@ -67,5 +67,5 @@ def test_every_key_has_the_ttl(store: JobStore) -> None:
     store.record_progress(job["id"], 0, 5)
     store.complete_unit(job["id"], 0, 2, [], {"events": 0})
     keys = store.client.keys(f"sz:job:{job['id']}*")
-    assert len(keys) == 5
+    assert len(keys) == 6  # the five of the computation, and the set of jobs following it
     assert all(0 < store.client.ttl(k) <= 600 for k in keys)

@@ -26,6 +26,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_RANGE_DAYS=settings["jobs"]["max_range_days"],
         MAX_USERS=settings["jobs"]["max_users"],
         RETRY_AFTER_S=settings["jobs"]["retry_after_s"],
+        AUTH_REQUIRED=settings["auth"]["required"],
+        API_KEYS=settings["auth"]["keys"],
+        RATE_LIMIT_PER_S=settings["limits"]["rate_per_s"],
+        RATE_LIMIT_BURST=settings["limits"]["rate_burst"],
+        MAX_ACTIVE_JOBS=settings["limits"]["max_active_jobs"],
+        MAX_WAIT_S=settings["limits"]["max_wait_s"],
+        SHARE_RESULTS=settings["results"]["share"],
         MAX_CONTENT_LENGTH=1 << 20,
         API_TITLE="Sessionizer",
         API_VERSION="1.0.0",
@@ -39,16 +46,29 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Turn raw software-usage events into interaction sessions. "
-                "Submit a job, then poll it until its sessions are ready."
-            }
+                "Submit a job, then poll it until its sessions are ready. "
+                "With API keys configured, send `Authorization: Bearer <key>`; a job is visible only "
+                "to the key that submitted it."
+            },
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
     )
     if test_config:
         app.config.update(test_config)
+    register_auth(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
     return app
+
+
+def register_auth(app: Flask) -> None:
+    """API keys from ``API_KEYS`` (name:sha256 pairs); refuse to start with auth on and no key."""
+    from .auth import parse_keys
+
+    app.config["API_KEY_DIGESTS"] = parse_keys(app.config["API_KEYS"])
+    if app.config["AUTH_REQUIRED"] and not app.config["API_KEY_DIGESTS"]:
+        raise RuntimeError("AUTH_REQUIRED is on but no API key is configured (API_KEYS)")
 
 
 def register_extensions(app: Flask) -> None:

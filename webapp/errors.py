@@ -32,7 +32,13 @@ def _field_errors(messages: Any) -> Any:
 
 
 class ProblemApi(Api):
-    """flask-smorest's ``Api`` answering every HTTP error as problem+json."""
+    """flask-smorest's ``Api`` answering every HTTP error as problem+json.
+
+    Each operation documents its own problem answers (``application/problem+json``); the generic
+    ``default`` JSON error response flask-smorest would add is left out, as it would be wrong.
+    """
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         data = getattr(error, "data", None) or {}

@@ -37,9 +37,18 @@ _ENV: dict[str, tuple[str, str, type]] = {
     "ELASTICSEARCH_SLICES": ("elasticsearch", "slices", int),
     "ELASTICSEARCH_RETRY_MAX_ATTEMPTS": ("elasticsearch", "retry_max_attempts", int),
     "ELASTICSEARCH_RETRY_MAX_ELAPSED_S": ("elasticsearch", "retry_max_elapsed_s", float),
+    "JOB_DEADLINE_S": ("jobs", "deadline_s", int),
     "CELERY_VISIBILITY_TIMEOUT_S": ("celery", "visibility_timeout_s", int),
+    "CELERY_RESTORE_INTERVAL_S": ("celery", "restore_interval_s", int),
     "CELERY_SOFT_TIME_LIMIT_S": ("celery", "task_soft_time_limit_s", int),
     "CELERY_TIME_LIMIT_S": ("celery", "task_time_limit_s", int),
+    "AUTH_REQUIRED": ("auth", "required", bool),
+    "API_KEYS": ("auth", "keys", str),
+    "RATE_LIMIT_PER_S": ("limits", "rate_per_s", float),
+    "RATE_LIMIT_BURST": ("limits", "rate_burst", int),
+    "MAX_ACTIVE_JOBS": ("limits", "max_active_jobs", int),
+    "MAX_WAIT_S": ("limits", "max_wait_s", float),
+    "SHARE_RESULTS": ("results", "share", bool),
 }
 _SECRETS = ("elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password")
 

@@ -254,6 +254,8 @@ class SessionsSchema(Schema):
     job_id = fields.String()
     sessions = fields.List(fields.Nested(SessionSchema))
     stats = fields.Nested(StatsSchema)
+    next_cursor = fields.String(allow_none=True, metadata={
+        "description": "With `limit`: give it as `cursor` for the next page; null on the last page."})
 
 
 class ProblemSchema(Schema):
@@ -264,3 +266,79 @@ class ProblemSchema(Schema):
     status = fields.Integer()
     detail = fields.String()
     errors = fields.Dict(metadata={"description": "Field messages (422 only)."})
+
+
+# --- cursors, query strings and headers ---------------------------------------------------------
+def encode_cursor(*parts: int) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(".".join(map(str, parts)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str, size: int) -> tuple[int, ...]:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+        parts = tuple(int(p) for p in raw.split("."))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError("Not a cursor this API gave.") from exc
+    if len(parts) != size or any(p < 0 for p in parts):
+        raise ValidationError("Not a cursor this API gave.")
+    return parts
+
+
+class Cursor(fields.String):
+    """An opaque position in a listing, as returned in ``next_cursor``."""
+
+    def __init__(self, size: int, **kwargs: Any) -> None:
+        super().__init__(validate=validate.Length(min=1, max=100), **kwargs)
+        self.size = size
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[int, ...]:
+        return decode_cursor(super()._deserialize(value, attr, data, **kwargs), self.size)
+
+
+class JobListQueryArgsSchema(Schema):
+    status = fields.String(validate=validate.OneOf(["queued", "running", "succeeded", "failed", "cancelled"]),
+                           metadata={"description": "Only jobs in this status."})
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
+                           metadata={"description": "Jobs per page (1..100, default 20)."})
+    cursor = Cursor(1, metadata={"description": "`next_cursor` of the previous page."})
+
+
+class SessionsQueryArgsSchema(Schema):
+    limit = fields.Integer(validate=validate.Range(min=1, max=10_000),
+                           metadata={"description": "Sessions per page (1..10000); without it, every session."})
+    cursor = Cursor(2, metadata={"description": "`next_cursor` of the previous page."})
+    user = fields.String(validate=validate.Length(min=1, max=256), metadata={"description": "Only this user's sessions."})
+
+
+PREFER = fields.String(data_key="Prefer", validate=validate.Length(max=200), metadata={
+    "description": "RFC 7240. `wait=N` (N <= 60 s) holds the answer until the job has finished or N "
+                   "seconds have passed; `Preference-Applied` says it was honoured."})
+
+
+class WaitHeadersSchema(Schema):
+    prefer = PREFER
+
+
+class SubmitHeadersSchema(Schema):
+    prefer = PREFER
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key", validate=validate.Length(min=1, max=255),
+        metadata={"description": "Makes a retried submit safe: the same key and body give back the original "
+                                 "job (`Idempotent-Replayed: true`); the same key with another body is a 422; "
+                                 "a retry while the first is still being created is a 409. A key lives as long "
+                                 "as its job."})
+    cache_control = fields.String(
+        data_key="Cache-Control", validate=validate.Length(max=200),
+        metadata={"description": "`no-cache` runs the job afresh instead of reusing an identical request's "
+                                 "result."})
+
+
+class JobListSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Give it as `cursor` for the next page; "
+                                                                          "null on the last page."})

@@ -1,0 +1,88 @@
+"""API keys: ``Authorization: Bearer <key>``; only the keys' SHA-256 digests are configured.
+
+Keys are named (``API_KEYS="alice:<sha256 hex>,batch:<sha256 hex>"``, or ``[auth] keys`` in
+``config/defaults.toml``); a job belongs to the name of the key that submitted it. Keys are long
+random tokens, so a plain SHA-256 suffices (no salt or slow hash is needed against guessing).
+
+``python -m webapp.auth new NAME`` prints a fresh key and the line to configure;
+``python -m webapp.auth hash`` prints the digest of a key read from standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import re
+import secrets
+import sys
+
+from flask import current_app, request
+from flask_smorest import abort
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+DIGEST = re.compile(r"^[0-9a-f]{64}$")
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sessionizer"'}
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_keys(spec: str) -> dict[str, str]:
+    """``"name:digest,name:digest"`` -> {digest: name}. Refuses anything malformed, naming only
+    the entry's position (the configuration might hold a key pasted by mistake)."""
+    out: dict[str, str] = {}
+    for i, entry in enumerate(e.strip() for e in (spec or "").replace("\n", ",").split(",")):
+        if not entry:
+            continue
+        name, _, value = entry.partition(":")
+        value = value.strip().lower()
+        if not NAME.match(name.strip()) or not DIGEST.match(value):
+            raise ValueError(f"API_KEYS entry {i + 1} is not NAME:SHA256HEX (make one with `python -m webapp.auth new NAME`)")
+        out[value] = name.strip()
+    return out
+
+
+def authenticate() -> str:
+    """The name of the caller's key; '' when the API runs without keys. Aborts with 401."""
+    keys: dict[str, str] = current_app.config["API_KEY_DIGESTS"]
+    header = request.headers.get("Authorization")
+    if header is None or not keys:
+        if current_app.config["AUTH_REQUIRED"]:
+            abort(401, message="Send an API key: `Authorization: Bearer <key>`.", headers=CHALLENGE)
+        return ""
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        abort(401, message="Use `Authorization: Bearer <key>`.", headers=CHALLENGE)
+    presented = digest(token)
+    found = ""
+    for known, name in keys.items():  # compare every digest, in constant time each
+        if hmac.compare_digest(known, presented):
+            found = name
+    if not found:
+        abort(401, message="Unknown API key.", headers=CHALLENGE)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Make API keys for Sessionizer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    new = sub.add_parser("new", help="print a new key and its API_KEYS entry")
+    new.add_argument("name")
+    sub.add_parser("hash", help="print the API_KEYS digest of a key read from stdin")
+    args = parser.parse_args(argv)
+    if args.command == "new":
+        if not NAME.match(args.name):
+            parser.error("NAME: 1 to 64 letters, digits, '_', '.', '-'")
+        key = secrets.token_urlsafe(32)
+        print(f"key (give it to the client; it is not stored): {key}")
+        print(f"API_KEYS entry: {args.name}:{digest(key)}")
+    else:
+        print(digest(sys.stdin.readline().strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

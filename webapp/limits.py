@@ -1,0 +1,62 @@
+"""Per-key guards and waits: the rate limit (a token bucket in Redis, shared by every API
+process), RFC 7240 ``Prefer: wait=N``, and the bounded wait it asks for."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+from flask import current_app
+from flask_smorest import abort
+
+from worker.jobstore import ACTIVE, JobStore
+
+_WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,6})\"?\s*$", re.IGNORECASE)
+
+
+def check_rate(store: JobStore, owner: str) -> None:
+    """429 with ``Retry-After`` once the key has spent its burst faster than its rate."""
+    rate = float(current_app.config["RATE_LIMIT_PER_S"])
+    if rate <= 0:
+        return
+    wait = store.take_token(owner, rate, int(current_app.config["RATE_LIMIT_BURST"]))
+    if wait > 0:
+        abort(429, message=f"Too many requests for this API key: at most {rate:g} per second "
+              f"(bursts of {current_app.config['RATE_LIMIT_BURST']}).",
+              headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """Seconds asked by ``Prefer: wait=N``, capped at ``MAX_WAIT_S``; ``None`` when not asked.
+
+    Preferences this API does not know (``respond-async``, ``return=...``) are ignored, as
+    RFC 7240 says.
+    """
+    if not header:
+        return None
+    for pref in header.split(","):
+        for part in pref.split(";")[:1]:
+            m = _WAIT.match(part)
+            if m:
+                return int(min(int(m.group(1)), current_app.config["MAX_WAIT_S"]))
+    return None
+
+
+def wait_until_finished(store: JobStore, job: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Poll the store until the job leaves queued/running or ``seconds`` pass (a bounded wait that
+    holds one server thread)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.02
+    while job["status"] in ACTIVE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, 0.25)
+        latest = store.view(job["id"])
+        if latest is None:  # deleted meanwhile: show what we last saw
+            break
+        job = latest
+    return job
