@@ -28,7 +28,13 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         # Redis redelivers an unacknowledged task after visibility_timeout: keep it above the
         # longest unit, or a slow unit would run twice at the same time.
-        broker_transport_options={"visibility_timeout": s["celery"]["visibility_timeout_s"]},
+        broker_transport_options={
+            "visibility_timeout": s["celery"]["visibility_timeout_s"],
+            # kombu sweeps for lost messages every interval x throttle seconds (100 s by
+            # default); make the interval alone decide.
+            "unacked_restore_interval": s["celery"]["restore_interval_s"],
+            "unacked_restore_throttle": 1,
+        },
         task_soft_time_limit=s["celery"]["task_soft_time_limit_s"],
         task_time_limit=s["celery"]["task_time_limit_s"],
         broker_connection_retry_on_startup=True,

@@ -1,0 +1,46 @@
+"""``make bench``: every benchmark, one after the other, each printing its figures.
+
+    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api
+
+Each benchmark measures its comparisons side by side in one run (alternating), with
+min/median/max over repeats, because these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+
+BENCHES = {
+    "quality": ("benchmarks.bench_quality", "sessions vs planted ground truth, range stability (issue 4)"),
+    "core_speed": ("benchmarks.bench_core_speed", "sessionization speed on 1,000,000 events (issue 4)"),
+    "scan": ("benchmarks.bench_scan", "Elasticsearch scan throughput and peak memory (issue 3)"),
+    "fanout": ("benchmarks.bench_fanout", "one job of 200 users x 5,000 events, 2 workers vs 1 (issue 3)"),
+    "api": ("benchmarks.bench_api", "100 identical clients; poll throughput under gunicorn (issue 5)"),
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHES)
+    failed = []
+    for name in names:
+        module, what = BENCHES[name]
+        if importlib.util.find_spec(module) is None:
+            print(f"\n=== {name}: {module} is missing, skipped ===", flush=True)
+            failed.append(name)
+            continue
+        print(f"\n=== {name}: {what} ===\n$ python -m {module}", flush=True)
+        started = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", module])
+        print(f"=== {name}: exit {rc}, {time.perf_counter() - started:.0f} s ===", flush=True)
+        if rc:
+            failed.append(name)
+    if failed:
+        print(f"\nbenchmarks that did not complete: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""Jobs that survive faults, end to end: real Redis, real Celery worker subprocesses, the official
+Elasticsearch client against the protocol test server (tests/esproto.py) made to misbehave."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import WorkerProcess, planted_documents, wait_finished, worker_env
+from tests.esproto import EsProtocolServer
+from worker.devstack import RedisServer
+
+INDEX = "usage-events"
+CROWD = [f"user{i:02d}" for i in range(12)]
+REQUEST = {"users": CROWD + ["romain", "anes"], "start": "2022-09-20T00:00Z", "end": "2022-10-01T00:00Z"}
+_dbs = itertools.count(4)
+
+
+def crowd_documents() -> list[dict[str, Any]]:
+    """12 users, each with 6 sessions of ~30 events over several days."""
+    rng = np.random.default_rng(3)
+    docs = []
+    t0 = 1663664400000  # 2022-09-20T09:00Z
+    for u, user in enumerate(CROWD):
+        for s in range(6):
+            t = t0 + s * 43_200_000 + u * 600_000
+            for _ in range(int(rng.integers(20, 40))):
+                t += int(rng.exponential(30_000)) + 1000
+                docs.append({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(9))}", "instance": f"i{u % 3}"})
+    return docs
+
+
+@pytest.fixture(scope="module")
+def es() -> Iterator[EsProtocolServer]:
+    with EsProtocolServer() as server:
+        server.create_index(INDEX, mappings={"properties": {
+            "@timestamp": {"type": "date"}, "util": {"type": "keyword"},
+            "ecran": {"type": "keyword"}, "instance": {"type": "keyword"}}})
+        server.add_documents(INDEX, crowd_documents() + [d for d in planted_documents() if d["@timestamp"] != "garbage"])
+        yield server
+
+
+@pytest.fixture
+def stack(es: EsProtocolServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start workers (on a Redis database of this test's own) and get an API client on it."""
+    started: list[WorkerProcess] = []
+    es.faults.reset()
+
+    def start(redis_url: str | None = None, **extra: str) -> tuple[Any, Callable[[], WorkerProcess]]:
+        from webapp import create_app
+
+        url = redis_url or redis_server.url.rsplit("/", 1)[0] + f"/{next(_dbs)}"
+        env = worker_env(url, **{"EVENT_SOURCE": "elasticsearch", "ELASTICSEARCH_URL": es.url,
+                                 "ELASTICSEARCH_INDEX": INDEX, "ELASTICSEARCH_PAGE_SIZE": "25",
+                                 "CELERY_VISIBILITY_TIMEOUT_S": "4", "CELERY_RESTORE_INTERVAL_S": "1", **extra})
+
+        def new_worker() -> WorkerProcess:
+            w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency=2, name=f"w{len(started)}")
+            started.append(w)
+            return w.start()
+
+        return create_app({"TESTING": True, "REDIS_URL": url}).test_client(), new_worker
+
+    yield start
+    for w in started:
+        w.stop(signal.SIGKILL)
+    es.faults.reset()
+
+
+def sessions_of(client: Any, job_id: str) -> list[dict[str, Any]]:
+    resp = client.get(f"/jobs/{job_id}/sessions")
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["sessions"]
+
+
+def submit(client: Any, body: dict[str, Any] = REQUEST) -> str:
+    resp = client.post("/jobs", json=body, headers={"Cache-Control": "no-cache"})
+    assert resp.status_code == 202, resp.get_json()
+    return resp.get_json()["id"]
+
+
+@pytest.fixture(scope="module")
+def undisturbed(es: EsProtocolServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The sessions of an undisturbed run, the yardstick of every fault test."""
+    from webapp import create_app
+
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{next(_dbs)}"
+    env = worker_env(url, EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url, ELASTICSEARCH_INDEX=INDEX,
+                     ELASTICSEARCH_PAGE_SIZE="25")
+    worker = WorkerProcess(env, tmp_path_factory.mktemp("undisturbed") / "worker.log").start()
+    try:
+        client = create_app({"TESTING": True, "REDIS_URL": url}).test_client()
+        job = wait_finished(client, submit(client))
+        assert job["status"] == "succeeded", job
+        sessions = sessions_of(client, job["id"])
+    finally:
+        worker.stop()
+    assert len({s["user"] for s in sessions}) == len(REQUEST["users"])
+    return sessions
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None:  # noqa: ANN001
+    client, new_worker = stack()
+    es.faults.delay(0.05)  # slow pages, so the kill lands mid-job
+    first = new_worker()
+    job_id = submit(client)
+    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 2, what="2 units done")
+    os.killpg(first.proc.pid, signal.SIGKILL)  # the main process and its pool children, no goodbye
+    first.proc.wait()
+    mid = client.get(f"/jobs/{job_id}").get_json()
+    assert mid["status"] == "running" and mid["progress"]["users_done"] < len(REQUEST["users"])
+    new_worker()  # its units come back after the visibility timeout
+    job = wait_finished(client, job_id, timeout=90)
+    assert job["status"] == "succeeded", job
+    assert sessions_of(client, job_id) == undisturbed
+
+
+def test_transient_errors_are_retried_to_an_identical_result(stack, es, undisturbed) -> None:  # noqa: ANN001
+    client, new_worker = stack(ELASTICSEARCH_RETRY_MAX_ATTEMPTS="12")
+    new_worker()
+    pits_before = es.open_pits  # a killed worker's PIT lingers until its keep-alive ends
+    es.faults.fail_searches(0.3, kinds=(429, 503, "reset"), seed=11)
+    job = wait_finished(client, submit(client), timeout=120)
+    assert job["status"] == "succeeded", job
+    assert sum(es.faults.injected[k] for k in ("429", "503", "reset")) >= 5, es.faults.injected
+    assert sessions_of(client, job["id"]) == undisturbed
+    assert es.open_pits <= pits_before  # every PIT this job opened was closed, retries included
+
+
+def test_an_elasticsearch_that_always_fails_fails_the_job_within_the_retry_bound(stack, es) -> None:  # noqa: ANN001
+    client, new_worker = stack(ELASTICSEARCH_RETRY_MAX_ELAPSED_S="3")
+    new_worker()
+    es.faults.always(503)
+    started = time.monotonic()
+    job = wait_finished(client, submit(client), timeout=60)
+    elapsed = time.monotonic() - started
+    assert job["status"] == "failed" and job["error"]["type"] == "unavailable", job
+    assert "503" in job["error"]["message"]
+    assert elapsed < 30, elapsed  # bounded by the retry budget (3 s) plus start-up, not minutes
+    resp = client.get(f"/jobs/{job['id']}/sessions")
+    assert resp.status_code == 409 and "503" in resp.get_json()["detail"]  # never a partial result
+
+
+def test_an_expired_point_in_time_restarts_the_scan_exactly(stack, es, undisturbed) -> None:  # noqa: ANN001
+    client, new_worker = stack()
+    new_worker()
+    es.faults.expire_pit_after(2, times=3)  # even all on one unit: within its 3 restarts
+    job = wait_finished(client, submit(client), timeout=90)
+    assert job["status"] == "succeeded", job
+    assert es.faults.injected["pit_expired"] >= 1, es.faults.injected
+    assert sessions_of(client, job["id"]) == undisturbed
+
+
+def test_a_missing_index_fails_the_job_with_a_clear_error(stack, es) -> None:  # noqa: ANN001
+    client, new_worker = stack(ELASTICSEARCH_INDEX="no-such-index")
+    new_worker()
+    job = wait_finished(client, submit(client), timeout=60)
+    assert job["status"] == "failed" and "no-such-index" in job["error"]["message"], job
+
+
+def test_cancel_while_running_stops_the_job(stack, es) -> None:  # noqa: ANN001
+    client, new_worker = stack()
+    new_worker()
+    es.faults.delay(0.1)
+    job_id = submit(client)
+    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 1, what="a unit done")
+    log_mark = len(es.log)
+    resp = client.post(f"/jobs/{job_id}/cancel")
+    assert resp.status_code == 202 and resp.get_json()["status"] == "cancelled"
+    done_at_cancel = resp.get_json()["progress"]["users_done"]
+    time.sleep(3)  # what would have run next has had time to run
+    job = client.get(f"/jobs/{job_id}").get_json()
+    assert job["status"] == "cancelled" and job["error"]["type"] == "cancelled"
+    # at most the units already running (concurrency 2) may finish; none starts after the cancel
+    assert job["progress"]["users_done"] <= done_at_cancel + 2
+    pits_opened_after = sum(1 for r in list(es.log)[log_mark:] if r.path.endswith("/_pit") and r.method == "POST")
+    assert pits_opened_after <= 2, pits_opened_after
+    assert client.get(f"/jobs/{job_id}/sessions").status_code == 409
+
+
+def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path) -> None:  # noqa: ANN001
+    with RedisServer(tmp_path / "redis") as own_redis:
+        client, new_worker = stack(redis_url=own_redis.url)
+        new_worker()
+        es.faults.delay(0.05)
+        job_id = submit(client)
+        wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 1, what="a unit done")
+        own_redis.restart()  # AOF brings the job back; clients reconnect
+        job = wait_finished(client, job_id, timeout=120)
+        assert job["status"] in ("succeeded", "failed"), job
+        if job["status"] == "failed":
+            assert job["error"]["message"]
+        else:
+            users = {s["user"] for s in sessions_of(client, job_id)}
+            assert users == set(REQUEST["users"])
