@@ -43,6 +43,8 @@ PUBLIC = tuple(JobSchema().fields)
 SESSION_FIELDS = tuple(SessionSchema().fields)
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 RETRY_AFTER = {"description": "Seconds to wait before polling again", "schema": {"type": "integer"}}
+LINK = {"description": "`</jobs/...?cursor=...>; rel=\"next\"` when a `limit` left sessions for a next page",
+        "schema": {"type": "string"}}
 PREFERENCE_APPLIED = {"description": "`wait=N` when `Prefer: wait=N` was honoured", "schema": {"type": "string"}}
 
 
@@ -88,9 +90,18 @@ def require_json(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def deadline_s(job: dict[str, Any]) -> float:
-    """How long a job may run before it is failed: generous, and longer for bigger requests."""
+    """How long a job may run before it is failed (configurable, default derived from the range).
+
+    ``JOB_DEADLINE_S`` when set; otherwise long enough for a unit lost with its worker to be
+    redelivered (the broker's visibility timeout) and run again (the task time limit), plus 5 s
+    per user-day of range. A job can be slow, but it can never stay running forever.
+    """
+    cfg = current_app.config["SESSIONIZER"]
+    if cfg["jobs"].get("deadline_s"):
+        return float(cfg["jobs"]["deadline_s"])
     days = (datetime.fromisoformat(job["end"]) - datetime.fromisoformat(job["start"])).total_seconds() / 86400
-    return min(86_400.0, 900.0 + 5.0 * len(job["users"]) * max(days, 1.0))
+    redelivery = cfg["celery"]["visibility_timeout_s"] + cfg["celery"]["task_time_limit_s"]
+    return min(172_800.0, redelivery + 5.0 * len(job["users"]) * max(days, 1.0))
 
 
 def job_body(job: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +231,7 @@ class Jobs(MethodView):
 class JobsById(MethodView):
     @blp.arguments(WaitHeadersSchema, location="headers")
     @blp.response(200, JobSchema, headers={"Retry-After": RETRY_AFTER, "Preference-Applied": PREFERENCE_APPLIED})
-    @problems(401, 404, 429)
+    @problems(401, 404, 422, 429)
     def get(self, headers: dict[str, Any], job_id: str) -> Any:
         """Get a job's state and progress (`Prefer: wait=N` to wait for it)"""
         job, applied = waited(get_job_or_404(job_id), headers.get("prefer"))
@@ -265,9 +276,9 @@ def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 @blp.route("/<string:job_id>/sessions")
 class JobSessions(MethodView):
     @blp.arguments(SessionsQueryArgsSchema, location="query")
-    @blp.response(200, SessionsSchema, headers={"Link": {"description": "`<...>; rel=\"next\"` with `limit`",
-                                                         "schema": {"type": "string"}}})
-    @blp.doc(responses={"200": {"content": {
+    @blp.response(200, SessionsSchema, headers={"Link": LINK})
+    @blp.doc(responses={"200": {"description": "OK", "headers": {"Link": LINK}, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Sessions"}},
         NDJSON: {"schema": {"type": "string", "description": "One session (as `Session`) per line, streamed"}},
         CSV: {"schema": {"type": "string", "description": "A header row, then one session per row"}},
     }}})
