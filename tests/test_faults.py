@@ -194,7 +194,7 @@ def test_cancel_while_running_stops_the_job(stack, es) -> None:  # noqa: ANN001
     assert client.get(f"/jobs/{job_id}/sessions").status_code == 409
 
 
-def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path) -> None:  # noqa: ANN001
+def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, undisturbed) -> None:  # noqa: ANN001
     with RedisServer(tmp_path / "redis") as own_redis:
         client, new_worker = stack(redis_url=own_redis.url)
         new_worker()
@@ -203,9 +203,7 @@ def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path) 
         wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 1, what="a unit done")
         own_redis.restart()  # AOF brings the job back; clients reconnect
         job = wait_finished(client, job_id, timeout=120)
-        assert job["status"] in ("succeeded", "failed"), job
-        if job["status"] == "failed":
-            assert job["error"]["message"]
-        else:
-            users = {s["user"] for s in sessions_of(client, job_id)}
-            assert users == set(REQUEST["users"])
+        # the job store rides out the restart (retries with backoff) and the broker's messages
+        # survive in the AOF, so the job completes rather than merely failing cleanly
+        assert job["status"] == "succeeded", job
+        assert sessions_of(client, job_id) == undisturbed

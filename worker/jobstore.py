@@ -68,6 +68,8 @@ from typing import Any
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -299,7 +301,14 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int = 86_400) -> "JobStore":
-        return cls(redis.Redis.from_url(url, health_check_interval=30), ttl_s)
+        # A Redis restart or failover is ridden out here (about 20 s of retries with backoff)
+        # rather than failing a unit half-way; the units' writes are idempotent, so a retry is safe.
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=14)
+        client = redis.Redis.from_url(
+            url, health_check_interval=30, retry=retry,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
+        )
+        return cls(client, ttl_s)
 
     def __post_init__(self) -> None:
         reg = self.client.register_script
