@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .devstack import ROOT, Stack, api_command, free_port, wait_http, worker_command
+from .devstack import ROOT, Stack, api_command, flower_command, free_port, wait_http, worker_command
 
 VAR = ROOT / "var"
 DEMO_EVENTS = VAR / "demo-events.ndjson"
@@ -178,8 +178,11 @@ def up() -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         base = start_stack(host, port, stack)
-        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Redis {stack.env['REDIS_URL']}; "
-              f"logs in var/logs. Ctrl-C stops everything.", flush=True)
+        flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
+        flower_port = flower_port if _port_free(flower_port) else free_port()
+        stack.spawn(flower_command("127.0.0.1", flower_port, os.environ.get("FLOWER_BASIC_AUTH")), log=VAR / "logs" / "flower.log")
+        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower_port}, "
+              f"Redis {stack.env['REDIS_URL']}; logs in var/logs. Ctrl-C stops everything.", flush=True)
         while not stopping:
             if any(p.poll() is not None for p in stack.procs):
                 print("a process of the stack exited; stopping", file=sys.stderr)

@@ -108,6 +108,14 @@ def worker_command(concurrency: int = 2, name: str = "worker", loglevel: str = "
     ]
 
 
+def flower_command(host: str, port: int, basic_auth: str | None = None) -> list[str]:
+    """Flower, the Celery monitor, on the same broker (it follows the workers' task events)."""
+    cmd = [PYTHON, "-m", "celery", "-A", "worker.celery_app", "flower", f"--address={host}", f"--port={port}"]
+    if basic_auth:
+        cmd.append(f"--basic-auth={basic_auth}")
+    return cmd
+
+
 def api_command(host: str, port: int) -> list[str]:
     """The API under gunicorn, as in docker-compose (a few threads per worker process)."""
     return [
