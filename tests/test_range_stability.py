@@ -1,0 +1,90 @@
+"""Sessions are a property of the timeline, not of the query: end to end through a real worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.workloads import EPOCH_MS, generate, write_ndjson
+from tests.conftest import WorkerProcess, wait_finished, worker_env
+from worker.core import label_sessions, method_params
+
+FAMILIES = ("heavy", "instances", "bot")
+WEEK = timedelta(days=7)
+T0 = datetime.fromtimestamp(EPOCH_MS / 1000, timezone.utc)
+INNER = (T0 + 7 * WEEK, T0 + 8 * WEEK)
+WIDE = (T0 + 1 * WEEK, T0 + 14 * WEEK)
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="module")
+def timelines() -> dict[str, Any]:
+    return {f: generate(f, weeks=15, seed=5, user=f"{f}-user") for f in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def workload_client(redis_server, timelines, tmp_path_factory) -> Iterator[Any]:  # noqa: ANN001
+    from webapp import create_app
+
+    tmp: Path = tmp_path_factory.mktemp("workloads")
+    write_ndjson(tmp / "events.ndjson", timelines.values())
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp / "events.ndjson"), EVENTS_CACHE_DIR=str(tmp / "cache"))
+    worker = WorkerProcess(env, tmp / "worker.log").start()
+    yield create_app({"TESTING": True, "REDIS_URL": url}).test_client()
+    worker.stop()
+
+
+def run(client: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
+    resp = client.post("/jobs", json=body, headers={"Cache-Control": "no-cache"})
+    assert resp.status_code == 202, resp.get_json()
+    job = wait_finished(client, resp.get_json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+    return client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"]
+
+
+def inside(sessions: list[dict[str, Any]], lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+    return [s for s in sessions if iso(lo) <= s["start"] and s["end"] <= iso(hi)]
+
+
+@pytest.mark.parametrize("method", ["hdbscan", "gap"])
+def test_a_week_inside_thirteen_weeks_gives_the_same_sessions(workload_client, method) -> None:  # noqa: ANN001
+    users = [f"{f}-user" for f in FAMILIES]
+    week = run(workload_client, {"users": users, "start": iso(INNER[0]), "end": iso(INNER[1]), "method": method})
+    wide = run(workload_client, {"users": users, "start": iso(WIDE[0]), "end": iso(WIDE[1]), "method": method})
+    in_week = inside(week, *INNER)
+    assert len({s["user"] for s in in_week}) == len(FAMILIES)
+    assert in_week == inside(wide, *INNER)
+    # the job returns every session overlapping the range, whole, and flags none of these as cut
+    assert all(s["end"] >= iso(INNER[0]) and s["start"] <= iso(INNER[1]) for s in week)
+    assert not any(s["truncated_start"] or s["truncated_end"] for s in in_week)
+
+
+def test_group_by_instance_separates_parallel_sessions(workload_client, timelines) -> None:  # noqa: ANN001
+    tl = timelines["instances"]
+    body = {"users": [tl.user], "start": iso(INNER[0]), "end": iso(INNER[1]), "method": "gap",
+            "group_by": ["user", "instance"]}
+    sessions = run(workload_client, body)
+    params = method_params("gap", {})
+    lo, hi = int(INNER[0].timestamp() * 1000), int(INNER[1].timestamp() * 1000)
+    expected = []
+    for code, name in enumerate(tl.instance_names):
+        t = tl.t_ms[tl.instance == code]
+        labels = label_sessions(t, "gap", params)
+        for k in range(labels.max() + 1 if len(labels) else 0):
+            members = t[labels == k]
+            if members[-1] >= lo and members[0] <= hi:
+                expected.append((name, int(members[0]), int(members.size)))
+    got = [(s["instance"], int(datetime.fromisoformat(s["start"]).timestamp() * 1000), s["events"]) for s in sessions]
+    assert sorted(got, key=lambda g: (g[1], g[0])) == sorted(expected, key=lambda g: (g[1], g[0]))
+    by_user = run(workload_client, {**body, "group_by": ["user"]})
+    assert len(sessions) > len(by_user)  # stray events on other instances become sessions of their own
+    assert np.unique(tl.instance).size > 1
