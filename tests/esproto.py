@@ -80,6 +80,7 @@ _ISO = re.compile(
     r"(?:T(?P<h>\d{2})(?::(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?)?)?)?)?"
     r"(?P<tz>Z|[+-]\d{2}(?::?\d{2})?)?$"
 )
+_DIGITS = re.compile(r"-?\d+")
 _DATE_TYPES = {"date", "date_nanos"}
 _KEYWORD_TYPES = {"keyword", "text", "constant_keyword", "wildcard", "match_only_text", "boolean"}
 _NUMBER_TYPES = {
@@ -153,7 +154,7 @@ def parse_date(value: Any, *, round_up: bool = False) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
-    if re.fullmatch(r"-?\d+", text) and (len(text) > 4 or text.startswith("-")):
+    if _DIGITS.fullmatch(text) and (len(text) > 4 or text.startswith("-")):
         return int(text)  # epoch_millis (a 4-digit string is a year, as in ES)
     m = _ISO.match(text)
     if not m:
@@ -215,10 +216,11 @@ def parse_time_value(text: str, what: str = "keep_alive") -> float:
 
 
 class _Column:
-    __slots__ = ("kind", "data", "vocab", "values")
+    __slots__ = ("kind", "data", "vocab", "values", "missing")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind  # "date" | "keyword" | "number"
+        self.missing: Any = {"date": _MISSING_DATE, "keyword": -1, "number": float("nan")}[kind]
         if kind == "date":
             self.data = array("q")
         elif kind == "keyword":
@@ -227,10 +229,6 @@ class _Column:
             self.values: list[str] = []
         else:
             self.data = array("d")
-
-    @property
-    def missing(self) -> Any:
-        return {"date": _MISSING_DATE, "keyword": -1, "number": float("nan")}[self.kind]
 
     def convert(self, value: Any) -> Any:
         """The stored form of a value, or raise ValueError (the document is refused)."""
@@ -426,7 +424,8 @@ class _Index:
             if doc_id is not None:
                 self.explicit_ids[slot] = doc_id
                 self.id_to_slot[doc_id] = slot
-            self.match_cache.clear()
+            if self.match_cache:
+                self.match_cache.clear()
         return (200, self.doc_id(slot), "updated") if old is not None else (201, self.doc_id(slot), "created")
 
     def delete_document(self, doc_id: str) -> bool:
@@ -973,6 +972,7 @@ class EsProtocolServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        self.handler_errors: list[str] = []
 
     # -- lifecycle
     def start(self) -> EsProtocolServer:
@@ -981,12 +981,18 @@ class EsProtocolServer:
         httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False
-        httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+        httpd.handle_error = self._handle_error  # type: ignore[method-assign]
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="esproto", daemon=True)
         self._thread.start()
         return self
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        # a connection-level failure (the client went away) or a bug here: keep it for tests
+        import traceback
+
+        self.handler_errors.append(traceback.format_exc())
 
     def stop(self) -> None:
         if self._httpd is None:
