@@ -496,7 +496,10 @@ def _reason(body: Any) -> str:
 
 def _short(exc: Exception) -> str:
     text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "..."
+    causes = getattr(exc, "errors", ()) or ()
+    if causes:  # the transport's message is generic: name what urllib3 actually saw
+        text += f" ({type(causes[0]).__name__}: {causes[0]})"
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def from_settings(settings: Any) -> ElasticsearchSource:
