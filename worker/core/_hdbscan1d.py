@@ -6,24 +6,33 @@ cluster_selection_epsilon, allow_single_cluster)`` with its other defaults
 the numbering of clusters and the order in which merges at exactly equal
 mutual-reachability distance are taken (see ``tie rule`` below).
 
-Steps, following hdbscan:
+All activity blocks of a timeline (disjoint index ranges, never merged) are
+clustered together in one vectorised pass; nothing loops in Python per block or
+per merge. Steps, following hdbscan:
 
-1. Core distance of each point: distance to its ``k``-th nearest other point,
-   ``k = min(min_samples, n - 1)``. In 1-D the ``k`` nearest points of ``i`` and ``i``
-   itself form a window of ``k + 1`` consecutive sorted points, so the core distance
-   is the minimum, over the ``k + 1`` windows that contain ``i``, of the distance from
-   ``i`` to the farther end: ``O(n k)`` vectorised.
-2. Minimum spanning tree of the mutual-reachability graph
+1. Core distance of each point: distance to its ``k``-th nearest other point of its
+   block, ``k = min(min_samples, n_block - 1)``. In 1-D the ``k`` nearest points of
+   ``i`` and ``i`` itself form a window of ``k + 1`` consecutive sorted points, so the
+   core distance is the minimum, over the ``k + 1`` windows that contain ``i``, of the
+   distance from ``i`` to the farther end: ``O(n k)`` vectorised.
+2. Candidate edges of the mutual-reachability graph
    ``w(i, j) = max(core_i, core_j, |x_i - x_j|)``. Only pairs at most ``k`` apart in
    sorted order are needed: if ``j - i > k``, every point ``m`` strictly between
    has ``k + 1`` other points within ``x_j - x_i``, so ``core_m <= x_j - x_i`` and
    ``w(i, m), w(m, j) <= w(i, j)``; by induction on ``j - i`` the edge ``(i, j)`` is
-   never lighter than a path of candidate edges (cycle property). The tree is found
-   with a vectorised Boruvka on these ``n k`` edges, under a strict total order.
-3. Single-linkage merges in that order (union-find, one Python step per merge).
+   never lighter than a path of candidate edges (cycle property). Of these, a pair
+   ``(i, j)`` with ``j - i >= 2`` is dropped when every consecutive edge
+   ``(m, m + 1)``, ``i <= m < j``, comes strictly before it in the total order below
+   (it is then the unique heaviest edge of a cycle, never in the tree); about 90 % of
+   the long pairs go.
+3. Minimum spanning forest and single-linkage merge tree together, by Boruvka
+   rounds (``_merge_rounds``): every component picks its lightest edge; the picks
+   of one hook tree, sorted, merge one new component at a time into the tree's
+   lightest pick, which is exactly Kruskal's order as long as no edge leaving the
+   tree is lighter than the next pick; the rest waits for the next round.
 4. Condensed tree, stabilities, excess-of-mass selection, epsilon search and
    labelling exactly as hdbscan's ``_hdbscan_tree.pyx`` does them, vectorised over
-   points and looping only over clusters.
+   points and clusters of all blocks (level by level up the cluster tree).
 
 Tie rule. Edges are ordered by weight, then by raw distance ``|x_i - x_j|``, then by
 left end, then by right end. hdbscan orders equal weights as its Boruvka search and
@@ -36,9 +45,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["core_distances", "hdbscan_labels_1d"]
+__all__ = ["core_distances", "hdbscan_labels_1d", "hdbscan_labels_blocks"]
 
 _NO_EDGE = np.iinfo(np.int64).max
+# (weight << 31) | raw distance orders edges exactly while weights are integers < 2**31.
+_PACK_LIMIT = float(2**31)
+# Candidate edges are built for this many (point, offset) pairs at a time (memory bound).
+_CHUNK_PAIRS = 1 << 22
 
 
 def core_distances(x: np.ndarray, k: int) -> np.ndarray:
@@ -52,101 +65,186 @@ def core_distances(x: np.ndarray, k: int) -> np.ndarray:
         Neighbour rank, ``k >= 1``.
     """
     n = x.shape[0]
-    best = np.full(n, np.inf)
-    for right in range(k + 1):  # window = k - right points on the left, right on the right
-        left = k - right
-        lo, hi = left, n - right  # points i with i - left >= 0 and i + right <= n - 1
-        if lo >= hi:
-            continue
-        mid = x[lo:hi]
-        reach = np.maximum(mid - x[lo - left : hi - left], x[lo + right : hi + right] - mid)
-        np.minimum(best[lo:hi], reach, out=best[lo:hi])
-    return best
+    return _core_distances(np.asarray(x, dtype=np.float64), np.zeros(n, np.int64),
+                           np.full(n, n, np.int64), np.full(n, k, np.int64))
+
+
+def _core_distances(x, lo, hi, kp):
+    """Core distance of each point within its block ``[lo[i], hi[i])`` for rank ``kp[i]``."""
+    n = x.shape[0]
+    core = np.full(n, np.inf)
+    pos = np.arange(n, dtype=np.int64)
+    for kk in np.unique(kp).tolist():
+        idx = pos if kp[0] == kp[-1] == kk and np.all(kp == kk) else np.flatnonzero(kp == kk)
+        for right in range(kk + 1):  # window = kk - right points on the left, right on the right
+            left = kk - right
+            i = idx[(idx - left >= lo[idx]) & (idx + right < hi[idx])]
+            reach = np.maximum(x[i] - x[i - left], x[i + right] - x[i])
+            core[i] = np.minimum(core[i], reach)
+    return core
+
+
+def _band_edges(x, core, hi, kp):
+    """Candidate edges ``(u, v, w, raw)`` in ``(u, v)`` order, cycle-maxima already dropped."""
+    n = x.shape[0]
+    kmax = int(kp.max(initial=0))
+    gap = np.diff(x)
+    cw = np.maximum(np.maximum(core[:-1], core[1:]), gap)  # consecutive edge (m, m + 1)
+    step = max(1, _CHUNK_PAIRS // max(kmax, 1))
+    out = []
+    for s in range(0, max(n - 1, 0), step):
+        e = min(s + step, n - 1)  # left ends u in [s, e)
+        rows = e - s
+        keep = np.zeros((rows, kmax), dtype=bool)
+        w = np.zeros((rows, kmax))
+        raw = np.zeros((rows, kmax))
+        u = np.arange(s, e, dtype=np.int64)
+        best = u.copy()  # heaviest consecutive edge of [u, u + d) in the total order
+        for d in range(1, kmax + 1):
+            m = min(e, n - d) - s
+            if m <= 0:
+                break
+            uu = u[:m]
+            r = x[s + d : s + d + m] - x[s : s + m]
+            wd = np.maximum(np.maximum(core[s : s + m], core[s + d : s + d + m]), r)
+            ok = (kp[s : s + m] >= d) & (uu + d < hi[s : s + m])
+            if d >= 2:
+                b = best[:m]
+                c = uu + (d - 1)
+                bw, nw = cw[b], cw[c]
+                # (w, raw, m) decides between consecutive edges; the later one wins full ties.
+                later = (nw > bw) | ((nw == bw) & (gap[c] >= gap[b]))
+                b = np.where(later, c, b)
+                best[:m] = b
+                mw, mr = cw[b], gap[b]
+                below = (mw < wd) | ((mw == wd) & ((mr < r) | ((mr == r) & (b == uu))))
+                ok &= ~below
+            keep[:m, d - 1] = ok
+            w[:m, d - 1] = wd
+            raw[:m, d - 1] = r
+        flat = np.flatnonzero(keep.ravel())
+        eu = s + flat // kmax
+        out.append((eu, eu + flat % kmax + 1, w.ravel()[flat], raw.ravel()[flat]))
+    if not out:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0), np.zeros(0)
+    return tuple(np.concatenate(parts) for parts in zip(*out))
+
+
+def _edge_order(u, v, w, raw):
+    """Permutation sorting edges by (w, raw, u, v); edges come in (u, v) order."""
+    if (w.size and w.max() < _PACK_LIMIT and np.array_equal(w, np.floor(w))
+            and np.array_equal(raw, np.floor(raw)) and raw.min() >= 0):
+        key = (w.astype(np.int64) << 31) | raw.astype(np.int64)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((v, u, raw, w))
 
 
 def _candidate_edges(x: np.ndarray, core: np.ndarray, k: int):
+    """Candidate edges of one block, sorted by the total order: ``(u, v, w)``."""
     n = x.shape[0]
-    us, vs = [], []
-    for d in range(1, min(k, n - 1) + 1):
-        u = np.arange(n - d, dtype=np.int64)
-        us.append(u)
-        vs.append(u + d)
-    u = np.concatenate(us)
-    v = np.concatenate(vs)
-    raw = x[v] - x[u]
-    w = np.maximum(np.maximum(core[u], core[v]), raw)
-    order = np.lexsort((v, u, raw, w))
+    x = np.asarray(x, dtype=np.float64)
+    u, v, w, raw = _band_edges(x, core, np.full(n, n, np.int64), np.full(n, k, np.int64))
+    order = _edge_order(u, v, w, raw)
     return u[order], v[order], w[order]
 
 
 def _boruvka(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Indices (ranks) of the minimum spanning forest edges; edges are given by rank order."""
-    comp = np.arange(n, dtype=np.int64)
-    rank = np.arange(u.shape[0], dtype=np.int64)
-    chosen = []
+    return np.flatnonzero(_merge_rounds(n, u, v)[0] >= 0)
+
+
+def _pointer_jump(ptr: np.ndarray) -> np.ndarray:
     while True:
-        cu, cv = comp[u], comp[v]
+        nxt = ptr[ptr]
+        if np.array_equal(nxt, ptr):
+            return ptr
+        ptr = nxt
+
+
+def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
+    """Single-linkage merge tree of the graph whose edges ``(u[r], v[r])`` come by rank ``r``.
+
+    Returns ``(left, right, size)`` indexed by rank: the two merged nodes and the merged
+    size for the ranks that are minimum-spanning-forest edges, ``-1`` elsewhere. Nodes
+    are points ``0..n-1`` and merges ``n + rank``.
+
+    A Boruvka round lets each component pick its lightest edge. The picks form hook
+    trees whose edges grow lighter towards the tree's one mutual pick; in rank order,
+    each pick of a tree joins a new component to those already joined, so the picks
+    are Kruskal merges in that order as long as no edge leaving the tree is lighter:
+    the longest such prefix of each tree is merged, the rest waits a round.
+    """
+    m = u.shape[0]
+    left = np.full(m, -1, dtype=np.int64)
+    right = np.full(m, -1, dtype=np.int64)
+    msize = np.zeros(m, dtype=np.int64)
+    top = np.arange(n, dtype=np.int64)  # representative -> root node of its merge tree
+    csize = np.ones(n, dtype=np.int64)
+    rank = np.arange(m, dtype=np.int64)
+    cu, cv = u, v
+    while True:
         live = cu != cv
-        if not np.any(live):
+        if not live.all():
+            cu, cv, rank = cu[live], cv[live], rank[live]
+        if rank.size == 0:
             break
-        u, v, rank, cu, cv = u[live], v[live], rank[live], cu[live], cv[live]
-        best = np.full(n, _NO_EDGE, dtype=np.int64)
-        np.minimum.at(best, cu, rank)
-        np.minimum.at(best, cv, rank)
-        has = np.flatnonzero(best != _NO_EDGE)
-        pick = best[has]
-        # Map the picked ranks back to positions in the live arrays (ranks are sorted).
-        pos = np.searchsorted(rank, pick)
+        pick = np.full(n, m, dtype=np.int64)
+        np.minimum.at(pick, cu, rank)
+        np.minimum.at(pick, cv, rank)
+        has = np.flatnonzero(pick < m)
+        p = pick[has]
+        pos = np.searchsorted(rank, p)
         other = np.where(cu[pos] == has, cv[pos], cu[pos])
-        chosen.append(np.unique(pick))
-        # Hook every component to the other end of its lightest edge; a pair of
-        # components that picked the same edge would form a 2-cycle: the smaller id roots it.
         hook = np.arange(n, dtype=np.int64)
         hook[has] = other
-        mutual = hook[hook[has]] == has
-        roots = has[mutual & (has < other)]
-        hook[roots] = roots
-        while True:
-            nxt = hook[hook]
-            if np.array_equal(nxt, hook):
-                break
-            hook = nxt
-        comp = hook[comp]
-    if not chosen:
-        return np.zeros(0, dtype=np.int64)
-    return np.sort(np.concatenate(chosen))
-
-
-def _single_linkage(n: int, a: list, b: list):
-    """hdbscan's ``label``: binary merge tree from MST edges sorted by weight.
-
-    Returns (left, right, size) of the merges; merge ``i`` creates node ``n + i``.
-    """
-    uf = list(range(n))
-    node = list(range(n))
-    size = [1] * (2 * n - 1)
-    left = [0] * len(a)
-    right = [0] * len(a)
-    for i in range(len(a)):
-        ra = a[i]
-        while uf[ra] != ra:
-            uf[ra] = uf[uf[ra]]
-            ra = uf[ra]
-        rb = b[i]
-        while uf[rb] != rb:
-            uf[rb] = uf[uf[rb]]
-            rb = uf[rb]
-        la, lb = node[ra], node[rb]
-        left[i] = la
-        right[i] = lb
-        size[n + i] = size[la] + size[lb]
-        uf[rb] = ra
-        node[ra] = n + i
-    return (
-        np.asarray(left, dtype=np.int64),
-        np.asarray(right, dtype=np.int64),
-        np.asarray(size, dtype=np.int64),
-    )
+        mutual = hook[other] == has
+        hook[has[mutual & (has < other)]] = has[mutual & (has < other)]
+        tree = _pointer_jump(hook)
+        # Lightest edge from each component to another hook tree.
+        tu, tv = tree[cu], tree[cv]
+        cross = tu != tv
+        outmin = np.full(n, m, dtype=np.int64)
+        np.minimum.at(outmin, cu[cross], rank[cross])
+        np.minimum.at(outmin, cv[cross], rank[cross])
+        # Steps of each tree: its root component, then components by their pick's rank.
+        t = tree[has]
+        is_root = has == t
+        order = np.argsort((t * (m + 1) + p) * 2 + ~is_root, kind="stable")
+        sc, sp, st = has[order], p[order], t[order]
+        first = np.ones(sc.shape[0], dtype=bool)
+        first[1:] = st[1:] != st[:-1]
+        grp = np.cumsum(first) - 1
+        n_grp = int(grp[-1]) + 1
+        # Step s >= 2 is taken while its pick is lighter than every edge leaving the
+        # components taken before it (segmented running minimum, groups kept apart).
+        shift = (n_grp - 1 - grp) * (m + 1)
+        run_min = np.minimum.accumulate(outmin[sc] + shift) - shift
+        ok = np.ones(sc.shape[0], dtype=bool)
+        ok[2:] = sp[2:] < run_min[1:-1]
+        ok[first] = True
+        ok[np.flatnonzero(first) + 1] = True  # the mutual pick
+        bad = np.cumsum(~ok)
+        taken = bad == bad[np.flatnonzero(first)][grp]
+        # Merge nodes: step 1 joins the two mutual components, step s >= 2 joins the
+        # merge of step s - 1 with its own component.
+        sizes = np.cumsum(csize[sc])
+        base = np.flatnonzero(first)
+        sizes -= (sizes[base] - csize[sc[base]])[grp]
+        idx = np.flatnonzero(taken & ~first)
+        r = sp[idx]
+        prev = np.where(first[idx - 1], top[sc[idx - 1]], n + sp[idx - 1])
+        left[r] = prev
+        right[r] = top[sc[idx]]
+        msize[r] = sizes[idx]
+        # New components: taken steps join their tree's root component.
+        last = np.flatnonzero(taken & np.append(~taken[1:] | first[1:], True))
+        top[st[last]] = n + sp[last]
+        csize[st[last]] = sizes[last]
+        remap = np.arange(n, dtype=np.int64)
+        remap[sc[taken]] = st[taken]
+        cu, cv = remap[cu], remap[cv]
+    return left, right, msize
 
 
 def _resolve(ptr: np.ndarray, done: np.ndarray) -> np.ndarray:
@@ -182,28 +280,106 @@ def hdbscan_labels_1d(
     Returns
     -------
     labels : ndarray of int64, shape (n,)
-        Clusters numbered in the order hdbscan would give if its tree matched ours;
-        callers should only rely on the partition.
+        Clusters numbered by first point; callers should only rely on the partition.
     """
     x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    noise = np.full(n, -1, dtype=np.int64)
-    if n < 2 or n < min_cluster_size:
-        return noise
-    k = max(1, min(n - 1, min_samples))
-    core = core_distances(x, k)
-    u, v, w = _candidate_edges(x, core, k)
-    mst = _boruvka(n, u, v)
-    a, b, dist = u[mst], v[mst], w[mst]
-    left, right, size = _single_linkage(n, a.tolist(), b.tolist())
-    return _labels_from_merges(n, left, right, size, dist, min_cluster_size,
-                               cluster_selection_epsilon, allow_single_cluster)
+    bounds = np.array([0, x.shape[0]], dtype=np.int64)
+    labels = hdbscan_labels_blocks(x, bounds, min_cluster_size, min_samples,
+                                   cluster_selection_epsilon, allow_single_cluster)
+    return number_by_first_point(labels)
+
+
+def number_by_first_point(labels: np.ndarray) -> np.ndarray:
+    """Relabel clusters ``0..k-1`` in order of their first point (``-1`` kept)."""
+    out = np.full(labels.shape[0], -1, dtype=np.int64)
+    member = np.flatnonzero(labels >= 0)
+    if member.size:
+        _, first, inverse = np.unique(labels[member], return_index=True, return_inverse=True)
+        rank = np.empty(first.shape[0], dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0], dtype=np.int64)
+        out[member] = rank[inverse]
+    return out
+
+
+def hdbscan_labels_blocks(
+    x: np.ndarray,
+    bounds: np.ndarray,
+    min_cluster_size: int,
+    min_samples: int,
+    cluster_selection_epsilon: float = 0.0,
+    allow_single_cluster: bool = False,
+) -> np.ndarray:
+    """HDBSCAN labels of every block ``x[bounds[b]:bounds[b + 1]]``, clustered separately.
+
+    Parameters
+    ----------
+    x : ndarray of float64, shape (n,)
+        Coordinates, sorted within each block (duplicates allowed).
+    bounds : ndarray of int64, shape (n_blocks + 1,)
+        Block start offsets and ``n`` (as :func:`worker.core.blocks.block_bounds`).
+    min_cluster_size, min_samples, cluster_selection_epsilon, allow_single_cluster
+        As for :func:`hdbscan_labels_1d`, applied to each block.
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (n,)
+        ``-1`` for noise; clusters have distinct non-negative ids across blocks, in no
+        particular order. Blocks with fewer than ``max(2, min_cluster_size)`` points are
+        all noise.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    bounds = np.asarray(bounds, dtype=np.int64)
+    n_all = x.shape[0]
+    labels = np.full(n_all, -1, dtype=np.int64)
+    sizes = np.diff(bounds)
+    active = sizes >= max(2, min_cluster_size)
+    if not active.any():
+        return labels
+    if active.all():
+        pts = None
+        xs, sz = x, sizes
+    else:
+        sz = sizes[active]
+        pts = _ranges(bounds[:-1][active], sz)
+        xs = x[pts]
+    n = xs.shape[0]
+    starts = np.concatenate(([0], np.cumsum(sz)[:-1]))
+    lo = np.repeat(starts, sz)
+    hi = lo + np.repeat(sz, sz)
+    kp = np.repeat(np.maximum(1, np.minimum(sz - 1, min_samples)), sz)
+    core = _core_distances(xs, lo, hi, kp)
+    u, v, w, raw = _band_edges(xs, core, hi, kp)
+    order = _edge_order(u, v, w, raw)
+    u, v, w = u[order], v[order], w[order]
+    left, right, msize = _merge_rounds(n, u, v)
+    merge = np.flatnonzero(left >= 0)
+    node = np.arange(n, dtype=np.int64)
+    remap = np.full(n + u.shape[0], -1, dtype=np.int64)
+    remap[:n] = node
+    remap[n + merge] = n + np.arange(merge.shape[0], dtype=np.int64)
+    out = _labels_from_merges(n, remap[left[merge]], remap[right[merge]],
+                              np.concatenate((np.ones(n, np.int64), msize[merge])), w[merge],
+                              min_cluster_size, cluster_selection_epsilon, allow_single_cluster)
+    if pts is None:
+        return out
+    labels[pts] = out
+    return labels
+
+
+def _ranges(starts, lengths):
+    """Concatenation of ``arange(s, s + l)`` for every pair."""
+    total = int(lengths.sum())
+    step = np.ones(total, dtype=np.int64)
+    heads = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    step[heads] = starts - np.concatenate(([0], (starts + lengths - 1)[:-1]))
+    return np.cumsum(step)
 
 
 def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
-    m = n - 1
-    n_nodes = 2 * n - 1
-    root = n_nodes - 1
+    """Labels of a merge forest (one tree per block, every tree at least ``mcs`` points)."""
+    m = left.shape[0]
+    n_nodes = n + m
+    ids = np.arange(n_nodes, dtype=np.int64)
     with np.errstate(divide="ignore", over="ignore"):
         lam_merge = np.where(dist > 0.0, 1.0 / dist, np.inf)
     parent = np.full(n_nodes, -1, dtype=np.int64)
@@ -212,40 +388,30 @@ def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
     sibling = np.full(n_nodes, -1, dtype=np.int64)
     sibling[left] = right
     sibling[right] = left
+    is_top = parent < 0  # block roots (every point of an active block has been merged)
     big = size >= mcs
-    big_root = bool(big[root])
-    # A big node starts a condensed cluster when it is the root or its sibling is big too
+    # A big node starts a condensed cluster when it is a root or its sibling is big too
     # (hdbscan's "both children >= min_cluster_size"); otherwise it continues its parent's.
-    is_new = big.copy()
-    is_new[:root] &= big[np.maximum(sibling[:root], 0)] & (sibling[:root] >= 0)
-    is_new[root] = big_root
-    # Condensed cluster of each big node: nearest "new" node at or above it.
-    up = np.where(is_new, np.arange(n_nodes), np.maximum(parent, 0))
-    up[root] = root
+    is_new = big & (is_top | big[np.maximum(sibling, 0)] & (sibling >= 0))
+    up = np.where(is_new | is_top, ids, parent)
     cluster_of = _resolve(up, is_new | ~big)
     # Each point leaves the tree at its lowest big ancestor (the merge that made its
     # component reach min_cluster_size), with lambda of that merge.
-    up_small = np.where(big, np.arange(n_nodes), np.maximum(parent, 0))
-    up_small[root] = root
-    low_big = _resolve(up_small, big | (np.arange(n_nodes) == root))[:n]
-    if not big_root:
-        # hdbscan: the root keeps every point, which all fall out at its lambda.
-        low_big[:] = root
+    up_small = np.where(big | is_top, ids, parent)
+    low_big = _resolve(up_small, big)[:n]
     point_lam = lam_merge[low_big - n]
-    point_cluster = cluster_of[low_big] if big_root else np.full(n, root)
 
-    clusters = np.flatnonzero(is_new)  # node ids; ordered bottom-up by construction
-    if not big_root:
-        clusters = np.array([root], dtype=np.int64)
+    clusters = np.flatnonzero(is_new)  # node ids; children before parents
     n_cl = clusters.shape[0]
     cid = np.full(n_nodes, -1, dtype=np.int64)
     cid[clusters] = np.arange(n_cl)
-    point_c = cid[point_cluster]
+    point_c = cid[cluster_of[low_big]]
     # Cluster tree: birth lambda = lambda of the parent merge (root: 0), parent cluster.
+    c_root = is_top[clusters]
+    nonroot = ~c_root
     birth = np.zeros(n_cl)
-    c_parent = np.full(n_cl, -1, dtype=np.int64)
+    c_parent = np.arange(n_cl, dtype=np.int64)  # roots point to themselves
     c_size = size[clusters]
-    nonroot = clusters != root
     birth[nonroot] = lam_merge[parent[clusters[nonroot]] - n]
     c_parent[nonroot] = cid[cluster_of[parent[clusters[nonroot]]]]
     # Stability, as hdbscan: sum over rows (lambda - birth(parent)) * child_size.
@@ -254,105 +420,122 @@ def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
         ch = np.flatnonzero(nonroot)
         stab += np.bincount(c_parent[ch], weights=(birth[ch] - birth[c_parent[ch]]) * c_size[ch],
                             minlength=n_cl)
-
-    return _select_and_label(n, n_cl, cid[root], c_parent, birth, stab, point_c, point_lam,
-                             epsilon, allow_single, clusters)
-
-
-def _select_and_label(n, n_cl, root_c, c_parent, birth, stab, point_c, point_lam, epsilon,
-                      allow_single, clusters):
-    children: dict[int, list[int]] = {}
-    # hdbscan numbers clusters top-down (BFS), so a child always has a larger id than its
-    # parent; our ids are bottom-up (merge order): walk them in increasing order instead.
-    for c in range(n_cl):
-        p = int(c_parent[c])
-        if p >= 0:
-            children.setdefault(p, []).append(c)
-    for lst in children.values():
-        lst.sort(key=lambda c: clusters[c])
-    stability = stab.tolist()
-    order = [c for c in range(n_cl) if c != root_c]
-    if allow_single:
-        order.append(root_c)
-    is_cluster = {c: True for c in order}
-
-    def subtree(c):
-        out, todo = [], [c]
-        while todo:
-            node = todo.pop()
-            out.append(node)
-            todo.extend(children.get(node, ()))
-        return out
-
-    for c in order:
-        sub = np.float32(0.0)
-        for ch in children.get(c, ()):
-            sub = np.float32(float(sub) + stability[ch])
-        if float(sub) > stability[c]:
-            is_cluster[c] = False
-            stability[c] = float(sub)
-        else:
-            for d in subtree(c):
-                if d != c:
-                    is_cluster[d] = False
-
-    has_tree = n_cl > 1
-    if epsilon != 0.0 and has_tree:
-        eom = [c for c in order if is_cluster[c]]
-        if len(eom) == 1 and eom[0] == root_c:
-            selected = set(eom) if allow_single else set()
-        else:
-            selected = set()
-            processed = set()
-            for leaf in sorted(eom, key=lambda c: clusters[c], reverse=True):
-                eps = 1.0 / birth[leaf] if birth[leaf] > 0 else np.inf
-                if eps < epsilon:
-                    if leaf not in processed:
-                        pick = _traverse_upwards(leaf, c_parent, birth, epsilon, allow_single, root_c)
-                        selected.add(pick)
-                        processed.update(d for d in subtree(pick) if d != pick)
-                else:
-                    selected.add(leaf)
-        for c in is_cluster:
-            is_cluster[c] = c in selected
-    chosen = np.zeros(n_cl, dtype=bool)
-    for c, flag in is_cluster.items():
-        chosen[c] = flag
+    block_root = _resolve(c_parent, c_root)
+    chosen = _select(c_parent, c_root, block_root, birth, stab, epsilon, allow_single)
 
     # Nearest selected cluster at or above each point's cluster; the root catches the rest.
-    up = np.where(chosen, np.arange(n_cl), np.maximum(c_parent, 0))
-    up[root_c] = root_c
-    done = chosen.copy()
-    done[root_c] = True
-    target = _resolve(up, done)[point_c]
-    # Label numbering as hdbscan: selected clusters sorted by its (top-down) ids.
-    sel = np.flatnonzero(chosen)
-    number = np.full(n_cl, -1, dtype=np.int64)
-    number[sel[np.argsort(-clusters[sel], kind="stable")]] = np.arange(sel.shape[0])
-    labels = number[target]
-    at_root = target == root_c
-    if chosen[root_c] and sel.shape[0] == 1 and allow_single:
+    target = _resolve(np.where(chosen, np.arange(n_cl), c_parent), chosen | c_root)[point_c]
+    at_root = c_root[target] & ~chosen[target]
+    n_sel = np.bincount(block_root[chosen], minlength=n_cl)
+    single_root = c_root & chosen & (n_sel == 1) & allow_single
+    at_root |= c_root[target] & chosen[target] & ~single_root[target]
+    if single_root.any():
+        # hdbscan keeps, in a lone root cluster, only the points that leave it late enough.
         if epsilon != 0.0:
             keep = point_lam >= 1.0 / epsilon
         else:
-            child_lams = birth[c_parent == root_c]
-            root_pts = point_lam[point_c == root_c]
-            top = max(child_lams.max(initial=-np.inf), root_pts.max(initial=-np.inf))
-            keep = point_lam >= top
-        labels = np.where(at_root & ~keep, -1, labels)
-    elif chosen[root_c]:
-        labels = np.where(at_root, -1, labels)
-    else:
-        labels = np.where(at_root, -1, labels)
-    return labels.astype(np.int64)
+            top = np.full(n_cl, -np.inf)
+            np.maximum.at(top, c_parent[ch], birth[ch])
+            at = np.flatnonzero(c_root[point_c])
+            np.maximum.at(top, point_c[at], point_lam[at])
+            keep = point_lam >= top[block_root[point_c]]
+        at_root |= single_root[target] & ~keep
+    return np.where(at_root, -1, target)
 
 
-def _traverse_upwards(leaf, c_parent, birth, epsilon, allow_single, root_c):
-    while True:
-        parent = int(c_parent[leaf])
-        if parent == root_c:
-            return parent if allow_single else leaf
-        parent_eps = 1.0 / birth[parent] if birth[parent] > 0 else np.inf
-        if parent_eps > epsilon:
-            return parent
-        leaf = parent
+def _select(c_parent, c_root, block_root, birth, stab, epsilon, allow_single):
+    """hdbscan's excess-of-mass selection (with its epsilon search) on a cluster forest."""
+    n_cl = c_parent.shape[0]
+    processed = ~c_root | allow_single
+    # Every split is binary: a cluster has no child cluster or two.
+    ch = np.flatnonzero(~c_root)
+    ch = ch[np.argsort(c_parent[ch], kind="stable")]  # by parent, then id
+    kid1 = np.full(n_cl, -1, dtype=np.int64)
+    kid2 = np.full(n_cl, -1, dtype=np.int64)
+    kid1[c_parent[ch[0::2]]] = ch[0::2]
+    kid2[c_parent[ch[1::2]]] = ch[1::2]
+    leaf = kid1 < 0
+    # Bottom-up, level by level: subtree stability summed in float32 as hdbscan does.
+    stability = stab.copy()
+    keep = np.zeros(n_cl, dtype=bool)
+    keep[leaf] = ~(0.0 > stability[leaf])
+    stability[leaf] = np.where(keep[leaf], stability[leaf], 0.0)
+    done = leaf.copy()
+    todo = np.flatnonzero(~leaf)
+    while todo.size:
+        ready = todo[done[kid1[todo]] & done[kid2[todo]]]
+        todo = todo[~(done[kid1[todo]] & done[kid2[todo]])]
+        s1 = stability[kid1[ready]].astype(np.float32)
+        sub = (s1.astype(np.float64) + stability[kid2[ready]]).astype(np.float32).astype(np.float64)
+        gt = sub > stability[ready]
+        stability[ready] = np.where(gt, sub, stability[ready])
+        keep[ready] = ~gt
+        done[ready] = True
+    keep &= processed
+    # A kept cluster deselects its whole subtree: selected = kept with no kept ancestor.
+    anc = _resolve(c_parent, keep | c_root)
+    eom = keep & ~(keep[anc] & ~c_root)
+    has_tree = np.bincount(block_root, minlength=n_cl)[block_root] > 1
+    if epsilon == 0.0 or not has_tree.any():
+        return eom
+    return _epsilon_select(eom, has_tree, c_parent, c_root, block_root, birth, epsilon, allow_single)
+
+
+def _epsilon_select(eom, has_tree, c_parent, c_root, block_root, birth, epsilon, allow_single):
+    n_cl = c_parent.shape[0]
+    with np.errstate(divide="ignore"):
+        eps_birth = np.where(birth > 0, 1.0 / np.where(birth > 0, birth, 1.0), np.inf)
+    # Blocks where EOM kept only the root keep it (only possible with allow_single).
+    lone_root = has_tree & eom & c_root
+    chosen = eom & ~has_tree
+    chosen |= lone_root
+    other = has_tree & eom & ~c_root & ~lone_root[block_root]
+    chosen |= other & ~(eps_birth < epsilon)
+    cand = np.flatnonzero(other & (eps_birth < epsilon))
+    if cand.size == 0:
+        return chosen
+    # Traverse upwards: first ancestor born above epsilon; a child of the root stops
+    # at the root (allow_single) or at itself.
+    par = c_parent
+    par_root = c_root[par] & ~c_root
+    stop = par_root | (eps_birth[par] > epsilon) | c_root
+    ptr = np.where(stop, np.arange(n_cl), par)
+    end = _resolve(ptr, stop)
+    res = np.where(par_root[end], par[end] if allow_single else end, par[end])
+    pick = res[cand]
+    # hdbscan walks leaves by decreasing id and skips a leaf inside an earlier pick's
+    # subtree; that only changes the result where one pick lies inside another.
+    in_pick = np.zeros(n_cl, dtype=bool)
+    in_pick[pick] = True
+    anc = _resolve(np.where(c_root, np.arange(n_cl), c_parent), in_pick | c_root)
+    nested = in_pick & ~c_root & in_pick[anc] & (anc != np.arange(n_cl))
+    bad_block = np.zeros(n_cl, dtype=bool)
+    bad_block[block_root[nested]] = True
+    easy = ~bad_block[block_root[cand]]
+    chosen[pick[easy]] = True
+    for b in np.flatnonzero(bad_block).tolist():
+        chosen |= _epsilon_walk(cand[block_root[cand] == b], res, c_parent, c_root, n_cl)
+    return chosen
+
+
+def _epsilon_walk(cand, res, c_parent, c_root, n_cl):
+    """hdbscan's sequential walk over one block's epsilon leaves (nested picks only)."""
+    chosen = np.zeros(n_cl, dtype=bool)
+    processed = np.zeros(n_cl, dtype=bool)
+    for leaf in sorted(cand.tolist(), reverse=True):
+        if processed[leaf]:
+            continue
+        pick = int(res[leaf])
+        chosen[pick] = True
+        # Mark pick's strict subtree: clusters whose ancestor chain reaches pick.
+        node = np.arange(n_cl)
+        inside = np.zeros(n_cl, dtype=bool)
+        cur = node.copy()
+        while True:
+            cur = np.where(c_root[cur], cur, c_parent[cur])
+            hit = cur == pick
+            inside |= hit
+            if np.all(c_root[cur] | hit):
+                break
+        processed |= inside
+    return chosen

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._hdbscan1d import hdbscan_labels_1d
+from ._hdbscan1d import hdbscan_labels_blocks, number_by_first_point
 from .blocks import block_bounds, check_timestamps
 from .params import idle_threshold_ms, method_params
 
@@ -49,21 +49,6 @@ class SessionTable:
     def take(self, index: np.ndarray) -> SessionTable:
         """Rows selected by a boolean mask or integer index."""
         return SessionTable(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
-
-
-def _time_ordered(block_of_point: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """Global labels numbered by first event, from per-block local labels (-1 kept)."""
-    out = np.full(local.shape[0], -1, dtype=np.int64)
-    member = np.flatnonzero(local >= 0)
-    if member.size == 0:
-        return out
-    span = int(local.max()) + 1
-    keys = block_of_point[member] * span + local[member]
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    rank = np.empty(first.shape[0], dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0], dtype=np.int64)
-    out[member] = rank[inverse]
-    return out
 
 
 def _block_ids(bounds: np.ndarray, n: int) -> np.ndarray:
@@ -109,17 +94,15 @@ def label_sessions(
         labels[1:] = np.diff(t) > idle
         return np.cumsum(labels, out=labels)
 
-    bounds = block_bounds(t, idle)
-    local = np.full(n, -1, dtype=np.int64)
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        local[lo:hi] = hdbscan_labels_1d(
-            t[lo:hi].astype(np.float64),
-            p["min_cluster_size"],
-            p["min_samples"],
-            p["cluster_selection_epsilon_s"] * 1000.0,
-            p["allow_single_cluster"],
-        )
-    return _time_ordered(_block_ids(bounds, n), local)
+    labels = hdbscan_labels_blocks(
+        t.astype(np.float64),
+        block_bounds(t, idle),
+        p["min_cluster_size"],
+        p["min_samples"],
+        p["cluster_selection_epsilon_s"] * 1000.0,
+        p["allow_single_cluster"],
+    )
+    return number_by_first_point(labels)
 
 
 def _mode_first_seen(session: np.ndarray, codes: np.ndarray, n_sessions: int) -> np.ndarray:
