@@ -74,11 +74,20 @@ def _core_distances(x, lo, hi, kp):
     n = x.shape[0]
     core = np.full(n, np.inf)
     pos = np.arange(n, dtype=np.int64)
+    before, after = pos - lo, hi - 1 - pos  # points of the block on each side
     for kk in np.unique(kp).tolist():
-        idx = pos if kp[0] == kp[-1] == kk and np.all(kp == kk) else np.flatnonzero(kp == kk)
-        for right in range(kk + 1):  # window = kk - right points on the left, right on the right
+        if kp[0] == kp[-1] == kk and np.all(kp == kk):
+            for right in range(kk + 1):  # window = kk - right points on the left, right on the right
+                left = kk - right
+                i = slice(left, n - right)
+                reach = np.maximum(x[i] - x[: n - right - left], x[left + right :] - x[i])
+                reach[(before[i] < left) | (after[i] < right)] = np.inf
+                np.minimum(core[i], reach, out=core[i])
+            continue
+        idx = np.flatnonzero(kp == kk)
+        for right in range(kk + 1):
             left = kk - right
-            i = idx[(idx - left >= lo[idx]) & (idx + right < hi[idx])]
+            i = idx[(before[idx] >= left) & (after[idx] >= right)]
             reach = np.maximum(x[i] - x[i - left], x[i + right] - x[i])
             core[i] = np.minimum(core[i], reach)
     return core
@@ -90,45 +99,49 @@ def _band_edges(x, core, hi, kp):
     kmax = int(kp.max(initial=0))
     gap = np.diff(x)
     cw = np.maximum(np.maximum(core[:-1], core[1:]), gap)  # consecutive edge (m, m + 1)
+    after = hi - 1 - np.arange(n, dtype=np.int64)  # points after each one in its block
+    uniform = n == 0 or bool(np.all(kp == kmax))
     step = max(1, _CHUNK_PAIRS // max(kmax, 1))
     out = []
     for s in range(0, max(n - 1, 0), step):
         e = min(s + step, n - 1)  # left ends u in [s, e)
         rows = e - s
         keep = np.zeros((rows, kmax), dtype=bool)
-        w = np.zeros((rows, kmax))
-        raw = np.zeros((rows, kmax))
-        u = np.arange(s, e, dtype=np.int64)
-        best = u.copy()  # heaviest consecutive edge of [u, u + d) in the total order
+        # Heaviest consecutive edge of [u, u + d) in the total order (w, raw, left end):
+        # its weight, raw distance and whether it starts at u.
+        bw = cw[s:e].copy()
+        bg = gap[s:e].copy()
+        at_u = np.ones(rows, dtype=bool)
         for d in range(1, kmax + 1):
             m = min(e, n - d) - s
             if m <= 0:
                 break
-            uu = u[:m]
-            r = x[s + d : s + d + m] - x[s : s + m]
-            wd = np.maximum(np.maximum(core[s : s + m], core[s + d : s + d + m]), r)
-            ok = (kp[s : s + m] >= d) & (uu + d < hi[s : s + m])
+            ok = after[s : s + m] >= d
+            if not uniform:
+                ok &= kp[s : s + m] >= d
             if d >= 2:
-                b = best[:m]
-                c = uu + (d - 1)
-                bw, nw = cw[b], cw[c]
-                # (w, raw, m) decides between consecutive edges; the later one wins full ties.
-                later = (nw > bw) | ((nw == bw) & (gap[c] >= gap[b]))
-                b = np.where(later, c, b)
-                best[:m] = b
-                mw, mr = cw[b], gap[b]
-                below = (mw < wd) | ((mw == wd) & ((mr < r) | ((mr == r) & (b == uu))))
-                ok &= ~below
+                r = x[s + d : s + d + m] - x[s : s + m]
+                wd = np.maximum(np.maximum(core[s : s + m], core[s + d : s + d + m]), r)
+                nw = cw[s + d - 1 : s + d - 1 + m]
+                ng = gap[s + d - 1 : s + d - 1 + m]
+                bw, bg, at_u = bw[:m], bg[:m], at_u[:m]
+                # The later edge wins full ties (larger left end).
+                later = (nw > bw) | ((nw == bw) & (ng >= bg))
+                bw = np.where(later, nw, bw)
+                bg = np.where(later, ng, bg)
+                at_u &= ~later
+                ok &= ~((bw < wd) | ((bw == wd) & ((bg < r) | ((bg == r) & at_u))))
             keep[:m, d - 1] = ok
-            w[:m, d - 1] = wd
-            raw[:m, d - 1] = r
         flat = np.flatnonzero(keep.ravel())
         eu = s + flat // kmax
-        out.append((eu, eu + flat % kmax + 1, w.ravel()[flat], raw.ravel()[flat]))
+        out.append((eu, eu + flat % kmax + 1))
     if not out:
         z = np.zeros(0, dtype=np.int64)
         return z, z, np.zeros(0), np.zeros(0)
-    return tuple(np.concatenate(parts) for parts in zip(*out))
+    u = np.concatenate([o[0] for o in out])
+    v = np.concatenate([o[1] for o in out])
+    raw = x[v] - x[u]
+    return u, v, np.maximum(np.maximum(core[u], core[v]), raw), raw
 
 
 def _edge_order(u, v, w, raw):
@@ -179,7 +192,8 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
     left = np.full(m, -1, dtype=np.int64)
     right = np.full(m, -1, dtype=np.int64)
     msize = np.zeros(m, dtype=np.int64)
-    top = np.arange(n, dtype=np.int64)  # representative -> root node of its merge tree
+    # Components are renumbered 0..C-1 every round, dropping those left without edges.
+    top = np.arange(n, dtype=np.int64)  # component -> root node of its merge tree
     csize = np.ones(n, dtype=np.int64)
     rank = np.arange(m, dtype=np.int64)
     cu, cv = u, v
@@ -187,63 +201,75 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
         live = cu != cv
         if not live.all():
             cu, cv, rank = cu[live], cv[live], rank[live]
-        if rank.size == 0:
+        n_edges = rank.shape[0]
+        if n_edges == 0:
             break
-        pick = np.full(n, m, dtype=np.int64)
-        np.minimum.at(pick, cu, rank)
-        np.minimum.at(pick, cv, rank)
-        has = np.flatnonzero(pick < m)
+        n_comp = top.shape[0]
+        pos = np.arange(n_edges, dtype=np.int64)  # edges are in rank order
+        pick = np.full(n_comp, n_edges, dtype=np.int64)
+        np.minimum.at(pick, cu, pos)
+        np.minimum.at(pick, cv, pos)
+        has = np.flatnonzero(pick < n_edges)
         p = pick[has]
-        pos = np.searchsorted(rank, p)
-        other = np.where(cu[pos] == has, cv[pos], cu[pos])
-        hook = np.arange(n, dtype=np.int64)
+        other = np.where(cu[p] == has, cv[p], cu[p])
+        hook = np.arange(n_comp, dtype=np.int64)
         hook[has] = other
         mutual = hook[other] == has
         hook[has[mutual & (has < other)]] = has[mutual & (has < other)]
         tree = _pointer_jump(hook)
         # Lightest edge from each component to another hook tree.
-        tu, tv = tree[cu], tree[cv]
-        cross = tu != tv
-        outmin = np.full(n, m, dtype=np.int64)
-        np.minimum.at(outmin, cu[cross], rank[cross])
-        np.minimum.at(outmin, cv[cross], rank[cross])
+        cross = tree[cu] != tree[cv]
+        outmin = np.full(n_comp, n_edges, dtype=np.int64)
+        np.minimum.at(outmin, cu[cross], pos[cross])
+        np.minimum.at(outmin, cv[cross], pos[cross])
         # Steps of each tree: its root component, then components by their pick's rank.
+        # Two-component trees (most of them) need no sorting.
         t = tree[has]
-        is_root = has == t
-        order = np.argsort((t * (m + 1) + p) * 2 + ~is_root, kind="stable")
-        sc, sp, st = has[order], p[order], t[order]
+        pair = np.bincount(t, minlength=n_comp)[t] == 2
+        second = has[pair & (has != t)]
+        many = ~pair
+        hm, pm, tm = has[many], p[many], t[many]
+        order = np.argsort((tm * (n_edges + 1) + pm) * 2 + (hm != tm))
+        sc = np.concatenate((np.column_stack((hook[second], second)).ravel(), hm[order]))
+        sp = pick[sc]
+        st = tree[sc]
         first = np.ones(sc.shape[0], dtype=bool)
         first[1:] = st[1:] != st[:-1]
         grp = np.cumsum(first) - 1
         n_grp = int(grp[-1]) + 1
+        base = np.flatnonzero(first)
         # Step s >= 2 is taken while its pick is lighter than every edge leaving the
         # components taken before it (segmented running minimum, groups kept apart).
-        shift = (n_grp - 1 - grp) * (m + 1)
+        shift = (n_grp - 1 - grp) * (n_edges + 1)
         run_min = np.minimum.accumulate(outmin[sc] + shift) - shift
         ok = np.ones(sc.shape[0], dtype=bool)
         ok[2:] = sp[2:] < run_min[1:-1]
-        ok[first] = True
-        ok[np.flatnonzero(first) + 1] = True  # the mutual pick
+        ok[base] = True
+        ok[base + 1] = True  # the mutual pick
         bad = np.cumsum(~ok)
-        taken = bad == bad[np.flatnonzero(first)][grp]
+        taken = bad == bad[base][grp]
         # Merge nodes: step 1 joins the two mutual components, step s >= 2 joins the
         # merge of step s - 1 with its own component.
         sizes = np.cumsum(csize[sc])
-        base = np.flatnonzero(first)
         sizes -= (sizes[base] - csize[sc[base]])[grp]
         idx = np.flatnonzero(taken & ~first)
-        r = sp[idx]
-        prev = np.where(first[idx - 1], top[sc[idx - 1]], n + sp[idx - 1])
-        left[r] = prev
+        r = rank[sp[idx]]
+        left[r] = np.where(first[idx - 1], top[sc[idx - 1]], n + rank[sp[idx - 1]])
         right[r] = top[sc[idx]]
         msize[r] = sizes[idx]
         # New components: taken steps join their tree's root component.
         last = np.flatnonzero(taken & np.append(~taken[1:] | first[1:], True))
-        top[st[last]] = n + sp[last]
+        top[st[last]] = n + rank[sp[last]]
         csize[st[last]] = sizes[last]
-        remap = np.arange(n, dtype=np.int64)
-        remap[sc[taken]] = st[taken]
-        cu, cv = remap[cu], remap[cv]
+        target = np.arange(n_comp, dtype=np.int64)
+        target[sc[taken]] = st[taken]
+        keep = np.zeros(n_comp, dtype=bool)
+        keep[has] = True
+        keep &= target == np.arange(n_comp)
+        new_id = np.cumsum(keep) - 1
+        target = new_id[target]
+        top, csize = top[keep], csize[keep]
+        cu, cv = target[cu], target[cv]
     return left, right, msize
 
 
