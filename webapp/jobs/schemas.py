@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 from marshmallow import (
+    INCLUDE,
     RAISE,
     Schema,
     ValidationError,
@@ -259,13 +260,18 @@ class SessionsSchema(Schema):
 
 
 class ProblemSchema(Schema):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details (extension members allowed)."""
+
+    class Meta:
+        unknown = INCLUDE
 
     type = fields.String()
     title = fields.String()
     status = fields.Integer()
     detail = fields.String()
     errors = fields.Dict(metadata={"description": "Field messages (422 only)."})
+    job_status = fields.String(metadata={"description": "The job's status (409 on its sessions)."})
+    error = fields.Nested(JobErrorSchema, metadata={"description": "Why the job failed or was cancelled (409 on its sessions)."})
 
 
 # --- cursors, query strings and headers ---------------------------------------------------------

@@ -1,0 +1,396 @@
+"""The job API's additions, against a real Redis no worker consumes: listing, delete, idempotent
+submit, shared results, ``Prefer: wait``, paged / NDJSON / CSV sessions, limits.
+
+Where a job must finish, the test plays the worker's part through the same job store calls the
+worker makes (start, complete_unit, finish).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import orjson
+import pytest
+
+from tests.test_api import Queue, assert_problem
+from worker.jobstore import JobStore
+
+DB = 4
+PAST = {"users": ["romain", "anes"], "start": "2022-09-22T11:00Z", "end": "2022-09-28T12:00Z", "method": "gap"}
+FUTURE = {**PAST, "end": "2999-01-01T00:00Z", "start": "2998-12-31T00:00Z"}
+KEYS = {f"k{i}": f"test-key-{i}-0123456789abcdef" for i in range(10)}
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[name]}"}
+
+
+def make_app(redis_server, db: int = DB, **config):  # noqa: ANN001, ANN003, ANN201
+    from webapp import create_app
+    from webapp.auth import digest
+
+    keys = ",".join(f"{n}:{digest(k)}" for n, k in KEYS.items())
+    return create_app({"TESTING": True, "REDIS_URL": redis_server.url.replace("/0", f"/{db}"), "API_KEYS": keys,
+                       "MAX_WAIT_S": 1, **config})
+
+
+@pytest.fixture(scope="module")
+def app(redis_server):  # noqa: ANN001, ANN201
+    return make_app(redis_server)
+
+
+@pytest.fixture
+def store(app) -> JobStore:  # noqa: ANN001
+    return app.extensions["sessionizer"].store
+
+
+class NewTasks(Queue):
+    """The tasks sent since the fixture was made, oldest first (kombu LPUSHes: newest at the head)."""
+
+    def new(self) -> list[tuple[str, list]]:
+        now = self.sent()
+        return now[: len(now) - len(self.before)][::-1]
+
+    def __eq__(self, other: object) -> bool:
+        return self.new() == other
+
+    def __repr__(self) -> str:
+        return repr(self.new())
+
+
+@pytest.fixture
+def queued(store):  # noqa: ANN001, ANN201
+    return NewTasks(store.client)
+
+
+def unique(body: dict, tag: str) -> dict:
+    """The same request shape, but not identical to any other test's (shared results)."""
+    return {**body, "users": [*body["users"], f"user-{tag}-{time.monotonic_ns()}"]}
+
+
+def play_worker(store: JobStore, job_id: str, per_unit: list[list[dict]]) -> None:
+    """What the worker does to a computation: start it, store each unit, finish it."""
+    cid = store.view(job_id)["computation"]
+    assert store.start(cid, len(per_unit))
+    for i, rows in enumerate(per_unit):
+        store.complete_unit(cid, i, 1, rows, {"sessions": len(rows)})
+    assert store.finish(cid)
+
+
+def session(user: str, k: int) -> dict:
+    return {"user": user, "instance": "i1", "start": f"2022-09-22T11:{k:02d}:00Z", "end": f"2022-09-22T11:{k:02d}:30Z",
+            "duration_s": 30.0, "events": 3, "entry_screen": "a", "exit_screen": "b",
+            "truncated_start": False, "truncated_end": k == 2}
+
+
+# --- listing ---------------------------------------------------------------------------------------
+def test_list_is_newest_first_cursor_paged_and_filtered(client, store) -> None:  # noqa: ANN001
+    h = auth("k1")
+    ids = [client.post("/jobs", json=unique(FUTURE, f"list{i}"), headers=h).get_json()["id"] for i in range(5)]
+    client.post(f"/jobs/{ids[1]}/cancel", headers=h)
+    page = client.get("/jobs?limit=2", headers=h).get_json()
+    assert [j["id"] for j in page["jobs"]] == [ids[4], ids[3]]
+    assert page["jobs"][0]["links"]["self"] == f"/jobs/{ids[4]}" and "owner" not in page["jobs"][0]
+    seen = [j["id"] for j in page["jobs"]]
+    cursor = page["next_cursor"]
+    while cursor:
+        page = client.get(f"/jobs?limit=2&cursor={cursor}", headers=h).get_json()
+        seen += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+    assert seen == ids[::-1]
+    cancelled = client.get("/jobs?status=cancelled", headers=h).get_json()
+    assert [j["id"] for j in cancelled["jobs"]] == [ids[1]] and cancelled["next_cursor"] is None
+    queued_only = client.get("/jobs?status=queued&limit=100", headers=h).get_json()["jobs"]
+    assert [j["id"] for j in queued_only] == [ids[4], ids[3], ids[2], ids[0]]
+    assert client.get("/jobs", headers=auth("k2")).get_json() == {"jobs": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "status=pending", "cursor=%%%", "cursor=bm9wZQ"])
+def test_list_refuses_bad_query_with_422(client, query) -> None:  # noqa: ANN001
+    assert_problem(client.get(f"/jobs?{query}", headers=auth("k1")), 422)
+
+
+# --- delete ----------------------------------------------------------------------------------------
+def test_delete_cancels_then_forgets(client, store, queued) -> None:  # noqa: ANN001
+    h = auth("k3")
+    job = client.post("/jobs", json=unique(FUTURE, "del"), headers=h).get_json()
+    resp = client.delete(f"/jobs/{job['id']}", headers=h)
+    assert resp.status_code == 204 and resp.data == b""
+    assert store.get(job["id"]) is None or store.status(job["id"]) == "cancelled"  # the worker sees it stop
+    assert store.client.keys(f"sz:job:{job['id']}*") == []
+    for resp in (client.get(f"/jobs/{job['id']}", headers=h), client.get(f"/jobs/{job['id']}/sessions", headers=h),
+                 client.post(f"/jobs/{job['id']}/cancel", headers=h), client.delete(f"/jobs/{job['id']}", headers=h)):
+        assert_problem(resp, 404)
+    assert job["id"] not in [j["id"] for j in client.get("/jobs", headers=h).get_json()["jobs"]]
+
+
+def test_delete_of_a_finished_job_removes_its_results(client, store) -> None:  # noqa: ANN001
+    job = client.post("/jobs", json=unique(PAST, "delfin"), headers=auth("k3")).get_json()
+    play_worker(store, job["id"], [[session("anes", 1)]])
+    assert client.get(f"/jobs/{job['id']}/sessions", headers=auth("k3")).status_code == 200
+    assert client.delete(f"/jobs/{job['id']}", headers=auth("k3")).status_code == 204
+    assert_problem(client.get(f"/jobs/{job['id']}/sessions", headers=auth("k3")), 404)
+    assert store.client.keys(f"sz:job:{job['id']}*") == []
+
+
+# --- idempotent submit -----------------------------------------------------------------------------
+def test_idempotency_key_replays_the_original_job(client, queued) -> None:  # noqa: ANN001
+    body = unique(FUTURE, "idem")
+    h = {**auth("k4"), "Idempotency-Key": "order-42"}
+    first = client.post("/jobs", json=body, headers=h)
+    again = client.post("/jobs", json={**body, "users": body["users"][::-1][::-1]}, headers=h)
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["id"] == first.get_json()["id"] and again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert queued == [("sessionizer.plan", [first.get_json()["id"]])]  # planned once
+    other = client.post("/jobs", json=body, headers={**auth("k4"), "Idempotency-Key": "order-43"})
+    assert other.get_json()["id"] != first.get_json()["id"]
+
+
+def test_idempotency_key_with_another_body_is_422(client, queued) -> None:  # noqa: ANN001
+    h = {**auth("k4"), "Idempotency-Key": "order-44"}
+    body = unique(FUTURE, "idem2")
+    assert client.post("/jobs", json=body, headers=h).status_code == 202
+    problem = assert_problem(client.post("/jobs", json={**body, "method": "hdbscan"}, headers=h), 422)
+    assert "Idempotency-Key" in problem["errors"]
+    assert len(queued.new()) == 1
+
+
+def test_idempotency_key_while_the_first_is_being_created_is_409(client, store, queued) -> None:  # noqa: ANN001
+    from webapp.jobs.views import request_digest
+
+    body = unique(FUTURE, "idem3")
+    with client.application.test_request_context():
+        from webapp.jobs.schemas import JobArgsSchema
+
+        digest = request_digest(JobArgsSchema().load(body))
+    # the first request has reserved the key and is still creating its job
+    assert store.idempotency_reserve("k4", "order-45", digest) == ("new", None)
+    resp = client.post("/jobs", json=body, headers={**auth("k4"), "Idempotency-Key": "order-45"})
+    assert_problem(resp, 409)
+    assert resp.headers["Retry-After"] == "1" and queued == []
+
+
+def test_idempotency_key_is_freed_when_the_submit_fails(client, store) -> None:  # noqa: ANN001
+    h = {**auth("k4"), "Idempotency-Key": "order-46"}
+    assert_problem(client.post("/jobs", json={**FUTURE, "users": []}, headers=h), 422)
+    assert store.client.get("sz:idem:k4:" + __import__("hashlib").sha256(b"order-46").hexdigest()) is None
+    assert client.post("/jobs", json=unique(FUTURE, "idem4"), headers=h).status_code == 202
+
+
+def test_idempotency_key_expires_with_its_job(client, store) -> None:  # noqa: ANN001
+    h = {**auth("k4"), "Idempotency-Key": "order-47"}
+    job = client.post("/jobs", json=unique(FUTURE, "idem5"), headers=h).get_json()
+    ttls = [store.client.ttl(k) for k in store.client.keys("sz:idem:k4:*")]
+    assert ttls and all(0 < t <= store.ttl_s for t in ttls)
+    assert client.delete(f"/jobs/{job['id']}", headers=auth("k4")).status_code == 204
+    again = client.post("/jobs", json=unique(FUTURE, "idem6"), headers=h)  # a deleted job frees its key
+    assert again.status_code == 202 and again.get_json()["id"] != job["id"]
+
+
+# --- shared results --------------------------------------------------------------------------------
+def test_identical_past_requests_share_one_computation(client, store, queued) -> None:  # noqa: ANN001
+    body = unique(PAST, "share")
+    first = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    # same request: another key, users in another order, aliases, offsets: one computation
+    seed_style = {"utils": body["users"][::-1], "date_min": "2022-09-22T13:00+02:00", "date_max": PAST["end"], "method": "gap"}
+    second = client.post("/jobs", json=seed_style, headers=auth("k6")).get_json()
+    assert second["id"] != first["id"] and second["status"] == "queued"
+    assert queued == [("sessionizer.plan", [first["id"]])]
+    assert store.view(second["id"])["computation"] == first["id"]
+    scans = store.scans_started()
+    play_worker(store, first["id"], [[session("anes", 1)], [session("romain", 2)]])
+    assert store.scans_started() == scans + 1
+    got = client.get(f"/jobs/{second['id']}", headers=auth("k6")).get_json()
+    assert got["status"] == "succeeded" and got["progress"]["users_done"] == 2
+    assert got["request"]["users"] == body["users"][::-1]  # each job keeps its own request
+    a = client.get(f"/jobs/{first['id']}/sessions", headers=auth("k5")).get_json()
+    b = client.get(f"/jobs/{second['id']}/sessions", headers=auth("k6")).get_json()
+    assert a["sessions"] == b["sessions"] == [session("anes", 1), session("romain", 2)] and b["job_id"] == second["id"]
+    # a kept result is reused at once; no-cache runs afresh
+    third = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    assert third["status"] == "succeeded" and len(queued.new()) == 1
+    fresh = client.post("/jobs", json=body, headers={**auth("k5"), "Cache-Control": "no-cache"}).get_json()
+    assert fresh["status"] == "queued" and queued.new()[-1] == ("sessionizer.plan", [fresh["id"]])
+    # the shared computation lives as long as the jobs following it
+    assert store.client.ttl(f"sz:job:{first['id']}:sessions") >= store.client.ttl(f"sz:job:{third['id']}") - 1
+
+
+def test_ranges_not_fully_past_and_other_parameters_are_not_shared(client, queued) -> None:  # noqa: ANN001
+    body = unique(FUTURE, "noshare")
+    ids = [client.post("/jobs", json=b, headers=auth("k5")).get_json()["id"]
+           for b in (body, body, {**unique(PAST, "p"), "params": {"max_gap_s": 60}})]
+    assert [m for _, [m] in queued.new()] == ids
+
+
+def test_cancelling_a_shared_job_never_cancels_the_others(client, store, queued) -> None:  # noqa: ANN001
+    body = unique(PAST, "sharecancel")
+    a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
+    c = client.post("/jobs", json=body, headers=auth("k7")).get_json()
+    assert client.post(f"/jobs/{a['id']}/cancel", headers=auth("k5")).get_json()["status"] == "cancelled"
+    assert store.status(a["id"]) == "queued"  # the computation goes on for b and c
+    assert client.delete(f"/jobs/{b['id']}", headers=auth("k6")).status_code == 204
+    assert client.get(f"/jobs/{c['id']}", headers=auth("k7")).get_json()["status"] == "queued"
+    play_worker(store, a["id"], [[session("x", 3)]])
+    assert client.get(f"/jobs/{c['id']}/sessions", headers=auth("k7")).get_json()["sessions"] == [session("x", 3)]
+    assert client.get(f"/jobs/{a['id']}", headers=auth("k5")).get_json()["status"] == "cancelled"
+    assert_problem(client.get(f"/jobs/{b['id']}", headers=auth("k6")), 404)
+
+
+def test_the_last_job_following_a_computation_cancels_it_and_deleting_frees_it(client, store) -> None:  # noqa: ANN001
+    body = unique(PAST, "sharelast")
+    a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
+    assert client.delete(f"/jobs/{a['id']}", headers=auth("k5")).status_code == 204
+    assert store.status(a["id"]) == "queued"  # b still follows it: kept, but a is gone for its client
+    assert_problem(client.get(f"/jobs/{a['id']}", headers=auth("k5")), 404)
+    client.post(f"/jobs/{b['id']}/cancel", headers=auth("k6"))
+    assert store.status(a["id"]) == "cancelled"  # nobody follows it any more: the worker stops
+    after = client.post("/jobs", json=body, headers=auth("k5")).get_json()  # a cancelled one is not reused
+    assert store.view(after["id"])["computation"] == after["id"]
+    assert client.delete(f"/jobs/{b['id']}", headers=auth("k6")).status_code == 204
+    assert store.client.keys(f"sz:job:{a['id']}*") == [] and store.client.keys(f"sz:job:{b['id']}*") == []
+
+
+# --- Prefer: wait ----------------------------------------------------------------------------------
+def test_without_prefer_nothing_waits_and_nothing_is_applied(client) -> None:  # noqa: ANN001
+    resp = client.post("/jobs", json=unique(FUTURE, "nowait"), headers=auth("k8"))
+    assert resp.status_code == 202 and "Preference-Applied" not in resp.headers
+    polled = client.get(resp.headers["Location"], headers={**auth("k8"), "Prefer": "respond-async"})
+    assert polled.status_code == 200 and "Preference-Applied" not in polled.headers
+
+
+def test_prefer_wait_holds_until_the_time_is_up(client) -> None:  # noqa: ANN001
+    # MAX_WAIT_S is 1 here: wait=30 is honoured as wait=1, and the job stays queued (no worker)
+    started = time.monotonic()
+    resp = client.post("/jobs", json=unique(FUTURE, "wait"), headers={**auth("k8"), "Prefer": "wait=30"})
+    assert resp.status_code == 202 and resp.headers["Preference-Applied"] == "wait=1"
+    assert time.monotonic() - started >= 1.0 and resp.get_json()["status"] == "queued"
+    started = time.monotonic()
+    polled = client.get(resp.headers["Location"], headers={**auth("k8"), "Prefer": "handling=lenient, wait=1"})
+    assert polled.headers["Preference-Applied"] == "wait=1" and time.monotonic() - started >= 1.0
+
+
+def test_prefer_wait_answers_as_soon_as_the_job_finishes(client, store) -> None:  # noqa: ANN001
+    import threading
+
+    job = client.post("/jobs", json=unique(PAST, "waitdone"), headers=auth("k8")).get_json()
+    threading.Timer(0.3, play_worker, args=(store, job["id"], [[]])).start()
+    resp = client.get(f"/jobs/{job['id']}", headers={**auth("k8"), "Prefer": "wait=1"})
+    assert resp.get_json()["status"] == "succeeded" and resp.headers["Preference-Applied"] == "wait=1"
+    assert "Retry-After" not in resp.headers
+    done = client.get(f"/jobs/{job['id']}", headers={**auth("k8"), "Prefer": "wait=1"})
+    assert done.get_json()["status"] == "succeeded"  # a finished job is answered without waiting
+
+
+# --- sessions: pages, user filter, formats ---------------------------------------------------------
+@pytest.fixture
+def finished(client, store):  # noqa: ANN001, ANN201
+    job = client.post("/jobs", json=unique(PAST, "pages"), headers=auth("k9")).get_json()
+    units = [[session("anes", k) for k in range(3)], [], [session("romain", k) for k in range(4)], [session("solo", 9)]]
+    play_worker(store, job["id"], units)
+    return job["id"], [s for u in units for s in u]
+
+
+def test_sessions_page_through_with_a_cursor(client, finished) -> None:  # noqa: ANN001
+    job_id, everything = finished
+    full = client.get(f"/jobs/{job_id}/sessions", headers=auth("k9")).get_json()
+    assert full["sessions"] == everything and full["next_cursor"] is None and full["stats"] == {"sessions": 8}
+    for limit in (1, 2, 3, 7, 8):
+        got, cursor, pages = [], None, 0
+        while True:
+            url = f"/jobs/{job_id}/sessions?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+            resp = client.get(url, headers=auth("k9"))
+            body = resp.get_json()
+            assert len(body["sessions"]) <= limit
+            got += body["sessions"]
+            pages += 1
+            cursor = body["next_cursor"]
+            if not cursor:
+                assert "Link" not in resp.headers
+                break
+            assert resp.headers["Link"] == f'</jobs/{job_id}/sessions?limit={limit}&cursor={cursor}>; rel="next"'
+        assert got == everything and pages == -(-len(everything) // limit)
+
+
+def test_sessions_of_one_user(client, finished) -> None:  # noqa: ANN001
+    job_id, everything = finished
+    romain = [s for s in everything if s["user"] == "romain"]
+    assert client.get(f"/jobs/{job_id}/sessions?user=romain", headers=auth("k9")).get_json()["sessions"] == romain
+    first = client.get(f"/jobs/{job_id}/sessions?user=romain&limit=3", headers=auth("k9")).get_json()
+    rest = client.get(f"/jobs/{job_id}/sessions?user=romain&limit=3&cursor={first['next_cursor']}", headers=auth("k9")).get_json()
+    assert first["sessions"] + rest["sessions"] == romain and rest["next_cursor"] is None
+    assert client.get(f"/jobs/{job_id}/sessions?user=ghost", headers=auth("k9")).get_json()["sessions"] == []
+
+
+def test_sessions_as_ndjson_and_csv(client, finished) -> None:  # noqa: ANN001
+    job_id, everything = finished
+    resp = client.get(f"/jobs/{job_id}/sessions", headers={**auth("k9"), "Accept": "application/x-ndjson"})
+    assert resp.mimetype == "application/x-ndjson" and resp.is_streamed
+    assert [orjson.loads(line) for line in resp.data.splitlines()] == everything
+    resp = client.get(f"/jobs/{job_id}/sessions?user=anes", headers={**auth("k9"), "Accept": "text/csv"})
+    assert resp.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    anes = [s for s in everything if s["user"] == "anes"]
+    assert [r["start"] for r in rows] == [s["start"] for s in anes]
+    assert rows[2]["truncated_end"] == "true" and rows[0]["truncated_start"] == "false" and rows[0]["duration_s"] == "30.0"
+    assert list(rows[0]) == ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen",
+                             "truncated_start", "truncated_end"]
+    browser = client.get(f"/jobs/{job_id}/sessions", headers={**auth("k9"), "Accept": "text/html,*/*;q=0.8"})
+    assert browser.mimetype == "application/json"  # JSON stays the default
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=10001", "cursor=abc", "cursor=MS4yLjM", "cursor=LTEuMg", "user="])
+def test_sessions_refuse_bad_query_with_422(client, finished, query) -> None:  # noqa: ANN001
+    assert_problem(client.get(f"/jobs/{finished[0]}/sessions?{query}", headers=auth("k9")), 422)
+
+
+# --- limits ----------------------------------------------------------------------------------------
+def test_rate_limit_is_per_key_and_says_when_to_retry(redis_server) -> None:  # noqa: ANN001
+    limited = make_app(redis_server, db=7, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
+    codes = [limited.get("/jobs", headers=auth("k1")).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    resp = limited.get("/jobs", headers=auth("k1"))
+    assert_problem(resp, 429)
+    assert 1 <= int(resp.headers["Retry-After"]) <= 2
+    assert limited.get("/jobs", headers=auth("k2")).status_code == 200  # another key has its own bucket
+    # the bucket lives in Redis: a second API process sharing it is limited alike
+    other = make_app(redis_server, db=7, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
+    assert other.get("/jobs", headers=auth("k1")).status_code == 429
+
+
+def test_concurrent_jobs_cap_per_key(redis_server) -> None:  # noqa: ANN001
+    capped = make_app(redis_server, db=8, MAX_ACTIVE_JOBS=2).test_client()
+    ids = [capped.post("/jobs", json=unique(FUTURE, f"cap{i}"), headers=auth("k1")).get_json()["id"] for i in range(2)]
+    resp = capped.post("/jobs", json=unique(FUTURE, "cap2"), headers=auth("k1"))
+    body = assert_problem(resp, 429)
+    assert "2 jobs" in body["detail"] and int(resp.headers["Retry-After"]) >= 1
+    assert capped.post("/jobs", json=unique(FUTURE, "cap3"), headers=auth("k2")).status_code == 202
+    capped.post(f"/jobs/{ids[0]}/cancel", headers=auth("k1"))
+    assert capped.post("/jobs", json=unique(FUTURE, "cap4"), headers=auth("k1")).status_code == 202
+
+
+def test_openapi_documents_the_additions(client) -> None:  # noqa: ANN001
+    spec = client.get("/openapi.json").get_json()
+    paths = spec["paths"]
+    assert {"get", "post"} <= set(paths["/jobs"]) and "delete" in paths["/jobs/{job_id}"]
+    params = {(p["in"], p["name"]) for p in paths["/jobs"]["post"]["parameters"]}
+    assert {("header", "Idempotency-Key"), ("header", "Prefer"), ("header", "Cache-Control")} <= params
+    assert {("query", "status"), ("query", "limit"), ("query", "cursor")} <= {(p["in"], p["name"]) for p in paths["/jobs"]["get"]["parameters"]}
+    sessions = paths["/jobs/{job_id}/sessions"]["get"]
+    assert {"limit", "cursor", "user"} <= {p["name"] for p in sessions["parameters"]}
+    assert {"application/json", "application/x-ndjson", "text/csv"} <= set(sessions["responses"]["200"]["content"])
+    for path, ops in paths.items():
+        if path.startswith("/jobs"):
+            for method, op in ops.items():
+                if method == "parameters":
+                    continue
+                assert {"401", "429"} <= set(op["responses"]), (path, op["summary"])
+                for code, resp in op["responses"].items():
+                    if code[0] in "45":
+                        assert list(resp["content"]) == ["application/problem+json"], (path, code)
+    assert "Preference-Applied" in paths["/jobs/{job_id}"]["get"]["responses"]["200"]["headers"]
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
