@@ -28,8 +28,8 @@ per merge. Steps, following hdbscan:
 3. Minimum spanning forest and single-linkage merge tree together, by Boruvka
    rounds (``_merge_rounds``): every component picks its lightest edge; the picks
    of one hook tree, sorted, merge one new component at a time into the tree's
-   lightest pick, which is exactly Kruskal's order as long as no edge leaving the
-   tree is lighter than the next pick; the rest waits for the next round.
+   lightest pick, which is exactly Kruskal's order for the picks lighter than every
+   edge leaving the tree; the others wait for the next round. About five rounds.
 4. Condensed tree, stabilities, excess-of-mass selection, epsilon search and
    labelling exactly as hdbscan's ``_hdbscan_tree.pyx`` does them, vectorised over
    points and clusters of all blocks (level by level up the cluster tree).
@@ -185,8 +185,8 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
     A Boruvka round lets each component pick its lightest edge. The picks form hook
     trees whose edges grow lighter towards the tree's one mutual pick; in rank order,
     each pick of a tree joins a new component to those already joined, so the picks
-    are Kruskal merges in that order as long as no edge leaving the tree is lighter:
-    the longest such prefix of each tree is merged, the rest waits a round.
+    are Kruskal merges in that order up to the lightest edge leaving the tree: those
+    picks are merged, the others wait for the next round.
     """
     m = u.shape[0]
     left = np.full(m, -1, dtype=np.int64)
@@ -211,58 +211,48 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
         np.minimum.at(pick, cv, pos)
         has = np.flatnonzero(pick < n_edges)
         p = pick[has]
-        other = np.where(cu[p] == has, cv[p], cu[p])
+        pu = cu[p]
+        other = np.where(pu == has, cv[p], pu)
         hook = np.arange(n_comp, dtype=np.int64)
         hook[has] = other
-        mutual = hook[other] == has
-        hook[has[mutual & (has < other)]] = has[mutual & (has < other)]
+        root = has[(hook[other] == has) & (has < other)]  # smaller end of the mutual pick
+        hook[root] = root
         tree = _pointer_jump(hook)
-        # Lightest edge from each component to another hook tree.
-        cross = tree[cu] != tree[cv]
-        outmin = np.full(n_comp, n_edges, dtype=np.int64)
-        np.minimum.at(outmin, cu[cross], pos[cross])
-        np.minimum.at(outmin, cv[cross], pos[cross])
-        # Steps of each tree: its root component, then components by their pick's rank.
-        # Two-component trees (most of them) need no sorting.
+        # Picks are taken up to the lightest edge leaving the hook tree: a pick below it
+        # comes before every edge leaving the components picked before it, a pick above
+        # it comes after the edge leaving the component that owns it (that component's
+        # own pick is lighter still).
+        tu, tv = tree[cu], tree[cv]
+        cross = np.flatnonzero(tu != tv)
+        limit = np.full(n_comp, n_edges, dtype=np.int64)
+        np.minimum.at(limit, tu[cross], cross)
+        np.minimum.at(limit, tv[cross], cross)
         t = tree[has]
-        pair = np.bincount(t, minlength=n_comp)[t] == 2
-        second = has[pair & (has != t)]
-        many = ~pair
-        hm, pm, tm = has[many], p[many], t[many]
-        order = np.argsort((tm * (n_edges + 1) + pm) * 2 + (hm != tm))
-        sc = np.concatenate((np.column_stack((hook[second], second)).ravel(), hm[order]))
-        sp = pick[sc]
-        st = tree[sc]
+        sel = p < limit[t]
+        # Chain of each tree: its root component, then components by their pick's rank.
+        order = np.argsort((t[sel] * (n_edges + 1) + p[sel]) * 2 + (has[sel] != t[sel]))
+        sc = has[sel][order]
+        sp = p[sel][order]
+        st = t[sel][order]
         first = np.ones(sc.shape[0], dtype=bool)
         first[1:] = st[1:] != st[:-1]
-        grp = np.cumsum(first) - 1
-        n_grp = int(grp[-1]) + 1
         base = np.flatnonzero(first)
-        # Step s >= 2 is taken while its pick is lighter than every edge leaving the
-        # components taken before it (segmented running minimum, groups kept apart).
-        shift = (n_grp - 1 - grp) * (n_edges + 1)
-        run_min = np.minimum.accumulate(outmin[sc] + shift) - shift
-        ok = np.ones(sc.shape[0], dtype=bool)
-        ok[2:] = sp[2:] < run_min[1:-1]
-        ok[base] = True
-        ok[base + 1] = True  # the mutual pick
-        bad = np.cumsum(~ok)
-        taken = bad == bad[base][grp]
+        grp = np.cumsum(first) - 1
         # Merge nodes: step 1 joins the two mutual components, step s >= 2 joins the
         # merge of step s - 1 with its own component.
         sizes = np.cumsum(csize[sc])
         sizes -= (sizes[base] - csize[sc[base]])[grp]
-        idx = np.flatnonzero(taken & ~first)
+        idx = np.flatnonzero(~first)
         r = rank[sp[idx]]
         left[r] = np.where(first[idx - 1], top[sc[idx - 1]], n + rank[sp[idx - 1]])
         right[r] = top[sc[idx]]
         msize[r] = sizes[idx]
-        # New components: taken steps join their tree's root component.
-        last = np.flatnonzero(taken & np.append(~taken[1:] | first[1:], True))
+        # New components: every chain joins its tree's root component.
+        last = np.append(base[1:], sc.shape[0]) - 1
         top[st[last]] = n + rank[sp[last]]
         csize[st[last]] = sizes[last]
         target = np.arange(n_comp, dtype=np.int64)
-        target[sc[taken]] = st[taken]
+        target[sc] = st
         keep = np.zeros(n_comp, dtype=bool)
         keep[has] = True
         keep &= target == np.arange(n_comp)
@@ -317,13 +307,17 @@ def hdbscan_labels_1d(
 
 def number_by_first_point(labels: np.ndarray) -> np.ndarray:
     """Relabel clusters ``0..k-1`` in order of their first point (``-1`` kept)."""
-    out = np.full(labels.shape[0], -1, dtype=np.int64)
+    n = labels.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
     member = np.flatnonzero(labels >= 0)
     if member.size:
-        _, first, inverse = np.unique(labels[member], return_index=True, return_inverse=True)
-        rank = np.empty(first.shape[0], dtype=np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0], dtype=np.int64)
-        out[member] = rank[inverse]
+        lab = labels[member]
+        first = np.full(int(lab.max()) + 1, n, dtype=np.int64)
+        np.minimum.at(first, lab, member)
+        used = np.flatnonzero(first < n)
+        rank = np.zeros(first.shape[0], dtype=np.int64)
+        rank[used[np.argsort(first[used])]] = np.arange(used.shape[0], dtype=np.int64)
+        out[member] = rank[lab]
     return out
 
 
