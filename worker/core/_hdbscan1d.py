@@ -189,14 +189,15 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
     picks are merged, the others wait for the next round.
     """
     m = u.shape[0]
-    left = np.full(m, -1, dtype=np.int64)
-    right = np.full(m, -1, dtype=np.int64)
-    msize = np.zeros(m, dtype=np.int64)
+    it = np.int32 if n + m < 2**31 else np.int64  # halves the memory traffic
+    left = np.full(m, -1, dtype=it)
+    right = np.full(m, -1, dtype=it)
+    msize = np.zeros(m, dtype=it)
     # Components are renumbered 0..C-1 every round, dropping those left without edges.
-    top = np.arange(n, dtype=np.int64)  # component -> root node of its merge tree
-    csize = np.ones(n, dtype=np.int64)
-    rank = np.arange(m, dtype=np.int64)
-    cu, cv = u, v
+    top = np.arange(n, dtype=it)  # component -> root node of its merge tree
+    csize = np.ones(n, dtype=it)
+    rank = np.arange(m, dtype=it)
+    cu, cv = u.astype(it), v.astype(it)
     while True:
         live = cu != cv
         if not live.all():
@@ -205,15 +206,15 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
         if n_edges == 0:
             break
         n_comp = top.shape[0]
-        pos = np.arange(n_edges, dtype=np.int64)  # edges are in rank order
-        pick = np.full(n_comp, n_edges, dtype=np.int64)
+        pos = np.arange(n_edges, dtype=it)  # edges are in rank order
+        pick = np.full(n_comp, n_edges, dtype=it)
         np.minimum.at(pick, cu, pos)
         np.minimum.at(pick, cv, pos)
-        has = np.flatnonzero(pick < n_edges)
+        has = np.flatnonzero(pick < n_edges).astype(it)
         p = pick[has]
         pu = cu[p]
         other = np.where(pu == has, cv[p], pu)
-        hook = np.arange(n_comp, dtype=np.int64)
+        hook = np.arange(n_comp, dtype=it)
         hook[has] = other
         root = has[(hook[other] == has) & (has < other)]  # smaller end of the mutual pick
         hook[root] = root
@@ -223,14 +224,14 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
         # it comes after the edge leaving the component that owns it (that component's
         # own pick is lighter still).
         tu, tv = tree[cu], tree[cv]
-        cross = np.flatnonzero(tu != tv)
-        limit = np.full(n_comp, n_edges, dtype=np.int64)
+        cross = np.flatnonzero(tu != tv).astype(it)
+        limit = np.full(n_comp, n_edges, dtype=it)
         np.minimum.at(limit, tu[cross], cross)
         np.minimum.at(limit, tv[cross], cross)
         t = tree[has]
         sel = p < limit[t]
         # Chain of each tree: its root component, then components by their pick's rank.
-        order = np.argsort((t[sel] * (n_edges + 1) + p[sel]) * 2 + (has[sel] != t[sel]))
+        order = np.argsort((t[sel].astype(np.int64) * (n_edges + 1) + p[sel]) * 2 + (has[sel] != t[sel]))
         sc = has[sel][order]
         sp = p[sel][order]
         st = t[sel][order]
@@ -251,12 +252,12 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
         last = np.append(base[1:], sc.shape[0]) - 1
         top[st[last]] = n + rank[sp[last]]
         csize[st[last]] = sizes[last]
-        target = np.arange(n_comp, dtype=np.int64)
+        target = np.arange(n_comp, dtype=it)
         target[sc] = st
         keep = np.zeros(n_comp, dtype=bool)
         keep[has] = True
         keep &= target == np.arange(n_comp)
-        new_id = np.cumsum(keep) - 1
+        new_id = (np.cumsum(keep) - 1).astype(it)
         target = new_id[target]
         top, csize = top[keep], csize[keep]
         cu, cv = target[cu], target[cv]
@@ -396,44 +397,52 @@ def _ranges(starts, lengths):
 
 
 def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
-    """Labels of a merge forest (one tree per block, every tree at least ``mcs`` points)."""
+    """Labels of a merge forest (one tree per block, every tree at least ``mcs`` points).
+
+    ``left``/``right`` hold node ids (points ``< n``, merge ``j`` is ``n + j``); merges
+    come in order, children before parents. Everything below works on merge indices.
+    """
     m = left.shape[0]
-    n_nodes = n + m
-    ids = np.arange(n_nodes, dtype=np.int64)
+    it = np.int32 if n + m < 2**31 else np.int64
+    mid = np.arange(m, dtype=it)
     with np.errstate(divide="ignore", over="ignore"):
         lam_merge = np.where(dist > 0.0, 1.0 / dist, np.inf)
-    parent = np.full(n_nodes, -1, dtype=np.int64)
-    parent[left] = np.arange(n, n + m)
-    parent[right] = np.arange(n, n + m)
-    sibling = np.full(n_nodes, -1, dtype=np.int64)
-    sibling[left] = right
-    sibling[right] = left
-    is_top = parent < 0  # block roots (every point of an active block has been merged)
-    big = size >= mcs
+    msize = size[n:]
+    big = msize >= mcs  # points are never big (mcs >= 2)
+    par_pt = np.empty(n, dtype=it)  # merge that absorbs each point
+    par = np.full(m, -1, dtype=it)  # parent merge of each merge (-1: block root)
+    for side in (left, right):
+        pt = side < n
+        par_pt[side[pt]] = mid[pt]
+        par[side[~pt] - n] = mid[~pt]
+    is_top = par < 0
     # A big node starts a condensed cluster when it is a root or its sibling is big too
     # (hdbscan's "both children >= min_cluster_size"); otherwise it continues its parent's.
-    is_new = big & (is_top | big[np.maximum(sibling, 0)] & (sibling >= 0))
-    up = np.where(is_new | is_top, ids, parent)
-    cluster_of = _resolve(up, is_new | ~big)
+    split = (size[left] >= mcs) & (size[right] >= mcs)
+    is_new = is_top | split[np.maximum(par, 0)]
+    cluster_of = _resolve(np.where(is_new, mid, par), is_new | ~big)
     # Each point leaves the tree at its lowest big ancestor (the merge that made its
-    # component reach min_cluster_size), with lambda of that merge.
-    up_small = np.where(big | is_top, ids, parent)
-    low_big = _resolve(up_small, big)[:n]
-    point_lam = lam_merge[low_big - n]
+    # component reach min_cluster_size, fewer than mcs steps up), with lambda of that merge.
+    low_big = par_pt
+    todo = np.flatnonzero(~big[low_big])
+    while todo.size:
+        low_big[todo] = par[low_big[todo]]
+        todo = todo[~big[low_big[todo]]]
+    point_lam = lam_merge[low_big]
 
-    clusters = np.flatnonzero(is_new)  # node ids; children before parents
+    clusters = np.flatnonzero(is_new).astype(it)  # children before parents
     n_cl = clusters.shape[0]
-    cid = np.full(n_nodes, -1, dtype=np.int64)
-    cid[clusters] = np.arange(n_cl)
+    cid = np.full(m, -1, dtype=it)
+    cid[clusters] = np.arange(n_cl, dtype=it)
     point_c = cid[cluster_of[low_big]]
     # Cluster tree: birth lambda = lambda of the parent merge (root: 0), parent cluster.
     c_root = is_top[clusters]
     nonroot = ~c_root
     birth = np.zeros(n_cl)
-    c_parent = np.arange(n_cl, dtype=np.int64)  # roots point to themselves
-    c_size = size[clusters]
-    birth[nonroot] = lam_merge[parent[clusters[nonroot]] - n]
-    c_parent[nonroot] = cid[cluster_of[parent[clusters[nonroot]]]]
+    c_parent = np.arange(n_cl, dtype=it)  # roots point to themselves
+    c_size = msize[clusters]
+    birth[nonroot] = lam_merge[par[clusters[nonroot]]]
+    c_parent[nonroot] = cid[cluster_of[par[clusters[nonroot]]]]
     # Stability, as hdbscan: sum over rows (lambda - birth(parent)) * child_size.
     with np.errstate(invalid="ignore"):
         stab = np.bincount(point_c, weights=point_lam - birth[point_c], minlength=n_cl)
