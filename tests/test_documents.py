@@ -76,3 +76,20 @@ def test_events_come_back_sorted_in_compact_arrays() -> None:
     screens, _ = acc.vocabulary()
     assert [screens[c] for c in ev.screen] == ["s10", "s10", "s20", "s30"]
     assert acc.user_names == []  # handed over, not kept twice
+
+
+iso_like = st.builds(
+    lambda y, mo, d, sep, h, mi, s, frac, tz: f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{tz}",
+    st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32), st.sampled_from(["T", " ", "t", "/"]),
+    st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+    st.sampled_from(["", ".5", ".123", ",123", ".123456", ".1234567", "."]),
+    st.sampled_from(["", "Z", "z", "+02:00", "-05:30", "+0200", "+02", "+24:00", "+00:00:30", "+02:00:00.5", " "]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(iso_like, st.text(max_size=30)))
+def test_fast_iso_parser_equals_fromisoformat(text: str) -> None:
+    from worker.sources.documents import iso_ms_reference
+
+    assert timestamp_ms(text) == iso_ms_reference(text)
