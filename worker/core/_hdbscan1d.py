@@ -52,6 +52,8 @@ _NO_EDGE = np.iinfo(np.int64).max
 _PACK_LIMIT = float(2**31)
 # Candidate edges are built for this many (point, offset) pairs at a time (memory bound).
 _CHUNK_PAIRS = 1 << 22
+# Timelines are clustered in runs of whole blocks of about this many points.
+_CHUNK_POINTS = 1 << 16
 
 
 def core_distances(x: np.ndarray, k: int) -> np.ndarray:
@@ -350,6 +352,23 @@ def hdbscan_labels_blocks(
     """
     x = np.asarray(x, dtype=np.float64)
     bounds = np.asarray(bounds, dtype=np.int64)
+    args = (min_cluster_size, min_samples, cluster_selection_epsilon, allow_single_cluster)
+    if x.shape[0] <= 2 * _CHUNK_POINTS:
+        return _labels_of_blocks(x, bounds, *args)
+    # Runs of whole blocks of about _CHUNK_POINTS points: the arrays stay in cache,
+    # which is faster than one pass over everything (and ids stay distinct).
+    cuts = np.unique(np.append(np.searchsorted(bounds, np.arange(0, x.shape[0], _CHUNK_POINTS)),
+                               bounds.shape[0] - 1))
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    for c0, c1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        lo, hi = int(bounds[c0]), int(bounds[c1])
+        part = _labels_of_blocks(x[lo:hi], bounds[c0 : c1 + 1] - lo, *args)
+        labels[lo:hi] = np.where(part >= 0, part + lo, -1)
+    return labels
+
+
+def _labels_of_blocks(x, bounds, min_cluster_size, min_samples, cluster_selection_epsilon,
+                      allow_single_cluster):
     n_all = x.shape[0]
     labels = np.full(n_all, -1, dtype=np.int64)
     sizes = np.diff(bounds)
