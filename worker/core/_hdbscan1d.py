@@ -550,40 +550,9 @@ def _epsilon_select(eom, has_tree, c_parent, c_root, block_root, birth, epsilon,
     ptr = np.where(stop, np.arange(n_cl), par)
     end = _resolve(ptr, stop)
     res = np.where(par_root[end], par[end] if allow_single else end, par[end])
-    pick = res[cand]
-    # hdbscan walks leaves by decreasing id and skips a leaf inside an earlier pick's
-    # subtree; that only changes the result where one pick lies inside another.
-    in_pick = np.zeros(n_cl, dtype=bool)
-    in_pick[pick] = True
-    anc = _resolve(np.where(c_root, np.arange(n_cl), c_parent), in_pick | c_root)
-    nested = in_pick & ~c_root & in_pick[anc] & (anc != np.arange(n_cl))
-    bad_block = np.zeros(n_cl, dtype=bool)
-    bad_block[block_root[nested]] = True
-    easy = ~bad_block[block_root[cand]]
-    chosen[pick[easy]] = True
-    for b in np.flatnonzero(bad_block).tolist():
-        chosen |= _epsilon_walk(cand[block_root[cand] == b], res, c_parent, c_root, n_cl)
-    return chosen
-
-
-def _epsilon_walk(cand, res, c_parent, c_root, n_cl):
-    """hdbscan's sequential walk over one block's epsilon leaves (nested picks only)."""
-    chosen = np.zeros(n_cl, dtype=bool)
-    processed = np.zeros(n_cl, dtype=bool)
-    for leaf in sorted(cand.tolist(), reverse=True):
-        if processed[leaf]:
-            continue
-        pick = int(res[leaf])
-        chosen[pick] = True
-        # Mark pick's strict subtree: clusters whose ancestor chain reaches pick.
-        node = np.arange(n_cl)
-        inside = np.zeros(n_cl, dtype=bool)
-        cur = node.copy()
-        while True:
-            cur = np.where(c_root[cur], cur, c_parent[cur])
-            hit = cur == pick
-            inside |= hit
-            if np.all(c_root[cur] | hit):
-                break
-        processed |= inside
+    # hdbscan walks the leaves in turn and skips a leaf inside an earlier pick's subtree,
+    # which could only matter if one pick lay inside another. It cannot: epsilons only
+    # shrink downwards and siblings share theirs, so below a pick born above epsilon
+    # (or below the root child reached from a leaf) every cluster is at most epsilon.
+    chosen[res[cand]] = True
     return chosen
