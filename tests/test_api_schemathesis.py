@@ -31,7 +31,7 @@ def make_app():  # noqa: ANN201
 
     # The session's Redis URL is not known at import time, where schemathesis needs the app:
     # the fixture below points this app at it before any request is made.
-    return create_app({"TESTING": True, "REDIS_URL": os.environ.get("SZ_FUZZ_REDIS_URL", "redis://127.0.0.1:1/6"),
+    return create_app({"TESTING": True, "REDIS_URL": os.environ.get("SZ_FUZZ_REDIS_URL", "redis://127.0.0.1:1/15"),
                        "AUTH_REQUIRED": True, "API_KEYS": f"fuzz:{digest(KEY)}", "MAX_WAIT_S": 0.2,
                        "RATE_LIMIT_PER_S": 0, "MAX_ACTIVE_JOBS": 0})
 
@@ -44,11 +44,11 @@ KNOWN: list[str] = []
 
 @pytest.fixture(scope="module", autouse=True)
 def live_store(redis_server):  # noqa: ANN001, ANN201
-    """Point the app at the session's Redis (database 6) and plant a queued and a succeeded job."""
+    """Point the app at the session's Redis (database 15) and plant a queued and a succeeded job."""
     from worker.jobstore import JobStore
 
     services = APP.extensions["sessionizer"]
-    url = redis_server.url.replace("/0", "/6")
+    url = redis_server.url.replace("/0", "/15")
     services.store = JobStore.from_url(url, APP.config["JOB_TTL_S"])
     services.celery.conf.broker_url = url
     client = APP.test_client()
@@ -59,6 +59,7 @@ def live_store(redis_server):  # noqa: ANN001, ANN201
     KNOWN[:] = [queued["id"], done["id"]]
     yield
     KNOWN.clear()
+    services.store.client.delete("celery")  # no worker consumes database 15: leave no task behind
 
 
 @schema.parametrize()
