@@ -60,7 +60,7 @@ def stack(es: EsProtocolServer, redis_server: RedisServer, tmp_path: Path) -> It
         url = redis_url or redis_server.url.rsplit("/", 1)[0] + f"/{next(_dbs)}"
         env = worker_env(url, **{"EVENT_SOURCE": "elasticsearch", "ELASTICSEARCH_URL": es.url,
                                  "ELASTICSEARCH_INDEX": INDEX, "ELASTICSEARCH_PAGE_SIZE": "25",
-                                 "CELERY_VISIBILITY_TIMEOUT_S": "4", "CELERY_RESTORE_INTERVAL_S": "1", **extra})
+                                 "CELERY_VISIBILITY_TIMEOUT_S": "60", "CELERY_RESTORE_INTERVAL_S": "1", **extra})
 
         def new_worker() -> WorkerProcess:
             w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency=2, name=f"w{len(started)}")
@@ -194,7 +194,9 @@ def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, 
 
 
 def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None:  # noqa: ANN001
-    client, new_worker = stack()
+    # A short visibility timeout so the lost units come back within seconds. (Elsewhere it stays
+    # above the longest unit, as in production: below it, a slow unit is run twice at once.)
+    client, new_worker = stack(CELERY_VISIBILITY_TIMEOUT_S="4")
     es.faults.delay(0.05)  # slow pages, so the kill lands mid-job
     first = new_worker()
     job_id = submit(client)

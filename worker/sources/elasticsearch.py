@@ -354,17 +354,25 @@ class ElasticsearchSource:
             params["search_after"] = last_sort
 
     def _close(self, pit_id: str) -> None:
-        """Close the PIT; a failure is logged, never raised (the PIT then expires on its own)."""
+        """Close the PIT; a failure is logged, never raised (the PIT then expires on its own).
+
+        Transient failures are retried like any request: a pooled connection that the server
+        dropped (after a reset, say) fails the DELETE before it is sent, and a PIT left open
+        pins segments and heap on the cluster until its keep-alive ends.
+        """
+        def close(opts: dict[str, Any]) -> Any:
+            try:
+                return self.client.options(**opts).close_point_in_time(id=pit_id)
+            except ApiError as exc:
+                if exc.meta.status == 404:  # already gone (expired): nothing left to free
+                    log.debug("point in time on index [%s] already gone when closing it", self.index)
+                    return None
+                raise
+
         try:
-            self.client.options(**self._request_options(self.retry.max_elapsed_s)).close_point_in_time(id=pit_id)
-        except ApiError as exc:
-            if exc.meta.status == 404:
-                log.debug("point in time on index [%s] already gone when closing it", self.index)
-            else:
-                log.warning("could not close the point in time on index [%s]: HTTP %s %s",
-                            self.index, exc.meta.status, _error_types(exc.body)[:1])
+            self._call("close the point in time on", close)
         except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.warning("could not close the point in time on index [%s]: %s", self.index, type(exc).__name__)
+            log.warning("could not close the point in time on index [%s]: %s", self.index, _short(exc))
 
     # ------------------------------------------------------------------ retries
     def _request_options(self, remaining_s: float) -> dict[str, Any]:
