@@ -212,3 +212,13 @@ def test_the_api_process_does_not_import_the_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_core_parameter_can_be_set_and_bad_ones_are_named(client, queued) -> None:  # noqa: ANN001
+    params = {"min_cluster_size": 8, "min_samples": 3, "cluster_selection_epsilon_s": 600, "split_idle_s": 7200,
+              "allow_single_cluster": False, "max_span_s": 3600}
+    resp = client.post("/jobs", json={**GOOD, "params": params})
+    assert resp.status_code == 202, resp.get_json()
+    assert resp.get_json()["request"]["params"] == params
+    body = assert_problem(client.post("/jobs", json={**GOOD, "params": {"allow_single_cluster": "maybe"}}), 422)
+    assert "allow_single_cluster" in body["errors"]["params"]

@@ -70,6 +70,13 @@ class HdbscanParamsSchema(Schema):
         validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
         metadata={"description": "Idle seconds that always separate two activity blocks; HDBSCAN runs per block."},
     )
+    allow_single_cluster = fields.Boolean(
+        metadata={"description": "A block may form a single session (default true; hdbscan's own default is false)."},
+    )
+    max_span_s = fields.Float(
+        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
+        metadata={"description": "Longest activity block read whole beyond the range's edges (default 86400)."},
+    )
 
 
 class GapParamsSchema(Schema):
@@ -81,6 +88,10 @@ class GapParamsSchema(Schema):
     max_gap_s = fields.Float(
         validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
         metadata={"description": "A new session starts after more than this many idle seconds (default 1800)."},
+    )
+    max_span_s = fields.Float(
+        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
+        metadata={"description": "Longest activity block read whole beyond the range's edges (default 86400)."},
     )
 
 
