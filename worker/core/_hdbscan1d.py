@@ -47,7 +47,6 @@ import numpy as np
 
 __all__ = ["core_distances", "hdbscan_labels_1d", "hdbscan_labels_blocks"]
 
-_NO_EDGE = np.iinfo(np.int64).max
 # (weight << 31) | raw distance orders edges exactly while weights are integers < 2**31.
 _PACK_LIMIT = float(2**31)
 # Candidate edges are built for this many (point, offset) pairs at a time (memory bound).
@@ -369,6 +368,7 @@ def hdbscan_labels_blocks(
 
 def _labels_of_blocks(x, bounds, min_cluster_size, min_samples, cluster_selection_epsilon,
                       allow_single_cluster):
+    """:func:`hdbscan_labels_blocks` in one pass; ids are cluster indices ``< len(x)``."""
     n_all = x.shape[0]
     labels = np.full(n_all, -1, dtype=np.int64)
     sizes = np.diff(bounds)
