@@ -71,7 +71,13 @@ def stack(es: EsProtocolServer, redis_server: RedisServer, tmp_path: Path) -> It
 
     yield start
     for w in started:
+        if w.proc and w.proc.poll() is None:
+            # Celery logs every thread's stack on SIGUSR1: shown with the output of a failed test
+            os.killpg(w.proc.pid, signal.SIGUSR1)
+    time.sleep(0.5 if started else 0)
+    for w in started:
         w.stop(signal.SIGKILL)
+        print(f"--- {w.log.name} (tail) ---\n" + w.log.read_text(errors="replace")[-6000:])
     es.faults.reset()
 
 
