@@ -69,3 +69,11 @@ def test_every_key_has_the_ttl(store: JobStore) -> None:
     keys = store.client.keys(f"sz:job:{job['id']}*")
     assert len(keys) == 6  # the five of the computation, and the set of jobs following it
     assert all(0 < store.client.ttl(k) <= 600 for k in keys)
+
+
+def test_done_units_are_what_a_redelivered_plan_skips(store: JobStore) -> None:
+    job = store.create(REQUEST, deadline_s=60)
+    store.start(job["id"], 3)
+    store.complete_unit(job["id"], 2, 1, [], {})
+    store.complete_unit(job["id"], 0, 1, [], {})
+    assert store.done_units(job["id"]) == {0, 2}

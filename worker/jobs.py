@@ -52,7 +52,7 @@ def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
         if not st.start(job_id, len(units)):
             return []
         return units
-    done = {int(k) for k in st.client.hkeys(f"sz:job:{job_id}:done")}
+    done = st.done_units(job_id)
     return [(i, u) for i, u in units if i not in done]
 
 

@@ -432,6 +432,10 @@ class JobStore:
         done, total = res[3], int(res[4] or 0)
         return total > 0 and done >= total
 
+    def done_units(self, job_id: str) -> set[int]:
+        """Indices of the units whose result is stored."""
+        return {int(k) for k in self.client.hkeys(_keys(job_id)[1])}
+
     def finish(self, job_id: str) -> bool:
         """``running -> succeeded`` with the summed statistics, once every unit is in."""
         k = _keys(job_id)
