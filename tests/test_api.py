@@ -222,3 +222,12 @@ def test_every_core_parameter_can_be_set_and_bad_ones_are_named(client, queued) 
     assert resp.get_json()["request"]["params"] == params
     body = assert_problem(client.post("/jobs", json={**GOOD, "params": {"allow_single_cluster": "maybe"}}), 422)
     assert "allow_single_cluster" in body["errors"]["params"]
+
+
+def test_poll_refuses_an_oversized_prefer_header_and_documents_it(client, queued) -> None:  # noqa: ANN001
+    job = client.post("/jobs", json=GOOD).get_json()
+    body = assert_problem(client.get(f"/jobs/{job['id']}", headers={"Prefer": "wait=1," + "x" * 300}), 422)
+    assert "Prefer" in body["errors"]
+    assert client.get(f"/jobs/{job['id']}", headers={"Prefer": "respond-async"}).status_code == 200
+    params = client.get("/openapi.json").get_json()["paths"]["/jobs/{job_id}"]["get"]["parameters"]
+    assert any(p["name"] == "Prefer" and p["in"] == "header" for p in params)

@@ -332,13 +332,10 @@ class SessionsQueryArgsSchema(Schema):
     user = fields.String(validate=validate.Length(min=1, max=256), metadata={"description": "Only this user's sessions."})
 
 
-PREFER = fields.String(data_key="Prefer", validate=validate.Length(max=200), metadata={
+PREFER_MAX = 200
+PREFER = fields.String(data_key="Prefer", validate=validate.Length(max=PREFER_MAX), metadata={
     "description": "RFC 7240. `wait=N` (N <= 60 s) holds the answer until the job has finished or N "
                    "seconds have passed; `Preference-Applied` says it was honoured."})
-
-
-class WaitHeadersSchema(Schema):
-    prefer = PREFER
 
 
 class SubmitHeadersSchema(Schema):
