@@ -93,3 +93,67 @@ def test_fast_iso_parser_equals_fromisoformat(text: str) -> None:
     from worker.sources.documents import iso_ms_reference
 
     assert timestamp_ms(text) == iso_ms_reference(text)
+
+
+clean_docs = st.builds(
+    lambda t, u, s, i, iso: {"@timestamp": (timestamp_to_iso(t) if iso else t), "util": u, "ecran": s, "instance": i},
+    st.integers(1_600_000_000_000, 1_700_000_000_000), st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(["s1", "s2", "01"]), st.sampled_from(["i1", "i2"]), st.booleans(),
+)
+
+
+def timestamp_to_iso(ms: int) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    offset = timezone(timedelta(hours=(ms % 5) - 2))
+    return datetime.fromtimestamp(ms / 1000, offset).isoformat(timespec="milliseconds")
+
+
+def read_both(batch: list, users: list[str] | None, lo: int | None, hi: int | None) -> list[tuple]:
+    out = []
+    for how in ("add_many", "add_each"):
+        acc = EventAccumulator(users=users, lo_ms=lo, hi_ms=hi)
+        getattr(acc, how)(batch)
+        per_user = {u: acc.pop_user(u) for u in acc.user_names}
+        out.append((acc.scanned, acc.invalid, acc.vocabulary(),
+                    {u: (e.t_ms.tolist(), e.screen.tolist(), e.instance.tolist()) for u, e in per_user.items()}))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(clean_docs, clean_docs, clean_docs, documents), max_size=40),
+       st.sampled_from([None, ["a"], ["a", "b"]]), st.sampled_from([(None, None), (1_620_000_000_000, 1_680_000_000_000)]))
+def test_the_column_path_equals_the_document_path(batch: list, users: list[str] | None, bounds: tuple) -> None:
+    fast, slow = read_both(batch, users, *bounds)
+    assert fast == slow
+
+
+def test_a_clean_page_takes_the_column_path() -> None:
+    page = [{"@timestamp": timestamp_to_iso(1663844400000 + 1000 * k), "util": "a", "ecran": "s", "instance": "i"}
+            for k in range(100)]
+    acc = EventAccumulator(users=["a"])
+    assert acc._add_batch(page) is True
+    assert acc.pop_user("a").t_ms.tolist() == [1663844400000 + 1000 * k for k in range(100)]
+    assert EventAccumulator(users=["a"])._add_batch(page + [{"@timestamp": "bad", "util": "a", "ecran": "s", "instance": "i"}]) is False
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(iso_like, iso_like, st.text(max_size=25)), min_size=1, max_size=12))
+def test_array_iso_parser_equals_fromisoformat(texts: list[str]) -> None:
+    from worker.sources.documents import iso_ms_many, iso_ms_reference
+
+    expected = [iso_ms_reference(t) for t in texts]
+    got = iso_ms_many(texts)
+    if None in expected:
+        assert got is None
+    else:
+        assert got is not None and got.tolist() == expected
+
+
+def test_array_iso_parser_on_calendar_edges() -> None:
+    from worker.sources.documents import iso_ms_many, iso_ms_reference
+
+    texts = ["2024-02-29T23:59:59.999Z", "2000-02-29 00:00:00+14:00", "1900-03-01T00:00:00-12:00",
+             "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.9995Z"]
+    assert iso_ms_many(texts).tolist() == [iso_ms_reference(t) for t in texts]
+    assert iso_ms_many(["2023-02-29T00:00:00Z"]) is None and iso_ms_many(["1900-02-29T00:00:00Z"]) is None

@@ -124,6 +124,61 @@ class _IsoParser:
 
 _iso_ms = _IsoParser()
 
+_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def iso_ms_many(values: list[str]) -> np.ndarray | None:
+    """Epoch ms of many ISO-8601 strings at once; ``None`` if any of them is not a timestamp.
+
+    The ``YYYY-MM-DD?HH:MM:SS`` head of every string is checked and converted with array
+    arithmetic (proleptic Gregorian days, as ``datetime``); the tail (fraction, offset) goes
+    through the parser's cache. A string the array path cannot vouch for is handed to
+    :func:`timestamp_ms`, so the result is always that of ``datetime.fromisoformat``.
+    """
+    n = len(values)
+    arr = np.array(values)
+    width = arr.dtype.itemsize // 4
+    if n == 0 or arr.dtype.kind != "U" or width < 19:
+        out = [timestamp_ms(v) for v in values]
+        return None if None in out else np.array(out, dtype=np.int64)
+    chars = arr.view(np.uint32).reshape(n, width)[:, :19].astype(np.int64)
+    d = chars[:, _DIGITS] - 48
+    ok = ((d >= 0) & (d <= 9)).all(axis=1)
+    ok &= (chars[:, 4] == 45) & (chars[:, 7] == 45) & (chars[:, 13] == 58) & (chars[:, 16] == 58)
+    ok &= (chars[:, 10] == 84) | (chars[:, 10] == 32)  # "T" or " "
+    y = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    mo, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
+    h, mi, sec = d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
+    leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+    mo_c = np.clip(mo, 0, 12)
+    ok &= (y >= 1) & (mo >= 1) & (mo <= 12) & (day >= 1) & (day <= _DAYS_IN_MONTH[mo_c] + (leap & (mo_c == 2)))
+    ok &= (h <= 23) & (mi <= 59) & (sec <= 59)
+    tails = _iso_ms.tails
+    parts = [tails.get(v[19:], -1) for v in values]
+    frac = np.zeros(n, dtype=np.int64)
+    off = np.zeros(n, dtype=np.int64)
+    for i, part in enumerate(parts):
+        if part == -1:
+            part = _iso_ms._tail(values[i][19:])
+        if part is None:
+            ok[i] = False
+        else:
+            frac[i], off[i] = part
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    yy = y - (mo <= 2)
+    era = yy // 400
+    yoe = yy - era * 400
+    doy = (153 * (mo + np.where(mo > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+    ms = days * 86_400_000 + (h * 3600 + mi * 60 + sec) * 1000 + frac - off
+    for i in np.flatnonzero(~ok).tolist():
+        value = timestamp_ms(values[i])
+        if value is None:
+            return None
+        ms[i] = value
+    return ms
+
 
 def timestamp_ms(value: Any) -> int | None:
     """Epoch milliseconds of an ISO-8601 string or an epoch-ms number; ``None`` if neither."""
@@ -225,7 +280,94 @@ class EventAccumulator:
         self._columns: dict[str, _Columns] = {}
 
     def add_many(self, documents: Iterable[Mapping[str, Any]]) -> None:
-        """Read documents (the ``_source`` of hits, or lines of a file)."""
+        """Read documents (the ``_source`` of hits, or lines of a file).
+
+        A batch whose documents of our users are all valid (the usual case) is read column by
+        column with array operations; any other batch goes document by document through
+        :meth:`add_each`, which judges, counts and skips. Both give the same arrays, codes and
+        counts (``tests/test_documents.py``).
+        """
+        docs = documents if type(documents) is list else list(documents)
+        if not self._add_batch(docs):
+            self.add_each(docs)
+
+    def _add_batch(self, docs: list[Any]) -> bool:
+        """The column-wise path; False (having changed nothing) when the batch needs judging."""
+        ts_key, user_key, screen_key, inst_key = self.names.source_fields
+        try:
+            users = [d[user_key] for d in docs]
+            if set(map(type, users)) - {str}:
+                return False
+            if self.users is not None:
+                wanted = self.users
+                keep = [i for i, u in enumerate(users) if u in wanted]
+                if len(keep) != len(docs):
+                    mine = [docs[i] for i in keep]
+                    users = [users[i] for i in keep]
+                else:
+                    mine = docs
+            else:
+                mine = docs
+            if not mine:
+                self.scanned += len(docs)
+                return True
+            screens = [d[screen_key] for d in mine]
+            insts = [d[inst_key] for d in mine]
+            raw_t = [d[ts_key] for d in mine]
+        except (KeyError, TypeError, AttributeError):
+            return False
+        for column in (users, screens, insts):
+            if set(map(type, column)) - {str} or "" in set(column):
+                return False
+        kinds = set(map(type, raw_t))
+        if kinds == {int}:
+            try:
+                t = np.array(raw_t, dtype=np.int64)
+            except OverflowError:
+                return False
+            if t.min() < _MIN_MS or t.max() > _MAX_MS:
+                return False
+        elif kinds == {str}:
+            t = iso_ms_many(raw_t)
+            if t is None:
+                return False
+        else:
+            return False
+        self.scanned += len(docs)
+        inside = np.flatnonzero((t >= self.lo_ms) & (t <= self.hi_ms))
+        if inside.shape[0] != len(mine):
+            picks = inside.tolist()
+            users = [users[i] for i in picks]
+            screens = [screens[i] for i in picks]
+            insts = [insts[i] for i in picks]
+            t = t[inside]
+        screen_codes = self._codes(self.screens, screens)
+        inst_codes = self._codes(self.instances, insts)
+        distinct = dict.fromkeys(users)
+        for user in distinct:
+            col = self._columns.get(user)
+            if col is None:
+                col = self._columns[user] = _Columns()
+            if len(distinct) == 1:
+                sel_t, sel_s, sel_i = t, screen_codes, inst_codes
+            else:
+                sel = np.array([u == user for u in users])
+                sel_t, sel_s, sel_i = t[sel], screen_codes[sel], inst_codes[sel]
+            col.t.frombytes(sel_t.astype(np.int64).tobytes())
+            col.screen.frombytes(sel_s.tobytes())
+            col.instance.frombytes(sel_i.tobytes())
+        return True
+
+    @staticmethod
+    def _codes(vocabulary: dict[str, int], values: list[str]) -> np.ndarray:
+        """Codes of ``values``, new ones numbered in order of first appearance."""
+        for value in dict.fromkeys(values):
+            if value not in vocabulary:
+                vocabulary[value] = len(vocabulary)
+        return np.array([vocabulary[v] for v in values], dtype=np.int32)
+
+    def add_each(self, documents: Iterable[Any]) -> None:
+        """Document by document: judge each, count and skip the bad ones."""
         ts_key, user_key, screen_key, inst_key = self.names.source_fields
         users, lo, hi = self.users, self.lo_ms, self.hi_ms
         columns, screens, instances = self._columns, self.screens, self.instances
