@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         parties = {"api (gunicorn)": tree(api.pid), "redis": [psutil.Process(server.proc.pid)], "worker": tree(worker.pid)}
         for label, every in (("paced, 10 req/s per poller (1,000 req/s offered)", 0.1), ("saturated, no pause", None)):
             print(f"2. {args.clients} pollers, GET {path.split('/')[1]}/<id>, {label}; {args.runs} runs of {args.poll_seconds:.0f} s")
-            rps, p50, p99, shares = [], [], [], []
+            rps, p50, p99 = [], [], []
             for run in range(args.runs):
                 cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
                 gen0 = psutil.cpu_times()

@@ -58,8 +58,8 @@ import time
 from array import array
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -1274,9 +1274,9 @@ class _Handler(BaseHTTPRequestHandler):
                               root=[{"type": "media_type_header_exception",
                                      "reason": f"Invalid media-type value on headers [{name}]"}],
                               extra={"caused_by": {"type": "status_exception",
-                                                   "reason": f"A compatible version is required on both Content-Type "
-                                                             f"and Accept headers if either one has requested a "
-                                                             f"compatible version. Compatible versions: [7, 8]"}})
+                                                   "reason": "A compatible version is required on both Content-Type "
+                                                             "and Accept headers if either one has requested a "
+                                                             "compatible version. Compatible versions: [7, 8]"}})
 
     def _dispatch(self, entry: LoggedRequest, body: bytes) -> tuple[bytes, int]:
         es, faults = self.es, self.es.faults
@@ -1476,7 +1476,7 @@ class _Router:
             raw = b""
             if op != "delete":
                 if i >= len(lines):
-                    raise _bad_request(f"The bulk request must be terminated by a newline [\\n]")
+                    raise _bad_request("The bulk request must be terminated by a newline [\\n]")
                 raw = lines[i].strip()
                 i += 1
             item: dict[str, Any] = {"_index": name, "_id": doc_id}

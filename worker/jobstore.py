@@ -59,7 +59,6 @@ Scripts name keys derived from the ids they read, so the store assumes one Redis
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass

@@ -395,8 +395,8 @@ class ElasticsearchSource:
                 reason = self._classify(what, exc)
             except UnsupportedProductError:
                 raise PermanentSourceError(
-                    f"the server at the configured Elasticsearch URL is not Elasticsearch "
-                    f"(no X-Elastic-Product header)", kind="not_elasticsearch") from None
+                    "the server at the configured Elasticsearch URL is not Elasticsearch "
+                    "(no X-Elastic-Product header)", kind="not_elasticsearch") from None
             except elastic_transport.TlsError as exc:
                 raise PermanentSourceError(
                     f"TLS failure talking to Elasticsearch ({type(exc).__name__}); check the URL, "

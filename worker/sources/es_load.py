@@ -9,7 +9,7 @@ reasons). Exit status 1 if any document was refused. Credentials come from the s
 the worker (``ELASTICSEARCH_API_KEY`` or ``ELASTICSEARCH_USERNAME``/``ELASTICSEARCH_PASSWORD``).
 
 NDJSON lines are sent as they are (no decode/encode round trip), so what is loaded is exactly
-what the file holds; Parquet rows are encoded with orjson, timestamps as UTC ISO-8601.
+what the file holds; Parquet rows are encoded with orjson, timestamps as epoch milliseconds.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,12 @@ import elastic_transport
 import orjson
 from elasticsearch import ApiError, Elasticsearch, helpers
 
+from . import files
+from .base import PermanentSourceError
 from .documents import FieldNames
 
 log = logging.getLogger(__name__)
 
-_SUFFIXES = (".ndjson", ".jsonl", ".json", ".parquet")
 
 
 @dataclass
@@ -112,41 +112,14 @@ def bulk_load(
 
 
 def event_files(paths: Iterable[Path]) -> list[Path]:
+    """The NDJSON/Parquet files at these paths (files, or folders of them), as the file source sees them."""
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
+        try:
+            out += files.event_files(path)
+        except PermanentSourceError as exc:
+            raise FileNotFoundError(str(exc)) from None
     return out
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-def read_documents(path: Path) -> Iterator[bytes]:
-    """The documents of one NDJSON or Parquet file, as JSON bytes."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq  # only for Parquet files
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-            for row in batch.to_pylist():
-                yield orjson.dumps({k: _json_value(v) for k, v in row.items() if v is not None})
-        return
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                yield line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         verify_certs=bool(es_cfg.get("verify_certs", True)),
     )
     try:
-        files = event_files(args.paths)
+        paths = event_files(args.paths)
         if not args.no_create and ensure_index(client, args.index, names):
             print(f"created index [{args.index}] with the events mapping")
         total = BulkResult()
-        for path in files:
-            res = bulk_load(client, args.index, read_documents(path), chunk_size=args.chunk_size)
+        for path in paths:
+            res = bulk_load(client, args.index, files.document_lines(path), chunk_size=args.chunk_size)
             print(f"{path}: {res.indexed} indexed, {res.failed} refused in {res.seconds:.1f}s")
             total.indexed += res.indexed
             total.failed += res.failed

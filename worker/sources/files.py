@@ -56,7 +56,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _lines(path: Path) -> Iterator[bytes]:
+def document_lines(path: Path) -> Iterator[bytes]:
     """Each document of one file as a JSON line."""
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq  # only for Parquet inputs
@@ -104,7 +104,7 @@ class FileSource:
         handles: dict[int, Any] = {}
         try:
             for f in files:
-                for line in _lines(f):
+                for line in document_lines(f):
                     try:
                         user = orjson.loads(line).get(user_key)
                     except (orjson.JSONDecodeError, AttributeError):
