@@ -1,7 +1,7 @@
 """Reference labelling of one block with the ``hdbscan`` package.
 
-Kept apart from the NumPy core: it is imported lazily, only by tests, benchmarks
-and (temporarily) the hdbscan method, so ``worker.core`` does not need ``hdbscan``.
+Kept apart from the NumPy core: only the equality tests and the speed benchmark import
+it (lazily), so ``worker.core`` never needs ``hdbscan`` at run time.
 """
 
 from __future__ import annotations
