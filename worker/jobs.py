@@ -112,11 +112,9 @@ def sessionize_user(
 def run_unit(job_id: str, index: int, users: list[str]) -> str:
     """Read a unit's events, sessionize them, store the result; finalise the job if last."""
     st = store()
-    if st.status(job_id) != "running":
-        return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
     job = st.get(job_id)
     if job is None or job["status"] != "running":
-        return "skipped"
+        return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
     request = job["request"]
     method = request["method"]
     settings = get_settings()
