@@ -154,17 +154,21 @@ def iso_ms_many(values: list[str]) -> np.ndarray | None:
     mo_c = np.clip(mo, 0, 12)
     ok &= (y >= 1) & (mo >= 1) & (mo <= 12) & (day >= 1) & (day <= _DAYS_IN_MONTH[mo_c] + (leap & (mo_c == 2)))
     ok &= (h <= 23) & (mi <= 59) & (sec <= 59)
-    tails = _iso_ms.tails
-    parts = [tails.get(v[19:], -1) for v in values]
-    frac = np.zeros(n, dtype=np.int64)
-    off = np.zeros(n, dtype=np.int64)
-    for i, part in enumerate(parts):
-        if part == -1:
-            part = _iso_ms._tail(values[i][19:])
-        if part is None:
-            ok[i] = False
-        else:
-            frac[i], off[i] = part
+    # tails repeat (a page holds a few hundred distinct ones): judge each distinct tail once
+    tail_of = [v[19:] for v in values]
+    known = _iso_ms.tails
+    table = {}
+    for tail in set(tail_of):
+        part = known.get(tail, -1)
+        table[tail] = _iso_ms._tail(tail) if part == -1 else part
+    position = {tail: k for k, tail in enumerate(table)}
+    which = np.array([position[tail] for tail in tail_of], dtype=np.int64)
+    parts = [(0, 0) if part is None else part for part in table.values()]
+    frac = np.array([part[0] for part in parts], dtype=np.int64)[which]
+    off = np.array([part[1] for part in parts], dtype=np.int64)[which]
+    bad_tails = [position[tail] for tail, part in table.items() if part is None]
+    if bad_tails:
+        ok &= ~np.isin(which, bad_tails)
     # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
     yy = y - (mo <= 2)
     era = yy // 400
@@ -296,16 +300,15 @@ class EventAccumulator:
         ts_key, user_key, screen_key, inst_key = self.names.source_fields
         try:
             users = [d[user_key] for d in docs]
-            if set(map(type, users)) - {str}:
+            distinct_users = set(users)  # TypeError for an unhashable value: judged one by one
+            if {type(u) for u in distinct_users} != {str}:
                 return False
-            if self.users is not None:
-                wanted = self.users
+            wanted = self.users
+            if wanted is not None and not distinct_users <= wanted:
                 keep = [i for i, u in enumerate(users) if u in wanted]
-                if len(keep) != len(docs):
-                    mine = [docs[i] for i in keep]
-                    users = [users[i] for i in keep]
-                else:
-                    mine = docs
+                mine = [docs[i] for i in keep]
+                users = [users[i] for i in keep]
+                distinct_users &= wanted
             else:
                 mine = docs
             if not mine:
@@ -314,11 +317,11 @@ class EventAccumulator:
             screens = [d[screen_key] for d in mine]
             insts = [d[inst_key] for d in mine]
             raw_t = [d[ts_key] for d in mine]
+            for distinct in (distinct_users, set(screens), set(insts)):
+                if "" in distinct or {type(v) for v in distinct} != {str}:
+                    return False
         except (KeyError, TypeError, AttributeError):
             return False
-        for column in (users, screens, insts):
-            if set(map(type, column)) - {str} or "" in set(column):
-                return False
         kinds = set(map(type, raw_t))
         if kinds == {int}:
             try:
@@ -335,7 +338,10 @@ class EventAccumulator:
             return False
         self.scanned += len(docs)
         inside = np.flatnonzero((t >= self.lo_ms) & (t <= self.hi_ms))
+        if inside.shape[0] == 0:
+            return True
         if inside.shape[0] != len(mine):
+            distinct_users = set()  # recounted below from the events kept
             picks = inside.tolist()
             users = [users[i] for i in picks]
             screens = [screens[i] for i in picks]
@@ -343,7 +349,7 @@ class EventAccumulator:
             t = t[inside]
         screen_codes = self._codes(self.screens, screens)
         inst_codes = self._codes(self.instances, insts)
-        distinct = dict.fromkeys(users)
+        distinct = distinct_users if len(distinct_users) == 1 else dict.fromkeys(users)
         for user in distinct:
             col = self._columns.get(user)
             if col is None:
@@ -361,9 +367,10 @@ class EventAccumulator:
     @staticmethod
     def _codes(vocabulary: dict[str, int], values: list[str]) -> np.ndarray:
         """Codes of ``values``, new ones numbered in order of first appearance."""
-        for value in dict.fromkeys(values):
-            if value not in vocabulary:
-                vocabulary[value] = len(vocabulary)
+        if not vocabulary.keys() >= set(values):
+            for value in dict.fromkeys(values):
+                if value not in vocabulary:
+                    vocabulary[value] = len(vocabulary)
         return np.array([vocabulary[v] for v in values], dtype=np.int32)
 
     def add_each(self, documents: Iterable[Any]) -> None:
