@@ -142,8 +142,8 @@ def iso_ms_many(values: list[str]) -> np.ndarray | None:
     if n == 0 or arr.dtype.kind != "U" or width < 19:
         out = [timestamp_ms(v) for v in values]
         return None if None in out else np.array(out, dtype=np.int64)
-    chars = arr.view(np.uint32).reshape(n, width)[:, :19].astype(np.int64)
-    d = chars[:, _DIGITS] - 48
+    chars = arr.view(np.uint32).reshape(n, width)  # code points, no copy
+    d = chars[:, _DIGITS].astype(np.int64) - 48  # only the 14 digit columns are copied
     ok = ((d >= 0) & (d <= 9)).all(axis=1)
     ok &= (chars[:, 4] == 45) & (chars[:, 7] == 45) & (chars[:, 13] == 58) & (chars[:, 16] == 58)
     ok &= (chars[:, 10] == 84) | (chars[:, 10] == 32)  # "T" or " "
