@@ -65,3 +65,11 @@ def test_up_serves_the_seed_body_and_sigint_stops_everything() -> None:
         proc.wait(60)
     time.sleep(0.5)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_second_demo_scans_again_rather_than_showing_a_kept_result() -> None:
+    env = clean_env(PORT=str(free_port()))
+    out = subprocess.run([sys.executable, "-m", "worker.demo", "demo"], cwd=ROOT, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "   running" in out.stdout or "   queued" in out.stdout  # it polled a live job

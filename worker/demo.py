@@ -75,9 +75,10 @@ def write_demo_events(path: Path = DEMO_EVENTS) -> Path:
     return path
 
 
-def http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
+def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {})
+    sent = {"Content-Type": "application/json"} if data else {}
+    req = urllib.request.Request(url, data=data, method=method, headers={**sent, **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
@@ -122,8 +123,10 @@ def demo() -> int:
         base = start_stack("127.0.0.1", port, stack)
         print(f"API on {base} (Swagger UI: {base}/docs), Redis at {stack.env['REDIS_URL']}")
         body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
-        print(f"POST {base}/jobs {json.dumps(body)}")
-        status, headers, job = http("POST", f"{base}/jobs", body)
+        print(f"POST {base}/jobs (Cache-Control: no-cache) {json.dumps(body)}")
+        # no-cache: an earlier demo's result, still kept in var/redis, would otherwise be shared
+        # and the demo would show no scan at all
+        status, headers, job = http("POST", f"{base}/jobs", body, {"Cache-Control": "no-cache"})
         if status != 202:
             print(f"submit failed: {status} {job}", file=sys.stderr)
             return 1
