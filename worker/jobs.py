@@ -89,7 +89,8 @@ def sessionize_user(
     method = request["method"]
     start, end = epoch_ms(request["start"]), epoch_ms(request["end"])
     in_range = (ev.t_ms >= start) & (ev.t_ms <= end)
-    groups = [np.arange(len(ev))]
+    # one group of all the user's events, or one per instance; the whole timeline is not copied
+    groups: list[Any] = [slice(None)]
     if "instance" in request.get("group_by", ["user"]):
         groups = [np.flatnonzero(ev.instance == code) for code in np.unique(ev.instance)]
     rows: list[dict[str, Any]] = []
@@ -102,8 +103,7 @@ def sessionize_user(
             t, labels, ev.screen[idx], ev.instance[idx],
             read_start_ms=read_lo, read_end_ms=read_hi, method=method, params=params,
         )
-        sub = UserEvents(ev.user, t, ev.screen[idx], ev.instance[idx])
-        rows += _session_rows(sub, table, select_overlapping(table, start, end), *vocab)
+        rows += _session_rows(ev, table, select_overlapping(table, start, end), *vocab)
     rows.sort(key=lambda r: (r["start"], r["instance"]))
     stats = {"users": int(bool(in_range.any())), "events": int(in_range.sum()), "noise_events": noise, "sessions": len(rows)}
     return rows, stats
