@@ -48,6 +48,13 @@ class IsoDateTime(fields.Field):
         return to_utc_iso(value) if isinstance(value, datetime) else str(value)
 
 
+# shared by both methods (marshmallow copies declared fields into each schema instance)
+MAX_SPAN_S = fields.Float(
+    validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
+    metadata={"description": "Longest activity block read whole beyond the range's edges (default 86400)."},
+)
+
+
 class HdbscanParamsSchema(Schema):
     """Parameters of the ``hdbscan`` method (see worker/core/README.md)."""
 
@@ -73,10 +80,7 @@ class HdbscanParamsSchema(Schema):
     allow_single_cluster = fields.Boolean(
         metadata={"description": "A block may form a single session (default true; hdbscan's own default is false)."},
     )
-    max_span_s = fields.Float(
-        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
-        metadata={"description": "Longest activity block read whole beyond the range's edges (default 86400)."},
-    )
+    max_span_s = MAX_SPAN_S
 
 
 class GapParamsSchema(Schema):
@@ -89,10 +93,7 @@ class GapParamsSchema(Schema):
         validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
         metadata={"description": "A new session starts after more than this many idle seconds (default 1800)."},
     )
-    max_span_s = fields.Float(
-        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
-        metadata={"description": "Longest activity block read whole beyond the range's edges (default 86400)."},
-    )
+    max_span_s = MAX_SPAN_S
 
 
 def _bad_group_by() -> bool:
