@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_scan [--events 500000] [--runs 5] [--rss-events 2000000]
 
-Setup: the protocol test server (``tests/esproto.py``) runs in *another process* with
+Setup: the protocol test server (the ``esproto`` package) runs in *another process* with
 ``cache_pages=True`` and holds one index of ``--rss-events`` events of user ``romain`` plus other
 users' events (ISO-8601 timestamps with offsets, as in the ES-WIRE example). Each scan is run once
 to warm the cache; after that every page (PIT or scroll) is answered from pre-rendered response
@@ -61,7 +61,7 @@ def _documents(n_user: int) -> Any:
 
 def _serve(n_user: int, conn: Any) -> None:
     sys.path.insert(0, ".")
-    from tests.esproto import EsProtocolServer
+    from esproto import EsProtocolServer
     from worker.sources.es_load import mapping
 
     server = EsProtocolServer(cache_pages=True, log_limit=100, log_body_limit=0)

@@ -17,7 +17,7 @@ from elasticsearch import (
     helpers,
 )
 
-from tests.esproto import EsProtocolServer, parse_date
+from esproto import EsProtocolServer, parse_date
 
 INDEX = "usage-events"
 MAPPING = {

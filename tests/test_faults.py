@@ -1,5 +1,5 @@
 """Jobs that survive faults, end to end: real Redis, real Celery worker subprocesses, the official
-Elasticsearch client against the protocol test server (tests/esproto.py) made to misbehave."""
+Elasticsearch client against the protocol test server (the esproto package) made to misbehave."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import WorkerProcess, planted_documents, wait_finished, worker_env
-from tests.esproto import EsProtocolServer
+from esproto import EsProtocolServer
 from worker.devstack import RedisServer
 
 INDEX = "usage-events"

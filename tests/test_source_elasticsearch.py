@@ -13,7 +13,7 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
-from tests.esproto import EsProtocolServer
+from esproto import EsProtocolServer
 from worker.settings import load_settings
 from worker.sources.base import PermanentSourceError, Stopped, TransientSourceError
 from worker.sources.documents import EventAccumulator, FieldNames
