@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import subprocess
 import sys
 
 import pytest
-import redis
+
+from tests.helpers import Queue, assert_problem
 
 SEED_GOOD = {"utils": ["romain"], "date_min": "2022-09-22 11:00Z", "date_max": "2022-09-28T12:00+02:00"}
 SEED_BAD = {"util": ["romain"], "date_min": "2022-09-22 11:00Z", "date_max": "2022-09-28 / 12:00+02:00"}
@@ -16,46 +15,9 @@ GOOD = {"users": ["romain", "anes"], "start": "2022-09-22T11:00Z", "end": "2022-
         "method": "hdbscan", "params": {"min_cluster_size": 5}}
 
 
-@pytest.fixture(scope="module")
-def app(redis_server):  # noqa: ANN001, ANN201
-    """The API on a Redis database no worker consumes: jobs are really enqueued, and stay queued."""
-    from webapp import create_app
-
-    return create_app({"TESTING": True, "REDIS_URL": redis_server.url.replace("/0", "/2")})
-
-
-class Queue:
-    """The Celery queue in Redis: what the API really sent."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.before = self.sent()
-
-    def sent(self) -> list[tuple[str, list]]:
-        out = []
-        for raw in self.client.lrange("celery", 0, -1):
-            msg = json.loads(raw)
-            out.append((msg["headers"]["task"], json.loads(base64.b64decode(msg["body"]))[0]))
-        return out
-
-    def __eq__(self, other: object) -> bool:
-        return self.sent()[len(self.before):] == other
-
-    def __repr__(self) -> str:
-        return repr(self.sent()[len(self.before):])
-
-
 @pytest.fixture
-def queued(redis_server):  # noqa: ANN001, ANN201
-    return Queue(redis.Redis.from_url(redis_server.url.replace("/0", "/2")))
-
-
-def assert_problem(resp, status: int) -> dict:  # noqa: ANN001
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == "application/problem+json"
-    body = resp.get_json()
-    assert body["status"] == status and body["title"] and body["type"] == "about:blank"
-    return body
+def queued(redis_client):  # noqa: ANN001, ANN201
+    return Queue(redis_client)
 
 
 def test_submit_returns_202_location_retry_after_and_the_job(client, queued) -> None:  # noqa: ANN001
@@ -184,7 +146,7 @@ def test_broker_down_is_503_and_the_job_is_failed_not_left_queued(app, client) -
     broken.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     services.celery = broken
     try:
-        # no-cache: GOOD was submitted before, and an identical queued job would be shared instead
+        # no-cache: a fresh computation, never one shared with an identical queued job
         resp = client.post("/jobs", json=GOOD, headers={"Cache-Control": "no-cache"})
     finally:
         services.celery = original

@@ -8,22 +8,19 @@ import sys
 
 import pytest
 
-from tests.test_api import assert_problem
-from tests.test_api_jobs import FUTURE, PAST, drop_queue, play_worker, session, unique
+from tests.helpers import FUTURE, PAST, assert_problem, play_worker, session, unique
 from webapp.auth import digest, parse_keys
 
 ALICE, BOB = "alice-key-Zq3v9R1xUuYh0kT8w", "bob-key-Pp4e7L2mNcDa6sQ1j"
 ES_PASSWORD = "es-secret-Hk29dj3"
 
 
-@pytest.fixture(scope="module")
-def app(redis_server):  # noqa: ANN001, ANN201
+@pytest.fixture
+def app(redis_url):  # noqa: ANN001, ANN201
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "REDIS_URL": redis_server.url.replace("/0", "/14"), "AUTH_REQUIRED": True,
+    return create_app({"TESTING": True, "REDIS_URL": redis_url, "AUTH_REQUIRED": True,
                       "API_KEYS": f"alice:{digest(ALICE)}, bob:{digest(BOB).upper()}"})
-    yield app
-    drop_queue(app)
 
 
 @pytest.fixture
@@ -104,17 +101,17 @@ def test_keys_config_is_checked_without_echoing_it() -> None:
         assert ALICE not in str(err.value) and "entry 1" in str(err.value)
 
 
-def test_auth_required_without_keys_refuses_to_start(redis_server) -> None:  # noqa: ANN001
+def test_auth_required_without_keys_refuses_to_start(redis_url) -> None:  # noqa: ANN001
     from webapp import create_app
 
     with pytest.raises(RuntimeError, match="API_KEYS"):
-        create_app({"TESTING": True, "REDIS_URL": redis_server.url, "AUTH_REQUIRED": True, "API_KEYS": ""})
+        create_app({"TESTING": True, "REDIS_URL": redis_url, "AUTH_REQUIRED": True, "API_KEYS": ""})
 
 
-def test_without_required_auth_a_key_still_names_the_owner(redis_server) -> None:  # noqa: ANN001
+def test_without_required_auth_a_key_still_names_the_owner(redis_url) -> None:  # noqa: ANN001
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "REDIS_URL": redis_server.url.replace("/0", "/14"), "API_KEYS": f"alice:{digest(ALICE)}"})
+    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "API_KEYS": f"alice:{digest(ALICE)}"})
     client = app.test_client()
     anon = client.post("/jobs", json=unique(FUTURE, "anon")).get_json()
     mine = client.post("/jobs", json=unique(FUTURE, "mine"), headers=bearer(ALICE)).get_json()
@@ -122,7 +119,6 @@ def test_without_required_auth_a_key_still_names_the_owner(redis_server) -> None
     assert client.get(f"/jobs/{mine['id']}").status_code == 404
     assert client.get(f"/jobs/{anon['id']}", headers=bearer(ALICE)).status_code == 404
     assert_problem(client.get("/jobs", headers=bearer(BOB)), 401)  # a key given must be a known key
-    drop_queue(app)
 
 
 def test_cli_makes_a_key_and_its_entry() -> None:

@@ -14,15 +14,9 @@ import time
 import orjson
 import pytest
 
-from tests.test_api import Queue, assert_problem
+from tests.helpers import FUTURE, PAST, NewTasks, assert_problem, play_worker, session, unique
 from worker.jobstore import JobStore
 
-# Databases 12..15 are this module's and its siblings' (test_api_auth 14, test_api_schemathesis 15);
-# tests/test_faults.py runs workers on 4 and up, which must never find these tests' tasks.
-DB = 12
-LIMITS_DB = 13
-PAST = {"users": ["romain", "anes"], "start": "2022-09-22T11:00Z", "end": "2022-09-28T12:00Z", "method": "gap"}
-FUTURE = {**PAST, "end": "2999-01-01T00:00Z", "start": "2998-12-31T00:00Z"}
 KEYS = {f"k{i}": f"test-key-{i}-0123456789abcdef" for i in range(10)}
 
 
@@ -30,25 +24,18 @@ def auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[name]}"}
 
 
-def make_app(redis_server, db: int = DB, **config):  # noqa: ANN001, ANN003, ANN201
+def make_app(redis_url: str, **config):  # noqa: ANN003, ANN201
     from webapp import create_app
     from webapp.auth import digest
 
     keys = ",".join(f"{n}:{digest(k)}" for n, k in KEYS.items())
-    return create_app({"TESTING": True, "REDIS_URL": redis_server.url.replace("/0", f"/{db}"), "API_KEYS": keys,
+    return create_app({"TESTING": True, "REDIS_URL": redis_url, "API_KEYS": keys,
                        "MAX_WAIT_S": 1, **config})
 
 
-@pytest.fixture(scope="module")
-def app(redis_server):  # noqa: ANN001, ANN201
-    app = make_app(redis_server)
-    yield app
-    drop_queue(app)
-
-
-def drop_queue(app) -> None:  # noqa: ANN001
-    """No worker consumes this database: leave no plan task behind for one that might."""
-    app.extensions["sessionizer"].store.client.delete("celery")
+@pytest.fixture
+def app(redis_url):  # noqa: ANN001, ANN201
+    return make_app(redis_url)
 
 
 @pytest.fixture
@@ -56,43 +43,9 @@ def store(app) -> JobStore:  # noqa: ANN001
     return app.extensions["sessionizer"].store
 
 
-class NewTasks(Queue):
-    """The tasks sent since the fixture was made, oldest first (kombu LPUSHes: newest at the head)."""
-
-    def new(self) -> list[tuple[str, list]]:
-        now = self.sent()
-        return now[: len(now) - len(self.before)][::-1]
-
-    def __eq__(self, other: object) -> bool:
-        return self.new() == other
-
-    def __repr__(self) -> str:
-        return repr(self.new())
-
-
 @pytest.fixture
 def queued(store):  # noqa: ANN001, ANN201
     return NewTasks(store.client)
-
-
-def unique(body: dict, tag: str) -> dict:
-    """The same request shape, but not identical to any other test's (shared results)."""
-    return {**body, "users": [*body["users"], f"user-{tag}-{time.monotonic_ns()}"]}
-
-
-def play_worker(store: JobStore, job_id: str, per_unit: list[list[dict]]) -> None:
-    """What the worker does to a computation: start it, store each unit, finish it."""
-    cid = store.view(job_id)["computation"]
-    assert store.start(cid, len(per_unit))
-    for i, rows in enumerate(per_unit):
-        store.complete_unit(cid, i, 1, rows, {"sessions": len(rows)})
-    assert store.finish(cid)
-
-
-def session(user: str, k: int) -> dict:
-    return {"user": user, "instance": "i1", "start": f"2022-09-22T11:{k:02d}:00Z", "end": f"2022-09-22T11:{k:02d}:30Z",
-            "duration_s": 30.0, "events": 3, "entry_screen": "a", "exit_screen": "b",
-            "truncated_start": False, "truncated_end": k == 2}
 
 
 # --- listing ---------------------------------------------------------------------------------------
@@ -359,8 +312,8 @@ def test_sessions_refuse_bad_query_with_422(client, finished, query) -> None:  #
 
 
 # --- limits ----------------------------------------------------------------------------------------
-def test_rate_limit_is_per_key_and_says_when_to_retry(redis_server) -> None:  # noqa: ANN001
-    limited = make_app(redis_server, db=LIMITS_DB, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
+def test_rate_limit_is_per_key_and_says_when_to_retry(redis_url) -> None:  # noqa: ANN001
+    limited = make_app(redis_url, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
     codes = [limited.get("/jobs", headers=auth("k1")).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     resp = limited.get("/jobs", headers=auth("k1"))
@@ -368,12 +321,12 @@ def test_rate_limit_is_per_key_and_says_when_to_retry(redis_server) -> None:  # 
     assert 1 <= int(resp.headers["Retry-After"]) <= 2
     assert limited.get("/jobs", headers=auth("k2")).status_code == 200  # another key has its own bucket
     # the bucket lives in Redis: a second API process sharing it is limited alike
-    other = make_app(redis_server, db=LIMITS_DB, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
+    other = make_app(redis_url, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
     assert other.get("/jobs", headers=auth("k1")).status_code == 429
 
 
-def test_concurrent_jobs_cap_per_key(redis_server) -> None:  # noqa: ANN001
-    app = make_app(redis_server, db=LIMITS_DB, MAX_ACTIVE_JOBS=2)
+def test_concurrent_jobs_cap_per_key(redis_url) -> None:  # noqa: ANN001
+    app = make_app(redis_url, MAX_ACTIVE_JOBS=2)
     capped = app.test_client()
     ids = [capped.post("/jobs", json=unique(FUTURE, f"cap{i}"), headers=auth("k3")).get_json()["id"] for i in range(2)]
     resp = capped.post("/jobs", json=unique(FUTURE, "cap2"), headers=auth("k3"))
@@ -382,7 +335,6 @@ def test_concurrent_jobs_cap_per_key(redis_server) -> None:  # noqa: ANN001
     assert capped.post("/jobs", json=unique(FUTURE, "cap3"), headers=auth("k4")).status_code == 202
     capped.post(f"/jobs/{ids[0]}/cancel", headers=auth("k3"))
     assert capped.post("/jobs", json=unique(FUTURE, "cap4"), headers=auth("k3")).status_code == 202
-    drop_queue(app)
 
 
 def test_openapi_documents_the_additions(client) -> None:  # noqa: ANN001

@@ -18,20 +18,18 @@ with warnings.catch_warnings():
     import schemathesis
     import schemathesis.specs.openapi.references  # noqa: F401
 
-from tests.test_api_jobs import FUTURE, PAST, play_worker, session, unique
+from tests.helpers import FUTURE, PAST, play_worker, session, unique
 from webapp.auth import digest
 
 KEY = "fuzz-key-8Jd02nq0xP3s"
 
 
 def make_app():  # noqa: ANN201
-    import os
-
     from webapp import create_app
 
     # The session's Redis URL is not known at import time, where schemathesis needs the app:
     # the fixture below points this app at it before any request is made.
-    return create_app({"TESTING": True, "REDIS_URL": os.environ.get("SZ_FUZZ_REDIS_URL", "redis://127.0.0.1:1/15"),
+    return create_app({"TESTING": True, "REDIS_URL": "redis://127.0.0.1:1/0",
                        "AUTH_REQUIRED": True, "API_KEYS": f"fuzz:{digest(KEY)}", "MAX_WAIT_S": 0.2,
                        "RATE_LIMIT_PER_S": 0, "MAX_ACTIVE_JOBS": 0})
 
@@ -43,12 +41,12 @@ KNOWN: list[str] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def live_store(redis_server):  # noqa: ANN001, ANN201
-    """Point the app at the session's Redis (database 15) and plant a queued and a succeeded job."""
+def live_store(redis_databases):  # noqa: ANN001, ANN201
+    """Point the app at a clean database of this module's own and plant a queued and a succeeded job."""
     from worker.jobstore import JobStore
 
     services = APP.extensions["sessionizer"]
-    url = redis_server.url.replace("/0", "/15")
+    url = redis_databases.take()
     services.store = JobStore.from_url(url, APP.config["JOB_TTL_S"])
     services.celery.conf.broker_url = url
     client = APP.test_client()
@@ -59,7 +57,7 @@ def live_store(redis_server):  # noqa: ANN001, ANN201
     KNOWN[:] = [queued["id"], done["id"]]
     yield
     KNOWN.clear()
-    services.store.client.delete("celery")  # no worker consumes database 15: leave no task behind
+    redis_databases.give_back(url)
 
 
 @schema.parametrize()

@@ -11,17 +11,32 @@ import time
 import urllib.request
 
 import psutil
+import pytest
 
 from worker.devstack import ROOT, free_port, wait_http
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
-    env.update(extra)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo's data folder for this module (its tests share it as runs of one checkout would):
+    never the user's own ``var/``."""
+    return str(tmp_path_factory.mktemp("var"))
+
+
+@pytest.fixture
+def clean_env(var_dir: str):  # noqa: ANN201
+    def env(**extra: str) -> dict[str, str]:
+        out = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
+        out.update(SESSIONIZER_VAR_DIR=var_dir, **extra)
+        return out
+
     return env
 
 
-def test_demo_prints_sessions_and_exits_zero() -> None:
+def test_demo_prints_sessions_and_exits_zero(clean_env) -> None:  # noqa: ANN001
     out = subprocess.run([sys.executable, "-m", "worker.demo", "demo"], cwd=ROOT, capture_output=True, text=True,
                          env=clean_env(PORT=str(free_port())), timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -40,7 +55,7 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         return resp.status, json.loads(resp.read())
 
 
-def test_up_serves_the_seed_body_and_sigint_stops_everything() -> None:
+def test_up_serves_the_seed_body_and_sigint_stops_everything(clean_env) -> None:  # noqa: ANN001
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "worker.demo", "up"], cwd=ROOT, start_new_session=True,
                             env=clean_env(PORT=str(port), FLOWER_PORT=str(free_port())),
@@ -67,7 +82,7 @@ def test_up_serves_the_seed_body_and_sigint_stops_everything() -> None:
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_a_second_demo_scans_again_rather_than_showing_a_kept_result() -> None:
+def test_a_second_demo_scans_again_rather_than_showing_a_kept_result(clean_env) -> None:  # noqa: ANN001
     env = clean_env(PORT=str(free_port()))
     out = subprocess.run([sys.executable, "-m", "worker.demo", "demo"], cwd=ROOT, capture_output=True, text=True,
                          env=env, timeout=300)

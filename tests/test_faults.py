@@ -3,7 +3,6 @@ Elasticsearch client against the protocol test server (the esproto package) made
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import time
@@ -14,14 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import WorkerProcess, planted_documents, wait_finished, worker_env
 from esproto import EsProtocolServer
+from tests.helpers import RedisDatabases, WorkerProcess, planted_documents, wait_finished, worker_env
 from worker.devstack import RedisServer
+
+pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 INDEX = "usage-events"
 CROWD = [f"user{i:02d}" for i in range(12)]
 REQUEST = {"users": CROWD + ["romain", "anes"], "start": "2022-09-20T00:00Z", "end": "2022-10-01T00:00Z"}
-_dbs = itertools.count(4)
 
 
 def crowd_documents() -> list[dict[str, Any]]:
@@ -49,15 +49,19 @@ def es() -> Iterator[EsProtocolServer]:
 
 
 @pytest.fixture
-def stack(es: EsProtocolServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def stack(es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Start workers (on a Redis database of this test's own) and get an API client on it."""
     started: list[WorkerProcess] = []
+    taken: list[str] = []
     es.faults.reset()
 
     def start(redis_url: str | None = None, **extra: str) -> tuple[Any, Callable[[], WorkerProcess]]:
         from webapp import create_app
 
-        url = redis_url or redis_server.url.rsplit("/", 1)[0] + f"/{next(_dbs)}"
+        if redis_url is None:
+            redis_url = redis_databases.take()
+            taken.append(redis_url)
+        url = redis_url
         env = worker_env(url, **{"EVENT_SOURCE": "elasticsearch", "ELASTICSEARCH_URL": es.url,
                                  "ELASTICSEARCH_INDEX": INDEX, "ELASTICSEARCH_PAGE_SIZE": "25",
                                  "CELERY_VISIBILITY_TIMEOUT_S": "60", "CELERY_RESTORE_INTERVAL_S": "1", **extra})
@@ -78,6 +82,8 @@ def stack(es: EsProtocolServer, redis_server: RedisServer, tmp_path: Path) -> It
     for w in started:
         w.stop(signal.SIGKILL)
         print(f"--- {w.log.name} (tail) ---\n" + w.log.read_text(errors="replace")[-6000:])
+    for url in taken:
+        redis_databases.give_back(url)
     es.faults.reset()
 
 
@@ -94,11 +100,11 @@ def submit(client: Any, body: dict[str, Any] = REQUEST) -> str:
 
 
 @pytest.fixture(scope="module")
-def undisturbed(es: EsProtocolServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def undisturbed(es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """The sessions of an undisturbed run, the yardstick of every fault test."""
     from webapp import create_app
 
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{next(_dbs)}"
+    url = redis_databases.take()
     env = worker_env(url, EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url, ELASTICSEARCH_INDEX=INDEX,
                      ELASTICSEARCH_PAGE_SIZE="25")
     worker = WorkerProcess(env, tmp_path_factory.mktemp("undisturbed") / "worker.log").start()
@@ -109,6 +115,7 @@ def undisturbed(es: EsProtocolServer, redis_server: RedisServer, tmp_path_factor
         sessions = sessions_of(client, job["id"])
     finally:
         worker.stop()
+        redis_databases.give_back(url)
     assert len({s["user"] for s in sessions}) == len(REQUEST["users"])
     return sessions
 

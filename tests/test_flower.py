@@ -11,15 +11,17 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import wait_finished
+from tests.helpers import wait_finished
 from worker.devstack import ROOT, free_port, flower_command, wait_http
+
+pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 
 def authorized(url: str) -> urllib.request.Request:
     return urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()})
 
 
-def test_flower_shows_each_unit_with_its_arguments(file_worker, client, tmp_path) -> None:  # noqa: ANN001
+def test_flower_shows_each_unit_with_its_arguments(file_worker, worker_client, tmp_path) -> None:  # noqa: ANN001
     port = free_port()
     with open(tmp_path / "flower.log", "wb") as log:
         flower = subprocess.Popen(flower_command("127.0.0.1", port, basic_auth="ops:s3cret"), cwd=ROOT, env=file_worker.env,
@@ -31,9 +33,9 @@ def test_flower_shows_each_unit_with_its_arguments(file_worker, client, tmp_path
         assert refused.value.code == 401
         refused.value.close()
         time.sleep(1.0)  # let Flower subscribe to the task events before the job runs
-        job_id = client.post("/jobs", json={"users": ["romain", "claire"], "start": "2022-09-20T00:00Z",
-                                            "end": "2022-09-30T00:00Z", "method": "gap"}).get_json()["id"]
-        assert wait_finished(client, job_id)["status"] == "succeeded"
+        job_id = worker_client.post("/jobs", json={"users": ["romain", "claire"], "start": "2022-09-20T00:00Z",
+                                                   "end": "2022-09-30T00:00Z", "method": "gap"}).get_json()["id"]
+        assert wait_finished(worker_client, job_id)["status"] == "succeeded"
         deadline = time.monotonic() + 30
         while True:
             with urllib.request.urlopen(authorized(f"http://127.0.0.1:{port}/api/tasks"), timeout=5) as resp:

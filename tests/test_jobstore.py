@@ -12,8 +12,8 @@ REQUEST = {"users": ["a", "b"], "start": "2022-09-22T00:00:00Z", "end": "2022-09
 
 
 @pytest.fixture
-def store(redis_server) -> JobStore:  # noqa: ANN001
-    return JobStore.from_url(redis_server.url.replace("/0", "/3"), ttl_s=600)
+def store(redis_url) -> JobStore:  # noqa: ANN001
+    return JobStore.from_url(redis_url, ttl_s=600)
 
 
 def test_lifecycle_and_join(store: JobStore) -> None:

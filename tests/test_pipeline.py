@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import planted_documents, wait_finished
+from tests.helpers import planted_documents, wait_finished
 from worker.core import label_sessions, method_params
 from worker.sources.documents import timestamp_ms
 
-pytestmark = pytest.mark.usefixtures("file_worker")
+pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 RANGE = {"start": "2022-09-22T00:00Z", "end": "2022-09-30T00:00Z"}
 
@@ -33,15 +33,15 @@ def as_ms(iso: str) -> int:
     return timestamp_ms(iso)
 
 
-def test_seed_body_runs_to_sessions(client) -> None:  # noqa: ANN001
-    resp = client.post("/jobs", json={"utils": ["romain", "anes"], "date_min": "2022-09-22 00:00Z",
-                                      "date_max": "2022-09-30T02:00+02:00"})
+def test_seed_body_runs_to_sessions(worker_client) -> None:  # noqa: ANN001
+    resp = worker_client.post("/jobs", json={"utils": ["romain", "anes"], "date_min": "2022-09-22 00:00Z",
+                                             "date_max": "2022-09-30T02:00+02:00"})
     assert resp.status_code == 202
-    job = wait_finished(client, resp.get_json()["id"])
+    job = wait_finished(worker_client, resp.get_json()["id"])
     assert job["status"] == "succeeded", job
     assert job["progress"]["users_done"] == 2 and job["progress"]["events_scanned"] >= 160
     assert job["started_at"] and job["finished_at"] and job["error"] is None
-    body = client.get(f"/jobs/{job['id']}/sessions").get_json()
+    body = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()
     sessions = body["sessions"]
     assert sessions == sorted(sessions, key=lambda s: (s["user"], s["start"]))
     expected = {u: reference_sessions(u, "hdbscan", {"min_cluster_size": 5}) for u in ("anes", "romain")}
@@ -63,12 +63,12 @@ def test_seed_body_runs_to_sessions(client) -> None:  # noqa: ANN001
                              "sessions": sum(map(len, expected.values()))}
 
 
-def test_gap_method_and_tiny_users(client) -> None:  # noqa: ANN001
-    resp = client.post("/jobs", json={"users": ["claire", "solo", "rare", "ghost"], **RANGE,
-                                      "method": "gap", "params": {"max_gap_s": 600}})
-    job = wait_finished(client, resp.get_json()["id"])
+def test_gap_method_and_tiny_users(worker_client) -> None:  # noqa: ANN001
+    resp = worker_client.post("/jobs", json={"users": ["claire", "solo", "rare", "ghost"], **RANGE,
+                                             "method": "gap", "params": {"max_gap_s": 600}})
+    job = wait_finished(worker_client, resp.get_json()["id"])
     assert job["status"] == "succeeded", job
-    body = client.get(f"/jobs/{job['id']}/sessions").get_json()
+    body = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()
     by_user: dict[str, list] = {}
     for s in body["sessions"]:
         by_user.setdefault(s["user"], []).append(s)
@@ -79,28 +79,28 @@ def test_gap_method_and_tiny_users(client) -> None:  # noqa: ANN001
     assert body["stats"]["users"] == 3 and body["stats"]["noise_events"] == 0
 
 
-def test_hdbscan_on_users_with_too_few_events_is_noise_not_a_crash(client) -> None:  # noqa: ANN001
-    resp = client.post("/jobs", json={"users": ["solo", "rare"], **RANGE})
-    job = wait_finished(client, resp.get_json()["id"])
+def test_hdbscan_on_users_with_too_few_events_is_noise_not_a_crash(worker_client) -> None:  # noqa: ANN001
+    resp = worker_client.post("/jobs", json={"users": ["solo", "rare"], **RANGE})
+    job = wait_finished(worker_client, resp.get_json()["id"])
     assert job["status"] == "succeeded", job
-    body = client.get(f"/jobs/{job['id']}/sessions").get_json()
+    body = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()
     assert body["sessions"] == []
     assert body["stats"]["noise_events"] == 4 and body["stats"]["events"] == 4
 
 
-def test_range_filters_events(client) -> None:  # noqa: ANN001
+def test_range_filters_events(worker_client) -> None:  # noqa: ANN001
     # only the second of romain's sessions lies in this range
-    resp = client.post("/jobs", json={"users": ["romain"], "start": "2022-09-23T10:00Z", "end": "2022-09-23T12:00Z",
-                                      "method": "gap"})
-    job = wait_finished(client, resp.get_json()["id"])
-    sessions = client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"]
+    resp = worker_client.post("/jobs", json={"users": ["romain"], "start": "2022-09-23T10:00Z", "end": "2022-09-23T12:00Z",
+                                             "method": "gap"})
+    job = wait_finished(worker_client, resp.get_json()["id"])
+    sessions = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"]
     assert [(s["start"], s["events"]) for s in sessions] == [("2022-09-23T11:00:00Z", 20)]
 
 
-def test_job_keys_expire(client, redis_client) -> None:  # noqa: ANN001
-    resp = client.post("/jobs", json={"users": ["romain"], **RANGE, "method": "gap"})
-    job = wait_finished(client, resp.get_json()["id"])
-    keys = redis_client.keys(f"sz:job:{job['id']}*")
+def test_job_keys_expire(worker_client, worker_redis) -> None:  # noqa: ANN001
+    resp = worker_client.post("/jobs", json={"users": ["romain"], **RANGE, "method": "gap"})
+    job = wait_finished(worker_client, resp.get_json()["id"])
+    keys = worker_redis.keys(f"sz:job:{job['id']}*")
     assert len(keys) >= 4
-    ttls = [redis_client.ttl(k) for k in keys]
+    ttls = [worker_redis.ttl(k) for k in keys]
     assert all(0 < ttl <= 86_400 for ttl in ttls), ttls

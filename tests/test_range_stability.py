@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from benchmarks.workloads import EPOCH_MS, generate, write_ndjson
-from tests.conftest import WorkerProcess, wait_finished, worker_env
+from tests.helpers import WorkerProcess, wait_finished, worker_env
 from worker.core import label_sessions, method_params
+
+pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 FAMILIES = ("heavy", "instances", "bot")
 WEEK = timedelta(days=7)
@@ -31,16 +33,18 @@ def timelines() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def workload_client(redis_server, timelines, tmp_path_factory) -> Iterator[Any]:  # noqa: ANN001
+def workload_client(redis_databases, timelines, tmp_path_factory) -> Iterator[Any]:  # noqa: ANN001
+    """A worker reading the workload timelines, on a database of this module's own."""
     from webapp import create_app
 
     tmp: Path = tmp_path_factory.mktemp("workloads")
     write_ndjson(tmp / "events.ndjson", timelines.values())
-    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    url = redis_databases.take()
     env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp / "events.ndjson"), EVENTS_CACHE_DIR=str(tmp / "cache"))
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield create_app({"TESTING": True, "REDIS_URL": url}).test_client()
     worker.stop()
+    redis_databases.give_back(url)
 
 
 def run(client: Any, body: dict[str, Any]) -> list[dict[str, Any]]:

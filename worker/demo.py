@@ -24,7 +24,8 @@ import numpy as np
 
 from .devstack import ROOT, Stack, api_command, flower_command, free_port, wait_http, worker_command
 
-VAR = ROOT / "var"
+# SESSIONIZER_VAR_DIR moves the data (tests point it at a temporary folder, never the user's var/)
+VAR = Path(os.environ.get("SESSIONIZER_VAR_DIR") or ROOT / "var")
 DEMO_EVENTS = VAR / "demo-events.ndjson"
 DEMO_USERS = ["romain", "anes", "claire", "malik", "sofia", "jules"]
 DEMO_START = datetime(2022, 9, 5, tzinfo=timezone.utc)  # a Monday
@@ -111,7 +112,7 @@ def start_stack(host: str, port: int, stack: Stack) -> str:
 def demo() -> int:
     if not DEMO_EVENTS.exists():
         write_demo_events()
-        print(f"wrote demo events to {DEMO_EVENTS.relative_to(ROOT)}")
+        print(f"wrote demo events to {os.path.relpath(DEMO_EVENTS, ROOT)}")
     port = int(os.environ.get("PORT", "8000"))
     try:
         port = port if _port_free(port) else free_port()
