@@ -48,7 +48,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 "description": "Turn raw software-usage events into interaction sessions. "
                 "Submit a job, then poll it until its sessions are ready. "
                 "With API keys configured, send `Authorization: Bearer <key>`; a job is visible only "
-                "to the key that submitted it."
+                "to the key that submitted it.\n\n[Open the web page](/) to submit jobs and see their sessions "
+                "on a timeline."
             },
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
@@ -79,8 +80,12 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from .health import blp as health_blp
     from .jobs.views import blp as jobs_blp
+    from .page import bp as page
+    from .page import document_method_params
     from .swagger import bp as swagger_assets
 
     api.register_blueprint(jobs_blp)
     api.register_blueprint(health_blp)
+    document_method_params(api, app)
     app.register_blueprint(swagger_assets)
+    app.register_blueprint(page)

@@ -1,0 +1,317 @@
+"""The web page at ``/``, in a real browser (Debian's chromium driven by Playwright) against the
+real stack: an embedded Redis, a real Celery worker reading the demo events, the API under gunicorn.
+
+Where no chromium (or no Playwright) is found, the browser tests are skipped saying why.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.demo import DEMO_USERS, write_demo_events
+from worker.devstack import PYTHON, ROOT, RedisServer, free_port, wait_http, worker_command
+from worker.jobstore import JobStore
+
+HOST = "127.0.0.1"
+KEY = "page-test-key-0123456789abcdef"
+RANGE = {"start": "2022-09-05T00:00", "end": "2022-10-03T00:00"}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+# --- the stack ------------------------------------------------------------------------------------
+class Proc:
+    """A child process (worker or API) started on demand and stopped with its process group."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        if self.proc is None:
+            with open(self.log, "ab") as out:
+                self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Redis, a worker (started by the first test that needs it) and two APIs under gunicorn:
+    one open, one requiring an API key."""
+    tmp = tmp_path_factory.mktemp("page")
+    redis_server = RedisServer(tmp / "redis").start()
+    events = write_demo_events(tmp / "events.ndjson")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "API_KEYS", "AUTH_"))}
+    env.update(REDIS_URL=redis_server.url, PYTHONUNBUFFERED="1", EVENT_SOURCE="file", EVENTS_PATH=str(events),
+               EVENTS_CACHE_DIR=str(tmp / "cache"))
+    worker = Proc(worker_command(2, name="page"), env, tmp / "worker.log")
+    apis = {}
+    procs = [worker]
+    for name, extra in {"open": {}, "keyed": {"AUTH_REQUIRED": "true", "API_KEYS": f"pagetest:{hashlib.sha256(KEY.encode()).hexdigest()}"}}.items():
+        port = free_port()
+        cmd = [PYTHON, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1", "--threads", "4",
+               "--log-level", "warning", "webapp.wsgi:app"]
+        procs.append(Proc(cmd, {**env, **extra}, tmp / f"api-{name}.log").start())
+        apis[name] = f"http://{HOST}:{port}"
+    try:
+        for base in apis.values():
+            wait_http(f"{base}/healthz", timeout=60)
+        yield {"worker": worker, "store": JobStore.from_url(redis_server.url), **apis}
+    finally:
+        for proc in procs:
+            proc.stop()
+        redis_server.stop()
+
+
+def wait_worker_ready(stack: dict[str, Any], timeout: float = 90.0) -> None:
+    worker: Proc = stack["worker"].start()
+    deadline = time.monotonic() + timeout
+    while b" ready." not in worker.log.read_bytes():
+        assert worker.proc and worker.proc.poll() is None, worker.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "celery worker did not start"
+        time.sleep(0.1)
+
+
+def api_get(url: str, key: str | None = None, accept: str = "application/json") -> Any:
+    headers = {"Accept": accept, **({"Authorization": f"Bearer {key}"} if key else {})}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as resp:
+        raw = resp.read()
+    return json.loads(raw) if accept == "application/json" else raw.decode()
+
+
+# --- the browser ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium, as .ci/run does when root): "
+                    "browser tests not run")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed (pip install -e '.[test]'): browser tests not run")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Watched:
+    """A page whose console errors, uncaught exceptions and requested URLs are recorded."""
+
+    def __init__(self, page: Any) -> None:
+        self.page, self.errors, self.urls = page, [], []
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        page.on("request", lambda r: self.urls.append(r.url))
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[Watched]:
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield Watched(page)
+    context.close()
+
+
+def submit_through_form(page: Any, users: list[str], **params: str) -> str:
+    page.wait_for_selector("#submit-form[data-ready=true]")
+    page.fill("textarea[name=users]", "\n".join(users))
+    page.fill("input[name=start]", RANGE["start"])
+    page.fill("input[name=end]", RANGE["end"])
+    for name, value in params.items():
+        page.fill(f"input[name='param:{name}']", value)
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url("**/#/jobs/*")
+    return page.url.rsplit("/", 1)[1]
+
+
+def check_result(page: Any, base: str, job_id: str, key: str | None = None) -> int:
+    """The summary, timeline and distribution show exactly the API's sessions; returns their count."""
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    stats = api_get(f"{base}/jobs/{job_id}/sessions?limit=1", key)["stats"]
+    lines = api_get(f"{base}/jobs/{job_id}/sessions", key, accept="application/x-ndjson").splitlines()
+    assert stats["sessions"] == len(lines) > 0
+    canvas = page.locator("#timeline")
+    assert int(canvas.get_attribute("data-sessions-total")) == len(lines)
+    assert int(canvas.get_attribute("data-sessions-drawn")) == len(lines)  # the whole range is in view
+    assert int(page.locator("#distribution").get_attribute("data-total")) == len(lines)
+    assert page.locator("#summary dd[data-stat=sessions]").inner_text() == f"{len(lines):,}"
+    assert page.locator("#summary dd[data-stat='median duration']").inner_text() not in ("", "loading…")
+    return len(lines)
+
+
+# --- tests ----------------------------------------------------------------------------------------
+def test_page_is_served_with_a_strict_policy_and_documented_defaults(stack: dict[str, Any]) -> None:
+    with urllib.request.urlopen(f"{stack['open']}/", timeout=30) as resp:
+        html = resp.read().decode()
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert 'content="off"' in html and "http" not in html.split("<body")[0].replace("http-equiv", "")
+    with urllib.request.urlopen(f"{stack['keyed']}/", timeout=30) as resp:
+        assert 'name="sessionizer-auth" content="required"' in resp.read().decode()
+    spec = api_get(f"{stack['open']}/openapi.json")
+    assert "](/)" in spec["info"]["description"]  # Swagger UI (/docs) links to the page
+    from worker.settings import load_settings
+
+    settings = load_settings({})
+    for method, name in (("hdbscan", "HdbscanParams"), ("gap", "GapParams")):
+        props = spec["components"]["schemas"][name]["properties"]
+        for field, value in settings.method_defaults(method).items():
+            assert props[field]["default"] == value, (name, field)
+
+
+def test_submit_watch_progress_then_timeline_and_csv(stack: dict[str, Any], watched: Watched) -> None:
+    page, base = watched.page, stack["open"]
+    page.goto(f"{base}/")
+    page.wait_for_selector("#submit-form[data-ready=true]")
+    # the form shows the method parameters with this deployment's defaults, read from /openapi.json
+    assert page.input_value("input[name='param:min_cluster_size']") == "5"
+    assert page.input_value("input[name='param:split_idle_s']") == "3600"
+    page.select_option("select[name=method]", "gap")
+    assert page.input_value("input[name='param:max_gap_s']") == "1800"
+    page.select_option("select[name=method]", "hdbscan")
+
+    # no worker yet: the job waits in the queue, and the page shows it so
+    users = DEMO_USERS[:4]
+    job_id = submit_through_form(page, users)
+    page.wait_for_selector("#job-status.queued")
+    assert "0 of 4 users" in page.inner_text("#job-progress-text")
+    # then a worker comes: the page follows the job to the end without a reload
+    wait_worker_ready(stack)
+    page.wait_for_selector("#job-status.succeeded", timeout=120_000)
+    assert "4 of 4 users" in page.inner_text("#job-progress-text")
+    count = check_result(page, base, job_id)
+
+    # zoom in: fewer sessions in view; back to the whole range: all of them again
+    canvas = page.locator("#timeline")
+    for _ in range(4):
+        page.click("#tl-zoom-in")
+    page.wait_for_function("document.querySelector('#timeline').dataset.sessionsDrawn < %d" % count)
+    page.click("#tl-reset")
+    page.wait_for_function("document.querySelector('#timeline').dataset.sessionsDrawn == %d" % count)
+
+    # hover a bar: its session's details; keyboard focus shows one too
+    box = page.evaluate("(() => { const t = document.querySelector('#timeline').timeline; const b = t.barBox(0);"
+                        " return {x: (b.x0 + b.x1) / 2, y: b.y + b.h / 2}; })()")
+    origin = canvas.bounding_box()
+    page.mouse.move(origin["x"] + box["x"], origin["y"] + box["y"])
+    tip = page.locator("#tooltip")
+    tip.wait_for(state="visible")
+    session = api_get(f"{base}/jobs/{job_id}/sessions?limit=1")["sessions"][0]
+    text = tip.inner_text()
+    assert session["user"] in text and f"{session['entry_screen']} → {session['exit_screen']}" in text, text
+    page.mouse.move(1, 1)
+    canvas.focus()
+    page.keyboard.press("]")
+    tip.wait_for(state="visible")
+    assert "events" in tip.inner_text()
+
+    # download the CSV (fetched, saved from a Blob) and read it back
+    with page.expect_download() as info:
+        page.click("#dl-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))
+    assert info.value.suggested_filename == f"sessions-{job_id}.csv"
+    assert len(rows) == count and {r["user"] for r in rows} <= set(users)
+
+    # the list shows it, newest first
+    page.click("a[href='#/']")
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    row.wait_for()
+    assert row.get_attribute("data-status") == "succeeded"
+    assert watched.errors == []
+
+
+def test_cancel_and_delete_from_the_list(stack: dict[str, Any], watched: Watched) -> None:
+    page, base, store = watched.page, stack["open"], stack["store"]
+    # A job recorded in the real store but never enqueued stays queued, so there is time to cancel it.
+    request = {"users": ["romain"], "start": "2022-09-05T00:00:00Z", "end": "2022-09-06T00:00:00Z",
+               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    job = store.create(request, deadline_s=3600)
+    page.on("dialog", lambda d: d.accept())
+    page.goto(f"{base}/")
+    row = page.locator(f"tr[data-job-id='{job['id']}']")
+    row.wait_for()
+    assert row.get_attribute("data-status") == "queued"
+    row.get_by_role("button", name="cancel").click()
+    page.wait_for_selector(f"tr[data-job-id='{job['id']}'][data-status=cancelled]")
+    assert store.view(job["id"])["status"] == "cancelled"
+    page.locator(f"tr[data-job-id='{job['id']}']").get_by_role("button", name="delete").click()
+    page.wait_for_selector(f"tr[data-job-id='{job['id']}']", state="detached")
+    assert store.view(job["id"]) is None
+    assert watched.errors == []
+
+
+def test_field_errors_are_shown_beside_their_fields(stack: dict[str, Any], watched: Watched) -> None:
+    page = watched.page
+    page.goto(f"{stack['open']}/")
+    page.wait_for_selector("#submit-form[data-ready=true]")
+    page.fill("textarea[name=users]", "romain")
+    page.fill("input[name=start]", "2022-09-10T00:00")
+    page.fill("input[name=end]", "2022-09-05T00:00")
+    page.fill("input[name='param:min_cluster_size']", "1")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_selector("[data-error=end]:not(:empty)")
+    assert "after" in page.inner_text("[data-error=end]")
+    assert page.inner_text("[data-error='params.min_cluster_size']") != ""
+    assert "#/jobs/" not in page.url
+
+
+def test_with_a_required_key(stack: dict[str, Any], watched: Watched) -> None:
+    page, base = watched.page, stack["keyed"]
+    wait_worker_ready(stack)
+    page.goto(f"{base}/")
+    dialog = page.locator("#key-dialog")
+    dialog.wait_for(state="visible")  # asked before any request, so no 401 is needed to find out
+    page.fill("#key-input", KEY)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-status:not([hidden])")
+    job_id = submit_through_form(page, DEMO_USERS[:2])
+    page.wait_for_selector("#job-status.succeeded", timeout=120_000)
+    count = check_result(page, base, job_id, KEY)
+    with page.expect_download() as info:
+        page.click("#dl-ndjson")
+    assert len(Path(info.value.path()).read_text().splitlines()) == count
+    # the key is kept for the browser session (a reload does not ask again), never put in a URL
+    page.reload()
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    assert not dialog.is_visible()
+    assert page.evaluate("sessionStorage.getItem('sessionizer.apiKey')") == KEY
+    assert not [u for u in watched.urls if KEY in u]
+    # the open API's jobs are another owner's: this key does not see them
+    page.goto(f"{base}/#/")
+    page.wait_for_selector(f"tr[data-job-id='{job_id}']")
+    listed = page.eval_on_selector_all("tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
+    assert set(listed) == {j["id"] for j in api_get(f"{base}/jobs?limit=100", KEY)["jobs"]}
+    assert watched.errors == []

@@ -1,0 +1,69 @@
+"""The web page at ``/``: the project's own HTML, CSS and JavaScript modules, no build step, no CDN.
+
+The page talks to the API like any client (``fetch``, ``Authorization: Bearer`` when keys are on).
+It reads the submit form's fields and defaults from ``/openapi.json``, so the method parameters are
+documented there too, with this deployment's defaults (:func:`document_method_params`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, render_template
+from flask_smorest import Api
+
+from .jobs.schemas import PARAMS_SCHEMAS
+
+bp = Blueprint(
+    "page", __name__, static_folder="static/page", static_url_path="/page/static", template_folder="templates",
+)
+
+# Only the page's own files: a CDN or an injected script would be refused by the browser.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def auth_mode() -> str:
+    """``required``, ``optional`` (keys configured, anonymous allowed) or ``off``: the page asks
+    for a key before its first request only when one is required."""
+    if current_app.config["AUTH_REQUIRED"]:
+        return "required"
+    return "optional" if current_app.config["API_KEY_DIGESTS"] else "off"
+
+
+@bp.get("/")
+def index() -> Response:
+    """The page (jobs, submit form, a job's timeline); everything else is fetched from the API."""
+    html = render_template("page/index.html", auth=auth_mode())
+    return Response(html, mimetype="text/html", headers={
+        "Content-Security-Policy": CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+    })
+
+
+@bp.after_request
+def static_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+def params_schema_name(method: str) -> str:
+    """``hdbscan`` -> ``HdbscanParams``, as ``JobArgs.params`` names them."""
+    return f"{method.capitalize()}Params"
+
+
+def document_method_params(api: Api, app: Flask) -> None:
+    """Add ``HdbscanParams`` and ``GapParams`` to the OpenAPI components, each property with this
+    deployment's default (``config/defaults.toml`` or the environment), so clients (the page's
+    form first) show the defaults that will really apply."""
+    settings = app.config["SESSIONIZER"]
+    for method, schema in PARAMS_SCHEMAS.items():
+        name = params_schema_name(method)
+        if name in api.spec.components.schemas:
+            continue
+        api.spec.components.schema(name, schema=schema)
+        properties: dict[str, Any] = api.spec.components.schemas[name].get("properties", {})
+        defaults = settings.method_defaults(method)
+        for field, prop in properties.items():
+            if field in defaults:
+                prop["default"] = defaults[field]

@@ -1,0 +1,77 @@
+// A bar chart of sessions per UTC day, or of session durations, on a <canvas>.
+
+import { number } from "./format.js";
+
+const DAY_MS = 86_400_000;
+const DURATION_EDGES = [0, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, Infinity];
+const DURATION_LABELS = ["<1 min", "1–5 min", "5–15 min", "15–30 min", "30–60 min", "1–2 h", "2–4 h", "4–8 h", "≥8 h"];
+
+/** [labels, counts] of sessions per UTC day, every day from the first to the last. */
+export function perDay(table) {
+  if (!table.n) return [[], []];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < table.n; i++) {
+    const d = Math.floor(table.start[i] / DAY_MS);
+    if (d < lo) lo = d;
+    if (d > hi) hi = d;
+  }
+  const counts = new Array(hi - lo + 1).fill(0);
+  for (let i = 0; i < table.n; i++) counts[Math.floor(table.start[i] / DAY_MS) - lo]++;
+  const labels = counts.map((_, k) => new Date((lo + k) * DAY_MS).toISOString().slice(0, 10));
+  return [labels, counts];
+}
+
+/** [labels, counts] of sessions per duration bin. */
+export function perDuration(table) {
+  const counts = new Array(DURATION_LABELS.length).fill(0);
+  for (let i = 0; i < table.n; i++) {
+    const d = table.duration[i];
+    let b = 0;
+    while (d >= DURATION_EDGES[b + 1]) b++;
+    counts[b]++;
+  }
+  return [DURATION_LABELS, counts];
+}
+
+export function drawDistribution(canvas, table, kind) {
+  const [labels, counts] = kind === "duration" ? perDuration(table) : perDay(table);
+  const width = Math.max(320, canvas.parentElement.clientWidth);
+  const height = 180;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const left = 48;
+  const bottom = height - 24;
+  const top = 12;
+  const max = Math.max(1, ...counts);
+  const bw = (width - left - 8) / Math.max(1, counts.length);
+  ctx.fillStyle = "#4e79a7";
+  ctx.beginPath();
+  counts.forEach((c, k) => {
+    const h = ((bottom - top) * c) / max;
+    ctx.rect(left + k * bw + (bw > 4 ? 1 : 0), bottom - h, Math.max(1, bw - (bw > 4 ? 2 : 0)), h);
+  });
+  ctx.fill();
+  ctx.fillStyle = "#333";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.textAlign = "right";
+  ctx.fillText(number(max), left - 6, top + 8);
+  ctx.fillText("0", left - 6, bottom);
+  ctx.textAlign = "center";
+  const every = Math.max(1, Math.ceil(90 / bw));
+  labels.forEach((label, k) => {
+    if (k % every === 0) ctx.fillText(label, left + (k + 0.5) * bw, height - 8);
+  });
+  ctx.textAlign = "left";
+  const total = counts.reduce((a, b) => a + b, 0);
+  canvas.dataset.total = String(total);
+  canvas.dataset.bins = String(counts.length);
+  canvas.setAttribute("aria-label", `${kind === "duration" ? "Session durations" : "Sessions per day"}: `
+    + labels.map((l, k) => `${l}: ${counts[k]}`).join(", "));
+}

@@ -1,0 +1,153 @@
+// A job's view: live progress while it runs, then its summary, timeline, distribution and downloads.
+
+import { download, requestJson, retryAfter } from "./api.js";
+import { drawDistribution } from "./distribution.js";
+import { duration, el, number, utc } from "./format.js";
+import { loadSessions } from "./sessions.js";
+import { PALETTE, Timeline } from "./timeline.js";
+
+const ACTIVE = new Set(["queued", "running"]);
+
+export async function renderJob(root, id, ctx) {
+  root.replaceChildren(document.getElementById("tpl-job").content.cloneNode(true));
+  const $ = (sel) => root.querySelector(sel);
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  $("#job-id").textContent = id;
+  $("#job-cancel").addEventListener("click", async () => {
+    await act(() => requestJson(`${path}/cancel`, { method: "POST" }), $);
+  });
+  $("#job-delete").addEventListener("click", async () => {
+    if (!window.confirm(`Delete job ${id} and its sessions?`)) return;
+    if (await act(() => requestJson(path, { method: "DELETE" }), $)) window.location.hash = "#/";
+  });
+  $("#dl-csv").addEventListener("click", () => save(path, "text/csv", `sessions-${id}.csv`, $));
+  $("#dl-ndjson").addEventListener("click", () => save(path, "application/x-ndjson", `sessions-${id}.ndjson`, $));
+
+  // Poll at the pace the API asks (Retry-After) until the job has finished.
+  let job;
+  for (;;) {
+    let answer;
+    try {
+      answer = await requestJson(path);
+    } catch (err) {
+      showError($, err.status === 404 ? `No job ${id}: it was never issued, has expired, or was deleted.` : err.message);
+      $("#job-progress").hidden = true;
+      return;
+    }
+    if (!ctx.current()) return;
+    job = answer.body;
+    showJob($, job);
+    if (!ACTIVE.has(job.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, retryAfter(answer.headers, 2) * 1000));
+    if (!ctx.current()) return;
+  }
+  if (job.status === "succeeded") await showResult($, job, path, ctx);
+}
+
+async function act(call, $) {
+  try {
+    await call();
+    return true;
+  } catch (err) {
+    showError($, err.message);
+    return false;
+  }
+}
+
+async function save(path, accept, filename, $) {
+  const status = $("#dl-status");
+  status.textContent = "preparing…";
+  try {
+    const size = await download(`${path}/sessions`, accept, filename);
+    status.textContent = `${filename} (${number(size)} bytes)`;
+  } catch (err) {
+    status.textContent = `download failed: ${err.message}`;
+  }
+}
+
+function showError($, message) {
+  const box = $("#job-error");
+  box.hidden = false;
+  box.textContent = message;
+}
+
+function showJob($, job) {
+  const r = job.request || {};
+  const p = job.progress || {};
+  const status = $("#job-status");
+  status.textContent = job.status;
+  status.className = `status ${job.status}`;
+  const params = Object.entries(r.params || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+  $("#job-request").textContent = `${(r.users || []).length} users (${(r.users || []).slice(0, 5).join(", ")}`
+    + `${(r.users || []).length > 5 ? ", …" : ""}), ${utc(Date.parse(r.start))} → ${utc(Date.parse(r.end))} UTC, `
+    + `${r.method} (${params}), per ${(r.group_by || []).join(" and ")}`;
+  const bar = $("#job-progress-bar");
+  bar.max = Math.max(1, p.users_total || 0);
+  bar.value = p.users_done || 0;
+  const since = job.started_at || job.submitted_at;
+  const until = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+  $("#job-progress-text").textContent = `${number(p.users_done)} of ${number(p.users_total)} users, `
+    + `${number(p.events_scanned)} events scanned, ${duration((until - Date.parse(since)) / 1000)}`;
+  $("#job-progress").dataset.usersDone = String(p.users_done ?? 0);
+  $("#job-cancel").hidden = !ACTIVE.has(job.status);
+  if (job.error) showError($, `${job.status}: ${job.error.message} (${job.error.type})`);
+}
+
+async function showResult($, job, path, ctx) {
+  $("#result").hidden = false;
+  // The stats come with a one-session page; the sessions themselves are streamed as NDJSON.
+  const { body: first } = await requestJson(`${path}/sessions?limit=1`);
+  const stats = first.stats || {};
+  const summary = $("#summary");
+  const item = (label, value) => [el("dt", {}, label), el("dd", { dataset: { stat: label } }, value)];
+  const fill = (median) => summary.replaceChildren(
+    ...item("users", number(stats.users)),
+    ...item("events", number(stats.events)),
+    ...item("sessions", number(stats.sessions)),
+    ...item("median duration", median),
+    ...item("invalid events", number(stats.invalid_events)),
+    ...item("noise events", number(stats.noise_events)),
+  );
+  fill("loading…");
+  const info = $("#tl-info"); // held: the view may be replaced while sessions load
+  info.textContent = "loading sessions…";
+  $("#timeline-panel").hidden = false;
+  const table = await loadSessions(job.id, (n) => {
+    info.textContent = `loading sessions… ${number(n)}`;
+  });
+  if (!ctx.current()) return;
+  fill(duration(table.median("duration")));
+  summary.dataset.sessions = String(table.n);
+  const canvas = $("#timeline");
+  const timeline = new Timeline(canvas, $("#tooltip"), table, {
+    start: Date.parse(job.request.start), end: Date.parse(job.request.end),
+  });
+  ctx.onLeave(() => timeline.destroy());
+  canvas.addEventListener("drawn", () => {
+    info.textContent = timeline.describe();
+  });
+  info.textContent = timeline.describe();
+  $("#tl-zoom-in").addEventListener("click", () => timeline.zoom(0.5));
+  $("#tl-zoom-out").addEventListener("click", () => timeline.zoom(2));
+  $("#tl-reset").addEventListener("click", () => timeline.reset());
+  legend($("#legend"), table);
+
+  $("#dist-panel").hidden = false;
+  const kind = $("#dist-kind");
+  const dist = () => drawDistribution($("#distribution"), table, kind.value);
+  kind.addEventListener("change", dist);
+  dist();
+}
+
+function legend(box, table) {
+  const names = table.instances.values;
+  const shown = names.slice(0, 24).map((name, i) => {
+    const swatch = el("span", { class: "swatch" });
+    swatch.style.background = PALETTE[i % PALETTE.length]; // CSSOM, allowed by the page's CSP
+    return el("span", { class: "chip" }, swatch, name);
+  });
+  if (names.length > PALETTE.length) {
+    shown.push(el("span", { class: "muted" }, `${number(names.length)} instances; colours repeat every ${PALETTE.length}`));
+  }
+  box.replaceChildren(...shown);
+}

@@ -1,0 +1,451 @@
+// The timeline: one lane per user, each session a bar coloured by instance, drawn on a <canvas>.
+// Zoom (wheel, buttons, +/-) and pan (drag, arrow keys) change the time window; a lane's sessions
+// are found by binary search, and bars narrower than MERGE_PX that touch are drawn as one
+// (aggregated), so a frame costs at most a few rectangles per pixel column whatever the count.
+
+import { duration, number, utc } from "./format.js";
+
+export const PALETTE = [
+  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+  "#b07aa1", "#ff9da7", "#9c755f", "#79706e", "#17becf", "#bcbd22",
+];
+const AXIS_H = 26;
+const LABEL_W = 120;
+const PAD_R = 8;
+const MERGE_PX = 2;
+const MIN_SPAN_MS = 10_000;
+const TICKS_MS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+  86400, 172800, 604800, 1209600, 2592000, 7776000, 15552000, 31536000].map((s) => s * 1000);
+
+/** First position in a[lo, hi) whose value is >= x (a sorted ascending there). */
+function lowerBound(a, lo, hi, x) {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export class Timeline {
+  /**
+   * @param {HTMLCanvasElement} canvas
+   * @param {HTMLElement} tooltip
+   * @param {import("./sessions.js").SessionTable} table
+   * @param {{start: number, end: number}} range the job's range (ms), widened to hold every session
+   */
+  constructor(canvas, tooltip, table, range) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.tooltip = tooltip;
+    this.table = table;
+    this.buildIndex();
+    let lo = range.start;
+    let hi = range.end;
+    for (let l = 0; l < this.lanes; l++) {
+      if (this.laneTo[l] > this.laneFrom[l]) {
+        lo = Math.min(lo, this.start[this.laneFrom[l]]);
+        hi = Math.max(hi, this.laneMaxEnd[l]);
+      }
+    }
+    this.extent = [lo, Math.max(hi, lo + MIN_SPAN_MS)];
+    this.view = [...this.extent];
+    this.selected = -1;
+    this.drag = null;
+    this.pending = false;
+    this.frames = [];
+    canvas.timeline = this; // for tests and the benchmark: the canvas knows what it draws
+    this.bindEvents();
+    this.resize();
+    this.observer = new ResizeObserver(() => this.resize());
+    this.observer.observe(canvas.parentElement);
+  }
+
+  /** Stop following the page's size (the view is being left). */
+  destroy() {
+    this.observer.disconnect();
+  }
+
+  /** Sort positions by (lane, start) and note each lane's slice and longest session. */
+  buildIndex() {
+    const t = this.table;
+    const n = t.n;
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    let sorted = true;
+    for (let i = 1; i < n && sorted; i++) {
+      sorted = t.lane[i - 1] < t.lane[i] || (t.lane[i - 1] === t.lane[i] && t.start[i - 1] <= t.start[i]);
+    }
+    if (!sorted) order.sort((a, b) => t.lane[a] - t.lane[b] || t.start[a] - t.start[b]);
+    this.order = order;
+    this.lanes = t.users.values.length;
+    this.start = new Float64Array(n);
+    this.end = new Float64Array(n);
+    this.color = new Uint8Array(n);
+    this.laneFrom = new Uint32Array(this.lanes);
+    this.laneTo = new Uint32Array(this.lanes);
+    this.laneMaxDur = new Float64Array(this.lanes);
+    this.laneMaxEnd = new Float64Array(this.lanes);
+    for (let k = 0; k < n; k++) {
+      const i = order[k];
+      const l = t.lane[i];
+      this.start[k] = t.start[i];
+      this.end[k] = Math.max(t.end[i], t.start[i]);
+      this.color[k] = t.instance[i] % PALETTE.length;
+      if (k === 0 || t.lane[order[k - 1]] !== l) this.laneFrom[l] = k;
+      this.laneTo[l] = k + 1;
+      this.laneMaxDur[l] = Math.max(this.laneMaxDur[l], this.end[k] - this.start[k]);
+      this.laneMaxEnd[l] = Math.max(this.laneMaxEnd[l], this.end[k]);
+    }
+  }
+
+  resize() {
+    const width = Math.max(320, this.canvas.parentElement.clientWidth);
+    this.laneH = Math.max(3, Math.min(22, Math.floor(520 / Math.max(1, this.lanes))));
+    const height = AXIS_H + this.lanes * this.laneH + 4;
+    const dpr = window.devicePixelRatio || 1;
+    if (this.cssW === width && this.cssH === height && this.dpr === dpr) return;
+    this.cssW = width;
+    this.cssH = height;
+    this.dpr = dpr;
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    this.canvas.width = Math.round(width * dpr);
+    this.canvas.height = Math.round(height * dpr);
+    this.drawNow();
+  }
+
+  get plotW() {
+    return this.cssW - LABEL_W - PAD_R;
+  }
+
+  get scale() {
+    return this.plotW / (this.view[1] - this.view[0]);
+  }
+
+  timeAt(x) {
+    return this.view[0] + (x - LABEL_W) / this.scale;
+  }
+
+  // --- view changes ------------------------------------------------------------------------------
+  setView(v0, v1) {
+    const [e0, e1] = this.extent;
+    let span = Math.min(Math.max(v1 - v0, MIN_SPAN_MS), e1 - e0);
+    let a = v0;
+    if (a < e0) a = e0;
+    if (a + span > e1) a = e1 - span;
+    this.view = [a, a + span];
+    this.requestDraw();
+  }
+
+  zoomAt(t, factor) {
+    const [v0, v1] = this.view;
+    this.setView(t - (t - v0) * factor, t + (v1 - t) * factor);
+  }
+
+  zoom(factor) {
+    this.zoomAt((this.view[0] + this.view[1]) / 2, factor);
+  }
+
+  pan(fraction) {
+    const span = this.view[1] - this.view[0];
+    this.setView(this.view[0] + span * fraction, this.view[1] + span * fraction);
+  }
+
+  reset() {
+    this.setView(...this.extent);
+  }
+
+  requestDraw() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.drawNow();
+    });
+  }
+
+  // --- drawing -----------------------------------------------------------------------------------
+  drawNow() {
+    const began = performance.now();
+    const ctx = this.ctx;
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    ctx.clearRect(0, 0, this.cssW, this.cssH);
+    this.drawLanes();
+    this.drawAxis();
+    const { drawn, rects } = this.drawBars();
+    this.drawSelection();
+    const ms = performance.now() - began;
+    this.frames.push(ms);
+    if (this.frames.length > 200) this.frames.shift();
+    Object.assign(this.canvas.dataset, {
+      sessionsDrawn: String(drawn), sessionsTotal: String(this.table.n), rects: String(rects), drawMs: ms.toFixed(2),
+      viewStart: new Date(this.view[0]).toISOString(), viewEnd: new Date(this.view[1]).toISOString(),
+    });
+    this.canvas.dispatchEvent(new CustomEvent("drawn", { detail: { drawn, rects, ms } }));
+  }
+
+  drawLanes() {
+    const ctx = this.ctx;
+    const h = this.laneH;
+    ctx.fillStyle = "#f4f6f8";
+    ctx.beginPath();
+    for (let l = 0; l < this.lanes; l += 2) ctx.rect(0, AXIS_H + l * h, this.cssW, h);
+    ctx.fill();
+    ctx.fillStyle = "#333";
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    const every = Math.ceil(11 / h);
+    const users = this.table.users.values;
+    for (let l = 0; l < this.lanes; l += every) {
+      const name = users[l].length > 17 ? `${users[l].slice(0, 16)}…` : users[l];
+      ctx.fillText(name, 4, AXIS_H + l * h + h / 2);
+    }
+  }
+
+  drawAxis() {
+    const ctx = this.ctx;
+    const [v0, v1] = this.view;
+    const scale = this.scale;
+    const step = TICKS_MS.find((s) => s * scale >= 90) ?? TICKS_MS[TICKS_MS.length - 1];
+    ctx.strokeStyle = "#d0d5db";
+    ctx.fillStyle = "#333";
+    ctx.textBaseline = "alphabetic";
+    ctx.beginPath();
+    for (let t = Math.ceil(v0 / step) * step; t <= v1; t += step) {
+      const x = Math.round(LABEL_W + (t - v0) * scale) + 0.5;
+      ctx.moveTo(x, AXIS_H - 6);
+      ctx.lineTo(x, this.cssH);
+      const iso = new Date(t).toISOString();
+      const label = step >= 86400000 ? iso.slice(0, 10) : step >= 60000 ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(11, 19);
+      ctx.fillText(label, x + 3, AXIS_H - 9);
+    }
+    ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(LABEL_W - 0.5, AXIS_H);
+    ctx.lineTo(LABEL_W - 0.5, this.cssH);
+    ctx.strokeStyle = "#999";
+    ctx.stroke();
+  }
+
+  /** The bars, batched by colour; returns how many sessions the frame shows and how many rectangles. */
+  drawBars() {
+    const { ctx, start, end, color } = this;
+    const [v0, v1] = this.view;
+    const scale = this.scale;
+    const x0Plot = LABEL_W;
+    const x1Plot = LABEL_W + this.plotW;
+    const barH = Math.max(1, this.laneH - (this.laneH > 6 ? 3 : 1));
+    const batches = PALETTE.map(() => []);
+    let drawn = 0;
+    let rects = 0;
+    for (let l = 0; l < this.lanes; l++) {
+      const y = AXIS_H + l * this.laneH + (this.laneH - barH) / 2;
+      const from = lowerBound(start, this.laneFrom[l], this.laneTo[l], v0 - this.laneMaxDur[l]);
+      const to = lowerBound(start, from, this.laneTo[l], v1 + 1e-3);
+      let rx0 = -1;
+      let rx1 = 0;
+      let rc = 0;
+      let rdur = -1;
+      for (let k = from; k < to; k++) {
+        if (end[k] < v0) continue;
+        drawn++;
+        let x0 = x0Plot + (start[k] - v0) * scale;
+        let x1 = x0Plot + (end[k] - v0) * scale;
+        if (x0 < x0Plot) x0 = x0Plot;
+        if (x1 > x1Plot) x1 = x1Plot;
+        if (x1 - x0 < 1) x1 = x0 + 1;
+        const d = end[k] - start[k];
+        if (rx0 >= 0 && x0 <= rx1 + 0.5 && (x1 - x0 < MERGE_PX || rx1 - rx0 < MERGE_PX)) {
+          if (x1 > rx1) rx1 = x1;
+          if (d > rdur) {
+            rdur = d;
+            rc = color[k];
+          }
+        } else {
+          if (rx0 >= 0) {
+            batches[rc].push(rx0, y, rx1 - rx0);
+            rects++;
+          }
+          rx0 = x0;
+          rx1 = x1;
+          rc = color[k];
+          rdur = d;
+        }
+      }
+      if (rx0 >= 0) {
+        batches[rc].push(rx0, y, rx1 - rx0);
+        rects++;
+      }
+    }
+    for (let c = 0; c < PALETTE.length; c++) {
+      const b = batches[c];
+      if (!b.length) continue;
+      ctx.fillStyle = PALETTE[c];
+      ctx.beginPath();
+      for (let i = 0; i < b.length; i += 3) ctx.rect(b[i], b[i + 1], b[i + 2], barH);
+      ctx.fill();
+    }
+    return { drawn, rects };
+  }
+
+  barBox(k) {
+    const lane = this.table.lane[this.order[k]];
+    const x0 = Math.max(LABEL_W, LABEL_W + (this.start[k] - this.view[0]) * this.scale);
+    const x1 = Math.min(LABEL_W + this.plotW, LABEL_W + (this.end[k] - this.view[0]) * this.scale);
+    return { x0, x1: Math.max(x1, x0 + 1), y: AXIS_H + lane * this.laneH, h: this.laneH };
+  }
+
+  drawSelection() {
+    if (this.selected < 0) return;
+    const { x0, x1, y, h } = this.barBox(this.selected);
+    this.ctx.strokeStyle = "#111";
+    this.ctx.lineWidth = 2;
+    this.ctx.strokeRect(x0 - 1, y, x1 - x0 + 2, h);
+    this.ctx.lineWidth = 1;
+  }
+
+  // --- finding and showing one session ----------------------------------------------------------
+  /** The sorted position of the session under (x, y), or -1. */
+  hit(x, y) {
+    const l = Math.floor((y - AXIS_H) / this.laneH);
+    if (l < 0 || l >= this.lanes || x < LABEL_W) return -1;
+    const t = this.timeAt(x);
+    const tol = 4 / this.scale;
+    let best = -1;
+    let bestDist = Infinity;
+    const lo = this.laneFrom[l];
+    for (let k = lowerBound(this.start, lo, this.laneTo[l], t + tol + 1e-3) - 1; k >= lo; k--) {
+      if (this.start[k] < t - tol - this.laneMaxDur[l]) break;
+      if (this.end[k] < t - tol) continue;
+      const dist = t < this.start[k] ? this.start[k] - t : t > this.end[k] ? t - this.end[k] : 0;
+      if (dist < bestDist) {
+        best = k;
+        bestDist = dist;
+      }
+    }
+    return best;
+  }
+
+  showTooltip(k, x, y) {
+    const tip = this.tooltip;
+    if (k < 0) {
+      tip.hidden = true;
+      return;
+    }
+    const s = this.table.row(this.order[k]);
+    const lines = [
+      [`${s.user}`, `${s.instance}`],
+      ["start", `${utc(s.start)} UTC${s.truncated_start ? " (may have begun earlier)" : ""}`],
+      ["end", `${utc(s.end)} UTC${s.truncated_end ? " (may go on later)" : ""}`],
+      ["duration", duration(s.duration_s)],
+      ["events", number(s.events)],
+      ["screens", `${s.entry_screen} → ${s.exit_screen}`],
+    ];
+    if (s.split_reason) lines.push(["ended", s.split_reason]);
+    tip.replaceChildren(...lines.map(([a, b]) => {
+      const row = document.createElement("div");
+      const key = document.createElement("b");
+      key.textContent = a;
+      row.append(key, ` ${b}`);
+      return row;
+    }));
+    tip.hidden = false;
+    const maxX = this.cssW - tip.offsetWidth - 4;
+    tip.style.left = `${Math.max(0, Math.min(x + 12, maxX))}px`;
+    tip.style.top = `${y + 14}px`;
+  }
+
+  select(k) {
+    if (k < 0 || k >= this.table.n) return;
+    this.selected = k;
+    const [v0, v1] = this.view;
+    if (this.end[k] < v0 || this.start[k] > v1) {
+      const half = (v1 - v0) / 2;
+      const mid = (this.start[k] + this.end[k]) / 2;
+      this.setView(mid - half, mid + half);
+    }
+    this.drawNow();
+    const { x0, y } = this.barBox(k);
+    this.showTooltip(k, x0, y);
+  }
+
+  // --- input -------------------------------------------------------------------------------------
+  bindEvents() {
+    const c = this.canvas;
+    c.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      this.zoomAt(this.timeAt(e.offsetX), Math.exp(Math.sign(e.deltaY) * Math.min(Math.abs(e.deltaY), 300) * 0.002));
+    }, { passive: false });
+    c.addEventListener("pointerdown", (e) => {
+      this.drag = { x: e.clientX, view: [...this.view], moved: false };
+      c.setPointerCapture(e.pointerId);
+    });
+    c.addEventListener("pointermove", (e) => {
+      if (this.drag) {
+        const dx = e.clientX - this.drag.x;
+        if (Math.abs(dx) > 2) this.drag.moved = true;
+        const dt = dx / this.scale;
+        this.setView(this.drag.view[0] - dt, this.drag.view[1] - dt);
+        this.tooltip.hidden = true;
+        return;
+      }
+      this.showTooltip(this.hit(e.offsetX, e.offsetY), e.offsetX, e.offsetY);
+    });
+    c.addEventListener("pointerup", (e) => {
+      const clicked = this.drag && !this.drag.moved;
+      this.drag = null;
+      if (clicked) {
+        const k = this.hit(e.offsetX, e.offsetY);
+        if (k >= 0) this.select(k);
+      }
+    });
+    c.addEventListener("pointerleave", () => {
+      if (this.selected < 0) this.tooltip.hidden = true;
+    });
+    c.addEventListener("focus", () => {
+      if (this.selected < 0) this.select(this.firstVisible());
+      else this.select(this.selected);
+    });
+    c.addEventListener("blur", () => {
+      this.tooltip.hidden = true;
+    });
+    c.addEventListener("keydown", (e) => {
+      const actions = {
+        ArrowLeft: () => this.pan(e.shiftKey ? -0.5 : -0.1),
+        ArrowRight: () => this.pan(e.shiftKey ? 0.5 : 0.1),
+        "+": () => this.zoom(0.5),
+        "=": () => this.zoom(0.5),
+        "-": () => this.zoom(2),
+        0: () => this.reset(),
+        Home: () => this.reset(),
+        "]": () => this.select(Math.min(this.table.n - 1, this.selected + 1)),
+        "[": () => this.select(Math.max(0, this.selected - 1)),
+        Escape: () => {
+          this.selected = -1;
+          this.tooltip.hidden = true;
+          this.requestDraw();
+        },
+      };
+      const action = actions[e.key];
+      if (action) {
+        e.preventDefault();
+        action();
+      }
+    });
+  }
+
+  firstVisible() {
+    for (let l = 0; l < this.lanes; l++) {
+      const k = lowerBound(this.start, this.laneFrom[l], this.laneTo[l], this.view[0]);
+      if (k < this.laneTo[l] && this.start[k] <= this.view[1]) return k;
+    }
+    return this.table.n ? 0 : -1;
+  }
+
+  /** "N sessions in view (R rectangles)", for the toolbar. */
+  describe() {
+    const d = this.canvas.dataset;
+    return `${number(Number(d.sessionsDrawn))} of ${number(this.table.n)} sessions in view, ${utc(this.view[0], false)} → ${utc(this.view[1], false)} UTC`;
+  }
+}
