@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, one after the other, each printing its figures.
 
-    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api
+    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, page
 
 Each benchmark measures its comparisons side by side in one run (alternating), with
 min/median/max over repeats, because these machines are shared and noisy.
@@ -19,6 +19,7 @@ BENCHES = {
     "scan": ("benchmarks.bench_scan", "Elasticsearch scan throughput and peak memory (issue 3)"),
     "fanout": ("benchmarks.bench_fanout", "one job of 200 users x 5,000 events, 2 workers vs 1 (issue 3)"),
     "api": ("benchmarks.bench_api", "100 identical clients; poll throughput under gunicorn (issue 5)"),
+    "page": ("benchmarks.bench_page", "the job page drawing 100,000 sessions in headless chromium (issue 12)"),
 }
 
 

@@ -66,7 +66,8 @@ export function drawDistribution(canvas, table, kind) {
   ctx.textAlign = "center";
   const every = Math.max(1, Math.ceil(90 / bw));
   labels.forEach((label, k) => {
-    if (k % every === 0) ctx.fillText(label, left + (k + 0.5) * bw, height - 8);
+    const x = Math.min(width - ctx.measureText(label).width / 2 - 2, left + (k + 0.5) * bw);
+    if (k % every === 0) ctx.fillText(label, x, height - 8);
   });
   ctx.textAlign = "left";
   const total = counts.reduce((a, b) => a + b, 0);

@@ -99,7 +99,7 @@ async function showResult($, job, path, ctx) {
   const { body: first } = await requestJson(`${path}/sessions?limit=1`);
   const stats = first.stats || {};
   const summary = $("#summary");
-  const item = (label, value) => [el("dt", {}, label), el("dd", { dataset: { stat: label } }, value)];
+  const item = (label, value) => [el("div", {}, el("dt", {}, label), el("dd", { dataset: { stat: label } }, value))];
   const fill = (median) => summary.replaceChildren(
     ...item("users", number(stats.users)),
     ...item("events", number(stats.events)),
@@ -115,6 +115,7 @@ async function showResult($, job, path, ctx) {
   const table = await loadSessions(job.id, (n) => {
     info.textContent = `loading sessions… ${number(n)}`;
   });
+  performance.mark("sessionizer:sessions-loaded");
   if (!ctx.current()) return;
   fill(duration(table.median("duration")));
   summary.dataset.sessions = String(table.n);
@@ -122,6 +123,7 @@ async function showResult($, job, path, ctx) {
   const timeline = new Timeline(canvas, $("#tooltip"), table, {
     start: Date.parse(job.request.start), end: Date.parse(job.request.end),
   });
+  performance.mark("sessionizer:timeline-drawn");
   ctx.onLeave(() => timeline.destroy());
   canvas.addEventListener("drawn", () => {
     info.textContent = timeline.describe();

@@ -54,6 +54,7 @@ export class Timeline {
     this.drag = null;
     this.pending = false;
     this.frames = [];
+    this.mergePx = MERGE_PX; // 0 draws one rectangle per session (the benchmark's comparison)
     canvas.timeline = this; // for tests and the benchmark: the canvas knows what it draws
     this.bindEvents();
     this.resize();
@@ -230,7 +231,7 @@ export class Timeline {
 
   /** The bars, batched by colour; returns how many sessions the frame shows and how many rectangles. */
   drawBars() {
-    const { ctx, start, end, color } = this;
+    const { ctx, start, end, color, mergePx } = this;
     const [v0, v1] = this.view;
     const scale = this.scale;
     const x0Plot = LABEL_W;
@@ -256,7 +257,7 @@ export class Timeline {
         if (x1 > x1Plot) x1 = x1Plot;
         if (x1 - x0 < 1) x1 = x0 + 1;
         const d = end[k] - start[k];
-        if (rx0 >= 0 && x0 <= rx1 + 0.5 && (x1 - x0 < MERGE_PX || rx1 - rx0 < MERGE_PX)) {
+        if (rx0 >= 0 && x0 <= rx1 + 0.5 && (x1 - x0 < mergePx || rx1 - rx0 < mergePx)) {
           if (x1 > rx1) rx1 = x1;
           if (d > rdur) {
             rdur = d;
@@ -353,7 +354,9 @@ export class Timeline {
     tip.hidden = false;
     const maxX = this.cssW - tip.offsetWidth - 4;
     tip.style.left = `${Math.max(0, Math.min(x + 12, maxX))}px`;
-    tip.style.top = `${y + 14}px`;
+    // below the pointer, or above it where the timeline's box would cut it off
+    const below = y + 14;
+    tip.style.top = `${below + tip.offsetHeight > this.cssH ? Math.max(0, y - tip.offsetHeight - 6) : below}px`;
   }
 
   select(k) {
