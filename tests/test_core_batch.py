@@ -89,7 +89,10 @@ def _reference_labels(x, mcs, ms, eps, single):
     for c in clusters:
         if c != root:
             stab[c_parent[c]] += (birth[c] - birth[c_parent[c]]) * size[c]
-    kids = {c: sorted(d for d in clusters if c_parent.get(d) == c) for c in clusters}
+    # A split's children, left one first (the side of the edge's left end): hdbscan
+    # sums their stabilities in that order, in float32.
+    kids = {c: sorted((d for d in clusters if c_parent.get(d) == c), key=lambda d: children[parent[d]][0] != d)
+            for c in clusters}
 
     def subtree(c):
         out, todo = [], [c]

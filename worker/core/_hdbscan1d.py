@@ -4,7 +4,12 @@ Same result as ``hdbscan.HDBSCAN(min_cluster_size, min_samples,
 cluster_selection_epsilon, allow_single_cluster)`` with its other defaults
 (``metric='euclidean'``, ``alpha=1``, ``cluster_selection_method='eom'``), up to
 the numbering of clusters and the order in which merges at exactly equal
-mutual-reachability distance are taken (see ``tie rule`` below).
+mutual-reachability distance are taken (see ``tie rule`` below): our labels are
+hdbscan's own tree code (``label``, ``condense_tree``, ``compute_stability``,
+``get_clusters``, ``do_labelling``) applied to the minimum spanning tree that
+Kruskal takes in the tie order, including its float32 sum of a split's two child
+stabilities, left child first (on an exact tie the order decides the rounding, and
+the rounding decides between the parent and its children).
 
 All activity blocks of a timeline (disjoint index ranges, never merged) are
 clustered together in one vectorised pass; nothing loops in Python per block or
@@ -35,10 +40,13 @@ per merge. Steps, following hdbscan:
    points and clusters of all blocks (level by level up the cluster tree).
 
 Tie rule. Edges are ordered by weight, then by raw distance ``|x_i - x_j|``, then by
-left end, then by right end. hdbscan orders equal weights as its Boruvka search and
-an unstable sort happen to leave them, so when several merges happen at one exact
-distance the two may build different (equally valid) binary trees, and a point
-whose two candidate sessions both join it at that distance may go to either.
+left end, then by right end; a merge's left side is the one holding the edge's left
+end. hdbscan's algorithms sort their tree edges with an unstable sort, so equal
+weights come in an order that depends on the row order and on the CPU's sort kernel:
+when several merges happen at one exact distance the two may build different (equally
+valid) binary trees, and a point whose two candidate sessions both join it at that
+distance may go to either. With distinct tree weights the tree is unique and the
+labels are equal; ``tests/test_core_differential.py`` checks both statements.
 """
 
 from __future__ import annotations
@@ -246,8 +254,11 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray):
         sizes -= (sizes[base] - csize[sc[base]])[grp]
         idx = np.flatnonzero(~first)
         r = rank[sp[idx]]
-        left[r] = np.where(first[idx - 1], top[sc[idx - 1]], n + rank[sp[idx - 1]])
-        right[r] = top[sc[idx]]
+        prev = np.where(first[idx - 1], top[sc[idx - 1]], n + rank[sp[idx - 1]])
+        # Left is the side holding the edge's left end u, as hdbscan's linkage labels it.
+        u_new = cu[sp[idx]] == sc[idx]
+        left[r] = np.where(u_new, top[sc[idx]], prev)
+        right[r] = np.where(u_new, prev, top[sc[idx]])
         msize[r] = sizes[idx]
         # New components: every chain joins its tree's root component.
         last = np.append(base[1:], sc.shape[0]) - 1
@@ -462,6 +473,8 @@ def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
     c_size = msize[clusters]
     birth[nonroot] = lam_merge[par[clusters[nonroot]]]
     c_parent[nonroot] = cid[cluster_of[par[clusters[nonroot]]]]
+    c_left = np.zeros(n_cl, dtype=bool)  # left child of its parent's split
+    c_left[nonroot] = left[par[clusters[nonroot]]] == n + clusters[nonroot]
     # Stability, as hdbscan: sum over rows (lambda - birth(parent)) * child_size.
     with np.errstate(invalid="ignore"):
         stab = np.bincount(point_c, weights=point_lam - birth[point_c], minlength=n_cl)
@@ -469,7 +482,7 @@ def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
         stab += np.bincount(c_parent[ch], weights=(birth[ch] - birth[c_parent[ch]]) * c_size[ch],
                             minlength=n_cl)
     block_root = _resolve(c_parent, c_root)
-    chosen = _select(c_parent, c_root, block_root, birth, stab, epsilon, allow_single)
+    chosen = _select(c_parent, c_left, c_root, block_root, birth, stab, epsilon, allow_single)
 
     # Nearest selected cluster at or above each point's cluster; the root catches the rest.
     target = _resolve(np.where(chosen, np.arange(n_cl), c_parent), chosen | c_root)[point_c]
@@ -491,13 +504,15 @@ def _labels_from_merges(n, left, right, size, dist, mcs, epsilon, allow_single):
     return np.where(at_root, -1, target)
 
 
-def _select(c_parent, c_root, block_root, birth, stab, epsilon, allow_single):
+def _select(c_parent, c_left, c_root, block_root, birth, stab, epsilon, allow_single):
     """hdbscan's excess-of-mass selection (with its epsilon search) on a cluster forest."""
     n_cl = c_parent.shape[0]
     processed = ~c_root | allow_single
     # Every split is binary: a cluster has no child cluster or two.
     ch = np.flatnonzero(~c_root)
-    ch = ch[np.argsort(c_parent[ch], kind="stable")]  # by parent, then id
+    # By parent, left child first: hdbscan sums a split's stabilities in that order,
+    # in float32, so the order decides exact ties.
+    ch = ch[np.lexsort((~c_left[ch], c_parent[ch]))]
     kid1 = np.full(n_cl, -1, dtype=np.int64)
     kid2 = np.full(n_cl, -1, dtype=np.int64)
     kid1[c_parent[ch[0::2]]] = ch[0::2]
