@@ -1,4 +1,4 @@
-"""The job API under load, as deployed: gunicorn (2 processes x 8 threads, as in docker-compose),
+"""The job API under load, as deployed: gunicorn (2 gevent processes, as in docker-compose),
 one Celery worker (2 processes), an embedded Redis, the demo events (6 users, 4 weeks).
 
     python -m benchmarks.bench_api [--runs 3] [--clients 100] [--poll-seconds 10] [--no-baseline]
@@ -38,16 +38,16 @@ import psutil
 import redis
 
 from worker.demo import DEMO_USERS, write_demo_events
-from worker.devstack import PYTHON, RedisServer, Stack, free_port, wait_http, worker_command
+from worker.devstack import RedisServer, Stack, free_port, wait_http, worker_command
+from worker.devstack import api_command as devstack_api_command
 
 HOST = "127.0.0.1"
 POLL_EVERY_S = 0.2
 
 
 def api_command(port: int, log: Path) -> list[str]:
-    """As in docker-compose: 2 gunicorn processes x 8 threads, access log on."""
-    return [PYTHON, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "2", "--threads", "8",
-            "--access-logfile", str(log), "--log-level", "warning", "webapp.wsgi:app"]
+    """As in docker-compose: gunicorn with config/gunicorn.conf.py (2 gevent processes), access log on."""
+    return [*devstack_api_command(HOST, port, 2), "--access-logfile", str(log)]
 
 
 def call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None,

@@ -77,3 +77,17 @@ def test_done_units_are_what_a_redelivered_plan_skips(store: JobStore) -> None:
     store.complete_unit(job["id"], 2, 1, [], {})
     store.complete_unit(job["id"], 0, 1, [], {})
     assert store.done_units(job["id"]) == {0, 2}
+
+
+def test_wait_slots_are_counted_per_owner_and_a_dead_waiters_slot_lapses(store: JobStore) -> None:
+    owner = f"waiter-{time.monotonic_ns()}"
+    assert store.take_wait_slot(owner, "t1", 30, cap=2) and store.take_wait_slot(owner, "t2", 30, cap=2)
+    assert not store.take_wait_slot(owner, "t3", 30, cap=2)  # at the cap
+    assert store.take_wait_slot(f"{owner}-other", "t1", 30, cap=2)  # another owner's slots are its own
+    store.release_wait_slot(owner, "t1")
+    assert store.take_wait_slot(owner, "t3", 30, cap=2)
+    # a process that died mid-wait never releases its slot: a token whose time is over is dropped
+    store.client.zadd(f"sz:waits:{owner}", {"t2": 1})
+    assert store.take_wait_slot(owner, "t4", 30, cap=2)
+    assert {m.decode() for m in store.client.zrange(f"sz:waits:{owner}", 0, -1)} == {"t3", "t4"}
+    assert 0 < store.client.pttl(f"sz:waits:{owner}") <= 31_000

@@ -11,6 +11,7 @@ from flask import Flask
 
 from worker.settings import load_settings
 
+from .bodylimit import BoundedBody
 from .errors import register_error_handlers
 from .extensions import api, init_services
 
@@ -32,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         RATE_LIMIT_BURST=settings["limits"]["rate_burst"],
         MAX_ACTIVE_JOBS=settings["limits"]["max_active_jobs"],
         MAX_WAIT_S=settings["limits"]["max_wait_s"],
+        MAX_WAITS_PER_KEY=settings["limits"]["max_waits_per_key"],
         SHARE_RESULTS=settings["results"]["share"],
         MAX_CONTENT_LENGTH=1 << 20,
         API_TITLE="Sessionizer",
@@ -60,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     return app
 
 

@@ -65,4 +65,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error")
-        return problem(500, InternalServerError.name, "An unexpected error occurred; it has been logged.")
+        return problem(500, InternalServerError().name, "An unexpected error occurred; it has been logged.")

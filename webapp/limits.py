@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
@@ -44,9 +47,23 @@ def prefer_wait(header: str | None) -> int | None:
     return None
 
 
+@contextmanager
+def wait_slot(store: JobStore, owner: str, seconds: float) -> Iterator[bool]:
+    """Hold one of the key's ``MAX_WAITS_PER_KEY`` wait slots for the block; ``False`` when the
+    key already holds them all. Counted in Redis, so the bound holds across every API process; a
+    slot lapses by itself if its process dies mid-wait."""
+    token = uuid.uuid4().hex
+    granted = store.take_wait_slot(owner, token, seconds, int(current_app.config["MAX_WAITS_PER_KEY"]))
+    try:
+        yield granted
+    finally:
+        if granted:
+            store.release_wait_slot(owner, token)
+
+
 def wait_until_finished(store: JobStore, job: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Poll the store until the job leaves queued/running or ``seconds`` pass (a bounded wait that
-    holds one server thread)."""
+    """Poll the store until the job leaves queued/running or ``seconds`` pass (a bounded wait:
+    under gevent the sleeps and Redis reads yield, so a waiting request holds no thread)."""
     deadline = time.monotonic() + seconds
     delay = 0.02
     while job["status"] in ACTIVE:

@@ -35,6 +35,10 @@ key                                type    content                              
                                            empty while the first request is being created       pending, then
                                                                                                 ttl (the job's)
 ``sz:rate:{owner}``                hash    token bucket: ``tokens``, ``ts_ms``                  a full refill
+``sz:waits:{owner}``               zset    the owner's ``Prefer: wait`` requests in progress:   the longest
+                                           a random token each, scored by the time (ms) its     wait; each
+                                           wait ends at the latest (a server that died          token drops
+                                           mid-wait leaves a token that lapses by itself)       at its score
 ``sz:seq``                         string  counter ordering jobs for listings                   never (one
                                                                                                 integer)
 ``sz:stats:scans``                 string  computations started (plans that ran): a shared      never
@@ -242,6 +246,21 @@ return {'replay', d.job}
 """
 
 
+# A slot for one ``Prefer: wait`` request. KEYS[1] the owner's waits. ARGV: token, wait ms, cap.
+# Lapsed tokens are dropped first. Returns 1 when the slot is taken, 0 when the owner is at the cap.
+_WAIT_SLOT = """
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
+redis.call('ZADD', KEYS[1], now + ms, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+return 1
+"""
+
+
 class TooManyActiveJobs(Exception):
     """The owner already has as many queued or running jobs as allowed."""
 
@@ -282,6 +301,10 @@ def rate_key(owner: str) -> str:
     return f"sz:rate:{owner}"
 
 
+def waits_key(owner: str) -> str:
+    return f"sz:waits:{owner}"
+
+
 def fingerprint(request: Mapping[str, Any]) -> str:
     """Digest of a normalised request: the same users (in any order), range, method, parameters
     and grouping give the same fingerprint."""
@@ -313,7 +336,7 @@ class JobStore:
         reg = self.client.register_script
         self._transition = reg(_TRANSITION)
         self._submit, self._view, self._cancel, self._delete = reg(_SUBMIT), reg(_VIEW), reg(_CANCEL), reg(_DELETE)
-        self._rate, self._idem = reg(_RATE), reg(_IDEM)
+        self._rate, self._idem, self._wait_slot = reg(_RATE), reg(_IDEM), reg(_WAIT_SLOT)
 
     @property
     def list_ttl_s(self) -> int:
@@ -561,6 +584,14 @@ class JobStore:
     def take_token(self, owner: str, rate_per_s: float, burst: int) -> float:
         """Spend one request from the owner's bucket; 0 when allowed, else seconds to wait."""
         return int(self._rate(keys=[rate_key(owner)], args=[rate_per_s, burst])) / 1000
+
+    def take_wait_slot(self, owner: str, token: str, seconds: float, cap: int) -> bool:
+        """Count one more wait of the owner's, lasting at most ``seconds``; ``False`` at ``cap``."""
+        ms = int(seconds * 1000) + 1000  # the slot outlives the wait by a margin, never the reverse
+        return bool(self._wait_slot(keys=[waits_key(owner)], args=[token, ms, cap]))
+
+    def release_wait_slot(self, owner: str, token: str) -> None:
+        self.client.zrem(waits_key(owner), token)
 
     def idempotency_reserve(self, owner: str, key: str, body_digest: str) -> tuple[str, str | None]:
         """``("new", None)`` (reserved for this request), ``("pending", None)``,

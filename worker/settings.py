@@ -48,6 +48,7 @@ _ENV: dict[str, tuple[str, str, type]] = {
     "RATE_LIMIT_BURST": ("limits", "rate_burst", int),
     "MAX_ACTIVE_JOBS": ("limits", "max_active_jobs", int),
     "MAX_WAIT_S": ("limits", "max_wait_s", float),
+    "MAX_WAITS_PER_KEY": ("limits", "max_waits_per_key", int),
     "SHARE_RESULTS": ("results", "share", bool),
 }
 _SECRETS = ("elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password")

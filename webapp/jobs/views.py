@@ -21,7 +21,7 @@ from worker.jobstore import TooManyActiveJobs
 from ..auth import authenticate
 from ..errors import PROBLEM
 from ..extensions import services
-from ..limits import check_rate, prefer_wait, wait_until_finished
+from ..limits import check_rate, prefer_wait, wait_slot, wait_until_finished
 from .schemas import (
     PREFER,
     PREFER_MAX,
@@ -132,11 +132,19 @@ def get_job_or_404(job_id: str) -> dict[str, Any]:
 
 
 def waited(job: dict[str, Any], prefer: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Honour ``Prefer: wait=N``: hold until the job has finished or N seconds have passed."""
+    """Honour ``Prefer: wait=N``: hold until the job has finished or N seconds have passed.
+
+    A key already holding ``MAX_WAITS_PER_KEY`` waits gets its answer at once, without
+    ``Preference-Applied`` (RFC 7240 lets a server decline a preference).
+    """
     seconds = prefer_wait(prefer)
     if seconds is None:
         return job, {}
-    return wait_until_finished(services().store, job, seconds), {"Preference-Applied": f"wait={seconds}"}
+    store = services().store
+    with wait_slot(store, g.owner, seconds) as granted:
+        if not granted:
+            return job, {}
+        return wait_until_finished(store, job, seconds), {"Preference-Applied": f"wait={seconds}"}
 
 
 def request_digest(job_request: dict[str, Any]) -> str:
