@@ -5,47 +5,50 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
 
 from worker.devstack import ROOT, free_port, wait_http
 
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def var_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The demo's data folder for this module (its tests share it as runs of one checkout would):
-    never the user's own ``var/``."""
-    return str(tmp_path_factory.mktemp("var"))
-
-
-@pytest.fixture
-def clean_env(var_dir: str):  # noqa: ANN201
-    def env(**extra: str) -> dict[str, str]:
-        out = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
-        out.update(SESSIONIZER_VAR_DIR=var_dir, **extra)
-        return out
-
+def clean_env(var: Path, **extra: str) -> dict[str, str]:
+    """The user's environment without their Redis or event source, with data under ``var``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
+    env.update(SESSIONIZER_VAR_DIR=str(var), **extra)
     return env
 
 
-def test_demo_prints_sessions_and_exits_zero(clean_env) -> None:  # noqa: ANN001
+def run_demo(var: Path, port: int) -> subprocess.CompletedProcess:
     out = subprocess.run([sys.executable, "-m", "worker.demo", "demo"], cwd=ROOT, capture_output=True, text=True,
-                         env=clean_env(PORT=str(free_port())), timeout=300)
+                         env=clean_env(var, PORT=str(port)), timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out
+
+
+def test_demo_prints_sessions_and_a_second_demo_scans_again(tmp_path: Path) -> None:
+    port = free_port()
+    out = run_demo(tmp_path, port)
     assert "-> 202, Location: /jobs/" in out.stdout
     assert "   succeeded" in out.stdout
     header = next(line for line in out.stdout.splitlines() if line.startswith("user "))
     assert header.split() == ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen"]
     stats = json.loads(out.stdout.split("stats: ", 1)[1].splitlines()[0])
     assert stats["users"] == 6 and stats["sessions"] > 50 and stats["invalid_events"] == 3
+    # everything it wrote is in its data folder (the tests never touch the user's var/)
+    assert list((tmp_path / "redis").glob("appendonly*")) and (tmp_path / "logs" / "api.log").is_file()
+    assert (tmp_path / "demo-events.ndjson").is_file()
+    # the first demo's result is still kept in that Redis: the second one must not reuse it
+    again = run_demo(tmp_path, port)
+    assert "   running" in again.stdout or "   queued" in again.stdout  # it polled a live job
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -55,36 +58,92 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         return resp.status, json.loads(resp.read())
 
 
-def test_up_serves_the_seed_body_and_sigint_stops_everything(clean_env) -> None:  # noqa: ANN001
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "worker.demo", "up"], cwd=ROOT, start_new_session=True,
-                            env=clean_env(PORT=str(port), FLOWER_PORT=str(free_port())),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def port_free(port: int) -> bool:
+    """Nothing listens on the port (connections left in TIME_WAIT do not count, as for a server)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start_up(var: Path, port: int, flower_port: int) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """``make up``'s process in a process group of its own (as a terminal's foreground job); returns
+    once the whole stack is up, with every process it started."""
+    out = var / "up.out"
+    with open(out, "w") as fh:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "worker.demo", "up"], cwd=ROOT, start_new_session=True,
+                                env=clean_env(var, PORT=str(port), FLOWER_PORT=str(flower_port)),
+                                stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", timeout=120)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 4  # redis, worker (+ pool), gunicorn (+ workers), flower
-        status, job = http("POST", f"{base}/jobs", {"utils": ["romain"], "date_min": "2022-09-05 11:00Z",
-                                                    "date_max": "2022-09-28T12:00+02:00"})
-        assert status == 202
-        deadline = time.monotonic() + 60
-        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        while "Sessionizer is up" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
             time.sleep(0.2)
-            _, job = http("GET", f"{base}/jobs/{job['id']}")
-        assert job["status"] == "succeeded", job
-        _, result = http("GET", f"{base}/jobs/{job['id']}/sessions")
-        assert result["sessions"] and {s["user"] for s in result["sessions"]} == {"romain"}
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C to the process group
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)  # it stops what it has started so far
         proc.wait(60)
-    time.sleep(0.5)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        raise
+    return proc, psutil.Process(proc.pid).children(recursive=True)
 
 
-def test_a_second_demo_scans_again_rather_than_showing_a_kept_result(clean_env) -> None:  # noqa: ANN001
-    env = clean_env(PORT=str(free_port()))
-    out = subprocess.run([sys.executable, "-m", "worker.demo", "demo"], cwd=ROOT, capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert "   running" in out.stdout or "   queued" in out.stdout  # it polled a live job
+def run_seed_job(base: str) -> str:
+    """The seed's body, submitted and followed to its sessions; returns the job id."""
+    status, job = http("POST", f"{base}/jobs", {"utils": ["romain"], "date_min": "2022-09-05 11:00Z",
+                                                "date_max": "2022-09-28T12:00+02:00"})
+    assert status == 202
+    deadline = time.monotonic() + 60
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        _, job = http("GET", f"{base}/jobs/{job['id']}")
+    assert job["status"] == "succeeded", job
+    _, result = http("GET", f"{base}/jobs/{job['id']}/sessions")
+    assert result["sessions"] and {s["user"] for s in result["sessions"]} == {"romain"}
+    return job["id"]
+
+
+def check_stack(base: str, job_id: str, children: list[psutil.Process]) -> None:
+    kinds = {" ".join(c.cmdline()) for c in children}
+    assert any("gunicorn" in k for k in kinds) and any("redis-server" in k for k in kinds)
+    assert any("celery" in k and " worker" in k for k in kinds) and any("flower" in k for k in kinds)
+    if job_id:
+        assert http("GET", f"{base}/jobs/{job_id}")[1]["status"] == "succeeded"  # Redis' AOF kept it
+
+
+def kill_all(proc: subprocess.Popen, children: list[psutil.Process]) -> None:
+    """A failed test leaves nothing running."""
+    for p in [psutil.Process(proc.pid), *children]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(30)
+
+
+def test_up_serves_and_always_stops_everything_it_started(tmp_path: Path) -> None:
+    """Started and stopped several times in a row on the same ports and data: each stop (Ctrl-C
+    to the foreground process group, or SIGTERM to ``make up``'s process alone) ends every process
+    it started and frees the ports; the next start succeeds and still has the earlier job."""
+    port, flower_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    job_id = ""
+    for how in ("ctrl-c", "sigterm", "ctrl-c"):
+        proc, children = start_up(tmp_path, port, flower_port)
+        try:
+            check_stack(base, job_id, children)
+            job_id = job_id or run_seed_job(base)
+        except BaseException:
+            kill_all(proc, children)
+            raise
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to the foreground job
+        else:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0, (tmp_path / "up.out").read_text()[-3000:]
+        psutil.wait_procs(children, timeout=10)
+        left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert not left, [c.cmdline() for c in left]
+        assert port_free(port) and port_free(flower_port)

@@ -3,7 +3,11 @@
 ``python -m worker.demo demo``: start an embedded Redis, a Celery worker and the API, write a
 realistic event file if there is none, submit a job over HTTP, show its progress, print the
 sessions as a table, stop everything and exit 0.
-``python -m worker.demo up``: the same stack in the foreground until Ctrl-C / SIGINT / SIGTERM.
+``python -m worker.demo up``: the same stack in the foreground until Ctrl-C / SIGINT / SIGTERM,
+which stop every process it started.
+
+Data (Redis' append-only file, logs, the demo events) goes to ``var/``, or to the folder given by
+``--var-dir`` / ``SESSIONIZER_VAR_DIR`` (the tests use a temporary one, never the user's).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from .devstack import ROOT, Stack, api_command, flower_command, free_port, wait_
 
 # SESSIONIZER_VAR_DIR moves the data (tests point it at a temporary folder, never the user's var/)
 VAR = Path(os.environ.get("SESSIONIZER_VAR_DIR") or ROOT / "var")
-DEMO_EVENTS = VAR / "demo-events.ndjson"
+EVENTS_NAME = "demo-events.ndjson"
+DEMO_EVENTS = VAR / EVENTS_NAME
 DEMO_USERS = ["romain", "anes", "claire", "malik", "sofia", "jules"]
 DEMO_START = datetime(2022, 9, 5, tzinfo=timezone.utc)  # a Monday
 DEMO_WEEKS = 4
@@ -97,10 +102,28 @@ def print_table(sessions: list[dict[str, Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
 
 
-def start_stack(host: str, port: int, stack: Stack) -> str:
-    stack.start_redis(VAR / "redis")
-    stack.env.setdefault("EVENTS_PATH", str(DEMO_EVENTS))
-    logs = VAR / "logs"
+class Stopped(Exception):
+    """SIGINT or SIGTERM reached the supervisor."""
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    # the first signal stops the stack; more (an impatient Ctrl-C) must not cut that stop short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stopped(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM raise ``Stopped`` in the main thread, so that ``finally`` stops the
+    stack; its children are in sessions of their own, so the terminal's Ctrl-C reaches only us."""
+    signal.signal(signal.SIGINT, _raise_stopped)
+    signal.signal(signal.SIGTERM, _raise_stopped)
+
+
+def start_stack(host: str, port: int, stack: Stack, var: Path) -> str:
+    stack.start_redis(var / "redis")
+    stack.env.setdefault("EVENTS_PATH", str(var / EVENTS_NAME))
+    logs = var / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stack.spawn(worker_command(concurrency=2), log=logs / "worker.log")
     stack.spawn(api_command(host, port), log=logs / "api.log")
@@ -109,10 +132,11 @@ def start_stack(host: str, port: int, stack: Stack) -> str:
     return base
 
 
-def demo() -> int:
-    if not DEMO_EVENTS.exists():
-        write_demo_events()
-        print(f"wrote demo events to {os.path.relpath(DEMO_EVENTS, ROOT)}")
+def demo(var: Path) -> int:
+    events = var / EVENTS_NAME
+    if not events.exists():
+        write_demo_events(events)
+        print(f"wrote demo events to {events}")
     port = int(os.environ.get("PORT", "8000"))
     try:
         port = port if _port_free(port) else free_port()
@@ -120,8 +144,9 @@ def demo() -> int:
         port = free_port()
     stack = Stack()
     stack.env.setdefault("EVENT_SOURCE", "file")
+    stop_on_signals()
     try:
-        base = start_stack("127.0.0.1", port, stack)
+        base = start_stack("127.0.0.1", port, stack, var)
         print(f"API on {base} (Swagger UI: {base}/docs), Redis at {stack.env['REDIS_URL']}")
         body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
         print(f"POST {base}/jobs (Cache-Control: no-cache) {json.dumps(body)}")
@@ -152,6 +177,9 @@ def demo() -> int:
             print(f"... {len(result['sessions']) - len(shown)} more: GET {base}{job['links']['sessions']}")
         print(f"stats: {json.dumps(result['stats'])}")
         return 0
+    except Stopped as sig:
+        print(f"{sig}: stopping", file=sys.stderr)
+        return 1
     finally:
         stack.stop()
 
@@ -167,44 +195,45 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def up() -> int:
+def up(var: Path) -> int:
+    """Run the stack until SIGINT or SIGTERM (or until one of its processes exits)."""
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     stack = Stack()
-    if not stack.env.get("ELASTICSEARCH_URL") and not stack.env.get("EVENTS_PATH") and not DEMO_EVENTS.exists():
-        write_demo_events()
-    stopping = False
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    events = var / EVENTS_NAME
+    if not stack.env.get("ELASTICSEARCH_URL") and not stack.env.get("EVENTS_PATH") and not events.exists():
+        write_demo_events(events)
+    stop_on_signals()
     try:
-        base = start_stack(host, port, stack)
+        base = start_stack(host, port, stack, var)
         flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
         flower_port = flower_port if _port_free(flower_port) else free_port()
-        stack.spawn(flower_command("127.0.0.1", flower_port, os.environ.get("FLOWER_BASIC_AUTH")), log=VAR / "logs" / "flower.log")
+        stack.spawn(flower_command("127.0.0.1", flower_port, os.environ.get("FLOWER_BASIC_AUTH")), log=var / "logs" / "flower.log")
         print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower_port}, "
-              f"Redis {stack.env['REDIS_URL']}; logs in var/logs. Ctrl-C stops everything.", flush=True)
-        while not stopping:
+              f"Redis {stack.env['REDIS_URL']}; logs in {var / 'logs'}. Ctrl-C stops everything.", flush=True)
+        while True:
             if any(p.poll() is not None for p in stack.procs):
                 print("a process of the stack exited; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
+    except Stopped as sig:
+        print(f"{sig}: stopping", flush=True)
         return 0
     finally:
         stack.stop()
+        print("stopped", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["demo", "up", "events"])
+    parser.add_argument("--var-dir", type=Path, default=VAR,
+                        help="data folder: Redis data, logs, demo events (default: var/, or SESSIONIZER_VAR_DIR)")
     args = parser.parse_args(argv)
+    var = args.var_dir.resolve()
     if args.command == "events":
-        print(write_demo_events())
+        print(write_demo_events(var / EVENTS_NAME))
         return 0
-    return demo() if args.command == "demo" else up()
+    return demo(var) if args.command == "demo" else up(var)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,56 +117,105 @@ def flower_command(host: str, port: int, basic_auth: str | None = None) -> list[
     return cmd
 
 
-def api_command(host: str, port: int) -> list[str]:
-    """The API under gunicorn, as in docker-compose (a few threads per worker process)."""
+GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
+
+
+def api_command(host: str, port: int, workers: int = 2) -> list[str]:
+    """The API under gunicorn with the project's settings (gevent workers), as in docker-compose."""
     return [
-        PYTHON, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", "2", "--threads", "4",
-        "--access-logfile", "-", "--log-level", "warning", "webapp.wsgi:app",
+        PYTHON, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"{host}:{port}",
+        "--workers", str(workers), "--log-level", "warning",
     ]
 
 
 @dataclass
 class Stack:
-    """Processes started together and stopped together."""
+    """Processes started together and stopped together.
+
+    Each child runs in a session (process group) of its own: a Ctrl-C at the terminal reaches
+    only the supervisor, which then signals each child exactly once. A child signalled twice
+    (once by the terminal, once by its supervisor) is how gunicorn's shutdown handler came to be
+    entered twice and hang with the port held. Whatever a child leaves behind in its group
+    (gunicorn's workers, Celery's pool) is killed with the group once the child has gone or its
+    grace period is over.
+    """
 
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[subprocess.Popen] = field(default_factory=list)
     redis: RedisServer | None = None
+    grace_s: float = 20.0
 
     def start_redis(self, data_dir: Path) -> str:
         if self.env.get("REDIS_URL"):
             return self.env["REDIS_URL"]
-        self.redis = RedisServer(data_dir).start()
+        self.redis = RedisServer(data_dir)
+        self.redis.start()  # a failed start leaves the process recorded, for stop() to end
         self.env["REDIS_URL"] = self.redis.url
         return self.redis.url
 
     def spawn(self, args: list[str], log: Path | None = None, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
         out = open(log, "ab") if log else None
         try:
+            # (signals are not held back here: a child inherits the signal mask of its parent)
             proc = subprocess.Popen(
                 args, cwd=ROOT, env={**self.env, **(extra_env or {})},
                 stdout=out, stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
+            self.procs.append(proc)
         finally:
             if out:
                 out.close()  # the child holds its own descriptor
-        self.procs.append(proc)
         return proc
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        """SIGTERM to each child once, then SIGKILL to its whole group: at once for what its
+        leader left behind, after ``grace_s`` for a leader still running. A Ctrl-C or SIGTERM
+        arriving meanwhile waits until everything is stopped."""
+        with signals_deferred():
+            procs, self.procs = self.procs, []
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            for proc in procs:
+                _wait_unreaped(proc.pid, deadline)
+                _kill_group(proc.pid)  # the leader is not reaped yet, so its group id is still its own
                 proc.wait()
-        self.procs.clear()
-        if self.redis:
-            self.redis.stop()
-            self.redis = None
+            if self.redis:
+                self.redis.stop()
+                self.redis = None
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for the block (delivered after it), so that stopping the
+    children is never cut half-way. Never around a spawn: children inherit the mask."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _wait_unreaped(pid: int, deadline: float) -> None:
+    """Wait until ``pid`` has exited or ``deadline`` passes, leaving it to be reaped later."""
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.05)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a child's own process group (its leader included)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is empty: everything in it has exited
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
