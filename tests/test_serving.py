@@ -15,6 +15,8 @@ import redis
 
 from tests.liveserver import KEYS, LiveServer, bearer, parse_answer, read_answer, wait_until
 
+pytestmark = pytest.mark.slow  # gunicorn subprocesses
+
 FUTURE = {"users": ["romain"], "start": "2998-12-31T00:00Z", "end": "2999-01-01T00:00Z", "method": "gap"}
 HELD = 64  # slow connections, and waits, held open at once
 
