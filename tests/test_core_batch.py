@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.workloads import FAMILIES, generate
+from tests import core_kernels as kern
 from worker.core import _hdbscan1d as k1d
 from worker.core import label_sessions, method_params
 from worker.core.blocks import block_bounds
@@ -187,9 +188,9 @@ def test_spanning_tree_and_merge_order_follow_the_tie_rule(seed):
     for _ in range(80):
         x = np.sort(rng.integers(0, int(rng.choice([3, 10, 50])), int(rng.integers(2, 70)))).astype(float)
         k = int(rng.integers(1, min(9, x.shape[0])))
-        core = k1d.core_distances(x, k)
-        u, v, _ = k1d._candidate_edges(x, core, k)
-        mst = k1d._boruvka(x.shape[0], u, v)
+        core = kern.core_distances(x, k)
+        u, v, _ = kern.candidate_edges(x, core, k)
+        mst = kern.spanning_tree_ranks(x.shape[0], u, v)
         assert list(zip(u[mst].tolist(), v[mst].tolist())) == [m[4] for m in _reference_merges(x, k)]
 
 

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import pytest
 
+from tests import core_kernels as kern
 from worker.core import _hdbscan1d as k1d
 
 hdbscan = pytest.importorskip("hdbscan")
@@ -131,7 +132,7 @@ def test_recorded_34_point_block():
     the parent's 1.1666666666666665 and keeps the parent: three clusters. Summed right
     child first, it rounds above and splits: the four clusters the kernel used to give.
     """
-    ours = _partition(k1d.hdbscan_labels_1d(BLOCK_34, 3, 6, 0.0, False))
+    ours = _partition(kern.hdbscan_labels_1d(BLOCK_34, 3, 6, 0.0, False))
     assert np.array_equal(ours, _library_tree_code(BLOCK_34, (3, 6, False)))
     assert ours.tolist() == [0] * 15 + [1, 1, -1, 1, 1] + [2] * 14
     # hdbscan's C float accumulator: each addition in double, the sum stored as float32.
@@ -144,7 +145,7 @@ def test_equal_to_hdbscan_where_its_algorithms_agree():
     timelines = agree = equal = shown_tie_bound = 0
     for case, (x, params) in enumerate(_cases()):
         timelines += 1
-        ours = _partition(k1d.hdbscan_labels_1d(x, params[0], params[1], 0.0, params[2]))
+        ours = _partition(kern.hdbscan_labels_1d(x, params[0], params[1], 0.0, params[2]))
         assert np.array_equal(ours, _library_tree_code(x, params)), (case, params)
         refs = [_library(x, params, a) for a in ALGORITHMS]
         if not all(np.array_equal(refs[0], r) for r in refs[1:]):

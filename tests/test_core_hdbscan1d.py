@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 from sklearn.metrics import adjusted_rand_score
 
 from benchmarks.workloads import generate
-from worker.core import _hdbscan1d as k1d
+from tests import core_kernels as kern
 from worker.core._reference import hdbscan_block_labels
 from worker.core.blocks import block_bounds
 
@@ -50,7 +50,7 @@ points = st.lists(st.integers(0, 10**9), min_size=2, max_size=120, unique=True).
 def test_equal_to_hdbscan_without_ties(x, mcs, eps_quantile, single):
     assume(x.shape[0] >= mcs and np.unique(np.diff(x)).shape[0] == x.shape[0] - 1)
     eps = float(np.quantile(np.diff(x), min(eps_quantile, 1.0))) * (eps_quantile > 0)
-    ours = canon(k1d.hdbscan_labels_1d(x, mcs, 1, eps, single))
+    ours = canon(kern.hdbscan_labels_1d(x, mcs, 1, eps, single))
     assert np.array_equal(ours, reference(x, mcs, 1, eps, single))
 
 
@@ -61,13 +61,13 @@ def test_core_distances_match_brute_force():
         k = int(rng.integers(1, x.shape[0]))
         d = np.abs(x[:, None] - x[None, :])
         expected = np.sort(d, axis=1)[:, k]  # column 0 is the point itself
-        assert np.array_equal(k1d.core_distances(x, k), expected)
+        assert np.array_equal(kern.core_distances(x, k), expected)
 
 
 def _our_mst(x, k):
-    core = k1d.core_distances(x, k)
-    u, v, w = k1d._candidate_edges(x, core, k)
-    mst = k1d._boruvka(x.shape[0], u, v)
+    core = kern.core_distances(x, k)
+    u, v, w = kern.candidate_edges(x, core, k)
+    mst = kern.spanning_tree_ranks(x.shape[0], u, v)
     return u[mst], v[mst], w[mst], core
 
 
@@ -97,7 +97,7 @@ def test_hdbscan_tree_code_on_our_mst_gives_our_labels(x, mcs, ms, use_eps, sing
     u, v, w, _ = _our_mst(x, k)
     tree = label(np.column_stack([u, v, w]).astype(float))
     expected = _tree_to_labels(x.reshape(-1, 1), tree, mcs, "eom", single, False, eps)[0]
-    assert np.array_equal(canon(k1d.hdbscan_labels_1d(x, mcs, ms, eps, single)), canon(expected))
+    assert np.array_equal(canon(kern.hdbscan_labels_1d(x, mcs, ms, eps, single)), canon(expected))
 
 
 def test_equal_to_hdbscan_when_mst_weights_are_distinct():
@@ -111,7 +111,7 @@ def test_equal_to_hdbscan_when_mst_weights_are_distinct():
         if np.unique(w).shape[0] < n - 1:
             continue
         checked += 1
-        assert np.array_equal(canon(k1d.hdbscan_labels_1d(x, mcs, ms)), reference(x, mcs, ms))
+        assert np.array_equal(canon(kern.hdbscan_labels_1d(x, mcs, ms)), reference(x, mcs, ms))
     assert checked >= 10
 
 
@@ -125,7 +125,7 @@ def test_partition_agrees_with_hdbscan_on_timelines(family):
     ref = np.full(t.shape[0], -1)
     offset = 0
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        a = k1d.hdbscan_labels_1d(t[lo:hi], 5, 5, 1_200_000.0, True)
+        a = kern.hdbscan_labels_1d(t[lo:hi], 5, 5, 1_200_000.0, True)
         b = hdbscan_block_labels(t[lo:hi], 5, 5, 1_200_000.0, True)
         ours[lo:hi] = np.where(a >= 0, a + offset, -1)
         ref[lo:hi] = np.where(b >= 0, b + offset, -1)
