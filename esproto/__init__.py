@@ -1,6 +1,6 @@
 """An in-process HTTP server that speaks enough of the Elasticsearch REST protocol for the
 official ``elasticsearch`` client: the project's tests and benchmarks run against it because no
-real Elasticsearch can run on the development and CI machines (see ``/work/shared/ES-WIRE.md``).
+real Elasticsearch can run on the development and CI machines (see ``docs/elasticsearch.md``).
 
 Usage (``from esproto import EsProtocolServer``)::
 

@@ -203,7 +203,7 @@ class _SearchRoutes:
         resp["hits"] = hits_obj
         filtered = apply_filter_path(resp, filter_path)
         if filter_path and not hits and es.empty_filter_path_drops_pit_id and isinstance(filtered, dict):
-            filtered.pop("pit_id", None)  # ES-WIRE.md: with zero hits filter_path yields {}
+            filtered.pop("pit_id", None)  # docs/elasticsearch.md: with zero hits filter_path yields {}
         out = dumps(filtered)
         if cache_key is not None:
             es._page_cache[cache_key] = (slots, out)

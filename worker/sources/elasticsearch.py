@@ -4,7 +4,7 @@ One :meth:`ElasticsearchSource.read_events` call opens a point in time (PIT) on 
 through every document of the wanted users in the time range (sort ``["_doc", "_shard_doc"]``,
 ``track_total_hits: false``, ``_source`` limited to the four fields, ``filter_path`` trimming the
 response), parses each page straight into an :class:`EventAccumulator` and closes the PIT in a
-``finally``. The wire facts it follows are in ``/work/shared/ES-WIRE.md``.
+``finally``. The protocol facts it follows are in ``docs/elasticsearch.md``.
 
 Speed: the client is built with orjson (de)serialisers, so a page of 10,000 hits is one
 ``orjson.loads`` and one ``add_many`` over the ``_source`` dicts; no per-event Python object
