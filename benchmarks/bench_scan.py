@@ -5,10 +5,11 @@
 Setup: the protocol test server (the ``esproto`` package) runs in *another process* with
 ``cache_pages=True`` and holds one index of ``--rss-events`` events of user ``romain`` plus other
 users' events (ISO-8601 timestamps with offsets, as in the example answer of
-``docs/elasticsearch.md``). Each scan is run once to warm the cache; after that every page (PIT
-or scroll) is answered from pre-rendered response bytes, so the server's per-page cost is an HTTP parse, a dict lookup and a socket write, and the
-figures are dominated by the client. "per core" figures divide by this process's CPU time
-(``time.process_time``, all threads), which excludes the server process entirely.
+``docs/elasticsearch.md``). Each scan is run once to warm the cache; after that every page (PIT or
+scroll) is answered from pre-rendered response bytes, so the server's per-page cost is an HTTP
+parse, a dict lookup and a socket write, and the figures are dominated by the client. "per core"
+figures divide by this process's CPU time (``time.process_time``, all threads), which excludes the
+server process entirely.
 
 Compared, side by side in one run, alternating, ``--runs`` times each, on the same events:
 
