@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 
 from worker.sources import PermanentSourceError, Stopped
 from worker.sources.files import FileSource
+from worker.sources.partitions import IDLE_S, source_key
 
 DOCS = [
     {"@timestamp": "2022-09-22T11:00:00Z", "util": "romain", "ecran": "connexion", "instance": "i1"},
@@ -53,14 +55,73 @@ def test_parquet_and_folders(tmp_path: Path) -> None:
     assert got == {"romain": [1663844400000, 1663844460000], "anes": [1663844470000, 1663844480000]}
 
 
-def test_a_changed_file_is_partitioned_again(tmp_path: Path) -> None:
+def cache_entries(cache: Path) -> tuple[list[str], list[str]]:
+    """(partition folders, other entries: lock files, temporary folders) in a cache folder."""
+    parts = sorted(p.name for p in cache.iterdir() if p.is_dir() and (p / "DONE").exists())
+    return parts, sorted(p.name for p in cache.iterdir() if p.name not in parts)
+
+
+def test_a_changed_file_leaves_one_partition_not_two(tmp_path: Path) -> None:
     path = write_ndjson(tmp_path / "e.ndjson", DOCS)
-    src = FileSource(path, cache_dir=tmp_path / "cache")
+    cache = tmp_path / "cache"
+    src = FileSource(path, cache_dir=cache)
     assert read(src, ["romain"])[0]["romain"] == [1663844400000, 1663844460000]
+    (old,), _ = cache_entries(cache)
     write_ndjson(path, DOCS[:1])
     os.utime(path, ns=(1, 1))
     assert read(src, ["romain"])[0]["romain"] == [1663844400000]
-    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2
+    parts, others = cache_entries(cache)
+    assert len(parts) == 1 and parts != [old]
+    assert others == [f"{parts[0]}.lock"]  # the old version's lock file went with it
+
+
+def test_a_partition_being_read_is_kept_until_its_reader_is_done(tmp_path: Path) -> None:
+    path = write_ndjson(tmp_path / "e.ndjson", DOCS)
+    cache = tmp_path / "cache"
+    src = FileSource(path, cache_dir=cache)
+    read(src, ["romain"])
+    seen: list[list[str]] = []
+
+    def meanwhile() -> bool:
+        # runs while the first read holds the old version: the file changes, another unit reads
+        if not seen:
+            write_ndjson(path, DOCS[:1])
+            os.utime(path, ns=(1, 1))
+            assert read(src, ["romain"])[0]["romain"] == [1663844400000]
+            seen.append(cache_entries(cache)[0])
+        return False
+
+    (old_version,), _ = cache_entries(cache)
+    # this reader picks its version before the change; it must still find every bucket
+    got = src.read_events(["anes"], 0, 2**62, should_stop=meanwhile)
+    assert got.pop_user("anes").t_ms.tolist() == [1663844470000]
+    assert len(seen[0]) == 2 and old_version in seen[0]  # both while the old one was held
+    read(src, ["romain"])  # the next read removes the old version
+    parts, _ = cache_entries(cache)
+    assert len(parts) == 1 and old_version not in parts
+
+
+def test_stale_entries_are_removed_and_other_sources_kept(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    other = FileSource(write_ndjson(tmp_path / "other.ndjson", DOCS), cache_dir=cache)
+    read(other, ["romain"])
+    (other_part,), _ = cache_entries(cache)
+    legacy = cache / ("ab" * 12)  # the name format of the cache before the removal rule
+    legacy.mkdir()
+    (legacy / "DONE").touch()
+    (cache / f"{legacy.name}.lock").touch()
+    src = FileSource(write_ndjson(tmp_path / "e.ndjson", DOCS), cache_dir=cache)
+    crashed = cache / f"{source_key(src.path, 'util')}-{src.version()}.tmp999999"  # a writer that died
+    crashed.mkdir()
+    read(src, ["romain"])
+    parts, others = cache_entries(cache)
+    assert other_part in parts and legacy.name not in parts and len(parts) == 2
+    assert others == sorted(f"{p}.lock" for p in parts)  # no temporary folder, no orphan lock
+    # another events path's partition goes once unread for IDLE_S
+    old = time.time() - IDLE_S - 60
+    os.utime(cache / f"{other_part}.lock", (old, old))
+    read(src, ["anes"])
+    assert cache_entries(cache)[0] == [p for p in parts if p != other_part]
 
 
 def test_missing_path_is_a_permanent_error(tmp_path: Path) -> None:

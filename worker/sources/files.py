@@ -2,19 +2,19 @@
 
 A job is split into units of a few users each, and every unit would otherwise read every file
 in full. So the first unit to touch a given set of files partitions their documents once into
-buckets by user (``<cache>/<digest>/<bucket>.ndjson``, the raw JSON line kept as it was, so the
-document rules apply unchanged); every later unit reads only its users' buckets. The digest
-covers the files' paths, sizes and modification times: a changed file gets a new partition.
-Concurrent workers wait on a lock file rather than partition twice.
+buckets by user (``<bucket>.ndjson``, the raw JSON line kept as it was, so the document rules
+apply unchanged); every later unit reads only its users' buckets. A partition is named by what it
+covers (the files' resolved paths, sizes and modification times): a changed file gets a new
+partition, and the old one is removed once nobody reads it (``partitions.py`` has the rule).
+Concurrent workers wait on the partition's lock rather than partition twice.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import orjson
 
 from .base import OnProgress, PermanentSourceError, ShouldStop, Stopped
 from .documents import EventAccumulator, FieldNames
+from .partitions import PartitionCache, file_set_version, source_key
 
 BUCKETS = 256
 _BATCH = 10_000
@@ -80,25 +81,20 @@ class FileSource:
         self.names = names
         self.cache_dir = Path(cache_dir) if cache_dir else self.path.parent / ".sessionizer-cache"
 
-    def _partition(self) -> Path:
-        files = event_files(self.path)
-        digest = hashlib.sha256(self.names.user.encode())
-        for f in files:
-            st = f.stat()
-            digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        target = self.cache_dir / digest.hexdigest()[:24]
-        if (target / "DONE").exists():
-            return target
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.cache_dir / f"{target.name}.lock", "wb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (target / "DONE").exists():
-                self._write_partition(files, target)
-        return target
+    def version(self) -> str:
+        """What the current partition covers (see :func:`~.partitions.file_set_version`)."""
+        return file_set_version(event_files(self.path), self.names.user)
 
-    def _write_partition(self, files: list[Path], target: Path) -> None:
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
+    @contextmanager
+    def _partition(self) -> Iterator[Path]:
+        """The partition of the files as they are now, held for reading until the block ends."""
+        files = event_files(self.path)
+        cache = PartitionCache(self.cache_dir, source_key(self.path, self.names.user))
+        with cache.partition(file_set_version(files, self.names.user),
+                             lambda tmp: self._write_partition(files, tmp)) as part:
+            yield part
+
+    def _write_partition(self, files: list[Path], tmp: Path) -> None:
         user_key = self.names.user
         buffers: dict[int, list[bytes]] = {}
         handles: dict[int, Any] = {}
@@ -125,8 +121,6 @@ class FileSource:
         finally:
             for fh in handles.values():
                 fh.close()
-        (tmp / "DONE").touch()
-        os.replace(tmp, target)
 
     def read_events(
         self,
@@ -138,24 +132,27 @@ class FileSource:
         on_progress: OnProgress | None = None,
     ) -> EventAccumulator:
         acc = EventAccumulator(self.names, users=users, lo_ms=lo_ms, hi_ms=hi_ms)
-        part = self._partition()
-        buckets = sorted({bucket_of(u) for u in users})
-        loads = orjson.loads
-        for b in buckets:
-            bucket_file = part / f"{b}.ndjson"
-            if not bucket_file.exists():
-                continue
-            with open(bucket_file, "rb") as fh:
-                while True:
-                    if should_stop is not None and should_stop():
-                        raise Stopped()
-                    lines = fh.readlines(4 << 20)
-                    if not lines:
-                        break
-                    acc.add_many(map(loads, lines))
-                    if on_progress is not None:
-                        on_progress(acc.scanned)
+        with self._partition() as part:
+            for b in sorted({bucket_of(u) for u in users}):
+                self._read_bucket(part / f"{b}.ndjson", acc, should_stop, on_progress)
         return acc
+
+    @staticmethod
+    def _read_bucket(bucket_file: Path, acc: EventAccumulator,
+                     should_stop: ShouldStop | None, on_progress: OnProgress | None) -> None:
+        if not bucket_file.exists():
+            return  # no document of these users
+        loads = orjson.loads
+        with open(bucket_file, "rb") as fh:
+            while True:
+                if should_stop is not None and should_stop():
+                    raise Stopped()
+                lines = fh.readlines(4 << 20)
+                if not lines:
+                    break
+                acc.add_many(map(loads, lines))
+                if on_progress is not None:
+                    on_progress(acc.scanned)
 
 
 def from_settings(settings: Any) -> FileSource:
