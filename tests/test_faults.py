@@ -66,8 +66,8 @@ def stack(es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path: Path)
                                  "ELASTICSEARCH_INDEX": INDEX, "ELASTICSEARCH_PAGE_SIZE": "25",
                                  "CELERY_VISIBILITY_TIMEOUT_S": "60", "CELERY_RESTORE_INTERVAL_S": "1", **extra})
 
-        def new_worker() -> WorkerProcess:
-            w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency=2, name=f"w{len(started)}")
+        def new_worker(concurrency: int = 2) -> WorkerProcess:
+            w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency=concurrency, name=f"w{len(started)}")
             started.append(w)
             return w.start()
 
@@ -206,7 +206,97 @@ def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, 
         assert sessions_of(client, job_id) == undisturbed
 
 
+# --- every way a unit can give up ends in a failed job that says why --------------------------
+ONE_USER = {"users": ["romain"], "start": "2022-09-20T00:00Z", "end": "2022-10-01T00:00Z"}  # 4 pages of 25
+
+
+def pits_opened(es: EsProtocolServer) -> int:
+    return sum(1 for r in list(es.log) if r.method == "POST" and r.path.endswith("/_pit"))
+
+
+def test_a_point_in_time_that_keeps_expiring_fails_the_job(stack, es) -> None:  # noqa: ANN001
+    client, new_worker = stack()
+    new_worker()
+    es.faults.expire_pit_after(1, times=1000)  # every PIT dies after its first page
+    before = pits_opened(es)
+    job = wait_finished(client, submit(client, ONE_USER), timeout=60)
+    assert job["status"] == "failed" and job["error"]["type"] == "pit_expired", job
+    assert "expired 4 times" in job["error"]["message"]
+    assert pits_opened(es) - before == 4  # the first read and its 3 restarts, no more
+    assert es.open_pits == 0
+
+
+def test_a_unit_past_the_soft_time_limit_fails_the_job(stack, es) -> None:  # noqa: ANN001
+    # The limit fires while the unit waits for Elasticsearch: the transport wraps it in a
+    # ConnectionError, which must not be retried as one (the unit would run on to the hard limit).
+    client, new_worker = stack(CELERY_SOFT_TIME_LIMIT_S="1")
+    new_worker()
+    es.faults.delay(1.0)
+    job = wait_finished(client, submit(client, ONE_USER), timeout=60)
+    assert job["status"] == "failed" and job["error"]["type"] == "time_limit", job
+    assert "(1 s)" in job["error"]["message"]
+
+
+def test_a_unit_killed_at_the_hard_time_limit_fails_the_job(stack, es) -> None:  # noqa: ANN001
+    # No soft limit before it (0 = none; as when a unit is stuck in C code, out of reach of the
+    # soft limit's signal): the pool process is killed and only the worker's main process can
+    # tell the job.
+    client, new_worker = stack(CELERY_TIME_LIMIT_S="2", CELERY_SOFT_TIME_LIMIT_S="0")
+    new_worker()
+    es.faults.delay(1.0)
+    job = wait_finished(client, submit(client, ONE_USER), timeout=60)
+    assert job["status"] == "failed" and job["error"]["type"] == "time_limit", job
+    assert "hard time limit (2 s)" in job["error"]["message"]
+
+
+def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:  # noqa: ANN001
+    import psutil
+
+    client, new_worker = stack()
+    worker = new_worker(concurrency=1)  # one pool process: the one running the unit
+    es.faults.delay(0.5)
+    job_id = submit(client, ONE_USER)
+    kills = 0
+    for _ in range(6):  # more than the unit may take: it must stop coming back by itself
+        seen = pits_opened(es)
+        try:
+            wait_until(lambda: pits_opened(es) > seen or client.get(f"/jobs/{job_id}").get_json()["status"]
+                       not in ("queued", "running"), timeout=30, what="the unit to start again")
+        except AssertionError:
+            break
+        if pits_opened(es) == seen:
+            break  # the job ended
+        (child,) = psutil.Process(worker.proc.pid).children()
+        child.kill()  # as the OOM killer would: the unit's worker process dies mid-read
+        child.wait(10)
+        kills += 1
+    job = wait_finished(client, job_id, timeout=30)
+    assert job["status"] == "failed" and job["error"]["type"] == "worker_lost", job
+    assert kills == 3 and "lost its worker 3 times" in job["error"]["message"], (kills, job)
+
+
+def test_an_error_escaping_a_task_fails_the_job(stack, es, redis_databases) -> None:  # noqa: ANN001
+    # A job whose request the worker cannot read (written to the store by hand): the plan task
+    # raises, and the failure still reaches the job instead of leaving it queued.
+    from worker.celery_app import make_celery
+    from worker.jobstore import JobStore
+    from worker.settings import load_settings
+
+    url = redis_databases.take()
+    try:
+        client, new_worker = stack(redis_url=url)
+        new_worker()
+        job = JobStore.from_url(url).create({"start": "2022-09-20T00:00Z"}, deadline_s=3600)  # no users
+        make_celery(load_settings({"REDIS_URL": url})).send_task("sessionizer.plan", args=(job["id"],))
+        job = wait_finished(client, job["id"], timeout=30)
+    finally:
+        redis_databases.give_back(url)
+    assert job["status"] == "failed" and job["error"]["type"] == "internal_error", job
+    assert "KeyError" in job["error"]["message"]
+
+
 def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None:  # noqa: ANN001
+    # last in this file: the PITs of the killed worker stay open until they expire
     # A short visibility timeout so the lost units come back within seconds. (Elsewhere it stays
     # above the longest unit, as in production: below it, a slow unit is run twice at once.)
     client, new_worker = stack(CELERY_VISIBILITY_TIMEOUT_S="4")

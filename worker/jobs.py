@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 
 from .core import label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
 from .jobstore import JobStore, iso
@@ -109,50 +110,117 @@ def sessionize_user(
     return rows, stats
 
 
-def run_unit(job_id: str, index: int, users: list[str]) -> str:
-    """Read a unit's events, sessionize them, store the result; finalise the job if last."""
+# A unit handed out again after losing its worker (killed, out of memory, host gone) runs at
+# most this many times in all: a unit that kills every worker it lands on must fail its job,
+# not loop until the deadline.
+MAX_RUNS = 3
+
+
+class UnitLost(Exception):
+    """The unit was handed out more than MAX_RUNS times: its workers keep dying."""
+
+
+def run_unit(job_id: str, index: int, users: list[str], *, redelivered: bool = False) -> str:
+    """Read a unit's events, sessionize them, store the result; finalise the job if last.
+
+    Every way out records an outcome: the result is stored, or the job is failed with its
+    reason, or the job had already ended (cancelled, failed, deleted: "skipped"/"stopped").
+    Redis errors are the one exception: they are raised for the task to retry, and a task that
+    runs out of retries (or is killed at the hard time limit) fails its job through
+    :func:`give_up`.
+    """
     st = store()
+    try:
+        return _run_unit(st, job_id, index, users, redelivered)
+    except Stopped:
+        return "stopped"
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        raise  # the task retries these with backoff (worker/tasks.py)
+    except Exception as exc:  # a failed job says why, instead of staying "running"
+        kind, message = failure_of(exc)
+        if kind == "internal_error":
+            log.exception("job %s unit %s failed", job_id, index)
+        else:
+            log.warning("job %s unit %s: %s", job_id, index, message)
+        st.fail(job_id, kind, message)
+        return "failed"
+
+
+def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redelivered: bool) -> str:
     job = st.get(job_id)
     if job is None or job["status"] != "running":
         return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
+    if redelivered:
+        runs = 1 + st.count_redelivery(job_id, index)
+        if runs > MAX_RUNS:
+            raise UnitLost(f"unit {index} (users {', '.join(users)[:200]}) lost its worker {runs - 1} times "
+                           f"(killed, out of memory, or its host gone); not run again")
     request = job["request"]
     method = request["method"]
     settings = get_settings()
     try:
         params = method_params(method, request.get("params"), settings.method_defaults(method))
-        margin = read_margin_ms(method, params)
-        read_lo, read_hi = epoch_ms(request["start"]) - margin, epoch_ms(request["end"]) + margin
-        acc = source().read_events(
-            users,
-            read_lo,
-            read_hi,
-            should_stop=lambda: st.status(job_id) != "running",
-            on_progress=lambda n: st.record_progress(job_id, index, n),
-        )
-        st.record_progress(job_id, index, acc.scanned)
-        vocab = acc.vocabulary()
-        sessions: list[dict[str, Any]] = []
-        totals = {"users": 0, "events": 0, "invalid_events": acc.invalid, "noise_events": 0, "sessions": 0}
-        for user in sorted(users):
-            rows, stats = sessionize_user(acc.pop_user(user), request, params, read_lo, read_hi, vocab)
-            sessions += rows
-            for name, value in stats.items():
-                totals[name] += value
-    except Stopped:
-        return "stopped"
-    except SourceError as exc:
-        log.warning("job %s unit %s: %s", job_id, index, exc)
-        st.fail(job_id, exc.kind, str(exc))
-        return "failed"
     except ValueError as exc:
-        st.fail(job_id, "invalid_parameters", str(exc))
-        return "failed"
-    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-        raise  # the task retries these with backoff (worker/tasks.py)
-    except Exception as exc:  # a failed job says why, instead of staying "running"
-        log.exception("job %s unit %s failed", job_id, index)
-        st.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
-        return "failed"
+        raise InvalidParameters(str(exc)) from None
+    margin = read_margin_ms(method, params)
+    read_lo, read_hi = epoch_ms(request["start"]) - margin, epoch_ms(request["end"]) + margin
+    acc = source().read_events(
+        users,
+        read_lo,
+        read_hi,
+        should_stop=lambda: st.status(job_id) != "running",
+        on_progress=lambda n: st.record_progress(job_id, index, n),
+    )
+    st.record_progress(job_id, index, acc.scanned)
+    vocab = acc.vocabulary()
+    sessions: list[dict[str, Any]] = []
+    totals = {"users": 0, "events": 0, "invalid_events": acc.invalid, "noise_events": 0, "sessions": 0}
+    for user in sorted(users):
+        rows, stats = sessionize_user(acc.pop_user(user), request, params, read_lo, read_hi, vocab)
+        sessions += rows
+        for name, value in stats.items():
+            totals[name] += value
     if st.complete_unit(job_id, index, len(users), sessions, totals):
         st.finish(job_id)
     return "done"
+
+
+class InvalidParameters(Exception):
+    """The job's method parameters do not validate."""
+
+
+def failure_of(exc: BaseException) -> tuple[str, str]:
+    """The ``(error type, message)`` a job failed by ``exc`` reports (no secret: messages are ours
+    or the exception's own, which never carry credentials)."""
+    if isinstance(exc, SourceError):
+        return exc.kind, str(exc)
+    if isinstance(exc, InvalidParameters):
+        return "invalid_parameters", str(exc)
+    if isinstance(exc, UnitLost):
+        return "worker_lost", str(exc)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = get_settings()["celery"]["task_soft_time_limit_s"]
+        return "time_limit", f"a unit ran longer than the time limit ({limit} s) and was stopped"
+    if isinstance(exc, TimeLimitExceeded):
+        limit = get_settings()["celery"]["task_time_limit_s"]
+        return "time_limit", f"a unit ran longer than the hard time limit ({limit} s) and was killed"
+    if isinstance(exc, WorkerLostError):
+        return "worker_lost", f"a unit's worker process died ({exc})"[:500]
+    if isinstance(exc, redis.RedisError):
+        return "store_unavailable", f"the job store (Redis) failed past every retry: {type(exc).__name__}: {exc}"[:500]
+    return "internal_error", f"{type(exc).__name__}: {exc}"[:500]
+
+
+def give_up(job_id: str, exc: BaseException) -> None:
+    """A task of this job ended without recording an outcome (its retries ran out, an error
+    escaped it, or it was killed at the hard time limit): fail the job with the reason.
+
+    When Redis itself cannot be reached, nothing can be recorded; the job's deadline then fails
+    it the next time it is read.
+    """
+    kind, message = failure_of(exc)
+    log.error("job %s: a task gave up (%s): %s", job_id, kind, message)
+    try:
+        store().fail(job_id, kind, message)
+    except redis.RedisError as err:
+        log.error("job %s: could not record the failure (%s); its deadline will", job_id, err)

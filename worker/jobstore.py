@@ -16,7 +16,9 @@ key                                type    content                              
                                            ``view_status``/``view_error``/``view_finished_at``
                                            (cancelled by its client while the computation goes
                                            on for others); ``deleted`` (forgotten by its
-                                           client, kept only for the jobs sharing it)
+                                           client, kept only for the jobs sharing it);
+                                           ``lost:{unit}`` (times that unit was handed out
+                                           again after losing its worker)
 ``sz:job:{id}:done``               hash    unit index -> number of users the unit covered       "
 ``sz:job:{id}:scanned``            hash    unit index -> documents that unit scanned (set, not  "
                                            added: a redelivered unit overwrites its figure)
@@ -437,6 +439,10 @@ class JobStore:
 
     def record_progress(self, job_id: str, unit: int, scanned: int) -> None:
         self.client.hset(_keys(job_id)[2], unit, scanned)
+
+    def count_redelivery(self, job_id: str, unit: int) -> int:
+        """Count one more hand-out of a unit whose worker was lost; return the count so far."""
+        return int(self.client.hincrby(_keys(job_id)[0], f"lost:{unit}", 1))
 
     def complete_unit(
         self, job_id: str, unit: int, users: int, sessions: list[dict[str, Any]], stats: Mapping[str, int]

@@ -9,7 +9,11 @@ finalises the job through a compare-and-set, so the join is one Redis round-trip
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
+from celery import Task
+from celery.signals import task_failure
 
 from . import jobs
 from .celery_app import app
@@ -34,7 +38,21 @@ def plan(job_id: str) -> int:
     return len(units)
 
 
-@app.task(name="sessionizer.unit", **_RETRY)
-def unit(job_id: str, index: int, users: list[str]) -> str:
+@app.task(name="sessionizer.unit", bind=True, **_RETRY)
+def unit(self: Task, job_id: str, index: int, users: list[str]) -> str:
     """Sessionize one unit (a user) of a job; returns what became of it."""
-    return jobs.run_unit(job_id, index, users)
+    # kombu marks a message handed out again after its worker was lost (requeued or restored)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    return jobs.run_unit(job_id, index, users, redelivered=redelivered)
+
+
+@task_failure.connect
+def _fail_the_job(sender: Any = None, exception: BaseException | None = None, args: Any = None, **_: Any) -> None:
+    """A plan or unit that ends in failure fails its job, so none is left ``running``.
+
+    Celery sends this when a task's exception escapes it (its Redis retries ran out, say), in
+    the pool process, and when the worker kills a task at the hard time limit, in the worker's
+    main process (the task itself never gets to run its own error handling then).
+    """
+    if getattr(sender, "name", None) in (plan.name, unit.name) and args:
+        jobs.give_up(str(args[0]), exception if exception is not None else RuntimeError("unknown failure"))

@@ -21,6 +21,7 @@ result stays exact. PIT searches are idempotent, so retrying a page never skips 
 from __future__ import annotations
 
 import gc
+import http.client
 import logging
 import random
 import threading
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import elastic_transport
+import urllib3
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 from elasticsearch.serializer import OrjsonSerializer
 
@@ -401,8 +403,10 @@ class ElasticsearchSource:
                 raise PermanentSourceError(
                     f"TLS failure talking to Elasticsearch ({type(exc).__name__}); check the URL, "
                     f"certificates and verify_certs", kind="tls") from None
-            except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout,
-                    elastic_transport.SerializationError) as exc:
+            except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+                _raise_if_not_network(exc)
+                reason = f"{type(exc).__name__}: {_short(exc)}"
+            except elastic_transport.SerializationError as exc:  # a garbled answer: worth another try
                 reason = f"{type(exc).__name__}: {_short(exc)}"
             elapsed = time.monotonic() - started
             if abort is not None and abort.is_set():
@@ -500,6 +504,24 @@ def _reason(body: Any) -> str:
             return str(roots[0]["reason"])[:300]
         return str(err.get("reason", ""))[:300]
     return str(body)[:300]
+
+
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+def _raise_if_not_network(exc: Exception) -> None:
+    """Re-raise what the transport wrapped if it is no network failure.
+
+    The transport turns *any* exception raised during a request into a ``ConnectionError``,
+    including ones raised into the thread from outside: Celery's soft time limit
+    (``SoftTimeLimitExceeded``), a ``KeyboardInterrupt``-like signal handler's exception. Retried
+    as a connection error, the soft time limit would be swallowed and the unit would run on until
+    the hard limit kills it. So only urllib3's own errors and OS-level errors are retried.
+    """
+    causes = getattr(exc, "errors", ()) or ()
+    cause = causes[0] if causes else exc.__cause__  # the transport sets one or the other
+    if cause is not None and not isinstance(cause, _NETWORK_ERRORS):
+        raise cause
 
 
 def _short(exc: Exception) -> str:
