@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                "EVENTS_CACHE_DIR": str(tmp / "cache")}
         # partition the file once, outside the timings (every later job reads only its users' buckets)
         subprocess.run([sys.executable, "-c", "from worker.sources import source_from_settings;"
-                        "from worker.settings import get_settings;"
+                        "from sessionizer.settings import get_settings;"
                         "source_from_settings(get_settings()).read_events(['user000'], 0, 1)"],
                        env=env, cwd=ROOT, check=True)
         times: dict[int, list[float]] = {1: [], 2: []}

@@ -80,7 +80,7 @@ def test_no_secret_in_responses_bodies_or_logs(client, caplog, monkeypatch) -> N
         texts.append(resp.get_data(as_text=True))
         texts.extend(f"{k}: {v}" for k, v in resp.headers.items())
     texts.append(caplog.text)
-    from worker.settings import load_settings
+    from sessionizer.settings import load_settings
 
     texts.append(repr(load_settings()))
     store = client.application.extensions["sessionizer"].store

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.helpers import FUTURE, PAST, NewTasks, assert_problem, play_worker, session, unique
-from worker.jobstore import JobStore
+from sessionizer.jobstore import JobStore
 
 KEYS = {f"k{i}": f"test-key-{i}-0123456789abcdef" for i in range(10)}
 

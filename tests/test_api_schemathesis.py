@@ -43,11 +43,11 @@ KNOWN: list[str] = []
 @pytest.fixture(scope="module", autouse=True)
 def live_store(redis_databases):  # noqa: ANN001, ANN201
     """Point the app at a clean database of this module's own and plant a queued and a succeeded job."""
-    from worker.jobstore import JobStore
+    from sessionizer.jobstore import JobStore
 
     services = APP.extensions["sessionizer"]
     url = redis_databases.take()
-    services.store = JobStore.from_url(url, APP.config["JOB_TTL_S"])
+    services.store = JobStore.from_url(url, services.settings.jobs.ttl_s)
     services.celery.conf.broker_url = url
     client = APP.test_client()
     headers = {"Authorization": f"Bearer {KEY}"}

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from worker.jobstore import JobStore
+from sessionizer.jobstore import JobStore
 
 REQUEST = {"users": ["a", "b"], "start": "2022-09-22T00:00:00Z", "end": "2022-09-23T00:00:00Z", "method": "gap", "params": {}}
 

@@ -14,7 +14,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from esproto import EsProtocolServer
-from worker.settings import load_settings
+from sessionizer.settings import load_settings
 from worker.sources.base import PermanentSourceError, Stopped, TransientSourceError
 from worker.sources.documents import EventAccumulator, FieldNames
 from worker.sources.elasticsearch import FILTER_PATH, ElasticsearchSource, RetryPolicy, build_client, from_settings

@@ -1,6 +1,7 @@
 """Sessionizer's HTTP API: validates jobs, enqueues them, and reads their state.
 
-It never imports hdbscan, pandas or the Elasticsearch client: those live in ``worker/``.
+It imports the shared package ``sessionizer`` (settings, job store, task names), never
+``worker/``: hdbscan, pandas, NumPy and the Elasticsearch client stay out of the API process.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from worker.settings import load_settings
+from sessionizer.settings import ENVIRONMENT, Settings, load_settings
 
 from .bodylimit import BoundedBody
 from .errors import register_error_handlers
@@ -17,24 +18,16 @@ from .extensions import api, init_services
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Application factory: defaults, then the config sources, then extensions, then blueprints."""
+    """Application factory: defaults, then the config sources, then extensions, then blueprints.
+
+    ``test_config`` keys named like the settings' environment variables (``REDIS_URL``,
+    ``MAX_WAIT_S``, ...) override the one settings object; the others are Flask's (``TESTING``).
+    """
     app = Flask(__name__)
-    settings = load_settings()
+    test_config = dict(test_config or {})
+    overrides = {k: test_config.pop(k) for k in list(test_config) if k in ENVIRONMENT}
+    settings: Settings = load_settings(overrides=overrides)
     app.config.from_mapping(
-        SESSIONIZER=settings,
-        REDIS_URL=settings["redis"]["url"],
-        JOB_TTL_S=settings["jobs"]["ttl_s"],
-        MAX_RANGE_DAYS=settings["jobs"]["max_range_days"],
-        MAX_USERS=settings["jobs"]["max_users"],
-        RETRY_AFTER_S=settings["jobs"]["retry_after_s"],
-        AUTH_REQUIRED=settings["auth"]["required"],
-        API_KEYS=settings["auth"]["keys"],
-        RATE_LIMIT_PER_S=settings["limits"]["rate_per_s"],
-        RATE_LIMIT_BURST=settings["limits"]["rate_burst"],
-        MAX_ACTIVE_JOBS=settings["limits"]["max_active_jobs"],
-        MAX_WAIT_S=settings["limits"]["max_wait_s"],
-        MAX_WAITS_PER_KEY=settings["limits"]["max_waits_per_key"],
-        SHARE_RESULTS=settings["results"]["share"],
         MAX_CONTENT_LENGTH=1 << 20,
         API_TITLE="Sessionizer",
         API_VERSION="1.0.0",
@@ -56,28 +49,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
     )
-    if test_config:
-        app.config.update(test_config)
-    register_auth(app)
-    register_extensions(app)
+    app.config.update(test_config)
+    register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
     app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     return app
 
 
-def register_auth(app: Flask) -> None:
-    """API keys from ``API_KEYS`` (name:sha256 pairs); refuse to start with auth on and no key."""
-    from .auth import parse_keys
-
-    app.config["API_KEY_DIGESTS"] = parse_keys(app.config["API_KEYS"])
-    if app.config["AUTH_REQUIRED"] and not app.config["API_KEY_DIGESTS"]:
-        raise RuntimeError("AUTH_REQUIRED is on but no API key is configured (API_KEYS)")
-
-
-def register_extensions(app: Flask) -> None:
+def register_extensions(app: Flask, settings: Settings) -> None:
     api.init_app(app)
-    init_services(app)
+    init_services(app, settings)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -17,7 +17,7 @@ import re
 import secrets
 import sys
 
-from flask import current_app, request
+from flask import request
 from flask_smorest import abort
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -46,10 +46,13 @@ def parse_keys(spec: str) -> dict[str, str]:
 
 def authenticate() -> str:
     """The name of the caller's key; '' when the API runs without keys. Aborts with 401."""
-    keys: dict[str, str] = current_app.config["API_KEY_DIGESTS"]
+    from .extensions import services
+
+    svc = services()
+    keys = svc.key_digests
     header = request.headers.get("Authorization")
     if header is None or not keys:
-        if current_app.config["AUTH_REQUIRED"]:
+        if svc.settings.auth.required:
             abort(401, message="Send an API key: `Authorization: Bearer <key>`.", headers=CHALLENGE)
         return ""
     scheme, _, token = header.strip().partition(" ")

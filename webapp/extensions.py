@@ -1,4 +1,5 @@
-"""The API's extensions: the flask-smorest ``Api``, the job store and the Celery sender."""
+"""The API's extensions: the flask-smorest ``Api`` and the services every request uses (the
+settings, the job store, the Celery sender, the API keys)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from celery import Celery
 from flask import Flask, current_app
 from flask_smorest import Api
 
-from worker.jobstore import JobStore
+from sessionizer.celery_app import make_celery
+from sessionizer.jobstore import JobStore
+from sessionizer.settings import Settings
 
 from .errors import ProblemApi
 
@@ -17,23 +20,31 @@ api: Api = ProblemApi()
 
 @dataclass
 class Services:
+    settings: Settings
     store: JobStore
     celery: Celery
+    key_digests: dict[str, str]  # sha256 hex -> key name
 
 
-def init_services(app: Flask) -> None:
-    from dataclasses import replace
+def init_services(app: Flask, settings: Settings) -> None:
+    """Build the services; refuse to start with auth required and no key configured."""
+    from .auth import parse_keys
 
-    from worker.celery_app import make_celery
-
-    settings = app.config["SESSIONIZER"]
-    redis_cfg = dict(settings["redis"], url=app.config["REDIS_URL"])
-    settings = replace(settings, data={**settings.data, "redis": redis_cfg})
+    digests = parse_keys(settings.auth.keys)
+    if settings.auth.required and not digests:
+        raise RuntimeError("AUTH_REQUIRED is on but no API key is configured (API_KEYS)")
     app.extensions["sessionizer"] = Services(
-        store=JobStore.from_url(app.config["REDIS_URL"], app.config["JOB_TTL_S"]),
+        settings=settings,
+        store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s),
         celery=make_celery(settings),
+        key_digests=digests,
     )
 
 
 def services() -> Services:
     return current_app.extensions["sessionizer"]
+
+
+def settings() -> Settings:
+    """The settings of the app handling this request."""
+    return services().settings

@@ -11,23 +11,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app
 from flask_smorest import abort
 
-from worker.jobstore import ACTIVE, JobStore
+from sessionizer.jobstore import JobStore
+from sessionizer.status import ACTIVE
+
+from .extensions import settings
 
 _WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,6})\"?\s*$", re.IGNORECASE)
 
 
 def check_rate(store: JobStore, owner: str) -> None:
     """429 with ``Retry-After`` once the key has spent its burst faster than its rate."""
-    rate = float(current_app.config["RATE_LIMIT_PER_S"])
+    limits = settings().limits
+    rate = limits.rate_per_s
     if rate <= 0:
         return
-    wait = store.take_token(owner, rate, int(current_app.config["RATE_LIMIT_BURST"]))
+    wait = store.take_token(owner, rate, limits.rate_burst)
     if wait > 0:
         abort(429, message=f"Too many requests for this API key: at most {rate:g} per second "
-              f"(bursts of {current_app.config['RATE_LIMIT_BURST']}).",
+              f"(bursts of {limits.rate_burst}).",
               headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
@@ -43,7 +46,7 @@ def prefer_wait(header: str | None) -> int | None:
         for part in pref.split(";")[:1]:
             m = _WAIT.match(part)
             if m:
-                return int(min(int(m.group(1)), current_app.config["MAX_WAIT_S"]))
+                return int(min(int(m.group(1)), settings().limits.max_wait_s))
     return None
 
 
@@ -53,7 +56,7 @@ def wait_slot(store: JobStore, owner: str, seconds: float) -> Iterator[bool]:
     key already holds them all. Counted in Redis, so the bound holds across every API process; a
     slot lapses by itself if its process dies mid-wait."""
     token = uuid.uuid4().hex
-    granted = store.take_wait_slot(owner, token, seconds, int(current_app.config["MAX_WAITS_PER_KEY"]))
+    granted = store.take_wait_slot(owner, token, seconds, settings().limits.max_waits_per_key)
     try:
         yield granted
     finally:

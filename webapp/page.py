@@ -2,16 +2,17 @@
 
 The page talks to the API like any client (``fetch``, ``Authorization: Bearer`` when keys are on).
 It reads the submit form's fields and defaults from ``/openapi.json``, so the method parameters are
-documented there too, with this deployment's defaults (:func:`document_method_params`).
+documented there too (:func:`document_method_params`), with the defaults the core applies
+(declared once in ``sessionizer/methods.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template
+from flask import Blueprint, Flask, Response, render_template
 from flask_smorest import Api
 
+from .extensions import services
 from .jobs.schemas import PARAMS_SCHEMAS
 
 bp = Blueprint(
@@ -26,9 +27,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 def auth_mode() -> str:
     """``required``, ``optional`` (keys configured, anonymous allowed) or ``off``: the page asks
     for a key before its first request only when one is required."""
-    if current_app.config["AUTH_REQUIRED"]:
+    svc = services()
+    if svc.settings.auth.required:
         return "required"
-    return "optional" if current_app.config["API_KEY_DIGESTS"] else "off"
+    return "optional" if svc.key_digests else "off"
 
 
 @bp.get("/")
@@ -53,17 +55,10 @@ def params_schema_name(method: str) -> str:
 
 
 def document_method_params(api: Api, app: Flask) -> None:
-    """Add ``HdbscanParams`` and ``GapParams`` to the OpenAPI components, each property with this
-    deployment's default (``config/defaults.toml`` or the environment), so clients (the page's
-    form first) show the defaults that will really apply."""
-    settings = app.config["SESSIONIZER"]
+    """Add ``HdbscanParams`` and ``GapParams`` to the OpenAPI components (``JobArgs.params`` is a
+    free-form object), each property with its bounds and the default the core applies, so clients
+    (the page's form first) show the defaults that will really apply."""
     for method, schema in PARAMS_SCHEMAS.items():
         name = params_schema_name(method)
-        if name in api.spec.components.schemas:
-            continue
-        api.spec.components.schema(name, schema=schema)
-        properties: dict[str, Any] = api.spec.components.schemas[name].get("properties", {})
-        defaults = settings.method_defaults(method)
-        for field, prop in properties.items():
-            if field in defaults:
-                prop["default"] = defaults[field]
+        if name not in api.spec.components.schemas:
+            api.spec.components.schema(name, schema=schema)

@@ -1,51 +1,9 @@
-"""The Celery application (``celery -A worker.celery_app worker``)."""
+"""The workers' Celery application (``celery -A worker.celery_app worker``)."""
 
 from __future__ import annotations
 
-from celery import Celery
+from sessionizer.celery_app import make_celery
+from sessionizer.settings import get_settings
 
-from .settings import Settings, get_settings
-
-
-def make_celery(settings: Settings | None = None) -> Celery:
-    """A Celery app configured from ``config/`` and the environment.
-
-    The API process builds one too, only to send tasks by name: it never imports the task
-    modules (nor hdbscan, pandas or the Elasticsearch client they need).
-    """
-    s = settings or get_settings()
-    app = Celery("sessionizer")
-    app.conf.update(
-        broker_url=s["redis"]["url"],
-        # Job state lives in the job store (worker/jobstore.py), not in Celery's result backend.
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        # A unit is acknowledged only once done, and given back if its worker process dies, so
-        # a killed worker loses nothing; units are idempotent, so a redelivery is harmless.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        # Redis redelivers an unacknowledged task after visibility_timeout: keep it above the
-        # longest unit, or a slow unit would run twice at the same time.
-        broker_transport_options={
-            "visibility_timeout": s["celery"]["visibility_timeout_s"],
-            # kombu sweeps for lost messages every interval x throttle seconds (100 s by
-            # default); make the interval alone decide.
-            "unacked_restore_interval": s["celery"]["restore_interval_s"],
-            "unacked_restore_throttle": 1,
-        },
-        task_soft_time_limit=s["celery"]["task_soft_time_limit_s"],
-        task_time_limit=s["celery"]["task_time_limit_s"],
-        broker_connection_retry_on_startup=True,
-        # Flower shows every unit, with its arguments, as it is sent, started and finished.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        task_track_started=True,
-        worker_hijack_root_logger=False,
-    )
-    return app
-
-
-app = make_celery()
+app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]

@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from .devstack import ROOT, Stack, api_command, flower_command, free_port, wait_http, worker_command
+from sessionizer.settings import get_settings
 
+from .devstack import Stack, api_command, flower_command, free_port, wait_http, worker_command
+
+SETTINGS = get_settings().stack
 # SESSIONIZER_VAR_DIR moves the data (tests point it at a temporary folder, never the user's var/)
-VAR = Path(os.environ.get("SESSIONIZER_VAR_DIR") or ROOT / "var")
+VAR = get_settings().var_dir()
 EVENTS_NAME = "demo-events.ndjson"
 DEMO_EVENTS = VAR / EVENTS_NAME
 DEMO_USERS = ["romain", "anes", "claire", "malik", "sofia", "jules"]
@@ -137,7 +140,7 @@ def demo(var: Path) -> int:
     if not events.exists():
         write_demo_events(events)
         print(f"wrote demo events to {events}")
-    port = int(os.environ.get("PORT", "8000"))
+    port = SETTINGS.port
     try:
         port = port if _port_free(port) else free_port()
     except OSError:
@@ -197,7 +200,7 @@ def _port_free(port: int) -> bool:
 
 def up(var: Path) -> int:
     """Run the stack until SIGINT or SIGTERM (or until one of its processes exits)."""
-    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+    host, port = SETTINGS.host, SETTINGS.port
     stack = Stack()
     events = var / EVENTS_NAME
     if not stack.env.get("ELASTICSEARCH_URL") and not stack.env.get("EVENTS_PATH") and not events.exists():
@@ -205,9 +208,10 @@ def up(var: Path) -> int:
     stop_on_signals()
     try:
         base = start_stack(host, port, stack, var)
-        flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
+        flower_port = SETTINGS.flower_port
         flower_port = flower_port if _port_free(flower_port) else free_port()
-        stack.spawn(flower_command("127.0.0.1", flower_port, os.environ.get("FLOWER_BASIC_AUTH")), log=var / "logs" / "flower.log")
+        basic_auth = SETTINGS.flower_basic_auth.value if SETTINGS.flower_basic_auth else None
+        stack.spawn(flower_command("127.0.0.1", flower_port, basic_auth), log=var / "logs" / "flower.log")
         print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower_port}, "
               f"Redis {stack.env['REDIS_URL']}; logs in {var / 'logs'}. Ctrl-C stops everything.", flush=True)
         while True:

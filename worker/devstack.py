@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from sessionizer.settings import child_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -140,7 +142,7 @@ class Stack:
     grace period is over.
     """
 
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: dict[str, str] = field(default_factory=child_environment)
     procs: list[subprocess.Popen] = field(default_factory=list)
     redis: RedisServer | None = None
     grace_s: float = 20.0

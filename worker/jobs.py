@@ -11,9 +11,11 @@ import numpy as np
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 
+from sessionizer.jobstore import JobStore, iso
+from sessionizer.settings import get_settings
+from sessionizer.status import JobStatus
+
 from .core import label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
-from .jobstore import JobStore, iso
-from .settings import get_settings
 from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def store() -> JobStore:
     s = get_settings()
-    return JobStore.from_url(s["redis"]["url"], s["jobs"]["ttl_s"])
+    return JobStore.from_url(s.redis.url, s.jobs.ttl_s)
 
 
 @lru_cache(maxsize=1)
@@ -45,11 +47,11 @@ def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
     """
     st = store()
     job = st.get(job_id)
-    if job is None or job["status"] not in ("queued", "running"):
+    if job is None or job["status"] not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return []
     users = sorted(job["request"]["users"])
     units = [(i, [u]) for i, u in enumerate(users)]
-    if job["status"] == "queued":
+    if job["status"] == JobStatus.QUEUED:
         if not st.start(job_id, len(units)):
             return []
         return units
@@ -148,7 +150,7 @@ def run_unit(job_id: str, index: int, users: list[str], *, redelivered: bool = F
 
 def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redelivered: bool) -> str:
     job = st.get(job_id)
-    if job is None or job["status"] != "running":
+    if job is None or job["status"] != JobStatus.RUNNING:
         return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
     if redelivered:
         runs = 1 + st.count_redelivery(job_id, index)
@@ -157,9 +159,8 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redeliver
                            f"(killed, out of memory, or its host gone); not run again")
     request = job["request"]
     method = request["method"]
-    settings = get_settings()
     try:
-        params = method_params(method, request.get("params"), settings.method_defaults(method))
+        params = method_params(method, request.get("params"))
     except ValueError as exc:
         raise InvalidParameters(str(exc)) from None
     margin = read_margin_ms(method, params)
@@ -168,7 +169,7 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redeliver
         users,
         read_lo,
         read_hi,
-        should_stop=lambda: st.status(job_id) != "running",
+        should_stop=lambda: st.status(job_id) != JobStatus.RUNNING,
         on_progress=lambda n: st.record_progress(job_id, index, n),
     )
     st.record_progress(job_id, index, acc.scanned)
@@ -199,10 +200,10 @@ def failure_of(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, UnitLost):
         return "worker_lost", str(exc)
     if isinstance(exc, SoftTimeLimitExceeded):
-        limit = get_settings()["celery"]["task_soft_time_limit_s"]
+        limit = get_settings().celery.task_soft_time_limit_s
         return "time_limit", f"a unit ran longer than the time limit ({limit} s) and was stopped"
     if isinstance(exc, TimeLimitExceeded):
-        limit = get_settings()["celery"]["task_time_limit_s"]
+        limit = get_settings().celery.task_time_limit_s
         return "time_limit", f"a unit ran longer than the hard time limit ({limit} s) and was killed"
     if isinstance(exc, WorkerLostError):
         return "worker_lost", f"a unit's worker process died ({exc})"[:500]

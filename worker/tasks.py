@@ -15,6 +15,8 @@ import redis
 from celery import Task
 from celery.signals import task_failure
 
+from sessionizer import tasks as names
+
 from . import jobs
 from .celery_app import app
 
@@ -29,7 +31,7 @@ _RETRY = {
 }
 
 
-@app.task(name="sessionizer.plan", **_RETRY)
+@app.task(name=names.PLAN, **_RETRY)
 def plan(job_id: str) -> int:
     """Split a queued job into units and send them; returns how many were sent."""
     units = jobs.plan_job(job_id)
@@ -38,7 +40,7 @@ def plan(job_id: str) -> int:
     return len(units)
 
 
-@app.task(name="sessionizer.unit", bind=True, **_RETRY)
+@app.task(name=names.UNIT, bind=True, **_RETRY)
 def unit(self: Task, job_id: str, index: int, users: list[str]) -> str:
     """Sessionize one unit (a user) of a job; returns what became of it."""
     # kombu marks a message handed out again after its worker was lost (requeued or restored)

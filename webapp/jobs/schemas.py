@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import current_app
+from sessionizer.methods import DEFAULT_METHOD, Param, describe
+from sessionizer.methods import METHODS as SPECS
+from sessionizer.methods import defaults as declared_defaults
+from sessionizer.status import JobStatus
+
+from ..extensions import settings
 from marshmallow import (
     INCLUDE,
     RAISE,
@@ -21,7 +26,6 @@ from marshmallow import (
 # The seed tutorial's field names, accepted as aliases of ours.
 ALIASES = {"utils": "users", "date_min": "start", "date_max": "end"}
 CANONICAL_TO_ALIAS = {v: k for k, v in ALIASES.items()}
-METHODS = ("hdbscan", "gap")
 
 
 def to_utc_iso(dt: datetime) -> str:
@@ -48,59 +52,34 @@ class IsoDateTime(fields.Field):
         return to_utc_iso(value) if isinstance(value, datetime) else str(value)
 
 
-# shared by both methods (marshmallow copies declared fields into each schema instance)
-MAX_SPAN_S = fields.Float(
-    validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
-    metadata={"description": "Longest activity block read whole beyond the range's edges (default 86400)."},
-)
+def param_field(param: Param) -> fields.Field:
+    """The marshmallow field of a method parameter, with its bounds and documented default."""
+    meta = {"description": describe(param)}
+    if param.default is not None:
+        meta["default"] = param.default
+    if param.kind is bool:
+        return fields.Boolean(metadata=meta)
+    bounds = validate.Range(min=param.minimum, max=param.maximum, min_inclusive=not param.exclusive_minimum)
+    if param.kind is int:
+        return fields.Integer(strict=True, allow_none=param.nullable, validate=bounds, metadata=meta)
+    return fields.Float(allow_none=param.nullable, validate=bounds, metadata=meta)
 
 
-class HdbscanParamsSchema(Schema):
-    """Parameters of the ``hdbscan`` method (see worker/core/README.md)."""
-
-    class Meta:
-        unknown = RAISE
-
-    min_cluster_size = fields.Integer(
-        strict=True, validate=validate.Range(min=2, max=100_000),
-        metadata={"description": "Fewest events a session may have (default 5)."},
-    )
-    min_samples = fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=1, max=100_000),
-        metadata={"description": "Neighbours defining an event's core distance (default: min_cluster_size)."},
-    )
-    cluster_selection_epsilon_s = fields.Float(
-        validate=validate.Range(min=0, max=31_622_400),
-        metadata={"description": "Sessions closer than this many seconds are not split further (default 0)."},
-    )
-    split_idle_s = fields.Float(
-        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
-        metadata={"description": "Idle seconds that always separate two activity blocks; HDBSCAN runs per block."},
-    )
-    allow_single_cluster = fields.Boolean(
-        metadata={"description": "A block may form a single session (default true; hdbscan's own default is false)."},
-    )
-    max_span_s = MAX_SPAN_S
+def params_schema(method: str) -> type[Schema]:
+    """``<Method>ParamsSchema``: the method's parameters as declared in sessionizer/methods.py."""
+    declared: dict[str, Any] = {p.name: param_field(p) for p in SPECS[method]}
+    meta = type("Meta", (), {"unknown": RAISE})
+    name = f"{method.capitalize()}ParamsSchema"
+    return type(name, (Schema,), {**declared, "Meta": meta, "__doc__": f"Parameters of the ``{method}`` method (see worker/core/README.md)."})
 
 
-class GapParamsSchema(Schema):
-    """Parameters of the ``gap`` method."""
-
-    class Meta:
-        unknown = RAISE
-
-    max_gap_s = fields.Float(
-        validate=validate.Range(min=0, min_inclusive=False, max=31_622_400),
-        metadata={"description": "A new session starts after more than this many idle seconds (default 1800)."},
-    )
-    max_span_s = MAX_SPAN_S
+PARAMS_SCHEMAS: dict[str, type[Schema]] = {method: params_schema(method) for method in SPECS}
+HdbscanParamsSchema = PARAMS_SCHEMAS["hdbscan"]
+GapParamsSchema = PARAMS_SCHEMAS["gap"]
 
 
 def _bad_group_by() -> bool:
     raise ValidationError('Must be ["user"] or ["user", "instance"].')
-
-
-PARAMS_SCHEMAS: dict[str, type[Schema]] = {"hdbscan": HdbscanParamsSchema, "gap": GapParamsSchema}
 
 
 class JobArgsSchema(Schema):
@@ -125,7 +104,7 @@ class JobArgsSchema(Schema):
         metadata={"description": "Range end, after `start`. Alias: `date_max`.",
                   "example": "2022-09-28T12:00+02:00", "type": "string", "format": "date-time"},
     )
-    method = fields.String(load_default="hdbscan", validate=validate.OneOf(METHODS),
+    method = fields.String(load_default=DEFAULT_METHOD, validate=validate.OneOf(tuple(SPECS)),
                            metadata={"description": "`hdbscan` (density on the time axis) or `gap` (inactivity gap)."})
     params = fields.Dict(keys=fields.String(), load_default=dict,
                          metadata={"description": "Method parameters: see HdbscanParams / GapParams."})
@@ -165,7 +144,8 @@ class JobArgsSchema(Schema):
     def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
         errors: dict[str, Any] = {}
         users = data.get("users")
-        max_users = current_app.config["MAX_USERS"]
+        jobs = settings().jobs
+        max_users = jobs.max_users
         if users is not None:
             if not users or len(users) > max_users:
                 errors["users"] = [f"Give between 1 and {max_users} users."]
@@ -176,9 +156,9 @@ class JobArgsSchema(Schema):
         if start and end:
             if start >= end:
                 errors["end"] = ["Must be after `start`."]
-            elif (end - start).total_seconds() > current_app.config["MAX_RANGE_DAYS"] * 86400:
-                errors["end"] = [f"The range may span at most {current_app.config['MAX_RANGE_DAYS']} days."]
-        method = data.get("method", "hdbscan")
+            elif (end - start).total_seconds() > jobs.max_range_days * 86400:
+                errors["end"] = [f"The range may span at most {jobs.max_range_days} days."]
+        method = data.get("method", DEFAULT_METHOD)
         if method in PARAMS_SCHEMAS:
             param_errors = PARAMS_SCHEMAS[method]().validate(data.get("params") or {})
             if param_errors:
@@ -189,7 +169,8 @@ class JobArgsSchema(Schema):
     @post_load
     def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         method = data["method"]
-        defaults = current_app.config["SESSIONIZER"].method_defaults(method)
+        # a default that derives from another parameter (None) is left to the core
+        defaults = {k: v for k, v in declared_defaults(method).items() if v is not None}
         given = PARAMS_SCHEMAS[method]().load(data.get("params") or {})
         return {
             "users": data["users"],
@@ -231,7 +212,7 @@ class JobSchema(Schema):
     """A job's state. Poll it until ``status`` is ``succeeded``, ``failed`` or ``cancelled``."""
 
     id = fields.String()
-    status = fields.String(validate=validate.OneOf(["queued", "running", "succeeded", "failed", "cancelled"]))
+    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]))
     request = fields.Nested(JobRequestSchema)
     progress = fields.Nested(ProgressSchema)
     submitted_at = fields.String(metadata={"format": "date-time"})
@@ -319,7 +300,7 @@ class Cursor(fields.String):
 
 
 class JobListQueryArgsSchema(Schema):
-    status = fields.String(validate=validate.OneOf(["queued", "running", "succeeded", "failed", "cancelled"]),
+    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]),
                            metadata={"description": "Only jobs in this status."})
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
                            metadata={"description": "Jobs per page (1..100, default 20)."})

@@ -12,15 +12,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, g, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from worker.jobstore import TooManyActiveJobs
+from sessionizer import tasks
+from sessionizer.jobstore import TooManyActiveJobs
+from sessionizer.status import ACTIVE
 
 from ..auth import authenticate
 from ..errors import PROBLEM
-from ..extensions import services
+from ..extensions import services, settings
 from ..limits import check_rate, prefer_wait, wait_slot, wait_until_finished
 from .schemas import (
     PREFER,
@@ -39,7 +41,6 @@ from .schemas import (
 
 blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Sessionization jobs: submit, then poll.")
 
-ACTIVE = ("queued", "running")
 PUBLIC = tuple(JobSchema().fields)
 SESSION_FIELDS = tuple(SessionSchema().fields)
 NDJSON, CSV = "application/x-ndjson", "text/csv"
@@ -90,21 +91,6 @@ def require_json(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def deadline_s(job: dict[str, Any]) -> float:
-    """How long a job may run before it is failed (configurable, default derived from the range).
-
-    ``JOB_DEADLINE_S`` when set; otherwise long enough for a unit lost with its worker to be
-    redelivered (the broker's visibility timeout) and run again (the task time limit), plus 5 s
-    per user-day of range. A job can be slow, but it can never stay running forever.
-    """
-    cfg = current_app.config["SESSIONIZER"]
-    if cfg["jobs"].get("deadline_s"):
-        return float(cfg["jobs"]["deadline_s"])
-    days = (datetime.fromisoformat(job["end"]) - datetime.fromisoformat(job["start"])).total_seconds() / 86400
-    redelivery = cfg["celery"]["visibility_timeout_s"] + cfg["celery"]["task_time_limit_s"]
-    return min(172_800.0, redelivery + 5.0 * len(job["users"]) * max(days, 1.0))
-
-
 def job_body(job: dict[str, Any]) -> dict[str, Any]:
     base = f"/jobs/{job['id']}"
     body = {k: job[k] for k in PUBLIC if k in job}
@@ -114,7 +100,7 @@ def job_body(job: dict[str, Any]) -> dict[str, Any]:
 
 def polling_headers(job: dict[str, Any]) -> dict[str, str]:
     if job["status"] in ACTIVE:
-        return {"Retry-After": str(current_app.config["RETRY_AFTER_S"])}
+        return {"Retry-After": str(settings().jobs.retry_after_s)}
     return {}
 
 
@@ -155,7 +141,7 @@ def shareable(job_request: dict[str, Any], cache_control: str | None) -> tuple[b
     """(may share an identical request's result, must run afresh)."""
     fresh = "no-cache" in {d.strip().split("=")[0].lower() for d in (cache_control or "").split(",")}
     past = datetime.fromisoformat(job_request["end"]) <= datetime.now(timezone.utc)
-    return bool(current_app.config["SHARE_RESULTS"]) and past, fresh
+    return settings().results.share and past, fresh
 
 
 @blp.route("")
@@ -211,18 +197,19 @@ class Jobs(MethodView):
     @staticmethod
     def _create(job_request: dict[str, Any], headers: dict[str, Any], key: str | None) -> dict[str, Any]:
         svc = services()
+        cfg = svc.settings
         share, fresh = shareable(job_request, headers.get("cache_control"))
         try:
             job, needs_plan = svc.store.submit(
-                job_request, deadline_s=deadline_s(job_request), owner=g.owner, share=share, fresh=fresh,
-                idempotency_key=key, max_active=int(current_app.config["MAX_ACTIVE_JOBS"]))
+                job_request, deadline_s=cfg.job_deadline_s(job_request), owner=g.owner, share=share, fresh=fresh,
+                idempotency_key=key, max_active=cfg.limits.max_active_jobs)
         except TooManyActiveJobs as exc:
             abort(429, message=f"This API key already has {exc.active} jobs queued or running "
-                  f"(at most {current_app.config['MAX_ACTIVE_JOBS']}); wait for one to finish.",
-                  headers={"Retry-After": str(current_app.config["RETRY_AFTER_S"])})
+                  f"(at most {cfg.limits.max_active_jobs}); wait for one to finish.",
+                  headers={"Retry-After": str(cfg.jobs.retry_after_s)})
         if needs_plan:
             try:
-                svc.celery.send_task("sessionizer.plan", args=(job["id"],))
+                svc.celery.send_task(tasks.PLAN, args=(job["id"],))
             except Exception as exc:  # the broker is down: say so, and leave no orphan job behind
                 svc.store.fail(job["id"], "enqueue_failed", "the task queue could not be reached")
                 abort(503, message=f"The task queue is unavailable ({type(exc).__name__}); retry later.",

@@ -11,27 +11,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sessionizer.methods import METHODS as SPECS
+from sessionizer.methods import Param, params_of
+from sessionizer.methods import defaults as spec_defaults
+
 __all__ = ["METHODS", "DEFAULTS", "method_params", "read_margin_ms", "idle_threshold_ms"]
 
-METHODS = ("hdbscan", "gap")
-
-# Built-in defaults; ``config/defaults.toml`` ([methods.<name>]) may override them
-# through the ``defaults`` argument of :func:`method_params`. The values were
-# chosen with ``python -m benchmarks.bench_quality`` (see worker/core/README.md).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "hdbscan": {
-        "min_cluster_size": 5,
-        "min_samples": None,
-        "cluster_selection_epsilon_s": 1200.0,
-        "split_idle_s": 3600.0,
-        "allow_single_cluster": True,
-        "max_span_s": 86400.0,
-    },
-    "gap": {
-        "max_gap_s": 1800.0,
-        "max_span_s": 86400.0,
-    },
-}
+# Names, types, defaults and bounds are declared once, in sessionizer/methods.py (pure Python,
+# shared with the API's schemas); this module validates against them.
+METHODS = tuple(SPECS)
+DEFAULTS: dict[str, dict[str, Any]] = {method: spec_defaults(method) for method in METHODS}
 
 
 def _is_int(value: Any) -> bool:
@@ -50,17 +39,24 @@ def _is_number(value: Any) -> bool:
     return math.isfinite(number)
 
 
-def _check_int(method: str, name: str, value: Any, minimum: int) -> int:
-    if not _is_int(value) or int(value) < minimum:
-        raise ValueError(f"{method}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_seconds(method: str, name: str, value: Any, *, positive: bool) -> float:
-    if not _is_number(value) or float(value) < 0 or (positive and float(value) == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{method}: {name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
+def _check(method: str, p: Param, value: Any) -> Any:
+    """``value`` as the parameter's type, or a ``ValueError`` naming the parameter and its bounds."""
+    if p.kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{method}: {p.name} must be true or false, got {value!r}")
+        return value
+    if p.kind is int:
+        ok, what = _is_int(value), "an integer"
+    else:
+        ok, what = _is_number(value), "a finite number of seconds"
+    number = p.kind(value) if ok else None
+    if ok and p.minimum is not None:
+        ok = number > p.minimum if p.exclusive_minimum else number >= p.minimum
+    if ok and p.maximum is not None:
+        ok = number <= p.maximum
+    if not ok:
+        raise ValueError(f"{method}: {p.name} must be {what} {p.bounds_text()}, got {value!r}")
+    return number
 
 
 def method_params(
@@ -77,8 +73,8 @@ def method_params(
     params : mapping or None
         Caller-supplied parameters; unknown keys are rejected.
     defaults : mapping or None
-        Overrides of the built-in defaults (e.g. the ``[methods.<method>]`` table of
-        ``config/defaults.toml``); validated like ``params``.
+        Overrides of the declared defaults (``sessionizer/methods.py``); validated
+        like ``params``.
 
     Returns
     -------
@@ -107,23 +103,10 @@ def method_params(
             )
         merged.update(source)
 
-    out: dict[str, Any] = {}
-    if method == "gap":
-        out["max_gap_s"] = _check_seconds(method, "max_gap_s", merged["max_gap_s"], positive=True)
-    else:
-        mcs = _check_int(method, "min_cluster_size", merged["min_cluster_size"], 2)
-        ms = merged["min_samples"]
-        out["min_cluster_size"] = mcs
-        out["min_samples"] = mcs if ms is None else _check_int(method, "min_samples", ms, 1)
-        out["cluster_selection_epsilon_s"] = _check_seconds(
-            method, "cluster_selection_epsilon_s", merged["cluster_selection_epsilon_s"], positive=False
-        )
-        out["split_idle_s"] = _check_seconds(method, "split_idle_s", merged["split_idle_s"], positive=True)
-        single = merged["allow_single_cluster"]
-        if not isinstance(single, bool):
-            raise ValueError(f"{method}: allow_single_cluster must be true or false, got {single!r}")
-        out["allow_single_cluster"] = single
-    out["max_span_s"] = _check_seconds(method, "max_span_s", merged["max_span_s"], positive=False)
+    out = {name: None if merged[name] is None and p.nullable else _check(method, p, merged[name])
+           for name, p in params_of(method).items()}
+    if method == "hdbscan" and out["min_samples"] is None:
+        out["min_samples"] = out["min_cluster_size"]
     return out
 
 

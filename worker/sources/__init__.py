@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sessionizer.settings import Settings
 
 from .base import EventSource, PermanentSourceError, SourceError, Stopped, TransientSourceError
 from .documents import EventAccumulator, FieldNames, UserEvents
 
 
-def source_from_settings(settings: Any) -> EventSource:
+def source_from_settings(settings: Settings) -> EventSource:
     """The configured source: ``EVENT_SOURCE``, else Elasticsearch when ``ELASTICSEARCH_URL`` is set."""
     kind = settings.source_kind
     if kind == "elasticsearch":

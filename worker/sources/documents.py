@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from sessionizer.settings import SourceSettings
+
 UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Beyond these, epoch milliseconds are certainly not a usage event (and overflow datetime).
@@ -44,6 +46,11 @@ class FieldNames:
     @property
     def source_fields(self) -> list[str]:
         return [self.timestamp, self.user, self.screen, self.instance]
+
+    @classmethod
+    def from_settings(cls, source: SourceSettings) -> FieldNames:
+        """The names configured by ``FIELD_TIMESTAMP``, ``FIELD_USER``, ``FIELD_SCREEN``, ``FIELD_INSTANCE``."""
+        return cls(source.timestamp_field, source.user_field, source.screen_field, source.instance_field)
 
 
 def iso_ms_reference(value: str) -> int | None:

@@ -36,6 +36,8 @@ import urllib3
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 from elasticsearch.serializer import OrjsonSerializer
 
+from sessionizer.settings import ElasticsearchSettings, Secret, Settings
+
 from .base import OnProgress, PermanentSourceError, ShouldStop, Stopped, TransientSourceError
 from .documents import EventAccumulator, FieldNames
 
@@ -532,40 +534,35 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
-def from_settings(settings: Any) -> ElasticsearchSource:
+def client_from_settings(es: ElasticsearchSettings, url: str | None = None) -> Elasticsearch:
+    """The official client on ``url`` (default ``ELASTICSEARCH_URL``) with the configured credentials."""
+    def reveal(secret: Secret | None) -> str | None:
+        return secret.value if secret is not None else None
+
+    return build_client(
+        url or es.url,
+        api_key=reveal(es.api_key),
+        username=reveal(es.username),
+        password=reveal(es.password),
+        request_timeout_s=es.request_timeout_s,
+        verify_certs=es.verify_certs,
+    )
+
+
+def from_settings(settings: Settings) -> ElasticsearchSource:
     """The source configured by ``[elasticsearch]`` and ``[source]`` plus the secrets."""
-    es = settings["elasticsearch"]
-    src = settings["source"]
-    if not es.get("url"):
+    es = settings.elasticsearch
+    if not es.url:
         raise PermanentSourceError("ELASTICSEARCH_URL is not set", kind="config")
-    secrets = settings.secrets
-
-    def secret(name: str) -> str | None:
-        value = secrets.get(name)
-        return value.value if value is not None else None
-
-    client = build_client(
-        es["url"],
-        api_key=secret("elasticsearch_api_key"),
-        username=secret("elasticsearch_username"),
-        password=secret("elasticsearch_password"),
-        request_timeout_s=float(es.get("request_timeout_s", 30)),
-        verify_certs=bool(es.get("verify_certs", True)),
-    )
-    names = FieldNames(src["timestamp_field"], src["user_field"], src["screen_field"], src["instance_field"])
-    retry = RetryPolicy(
-        max_attempts=int(es.get("retry_max_attempts", RetryPolicy.max_attempts)),
-        max_elapsed_s=float(es.get("retry_max_elapsed_s", RetryPolicy.max_elapsed_s)),
-    )
     return ElasticsearchSource(
-        client,
-        es["index"],
-        names,
-        page_size=int(es.get("page_size", 10_000)),
-        slices=int(es.get("slices", 1)),
-        retry=retry,
-        request_timeout_s=float(es.get("request_timeout_s", 30)),
+        client_from_settings(es),
+        es.index,
+        FieldNames.from_settings(settings.source),
+        page_size=es.page_size,
+        slices=es.slices,
+        retry=RetryPolicy(max_attempts=es.retry_max_attempts, max_elapsed_s=es.retry_max_elapsed_s),
+        request_timeout_s=es.request_timeout_s,
     )
 
 
-__all__ = ["ElasticsearchSource", "RetryPolicy", "build_client", "from_settings"]
+__all__ = ["ElasticsearchSource", "RetryPolicy", "build_client", "client_from_settings", "from_settings"]

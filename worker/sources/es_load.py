@@ -15,6 +15,7 @@ what the file holds; Parquet rows are encoded with orjson, timestamps as epoch m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -123,34 +124,25 @@ def event_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worker.settings import get_settings
+    from sessionizer.settings import get_settings
 
     settings = get_settings()
-    es_cfg, src = settings["elasticsearch"], settings["source"]
+    es_cfg = settings.elasticsearch
     parser = argparse.ArgumentParser(prog="python -m worker.sources.es_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="NDJSON/Parquet files or folders of them")
-    parser.add_argument("--index", default=es_cfg.get("index") or "usage-events")
-    parser.add_argument("--url", default=es_cfg.get("url") or "http://localhost:9200")
+    parser.add_argument("--index", default=es_cfg.index or "usage-events")
+    parser.add_argument("--url", default=es_cfg.url or "http://localhost:9200")
     parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument("--no-create", action="store_true", help="do not create the index if it is missing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from .elasticsearch import build_client
+    from .elasticsearch import client_from_settings
 
-    def secret(name: str) -> str | None:
-        value = settings.secrets.get(name)
-        return value.value if value is not None else None
-
-    names = FieldNames(src["timestamp_field"], src["user_field"], src["screen_field"], src["instance_field"])
-    client = build_client(
-        args.url,
-        api_key=secret("elasticsearch_api_key"),
-        username=secret("elasticsearch_username"),
-        password=secret("elasticsearch_password"),
-        request_timeout_s=max(60.0, float(es_cfg.get("request_timeout_s", 30))),
-        verify_certs=bool(es_cfg.get("verify_certs", True)),
-    )
+    names = FieldNames.from_settings(settings.source)
+    # bulk requests take longer than searches: at least a minute each
+    es_cfg = dataclasses.replace(es_cfg, request_timeout_s=max(60.0, es_cfg.request_timeout_s))
+    client = client_from_settings(es_cfg, url=args.url)
     try:
         paths = event_files(args.paths)
         if not args.no_create and ensure_index(client, args.index, names):

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from sessionizer.settings import Settings
+
 from .base import OnProgress, PermanentSourceError, ShouldStop, Stopped
 from .documents import EventAccumulator, FieldNames
 from .partitions import PartitionCache, file_set_version, source_key
@@ -155,8 +157,6 @@ class FileSource:
                     on_progress(acc.scanned)
 
 
-def from_settings(settings: Any) -> FileSource:
-    src = settings["source"]
-    names = FieldNames(src["timestamp_field"], src["user_field"], src["screen_field"], src["instance_field"])
-    cache = os.environ.get("EVENTS_CACHE_DIR") or None
-    return FileSource(settings.events_path(), names, Path(cache) if cache else None)
+def from_settings(settings: Settings) -> FileSource:
+    """The file source configured by ``[source]`` (``EVENTS_PATH``, ``EVENTS_CACHE_DIR``, field names)."""
+    return FileSource(settings.events_path(), FieldNames.from_settings(settings.source), settings.events_cache_dir())

@@ -76,9 +76,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ACTIVE + TERMINAL
+from .status import ACTIVE, JobStatus
+
+STATUSES = tuple(JobStatus)
 PREFIX = "sz:job:"
 _SUFFIXES = ("", ":done", ":scanned", ":unitstats", ":sessions", ":sharers")
 SEQ_KEY = "sz:seq"
@@ -378,7 +378,7 @@ class JobStore:
         deadline = now + timedelta(seconds=deadline_s)
         fields: dict[str, Any] = {
             "id": job_id,
-            "status": "queued",
+            "status": JobStatus.QUEUED,
             "owner": owner,
             "request": orjson.dumps(request),
             "submitted_at": iso(now),
@@ -417,7 +417,7 @@ class JobStore:
 
     def start(self, job_id: str, units_total: int) -> bool:
         """``queued -> running`` with the number of units it was split into (counts a scan)."""
-        moved = self._move(job_id, "running", ("queued",), started_at=iso(utcnow()), units_total=units_total)
+        moved = self._move(job_id, JobStatus.RUNNING, (JobStatus.QUEUED,), started_at=iso(utcnow()), units_total=units_total)
         if moved:
             self.client.incr(SCANS_KEY)
         return moved
@@ -425,7 +425,7 @@ class JobStore:
     def fail(self, job_id: str, error_type: str, message: str) -> bool:
         """Record why a computation failed (only an active one can fail)."""
         error = orjson.dumps({"type": error_type, "message": message})
-        return self._move(job_id, "failed", ACTIVE, error=error, finished_at=iso(utcnow()))
+        return self._move(job_id, JobStatus.FAILED, ACTIVE, error=error, finished_at=iso(utcnow()))
 
     def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:
         """Cancel a job; its computation stops unless another job still follows it.
@@ -472,7 +472,7 @@ class JobStore:
         for s in unit_stats:
             for name, value in s.items():
                 totals[name] = totals.get(name, 0) + int(value)
-        return self._move(job_id, "succeeded", ("running",), stats=orjson.dumps(totals), finished_at=iso(utcnow()))
+        return self._move(job_id, JobStatus.SUCCEEDED, (JobStatus.RUNNING,), stats=orjson.dumps(totals), finished_at=iso(utcnow()))
 
     def delete(self, job_id: str) -> bool:
         """Forget a job (cancel it first to stop its work); shared results stay for the others."""
@@ -509,7 +509,7 @@ class JobStore:
         cid = own.get("primary") or job_id
         h = comp if own.get("primary") else own
         if not h:  # the computation expired before the job following it (it should not)
-            h = dict(own, status="failed", error=orjson.dumps({"type": "result_expired",
+            h = dict(own, status=JobStatus.FAILED, error=orjson.dumps({"type": "result_expired",
                      "message": "the shared result this job followed has expired"}).decode())
         if h["status"] in ACTIVE and h.get("deadline_at") and utcnow() > datetime.fromisoformat(h["deadline_at"]):
             self.fail(cid, "deadline_exceeded", f"the job did not finish before its deadline {h['deadline_at']}")

@@ -1,0 +1,44 @@
+"""The Celery app factory, shared: the workers run tasks with it, the API only sends them by name
+(:mod:`sessionizer.tasks`) and never imports the task modules (nor hdbscan, pandas or the
+Elasticsearch client they need)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from .settings import Settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app on ``settings.redis.url``, configured for idempotent, crash-safe units."""
+    app = Celery("sessionizer")
+    app.conf.update(
+        broker_url=settings.redis.url,
+        # Job state lives in the job store (sessionizer/jobstore.py), not in Celery's result backend.
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # A unit is acknowledged only once done, and given back if its worker process dies, so
+        # a killed worker loses nothing; units are idempotent, so a redelivery is harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Redis redelivers an unacknowledged task after visibility_timeout: keep it above the
+        # longest unit, or a slow unit would run twice at the same time.
+        broker_transport_options={
+            "visibility_timeout": settings.celery.visibility_timeout_s,
+            # kombu sweeps for lost messages every interval x throttle seconds (100 s by
+            # default); make the interval alone decide.
+            "unacked_restore_interval": settings.celery.restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
+        task_soft_time_limit=settings.celery.task_soft_time_limit_s,
+        task_time_limit=settings.celery.task_time_limit_s,
+        broker_connection_retry_on_startup=True,
+        # Flower shows every unit, with its arguments, as it is sent, started and finished.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
