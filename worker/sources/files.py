@@ -11,7 +11,6 @@ Concurrent workers wait on the partition's lock rather than partition twice.
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
