@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from worker.devstack import PYTHON, ROOT, RedisServer, free_port, wait_http, worker_command
-from worker.jobstore import JobStore
+from sessionizer.jobstore import JobStore
 
 HOST = "127.0.0.1"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

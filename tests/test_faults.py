@@ -278,16 +278,17 @@ def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:  
 def test_an_error_escaping_a_task_fails_the_job(stack, es, redis_databases) -> None:  # noqa: ANN001
     # A job whose request the worker cannot read (written to the store by hand): the plan task
     # raises, and the failure still reaches the job instead of leaving it queued.
-    from worker.celery_app import make_celery
-    from worker.jobstore import JobStore
-    from worker.settings import load_settings
+    from sessionizer import tasks
+    from sessionizer.celery_app import make_celery
+    from sessionizer.jobstore import JobStore
+    from sessionizer.settings import load_settings
 
     url = redis_databases.take()
     try:
         client, new_worker = stack(redis_url=url)
         new_worker()
         job = JobStore.from_url(url).create({"start": "2022-09-20T00:00Z"}, deadline_s=3600)  # no users
-        make_celery(load_settings({"REDIS_URL": url})).send_task("sessionizer.plan", args=(job["id"],))
+        make_celery(load_settings({"REDIS_URL": url})).send_task(tasks.PLAN, args=(job["id"],))
         job = wait_finished(client, job["id"], timeout=30)
     finally:
         redis_databases.give_back(url)
