@@ -10,11 +10,12 @@ $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Locked dependencies first, then the project itself (editable, no dependency resolution).
-$(STAMP): $(VENV)/bin/python requirements.lock pyproject.toml
+# Locked dependencies first, then the project and its client (editable, no dependency resolution).
+$(STAMP): $(VENV)/bin/python requirements.lock pyproject.toml client/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ./client
 	@touch $(STAMP)
 
 install: $(STAMP)

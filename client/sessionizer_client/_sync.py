@@ -1,0 +1,224 @@
+"""The synchronous client: ``Client`` and the ``Job`` it hands out."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import __version__
+from ._retry import RetryPolicy
+from .errors import ConnectionFailed, WaitTimeout, error_from_response
+from .models import (
+    CSV, NDJSON, JobState, Session, atomic_file, check_outcome, next_wait, resolve, submit_body,
+)
+from .progress import display
+
+if TYPE_CHECKING:
+    import pandas
+
+
+class Client:
+    """A Sessionizer service. ``url``/``api_key`` default to ``SESSIONIZER_URL``/``SESSIONIZER_API_KEY``.
+
+    Every call is retried on connection errors, 429 and 502/503/504 (honouring ``Retry-After``);
+    ``requests_sent`` counts the HTTP requests made, retries included.
+    """
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0, *,
+                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        self.url, key = resolve(url, api_key)
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.requests_sent = 0
+        headers = {"User-Agent": f"sessionizer-client/{__version__}"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
+                                  event_hooks={"request": [self._count]})
+
+    def _count(self, request: httpx.Request) -> None:
+        self.requests_sent += 1
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, *, stream: bool = False, submit: bool = False, wait_s: int = 0,
+              **kwargs: Any) -> httpx.Response:
+        """One call, retried as ``self.retry`` says; an error answer raises its typed error."""
+        timeout = httpx.Timeout(self.timeout, read=self.timeout + wait_s)
+        attempt = 0
+        while True:
+            request = self._http.build_request(method, path, timeout=timeout, **kwargs)
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                delay = self.retry.after_error(attempt, request, exc)
+                if delay is None:
+                    raise ConnectionFailed(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
+            else:
+                delay = self.retry.after_status(attempt, response, submit=submit)
+                if delay is None:
+                    if response.is_error:
+                        response.read()
+                        response.close()
+                        raise error_from_response(response)
+                    return response
+                response.close()
+            time.sleep(delay)
+            attempt += 1
+
+    def _job_data(self, job_id: str, wait_s: int = 0) -> tuple[dict[str, Any], httpx.Response]:
+        headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
+        response = self._send("GET", f"/jobs/{job_id}", headers=headers, wait_s=wait_s)
+        return response.json(), response
+
+    def submit(self, users: Iterable[str] | str, start: datetime | str, end: datetime | str, method: str | None = None,
+               params: Mapping[str, Any] | None = None, group_by: Iterable[str] | None = None, fresh: bool = False,
+               idempotency_key: str | None = None) -> "Job":
+        """Submit a job; retried safely under one ``Idempotency-Key`` (generated when not given)."""
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        if fresh:
+            headers["Cache-Control"] = "no-cache"
+        body = submit_body(users, start, end, method, params, group_by)
+        response = self._send("POST", "/jobs", json=body, headers=headers, submit=True)
+        return Job(self, response.json(), response)
+
+    def job(self, job_id: str) -> "Job":
+        """A job by id (its continuation token), from this process or any other."""
+        data, response = self._job_data(job_id)
+        return Job(self, data, response)
+
+    def jobs(self, status: str | None = None, page_size: int = 100) -> Iterator["Job"]:
+        """Every job of this API key, newest first, following ``next_cursor`` page after page."""
+        params: dict[str, Any] = {"limit": page_size}
+        if status:
+            params["status"] = status
+        while True:
+            page = self._send("GET", "/jobs", params=params).json()
+            for data in page["jobs"]:
+                yield Job(self, data)
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+
+class Job(JobState):
+    """A submitted job: poll it, wait for it, read its sessions."""
+
+    def __init__(self, client: Client, data: dict[str, Any], response: httpx.Response | None = None) -> None:
+        super().__init__(data)
+        self._client = client
+        self._saw(response)
+
+    def _saw(self, response: httpx.Response | None) -> None:
+        from ._retry import parse_retry_after
+
+        if response is not None:
+            self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+
+    def _fetch(self, wait_s: int = 0) -> None:
+        self.data, response = self._client._job_data(self.id, wait_s)
+        self._saw(response)
+
+    def refresh(self) -> "Job":
+        self._fetch()
+        return self
+
+    def wait(self, timeout: float | None = None, progress: bool | Callable[[JobState], None] = False, *,
+             long_poll: bool = True, poll_interval: float | None = None) -> "Job":
+        """Until the job has finished: ``Prefer: wait`` long polls (or plain polls every
+        ``poll_interval``, default the service's ``Retry-After``). Raises ``JobFailed``/``JobCancelled``
+        with the service's reason; ``WaitTimeout`` after ``timeout`` s (the job goes on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with display(progress) as show:
+            show(self)
+            while not self.done:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeout(self, timeout or 0)
+                if long_poll:
+                    self._fetch(next_wait(remaining, bool(progress)))
+                else:
+                    pause = poll_interval or self.retry_after or 1.0
+                    time.sleep(pause if remaining is None else min(pause, remaining))
+                    self._fetch()
+                show(self)
+        check_outcome(self)
+        return self
+
+    @contextlib.contextmanager
+    def _stream(self, accept: str, user: str | None) -> Iterator[httpx.Response]:
+        params = {"user": user} if user else None
+        response = self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
+                                      params=params, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _iter_bytes(self, accept: str, user: str | None = None) -> Iterator[bytes]:
+        with self._stream(accept, user) as response:
+            yield from response.iter_bytes()
+
+    def _rows(self, user: str | None = None) -> Iterator[dict[str, Any]]:
+        with self._stream(NDJSON, user) as response:
+            for line in response.iter_lines():
+                if line:
+                    yield json.loads(line)
+
+    def sessions(self, user: str | None = None) -> Iterator[Session]:
+        """The sessions, streamed (NDJSON): memory stays flat however many there are."""
+        for row in self._rows(user):
+            yield Session.from_json(row)
+
+    def stats(self) -> dict[str, Any]:
+        """The result's counts: users, events, invalid_events, noise_events, sessions."""
+        return self._client._send("GET", f"/jobs/{self.id}/sessions", params={"limit": 1}).json()["stats"]
+
+    def to_pandas(self, user: str | None = None) -> "pandas.DataFrame":
+        """A DataFrame: UTC datetimes, categorical user and instance, integer events, booleans."""
+        from .frames import TableBuilder
+
+        builder = TableBuilder()
+        for row in self._rows(user):
+            builder.add(row)
+        return builder.to_pandas()
+
+    def to_parquet(self, path: str | Path, user: str | None = None) -> Path:
+        """Stream the sessions into a Parquet file (written in row groups; memory stays flat)."""
+        from .frames import ParquetSink
+
+        with atomic_file(path) as fh, ParquetSink(fh) as sink:
+            for row in self._rows(user):
+                sink.add(row)
+        return Path(path)
+
+    def to_csv(self, path: str | Path, user: str | None = None) -> Path:
+        """The service's CSV (a header row, then one session a row), streamed to a file."""
+        with atomic_file(path) as fh:
+            for chunk in self._iter_bytes(CSV, user):
+                fh.write(chunk)
+        return Path(path)
+
+    def cancel(self) -> "Job":
+        """Ask the service to cancel the job (a finished job stays as it is)."""
+        self.data = self._client._send("POST", f"/jobs/{self.id}/cancel").json()
+        return self
+
+    def delete(self) -> None:
+        """Cancel the job if it runs, then forget it and its sessions (later reads: ``NotFound``)."""
+        self._client._send("DELETE", f"/jobs/{self.id}")
