@@ -24,6 +24,8 @@ from worker.devstack import free_port
 
 from .conftest import END, KEYS, START, USERS
 
+pytestmark = pytest.mark.slow  # a real Redis, Celery worker and gunicorn servers (conftest.py)
+
 
 def raw_sessions(url: str, key: str, job_id: str) -> list[dict]:
     """The sessions as the API's plain JSON answer gives them (not through the client)."""

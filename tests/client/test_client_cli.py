@@ -20,6 +20,8 @@ from sessionizer_client import Client
 
 from .conftest import END, KEYS, START, USERS
 
+pytestmark = pytest.mark.slow  # a real Redis, Celery worker and gunicorn servers (conftest.py)
+
 SESSIONIZER = str(Path(sys.executable).parent / "sessionizer")  # the installed console script
 
 
