@@ -13,13 +13,12 @@ Data (Redis' append-only file, logs, the demo events) goes to ``var/``, or to th
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from sessionizer.settings import get_settings
+from sessionizer_client import Client, JobState, Session, SessionizerError
 
 from .devstack import Stack, api_command, flower_command, free_port, wait_http, worker_command
 
@@ -84,20 +84,16 @@ def write_demo_events(path: Path = DEMO_EVENTS) -> Path:
     return path
 
 
-def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    sent = {"Content-Type": "application/json"} if data else {}
-    req = urllib.request.Request(url, data=data, method=method, headers={**sent, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), json.loads(err.read() or b"null")
+def _print_progress(job: JobState) -> None:
+    p = job.progress
+    print(f"   {job.status:<9} users {p.users_done}/{p.users_total}, events scanned {p.events_scanned}", flush=True)
 
 
-def print_table(sessions: list[dict[str, Any]]) -> None:
+def print_table(sessions: list[Session]) -> None:
     cols = ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen"]
-    rows = [[str(s[c]) if c != "duration_s" else f"{s[c]:.0f}" for c in cols] for s in sessions]
+    cells = {"start": lambda s: s.start.isoformat(), "end": lambda s: s.end.isoformat(),
+             "duration_s": lambda s: f"{s.duration_s:.0f}"}
+    rows = [[cells[c](s) if c in cells else str(getattr(s, c)) for c in cols] for s in sessions]
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     print("  ".join("-" * w for w in widths))
@@ -153,32 +149,23 @@ def demo(var: Path) -> int:
         print(f"API on {base} (Swagger UI: {base}/docs), Redis at {stack.env['REDIS_URL']}")
         body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
         print(f"POST {base}/jobs (Cache-Control: no-cache) {json.dumps(body)}")
-        # no-cache: an earlier demo's result, still kept in var/redis, would otherwise be shared
-        # and the demo would show no scan at all
-        status, headers, job = http("POST", f"{base}/jobs", body, {"Cache-Control": "no-cache"})
-        if status != 202:
-            print(f"submit failed: {status} {job}", file=sys.stderr)
-            return 1
-        print(f"-> 202, Location: {headers.get('Location')}")
-        deadline = time.monotonic() + 300
-        while job["status"] in ("queued", "running"):
-            p = job["progress"]
-            print(f"   {job['status']:<9} users {p['users_done']}/{p['users_total']}, events scanned {p['events_scanned']}")
-            if time.monotonic() > deadline:
-                print("the job did not finish within 5 minutes", file=sys.stderr)
+        # through the project's own client (client/): retried submit, Prefer: wait polls, streamed sessions
+        with Client(base) as client:
+            # fresh (no-cache): an earlier demo's result, still kept in var/redis, would otherwise be
+            # shared and the demo would show no scan at all
+            job = client.submit(**body, fresh=True)
+            print(f"-> 202, Location: {job.data['links']['self']}")
+            try:
+                job.wait(timeout=300, progress=_print_progress)
+            except SessionizerError as exc:  # failed, cancelled, or not done within 5 minutes
+                print(f"job {job.status}: {exc}", file=sys.stderr)
                 return 1
-            time.sleep(0.5)
-            _, _, job = http("GET", f"{base}{headers['Location']}")
-        print(f"   {job['status']}")
-        if job["status"] != "succeeded":
-            print(f"job {job['status']}: {job['error']}", file=sys.stderr)
-            return 1
-        _, _, result = http("GET", f"{base}{job['links']['sessions']}")
-        shown = result["sessions"][:DEMO_ROWS]
-        print_table(shown)
-        if len(result["sessions"]) > len(shown):
-            print(f"... {len(result['sessions']) - len(shown)} more: GET {base}{job['links']['sessions']}")
-        print(f"stats: {json.dumps(result['stats'])}")
+            print(f"   {job.status}")
+            stats = job.stats()
+            print_table(list(itertools.islice(job.sessions(), DEMO_ROWS)))
+            if stats["sessions"] > DEMO_ROWS:
+                print(f"... {stats['sessions'] - DEMO_ROWS} more: sessionizer sessions {job.id} --url {base}")
+            print(f"stats: {json.dumps(stats)}")
         return 0
     except Stopped as sig:
         print(f"{sig}: stopping", file=sys.stderr)

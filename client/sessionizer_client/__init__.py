@@ -14,10 +14,10 @@ from .errors import (  # noqa: E402
     APIError, Conflict, ConnectionFailed, InvalidRequest, JobCancelled, JobError, JobFailed, NotFound,
     RateLimited, ServiceUnavailable, SessionizerError, Unauthorized, WaitTimeout,
 )
-from .models import Progress, Session  # noqa: E402
+from .models import JobState, Progress, Session  # noqa: E402
 
 __all__ = [
     "APIError", "AsyncClient", "AsyncJob", "Client", "Conflict", "ConnectionFailed", "InvalidRequest", "Job",
-    "JobCancelled", "JobError", "JobFailed", "NotFound", "Progress", "RateLimited", "RetryPolicy",
+    "JobCancelled", "JobError", "JobFailed", "JobState", "NotFound", "Progress", "RateLimited", "RetryPolicy",
     "ServiceUnavailable", "Session", "SessionizerError", "Unauthorized", "WaitTimeout",
 ]

@@ -1,4 +1,4 @@
-"""``sessionizer``: the command line of the Sessionizer job API (it mirrors the Python client)."""
+"""sessionizer: the command line of the Sessionizer job API (it mirrors the Python client)."""
 
 from __future__ import annotations
 
