@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, one after the other, each printing its figures.
 
-    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, page, serving
+    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, page, serving, client
 
 Each benchmark measures its comparisons side by side in one run (alternating), with
 min/median/max over repeats, because these machines are shared and noisy.
@@ -21,6 +21,7 @@ BENCHES = {
     "api": ("benchmarks.bench_api", "100 identical clients; poll throughput under gunicorn (issue 5)"),
     "page": ("benchmarks.bench_page", "the job page drawing 100,000 sessions in headless chromium (issue 12)"),
     "serving": ("benchmarks.bench_serving", "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)"),
+    "client": ("benchmarks.bench_client", "100 async clients submit then wait: Prefer: wait vs polling (issue 11)"),
 }
 
 
