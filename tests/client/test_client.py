@@ -272,3 +272,27 @@ def test_the_client_stays_light() -> None:
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out
+
+
+def test_the_async_client_retries_alike(client_stack, proxy_factory) -> None:  # noqa: ANN001
+    refusing = proxy_factory(fail_first=2, retry_after="0")
+    dropping = proxy_factory(drop_first_post=True)
+
+    async def scenario() -> None:
+        async with AsyncClient(refusing.url, KEYS["proxy503"]) as client:
+            job = await client.submit(["ana"], START, END)
+            assert refusing.refused == 2 and client.requests_sent == 3
+            assert (await client.job(job.id)).id == job.id
+        async with AsyncClient(client_stack.api, KEYS["proxy"]) as direct:
+            before = [j.id async for j in direct.jobs()]
+        async with AsyncClient(dropping.url, KEYS["proxy"], retry=RetryPolicy(backoff_s=0.05)) as client:
+            job = await client.submit(["chloe"], START, END)  # the first request: the one the proxy drops
+            assert dropping.dropped == 1
+            assert [j.id async for j in client.jobs()] == [job.id, *before]  # one new job, not two
+        async with AsyncClient(client_stack.idle, retry=RetryPolicy(attempts=1)) as client:
+            with pytest.raises(RateLimited) as info:
+                for _ in range(5):
+                    [j async for j in client.jobs()]
+            assert info.value.retry_after is not None and info.value.retry_after >= 1
+
+    asyncio.run(scenario())
