@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from . import __version__
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import RetryPolicy, log, parse_retry_after
 from .errors import ConnectionFailed, WaitTimeout, error_from_response
 from .models import (
-    CSV, NDJSON, JobState, Session, atomic_file, check_outcome, next_wait, resolve, submit_body,
+    CSV, NDJSON, JobState, Session, atomic_file, check_outcome, next_wait, poll_pause, resolve, submit_body,
 )
 from .progress import display
 
@@ -123,6 +123,7 @@ class AsyncJob(JobState):
     def _saw(self, response: httpx.Response | None) -> None:
         if response is not None:
             self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            self.wait_applied = "Preference-Applied" in response.headers
 
     async def _fetch(self, wait_s: int = 0) -> None:
         self.data, response = await self._client._job_data(self.id, wait_s)
@@ -143,9 +144,13 @@ class AsyncJob(JobState):
                     raise WaitTimeout(self, timeout or 0)
                 if long_poll:
                     await self._fetch(next_wait(remaining, bool(progress)))
+                    if not self.done and not self.wait_applied:
+                        # the service declined to hold the answer (its cap on waits per key):
+                        # poll at its pace rather than spin
+                        log.info("job %s: wait not held by the service; polling", self.id)
+                        await asyncio.sleep(poll_pause(self.retry_after, poll_interval, remaining))
                 else:
-                    pause = poll_interval or self.retry_after or 1.0
-                    await asyncio.sleep(pause if remaining is None else min(pause, remaining))
+                    await asyncio.sleep(poll_pause(self.retry_after, poll_interval, remaining))
                     await self._fetch()
                 show(self)
         check_outcome(self)

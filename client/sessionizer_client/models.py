@@ -98,6 +98,12 @@ def next_wait(remaining: float | None, progress: bool) -> int:
     return cap if remaining is None else max(1, min(cap, math.ceil(remaining)))
 
 
+def poll_pause(retry_after: float | None, poll_interval: float | None, remaining: float | None) -> float:
+    """Seconds to sleep before a plain poll: the caller's interval, else the service's ``Retry-After``."""
+    pause = poll_interval or retry_after or 1.0
+    return pause if remaining is None else max(0.0, min(pause, remaining))
+
+
 def check_outcome(job: JobLike) -> None:
     """Raise ``JobFailed`` / ``JobCancelled`` for a job that ended without sessions."""
     if job.status == "failed":
@@ -112,6 +118,7 @@ class JobState:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.retry_after: float | None = None
+        self.wait_applied = False  # did the last answer say `Preference-Applied: wait=N`?
 
     @property
     def id(self) -> str:

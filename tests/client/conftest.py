@@ -2,8 +2,9 @@
 and three APIs under gunicorn on free ports, plus a real TCP proxy that can misbehave.
 
 - ``api``: keys required (one per test that counts its jobs), a worker behind it (database 0);
-- ``idle``: no worker (database 1): jobs stay queued; a low rate limit (1/s, bursts of 2);
-- ``doomed``: no worker, ``JOB_DEADLINE_S=1`` (database 2): every job fails, with its reason.
+- ``idle``: no worker (database 1): jobs stay queued; one ``Prefer: wait`` held per key at a time;
+- ``doomed``: no worker, ``JOB_DEADLINE_S=1`` (database 2): every job fails, with its reason;
+  a low rate limit (2 requests/s, bursts of 5).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.devstack import ROOT, RedisServer, free_port, wait_http, worker_command
+from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 
 USERS = ["ana", "ben", "chloe", "01"]
 START, END = "2022-09-05T00:00:00Z", "2022-09-08T00:00:00Z"
@@ -48,11 +48,6 @@ def _env(redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "SESSIONIZER_"))}
     env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **extra})
     return env
-
-
-def _gunicorn(port: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-            "--log-level", "warning", "webapp.wsgi:app"]
 
 
 @dataclass
@@ -80,9 +75,11 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientSta
     specs = [
         (worker_command(concurrency=2, name="client-tests"),
          _env(f"{base}/0", EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENTS_CACHE_DIR=str(tmp / "cache")), "worker"),
-        (_gunicorn(ports[0]), _env(f"{base}/0", API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"), "api"),
-        (_gunicorn(ports[1]), _env(f"{base}/1", RATE_LIMIT_PER_S="1", RATE_LIMIT_BURST="2"), "idle"),
-        (_gunicorn(ports[2]), _env(f"{base}/2", JOB_DEADLINE_S="1", RATE_LIMIT_PER_S="0"), "doomed"),
+        (api_command("127.0.0.1", ports[0], workers=1),
+         _env(f"{base}/0", API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"), "api"),
+        (api_command("127.0.0.1", ports[1], workers=1), _env(f"{base}/1", RATE_LIMIT_PER_S="0", MAX_WAITS_PER_KEY="1"), "idle"),
+        (api_command("127.0.0.1", ports[2], workers=1),
+         _env(f"{base}/2", JOB_DEADLINE_S="1", RATE_LIMIT_PER_S="2", RATE_LIMIT_BURST="5"), "doomed"),
     ]
     try:
         for args, env, name in specs:

@@ -8,6 +8,8 @@ import json
 import logging
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import httpx
@@ -153,18 +155,32 @@ def test_jobs_follows_every_page_and_filters(client_stack) -> None:  # noqa: ANN
 
 def test_rate_limited_requests_are_retried_after_retry_after(client_stack, caplog) -> None:  # noqa: ANN001
     caplog.set_level(logging.INFO, "sessionizer_client")
-    with Client(client_stack.idle) as client:  # 1 request/s, bursts of 2
+    with Client(client_stack.doomed) as client:  # 2 requests/s, bursts of 5
         job = client.submit(["ben"], START, END)
-        for _ in range(4):
+        for _ in range(7):
             assert client.job(job.id).id == job.id
         retries = [r.getMessage() for r in caplog.records if "answered 429" in r.getMessage()]
-        assert retries and client.requests_sent == 5 + len(retries)
+        assert retries and client.requests_sent == 8 + len(retries)
         assert all(m.endswith(" in 1.00 s") for m in retries), retries  # the service's Retry-After: 1
-    with Client(client_stack.idle, retry=RetryPolicy(attempts=1)) as impatient:
+    with Client(client_stack.doomed, retry=RetryPolicy(attempts=1)) as impatient:
         with pytest.raises(RateLimited) as info:
-            for _ in range(5):
+            for _ in range(8):
                 impatient.job(job.id)
         assert info.value.retry_after is not None and info.value.retry_after >= 1
+
+
+def test_a_wait_the_service_declines_is_not_a_busy_loop(client_stack, caplog) -> None:  # noqa: ANN001
+    caplog.set_level(logging.INFO, "sessionizer_client")
+    with Client(client_stack.idle) as holder, Client(client_stack.idle) as other:  # one held wait per key there
+        job = holder.submit(["ana"], START, END)
+        held = threading.Thread(target=lambda: pytest.raises(WaitTimeout, holder.job(job.id).wait, timeout=5))
+        held.start()
+        time.sleep(0.5)  # (ordering only) the holder's long poll is in flight and holds the key's one wait
+        with pytest.raises(WaitTimeout):
+            other.job(job.id).wait(timeout=3)
+        held.join()
+        assert any("wait not held" in r.getMessage() for r in caplog.records)
+        assert other.requests_sent <= 4  # polls at the service's Retry-After (2 s), never a spin
 
 
 def test_503_is_retried_and_creates_one_job(client_stack, proxy_factory) -> None:  # noqa: ANN001
@@ -289,9 +305,9 @@ def test_the_async_client_retries_alike(client_stack, proxy_factory) -> None:  #
             job = await client.submit(["chloe"], START, END)  # the first request: the one the proxy drops
             assert dropping.dropped == 1
             assert [j.id async for j in client.jobs()] == [job.id, *before]  # one new job, not two
-        async with AsyncClient(client_stack.idle, retry=RetryPolicy(attempts=1)) as client:
+        async with AsyncClient(client_stack.doomed, retry=RetryPolicy(attempts=1)) as client:
             with pytest.raises(RateLimited) as info:
-                for _ in range(5):
+                for _ in range(8):
                     [j async for j in client.jobs()]
             assert info.value.retry_after is not None and info.value.retry_after >= 1
 
