@@ -45,6 +45,8 @@ key                                type    content                              
                                                                                                 integer)
 ``sz:stats:scans``                 string  computations started (plans that ran): a shared      never
                                            result adds no scan
+``sz:workers``                     zset    worker name -> epoch ms its heartbeat expires        with the last
+                                           (``liveness.py``; ``/readyz`` counts them)             beat
 =================================  ======  ===================================================  =============
 
 A job moves ``queued -> running -> succeeded | failed | cancelled``; every move is a

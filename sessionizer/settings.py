@@ -103,6 +103,14 @@ class ResultsSettings:
 
 
 @dataclass(frozen=True)
+class WorkersSettings:
+    """Each worker's heartbeat in Redis (readiness counts the live ones)."""
+
+    heartbeat_interval_s: float
+    heartbeat_ttl_s: float
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """``make demo`` / ``make up``: where the local stack listens and keeps its data."""
 
@@ -123,6 +131,7 @@ class Settings:
     auth: AuthSettings
     limits: LimitsSettings
     results: ResultsSettings
+    workers: WorkersSettings
     stack: StackSettings
 
     @property
@@ -198,6 +207,8 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "MAX_WAIT_S": ("limits", "max_wait_s", float),
     "MAX_WAITS_PER_KEY": ("limits", "max_waits_per_key", int),
     "SHARE_RESULTS": ("results", "share", bool),
+    "WORKER_HEARTBEAT_INTERVAL_S": ("workers", "heartbeat_interval_s", float),
+    "WORKER_HEARTBEAT_TTL_S": ("workers", "heartbeat_ttl_s", float),
     "HOST": ("stack", "host", str),
     "PORT": ("stack", "port", int),
     "FLOWER_PORT": ("stack", "flower_port", int),
@@ -207,7 +218,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
 _SECTION_TYPES = {
     "redis": RedisSettings, "jobs": JobsSettings, "source": SourceSettings, "elasticsearch": ElasticsearchSettings,
     "celery": CelerySettings, "auth": AuthSettings, "limits": LimitsSettings, "results": ResultsSettings,
-    "stack": StackSettings,
+    "workers": WorkersSettings, "stack": StackSettings,
 }
 # keys of config/credentials.yml (lower case, as in the environment otherwise)
 _CREDENTIALS = {name.lower(): name for name, (_, _, kind) in ENVIRONMENT.items() if kind is Secret}

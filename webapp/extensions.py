@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 from flask import Flask, current_app
 from flask_smorest import Api
 
 from sessionizer.celery_app import make_celery
 from sessionizer.jobstore import JobStore
+from sessionizer.liveness import WorkerRegistry
 from sessionizer.settings import Settings
 
 from .errors import ProblemApi
@@ -24,6 +26,9 @@ class Services:
     store: JobStore
     celery: Celery
     key_digests: dict[str, str]  # sha256 hex -> key name
+    # Readiness reads through a client that fails fast: the store's client rides out a Redis
+    # restart with ~20 s of retries, longer than any probe waits.
+    workers: WorkerRegistry
 
 
 def init_services(app: Flask, settings: Settings) -> None:
@@ -38,6 +43,10 @@ def init_services(app: Flask, settings: Settings) -> None:
         store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s),
         celery=make_celery(settings),
         key_digests=digests,
+        workers=WorkerRegistry(
+            redis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2),
+            ttl_s=settings.workers.heartbeat_ttl_s,
+        ),
     )
 
 

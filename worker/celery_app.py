@@ -7,3 +7,5 @@ from sessionizer.settings import get_settings
 
 app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
+# Only the worker beats (the API's Celery app only sends tasks); readiness counts the beats.
+app.steps["consumer"].add("worker.heartbeat:Heartbeat")
