@@ -43,12 +43,19 @@ KNOWN: list[str] = []
 @pytest.fixture(scope="module", autouse=True)
 def live_store(redis_databases):  # noqa: ANN001, ANN201
     """Point the app at a clean database of this module's own and plant a queued and a succeeded job."""
+    import redis
+
     from sessionizer.jobstore import JobStore
+    from sessionizer.liveness import WorkerRegistry
 
     services = APP.extensions["sessionizer"]
     url = redis_databases.take()
     services.store = JobStore.from_url(url, services.settings.jobs.ttl_s)
     services.celery.conf.broker_url = url
+    # a live worker heartbeat: /readyz answers 200 (its 503 is a documented outcome, but a 5xx
+    # all the same for schemathesis' server-error check)
+    services.workers = WorkerRegistry(redis.Redis.from_url(url), ttl_s=3600)
+    services.workers.beat("fuzz@nowhere")
     client = APP.test_client()
     headers = {"Authorization": f"Bearer {KEY}"}
     queued = client.post("/jobs", json=unique(FUTURE, "fuzzq"), headers=headers).get_json()

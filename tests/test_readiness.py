@@ -12,30 +12,25 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import WorkerProcess, worker_env
+from tests.helpers import WorkerProcess, worker_env
 from worker.devstack import ROOT, RedisServer
 from sessionizer.liveness import KEY
+
+pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 TTL_S = 2.0
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis of its own: the suite's other workers must not make this API ready."""
+    """A Redis of its own, to stop: on it no worker of the suite beats."""
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
 
 
-@pytest.fixture
-def ready_client(own_redis: RedisServer):  # noqa: ANN201
-    from webapp import create_app
-
-    return create_app({"TESTING": True, "REDIS_URL": own_redis.url}).test_client()
-
-
-def heartbeat_worker(own_redis: RedisServer, tmp_path: Path, name: str) -> WorkerProcess:
-    env = worker_env(own_redis.url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp_path / "none.ndjson"),
+def heartbeat_worker(redis_url: str, tmp_path: Path, name: str) -> WorkerProcess:
+    env = worker_env(redis_url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp_path / "none.ndjson"),
                      WORKER_HEARTBEAT_INTERVAL_S="0.5", WORKER_HEARTBEAT_TTL_S=str(TTL_S))
     return WorkerProcess(env, tmp_path / f"{name}.log", concurrency=1, name=name)
 
@@ -57,12 +52,13 @@ def liveness_check(name: str, env: dict[str, str]) -> int:
                           capture_output=True, timeout=30).returncode
 
 
-def test_ready_only_while_a_worker_beats(ready_client, own_redis: RedisServer, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ready_only_while_a_worker_beats(client, redis_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+    ready_client = client  # the API on this test's own database: no other worker beats there
     resp = ready_client.get("/readyz")
     assert resp.status_code == 503
     assert resp.get_json() == {"status": "unavailable", "redis": "ok", "broker": "ok", "workers": 0}
 
-    worker = heartbeat_worker(own_redis, tmp_path, "ready").start()
+    worker = heartbeat_worker(redis_url, tmp_path, "ready").start()
     name = f"ready@{socket.gethostname()}"
     try:
         assert readiness_until(ready_client, 200) == {"status": "ready", "redis": "ok", "broker": "ok", "workers": 1}
@@ -70,24 +66,28 @@ def test_ready_only_while_a_worker_beats(ready_client, own_redis: RedisServer, t
         assert liveness_check(f"other@{socket.gethostname()}", worker.env) == 1
     finally:
         worker.stop()  # SIGTERM: a warm shutdown leaves the registry at once
-    assert redis.Redis.from_url(own_redis.url).zscore(KEY, name) is None
+    assert redis.Redis.from_url(redis_url).zscore(KEY, name) is None
     assert ready_client.get("/readyz").status_code == 503
     assert liveness_check(name, worker.env) == 1
 
 
-def test_a_killed_worker_stops_counting_when_its_beat_expires(ready_client, own_redis: RedisServer, tmp_path: Path) -> None:  # noqa: ANN001
-    worker = heartbeat_worker(own_redis, tmp_path, "doomed").start()
+def test_a_killed_worker_stops_counting_when_its_beat_expires(client, redis_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+    ready_client = client
+    worker = heartbeat_worker(redis_url, tmp_path, "doomed").start()
     name = f"doomed@{socket.gethostname()}"
     try:
         readiness_until(ready_client, 200)
     finally:
         worker.stop(sig=9)  # SIGKILL: no clean leave, only the ttl tells
-    assert redis.Redis.from_url(own_redis.url).zscore(KEY, name) is not None
+    assert redis.Redis.from_url(redis_url).zscore(KEY, name) is not None
     assert readiness_until(ready_client, 503, timeout=TTL_S + 30)["workers"] == 0
     assert liveness_check(name, worker.env) == 1
 
 
-def test_unready_when_redis_does_not_answer(ready_client, own_redis: RedisServer) -> None:  # noqa: ANN001
+def test_unready_when_redis_does_not_answer(own_redis: RedisServer) -> None:
+    from webapp import create_app
+
+    ready_client = create_app({"TESTING": True, "REDIS_URL": own_redis.url}).test_client()
     own_redis.stop()
     resp = ready_client.get("/readyz")
     assert resp.status_code == 503
