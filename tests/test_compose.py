@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 import yaml
@@ -141,15 +142,22 @@ class ComposeHost:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self, name: str) -> None:
+        """SIGTERM to the service's process group, as ``docker stop`` does, then wait for all of it:
+        a ``sh -c`` command's shell exits at once while its child (Flower) is still shutting down."""
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        os.killpg(proc.pid, signal.SIGTERM)
+        family: list[psutil.Process] = []
         try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            leader = psutil.Process(proc.pid)
+            family = [leader, *leader.children(recursive=True)]
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            pass  # it had already exited
+        _, alive = psutil.wait_procs(family, timeout=60)
+        for straggler in alive:
+            straggler.kill()
+        proc.wait(30)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
