@@ -91,6 +91,19 @@ def _worker_metrics_port(raw: dict[str, Any]) -> str:
     return str(raw["services"]["worker"].get("environment", {}).get("WORKER_METRICS_PORT", 9808))
 
 
+def image_workdir(app: Path) -> Path:
+    """The image's /app: what the build context's allow-list (.dockerignore) lets in, linked from
+    the checkout, and a var/ of its own. A file the services need but the allow-list keeps out
+    is missing here as it would be in the image."""
+    app.mkdir(parents=True)
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        name = line.strip()
+        if name.startswith("!") and (ROOT / name[1:].strip("/")).exists():
+            (app / name[1:].strip("/")).symlink_to(ROOT / name[1:].strip("/"))
+    (app / "var").mkdir()
+    return app
+
+
 class ComposeHost:
     """The services of docker-compose.yml as host processes, stopped together."""
 
@@ -98,8 +111,7 @@ class ComposeHost:
         self.tmp, self.dotenv = tmp, dotenv
         self.services = load_compose(COMPOSE, dotenv)["services"]
         self.net = HostNetwork.for_services(self.services)
-        self.app_dir = tmp / "app"  # the image's WORKDIR /app
-        (self.app_dir / "var").mkdir(parents=True)
+        self.app_dir = image_workdir(tmp / "app")
         self.procs: dict[str, subprocess.Popen] = {}
 
     def env(self, name: str) -> dict[str, str]:
