@@ -5,8 +5,9 @@
 Creates the index with an explicit mapping if it is missing (the timestamp a ``date``, the user,
 screen and instance ``keyword``, under the configured field names), then bulk-loads every
 document and reports how many were indexed and how many Elasticsearch refused (with the first
-reasons). Exit status 1 if more documents were refused than ``--max-refused`` (0) allows. Credentials come from the same settings as
-the worker (``ELASTICSEARCH_API_KEY`` or ``ELASTICSEARCH_USERNAME``/``ELASTICSEARCH_PASSWORD``).
+reasons). Exit status 1 if more documents were refused than ``--max-refused`` (0) allows.
+Credentials come from the same settings as the worker (``ELASTICSEARCH_API_KEY`` or
+``ELASTICSEARCH_USERNAME``/``ELASTICSEARCH_PASSWORD``).
 
 NDJSON lines are sent as they are (no decode/encode round trip), so what is loaded is exactly
 what the file holds; Parquet rows are encoded with orjson, timestamps as epoch milliseconds.
