@@ -8,7 +8,7 @@ every worker), while this is one ``ZCOUNT`` on a key of a few members. Scores co
 Redis server's clock (``TIME``), so API and worker hosts need not agree on the time.
 
 Key: ``sz:workers`` (zset: worker name -> epoch ms its beat expires; expired members are pruned
-at each beat; the key itself expires with the last beat). See the key table in ``jobstore.py``.
+at each beat; the key itself expires with the last beat). See the key table in ``jobstore/__init__.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
-KEY = "sz:workers"
+from .jobstore.keys import WORKERS_KEY as KEY
 
 # KEYS[1] the zset. ARGV: worker name, ttl ms. One beat: add or refresh, prune the expired.
 _BEAT = """

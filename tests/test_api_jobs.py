@@ -122,7 +122,7 @@ def test_idempotency_key_with_another_body_is_422(client, queued) -> None:  # no
 
 
 def test_idempotency_key_while_the_first_is_being_created_is_409(client, store, queued) -> None:  # noqa: ANN001
-    from webapp.jobs.views import request_digest
+    from webapp.jobs.submit import request_digest
 
     body = unique(FUTURE, "idem3")
     with client.application.test_request_context():
@@ -130,7 +130,7 @@ def test_idempotency_key_while_the_first_is_being_created_is_409(client, store, 
 
         digest = request_digest(JobArgsSchema().load(body))
     # the first request has reserved the key and is still creating its job
-    assert store.idempotency_reserve("k4", "order-45", digest) == ("new", None)
+    assert store.idempotency.reserve("k4", "order-45", digest) == ("new", None)
     resp = client.post("/jobs", json=body, headers={**auth("k4"), "Idempotency-Key": "order-45"})
     assert_problem(resp, 409)
     assert resp.headers["Retry-After"] == "1" and queued == []

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from sessionizer.jobstore import JobStore
+from sessionizer.jobstore.keys import JobKeys, OwnerJobs
 
 REQUEST = {"users": ["a", "b"], "start": "2022-09-22T00:00:00Z", "end": "2022-09-23T00:00:00Z", "method": "gap", "params": {}}
 
@@ -81,13 +82,52 @@ def test_done_units_are_what_a_redelivered_plan_skips(store: JobStore) -> None:
 
 def test_wait_slots_are_counted_per_owner_and_a_dead_waiters_slot_lapses(store: JobStore) -> None:
     owner = f"waiter-{time.monotonic_ns()}"
-    assert store.take_wait_slot(owner, "t1", 30, cap=2) and store.take_wait_slot(owner, "t2", 30, cap=2)
-    assert not store.take_wait_slot(owner, "t3", 30, cap=2)  # at the cap
-    assert store.take_wait_slot(f"{owner}-other", "t1", 30, cap=2)  # another owner's slots are its own
-    store.release_wait_slot(owner, "t1")
-    assert store.take_wait_slot(owner, "t3", 30, cap=2)
+    assert store.wait_slots.take(owner, "t1", 30, cap=2) and store.wait_slots.take(owner, "t2", 30, cap=2)
+    assert not store.wait_slots.take(owner, "t3", 30, cap=2)  # at the cap
+    assert store.wait_slots.take(f"{owner}-other", "t1", 30, cap=2)  # another owner's slots are its own
+    store.wait_slots.release(owner, "t1")
+    assert store.wait_slots.take(owner, "t3", 30, cap=2)
     # a process that died mid-wait never releases its slot: a token whose time is over is dropped
     store.client.zadd(f"sz:waits:{owner}", {"t2": 1})
-    assert store.take_wait_slot(owner, "t4", 30, cap=2)
+    assert store.wait_slots.take(owner, "t4", 30, cap=2)
     assert {m.decode() for m in store.client.zrange(f"sz:waits:{owner}", 0, -1)} == {"t3", "t4"}
     assert 0 < store.client.pttl(f"sz:waits:{owner}") <= 31_000
+
+
+def test_reads_never_write_an_overdue_job_is_recorded_failed_by_an_explicit_step(store: JobStore) -> None:
+    job = store.create(REQUEST, deadline_s=0.05)
+    store.start(job["id"], 2)
+    time.sleep(0.1)
+    shown = store.view(job["id"])
+    assert shown["status"] == "failed" and shown["error"]["type"] == "deadline_exceeded" and shown["overdue"]
+    assert store.status(job["id"]) == "running"  # reading wrote nothing
+    assert store.expire_overdue(job["id"]) and not store.expire_overdue(job["id"])
+    recorded = store.get(job["id"])
+    assert store.status(job["id"]) == "failed" and not recorded["overdue"]
+    assert recorded["error"] == shown["error"] and recorded["finished_at"] == shown["finished_at"] == shown["deadline_at"]
+    assert not store.expire_overdue(store.create(REQUEST, deadline_s=60)["id"])  # in time: nothing to do
+
+
+def test_the_lua_scripts_ship_as_package_data_and_spell_keys_as_keys_py() -> None:
+    from importlib import resources
+
+    from sessionizer.jobstore.keys import JobKeys, lua_preamble
+    from sessionizer.jobstore.scripts import Scripts, source
+
+    shipped = {p.name for p in resources.files("sessionizer.jobstore").joinpath("scripts").iterdir()}
+    assert shipped == {f"{name}.lua" for name in Scripts.__dataclass_fields__}
+    for name in Scripts.__dataclass_fields__:
+        text = source(name)
+        assert text.startswith(lua_preamble()) and "sz:" not in text[len(lua_preamble()):]  # no key spelt twice
+    assert f"'{JobKeys('x').hash[:-1]}'" in lua_preamble()
+
+
+def test_a_listing_reports_gone_jobs_and_only_forget_listed_drops_them(store: JobStore) -> None:
+    kept = store.create(REQUEST, deadline_s=60, owner="o")
+    gone = store.create(REQUEST, deadline_s=60, owner="o")
+    store.client.delete(*JobKeys(gone["id"]).family())  # as if it had expired
+    page = store.list_jobs("o", limit=10)
+    assert [j["id"] for j in page.jobs] == [kept["id"]] and page.gone == [gone["id"]]
+    assert store.client.zcard(OwnerJobs.key("o")) == 2  # the listing wrote nothing
+    store.forget_listed("o", page.gone)
+    assert store.client.zcard(OwnerJobs.key("o")) == 1

@@ -46,6 +46,7 @@ def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
     have not reported; those are idempotent anyway.
     """
     st = store()
+    st.expire_overdue(job_id)  # a job past its deadline is failed, not planned
     job = st.get(job_id)
     if job is None or job["status"] not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return []
@@ -149,6 +150,7 @@ def run_unit(job_id: str, index: int, users: list[str], *, redelivered: bool = F
 
 
 def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redelivered: bool) -> str:
+    st.expire_overdue(job_id)  # a job past its deadline is failed, not run further
     job = st.get(job_id)
     if job is None or job["status"] != JobStatus.RUNNING:
         return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do

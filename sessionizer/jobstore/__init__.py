@@ -1,0 +1,119 @@
+"""The job store: every Redis key Sessionizer writes, their lifetimes and their encoding.
+
+In parts: ``keys`` (the key names, one class per structure), ``scripts/*.lua`` (the atomic steps),
+``lifecycle`` (writes), ``reads`` (reads, which never write), ``sharing`` (shared results) and the
+API's guards, ``rate_limit``, ``idempotency`` and ``wait_slots``; :class:`JobStore` puts them together.
+
+Key scheme (``{id}`` is a job id, ``{owner}`` the name of the API key that made it, empty when
+the API runs without keys; ``ttl`` is ``JOB_TTL_S``, 24 h by default):
+
+=================================  ======  ===================================================  =============
+key                                type    content                                              expires
+=================================  ======  ===================================================  =============
+``sz:job:{id}``                    hash    ``status``, ``request`` (JSON), ``submitted_at``,     ttl after the
+                                           ``started_at``, ``finished_at``, ``deadline_at``     last write,
+                                           (ISO UTC), ``deadline_ms``, ``error`` (JSON),        the job's keys
+                                           ``units_total``, ``users_total``, ``stats`` (JSON),  together
+                                           ``owner``, ``seq``; ``primary`` (the job whose
+                                           computation it shares, if not its own);
+                                           ``fingerprint``; ``idem`` (its idempotency key);
+                                           ``view_status``/``view_error``/``view_finished_at``
+                                           (cancelled by its client while the computation goes
+                                           on for others); ``deleted`` (forgotten by its
+                                           client, kept only for the jobs sharing it);
+                                           ``lost:{unit}`` (times that unit was handed out
+                                           again after losing its worker)
+``sz:job:{id}:done``               hash    unit index -> number of users the unit covered       "
+``sz:job:{id}:scanned``            hash    unit index -> documents that unit scanned (set, not  "
+                                           added: a redelivered unit overwrites its figure)
+``sz:job:{id}:unitstats``          hash    unit index -> JSON counts of the unit's events       "
+``sz:job:{id}:sessions``           hash    unit index -> JSON array of the unit's sessions      "
+``sz:job:{id}:sharers``            set     ids of the jobs still following this computation     "
+                                           (itself included until cancelled or deleted)
+``sz:share:{fingerprint}``         string  id of the computation an identical request reuses    ttl, refreshed
+                                                                                                at each reuse
+``sz:owner:{owner}:jobs``          zset    the owner's job ids, scored by ``seq`` (listing;     2 x ttl (gone
+                                           expired ids are dropped when a listing meets them)                    jobs pruned)
+``sz:owner:{owner}:active``        set     the owner's job ids that may still be active (the    2 x ttl
+                                           concurrent-jobs cap; finished ids dropped at each
+                                           submit, which checks the cap atomically)
+``sz:idem:{owner}:{sha256(key)}``  string  JSON ``{"body": request digest, "job": id}``; job     60 s while
+                                           empty while the first request is being created       pending, then
+                                                                                                ttl (the job's)
+``sz:rate:{owner}``                hash    token bucket: ``tokens``, ``ts_ms``                  a full refill
+``sz:waits:{owner}``               zset    the owner's ``Prefer: wait`` requests in progress:   the longest
+                                           a random token each, scored by the time (ms) its     wait; each
+                                           wait ends at the latest (a server that died          token drops
+                                           mid-wait leaves a token that lapses by itself)       at its score
+``sz:seq``                         string  counter ordering jobs for listings                   never (one
+                                                                                                integer)
+``sz:stats:scans``                 string  computations started (plans that ran): a shared      never
+                                           result adds no scan
+``sz:workers``                     zset    worker name -> epoch ms its heartbeat expires        with the last
+                                           (``liveness.py``; ``/readyz`` counts them)             beat
+=================================  ======  ===================================================  =============
+
+A job moves ``queued -> running -> succeeded | failed | cancelled``; every move is a
+compare-and-set in a Lua script, so a late unit can never turn a failed or cancelled job into a
+success, and only one unit ever finalises a job. A job past its deadline reads as failed, and is
+recorded failed by an explicit step (``expire_overdue``: the API's per-job views and the worker
+call it), so no job stays ``running`` forever.
+
+Shared results: a job whose normalised request (its ``fingerprint``) matches a computation that is
+queued, running or succeeded follows it (``primary``) instead of being planned; its status,
+progress and sessions are the computation's, read through :meth:`JobStore.view`. Joining refreshes
+the computation's keys, so they outlive every job following them. Cancelling a job detaches it; the
+computation itself is cancelled only when no job follows it any more, and deleting a job removes
+the computation's keys only then. The worker only ever sees computation ids (``get``/``status``
+answer for the computation); the API reads jobs as their clients see them (``view``).
+Scripts name keys derived from the ids they read, so the store assumes one Redis, not a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .idempotency import IDEM_PENDING_S, Idempotency
+from .keys import JobKeys
+from .lifecycle import Lifecycle, TooManyActiveJobs, iso, utcnow
+from .rate_limit import RateLimit
+from .reads import JobPage, Reads
+from .scripts import Scripts
+from .sharing import fingerprint
+from .wait_slots import WaitSlots
+
+__all__ = ["IDEM_PENDING_S", "JobKeys", "JobPage", "JobStore", "TooManyActiveJobs", "fingerprint", "iso", "utcnow"]
+
+
+@dataclass
+class JobStore(Lifecycle, Reads):
+    """The job store on one Redis: the lifecycle's writes and the reads, plus the API's guards
+    (``rate_limit``, ``idempotency``, ``wait_slots``) as parts of their own."""
+
+    client: redis.Redis
+    ttl_s: int = 86_400
+    scripts: Scripts = field(init=False, repr=False)
+    rate_limit: RateLimit = field(init=False, repr=False)
+    idempotency: Idempotency = field(init=False, repr=False)
+    wait_slots: WaitSlots = field(init=False, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str, ttl_s: int = 86_400) -> JobStore:
+        # A Redis restart or failover is ridden out here (about 20 s of retries with backoff)
+        # rather than failing a unit half-way; the units' writes are idempotent, so a retry is safe.
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=14)
+        client = redis.Redis.from_url(
+            url, health_check_interval=30, retry=retry,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
+        )
+        return cls(client, ttl_s)
+
+    def __post_init__(self) -> None:
+        self.scripts = Scripts.register(self.client)
+        self.rate_limit = RateLimit(self.scripts.rate)
+        self.idempotency = Idempotency(self.client, self.scripts.idempotency, self.ttl_s)
+        self.wait_slots = WaitSlots(self.client, self.scripts.wait_slot)

@@ -1,0 +1,135 @@
+"""Every Redis key the project writes, named in one place: one small class per Redis structure
+with its ``key_template`` (as rq's registries do). The table in the package docstring says what
+each holds and when it expires; the Lua scripts get the same names from :func:`lua_preamble`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..status import JobStatus
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """A job's (or a computation's) keys: its hash, the per-unit hashes and the set of jobs
+    following it. They expire together."""
+
+    job_id: str
+    key_template: ClassVar[str] = "sz:job:{id}"
+    DONE: ClassVar[str] = ":done"  # hash: unit index -> users the unit covered
+    SCANNED: ClassVar[str] = ":scanned"  # hash: unit index -> documents the unit scanned
+    UNITSTATS: ClassVar[str] = ":unitstats"  # hash: unit index -> JSON counts of the unit's events
+    SESSIONS: ClassVar[str] = ":sessions"  # hash: unit index -> JSON array of the unit's sessions
+    SHARERS: ClassVar[str] = ":sharers"  # set: ids of the jobs still following the computation
+    SUFFIXES: ClassVar[tuple[str, ...]] = ("", DONE, SCANNED, UNITSTATS, SESSIONS, SHARERS)
+
+    @property
+    def hash(self) -> str:
+        return self.key_template.format(id=self.job_id)
+
+    @property
+    def done(self) -> str:
+        return self.hash + self.DONE
+
+    @property
+    def scanned(self) -> str:
+        return self.hash + self.SCANNED
+
+    @property
+    def unitstats(self) -> str:
+        return self.hash + self.UNITSTATS
+
+    @property
+    def sessions(self) -> str:
+        return self.hash + self.SESSIONS
+
+    @property
+    def sharers(self) -> str:
+        return self.hash + self.SHARERS
+
+    def family(self) -> list[str]:
+        """Every key of the job, the hash first."""
+        return [self.hash + suffix for suffix in self.SUFFIXES]
+
+
+class OwnerJobs:
+    """zset: an owner's job ids scored by ``seq`` (the listing)."""
+
+    key_template = "sz:owner:{owner}:jobs"
+
+    @classmethod
+    def key(cls, owner: str) -> str:
+        return cls.key_template.format(owner=owner)
+
+
+class OwnerActive:
+    """set: an owner's job ids that may still be active (the concurrent-jobs cap)."""
+
+    key_template = "sz:owner:{owner}:active"
+
+    @classmethod
+    def key(cls, owner: str) -> str:
+        return cls.key_template.format(owner=owner)
+
+
+class ShareKey:
+    """string: the id of the computation an identical request reuses."""
+
+    key_template = "sz:share:{fingerprint}"
+
+    @classmethod
+    def key(cls, fingerprint: str) -> str:
+        return cls.key_template.format(fingerprint=fingerprint)
+
+
+class IdempotencyKey:
+    """string: JSON ``{"body": request digest, "job": id}`` for an owner's ``Idempotency-Key``
+    (stored by its SHA-256: the key itself is the client's)."""
+
+    key_template = "sz:idem:{owner}:{digest}"
+
+    @classmethod
+    def key(cls, owner: str, digest: str) -> str:
+        return cls.key_template.format(owner=owner, digest=digest)
+
+
+class RateBucket:
+    """hash: an owner's token bucket (``tokens``, ``ts_ms``)."""
+
+    key_template = "sz:rate:{owner}"
+
+    @classmethod
+    def key(cls, owner: str) -> str:
+        return cls.key_template.format(owner=owner)
+
+
+class WaitSlots:
+    """zset: an owner's ``Prefer: wait`` requests in progress, a token each scored by when it lapses."""
+
+    key_template = "sz:waits:{owner}"
+
+    @classmethod
+    def key(cls, owner: str) -> str:
+        return cls.key_template.format(owner=owner)
+
+
+SEQ_KEY = "sz:seq"  # string: counter ordering jobs for listings
+SCANS_KEY = "sz:stats:scans"  # string: computations started (plans that ran)
+WORKERS_KEY = "sz:workers"  # zset: worker name -> epoch ms its heartbeat expires (sessionizer/liveness.py)
+
+
+def lua_preamble() -> str:
+    """The names above as Lua locals, prepended to every script: the scripts derive keys from the
+    ids they read, and must spell them as this module does."""
+    prefix = JobKeys.key_template.split("{", 1)[0]
+    share = ShareKey.key_template.split("{", 1)[0]
+    lines = [
+        f"local JOB = '{prefix}'",
+        f"local SHARE = '{share}'",
+        f"local DONE, SCANNED, SHARERS = '{JobKeys.DONE}', '{JobKeys.SCANNED}', '{JobKeys.SHARERS}'",
+        "local FAMILY = {" + ", ".join(f"'{s}'" for s in JobKeys.SUFFIXES) + "}",
+    ]
+    lines += [f"local {status.name} = '{status.value}'" for status in JobStatus]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,202 @@
+"""A job's lifecycle: submit, ``queued -> running -> succeeded | failed | cancelled``, units'
+results, deletion. Every move is a compare-and-set (``scripts/transition.lua``), so a late unit
+can never turn a failed or cancelled job into a success, and only one unit ever finalises a job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import redis
+
+from ..status import ACTIVE, JobStatus
+from .idempotency import idem_key
+from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
+from .scripts import Scripts
+from .sharing import computation_of, fingerprint
+
+
+class TooManyActiveJobs(Exception):
+    """The owner already has as many queued or running jobs as allowed."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} jobs already queued or running")
+        self.active = active
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def overdue(h: Mapping[str, str], now: datetime) -> bool:
+    """An active computation past its deadline (it is failed by :meth:`Lifecycle.expire_overdue`)."""
+    return h.get("status") in ACTIVE and bool(h.get("deadline_at")) and now > datetime.fromisoformat(h["deadline_at"])
+
+
+def deadline_error(deadline_at: str) -> dict[str, str]:
+    return {"type": "deadline_exceeded", "message": f"the job did not finish before its deadline {deadline_at}"}
+
+
+class Lifecycle:
+    """The writes of :class:`~sessionizer.jobstore.JobStore` (a mixin: ``client``, ``ttl_s``,
+    ``scripts``)."""
+
+    client: redis.Redis
+    ttl_s: int
+    scripts: Scripts
+
+    @property
+    def list_ttl_s(self) -> int:
+        # a job's keys can outlive their creation by the ttl after its last write (its deadline)
+        return 2 * self.ttl_s
+
+    def create(self, request: Mapping[str, Any], *, deadline_s: float, owner: str = "") -> dict[str, Any]:
+        """Record a new ``queued`` job, its own computation, and return it."""
+        job, _ = self.submit(request, deadline_s=deadline_s, owner=owner, share=False)
+        return job
+
+    def submit(
+        self,
+        request: Mapping[str, Any],
+        *,
+        deadline_s: float,
+        owner: str = "",
+        share: bool = True,
+        fresh: bool = False,
+        job_id: str | None = None,
+        idempotency_key: str | None = None,
+        max_active: int = 0,
+    ) -> tuple[dict[str, Any], bool]:
+        """Record a new job; return it as its client sees it, and whether it needs planning.
+
+        Raises :class:`TooManyActiveJobs` when ``max_active`` (> 0) of the owner's jobs are
+        already queued or running: the check and the creation are one atomic step.
+
+        With ``share``, a computation of the same fingerprint that is queued, running or
+        succeeded is followed instead of planned again (unless ``fresh``); a new computation
+        becomes the one later identical requests follow.
+        """
+        job_id = job_id or str(uuid.uuid4())
+        now = utcnow()
+        fp = fingerprint(request)
+        deadline = now + timedelta(seconds=deadline_s)
+        fields: dict[str, Any] = {
+            "id": job_id,
+            "status": JobStatus.QUEUED,
+            "owner": owner,
+            "request": orjson.dumps(request),
+            "submitted_at": iso(now),
+            "deadline_at": iso(deadline),
+            "deadline_ms": int(deadline.timestamp() * 1000),
+            "users_total": len(request.get("users", ())),
+            "units_total": 0,
+            "fingerprint": fp,
+            "idem": idem_key(owner, idempotency_key) if idempotency_key else "",
+        }
+        flat = [item for pair in fields.items() for item in pair]
+        keys = [JobKeys(job_id).hash, ShareKey.key(fp) if share else "", OwnerJobs.key(owner), OwnerActive.key(owner), SEQ_KEY]
+        args = [job_id, self.ttl_s, self.list_ttl_s, "1" if fresh else "0", int(now.timestamp() * 1000), max_active, *flat]
+        outcome, detail = self.scripts.submit(keys=keys, args=args)
+        if outcome == b"capped":
+            raise TooManyActiveJobs(int(detail))
+        return self.view(job_id), not detail  # type: ignore[attr-defined]
+
+    def _touch(self, job_id: str, pipe: Any = None) -> None:
+        run = pipe if pipe is not None else self.client.pipeline(transaction=False)
+        for key in JobKeys(job_id).family():
+            run.expire(key, self.ttl_s)
+        if pipe is None:
+            run.execute()
+
+    def _move(self, job_id: str, to: JobStatus, allowed_from: frozenset[JobStatus] | tuple[JobStatus, ...], **fields: Any) -> bool:
+        args: list[Any] = [to, ",".join(allowed_from)]
+        for name, value in fields.items():
+            args += [name, value]
+        moved = self.scripts.transition(keys=[JobKeys(job_id).hash], args=args)
+        if moved == 1:
+            self._touch(job_id)
+        return moved == 1
+
+    def start(self, job_id: str, units_total: int) -> bool:
+        """``queued -> running`` with the number of units it was split into (counts a scan)."""
+        moved = self._move(job_id, JobStatus.RUNNING, (JobStatus.QUEUED,), started_at=iso(utcnow()), units_total=units_total)
+        if moved:
+            self.client.incr(SCANS_KEY)
+        return moved
+
+    def fail(self, job_id: str, error_type: str, message: str, *, finished_at: str | None = None) -> bool:
+        """Record why a computation failed (only an active one can fail)."""
+        error = orjson.dumps({"type": error_type, "message": message})
+        return self._move(job_id, JobStatus.FAILED, ACTIVE, error=error, finished_at=finished_at or iso(utcnow()))
+
+    def expire_overdue(self, job_id: str) -> bool:
+        """Fail the job's computation if it is past its deadline and still active (reads show such
+        a job as failed already; this step records it, so none stays ``running`` forever).
+        Returns True when it failed the computation now."""
+        cid = computation_of(self.client, job_id)
+        raw = self.client.hmget(JobKeys(cid).hash, "status", "deadline_at")
+        h = {k: v.decode() for k, v in zip(("status", "deadline_at"), raw) if v is not None}
+        if not overdue(h, utcnow()):
+            return False
+        err = deadline_error(h["deadline_at"])
+        return self.fail(cid, err["type"], err["message"], finished_at=h["deadline_at"])
+
+    def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:
+        """Cancel a job; its computation stops unless another job still follows it.
+
+        A job alone on its computation (every job, unless results are shared) is simply
+        moved to ``cancelled``; a finished job stays as it is.
+        """
+        error = orjson.dumps({"type": "cancelled", "message": reason})
+        return self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())]) == 1
+
+    def record_progress(self, job_id: str, unit: int, scanned: int) -> None:
+        self.client.hset(JobKeys(job_id).scanned, unit, scanned)
+
+    def count_redelivery(self, job_id: str, unit: int) -> int:
+        """Count one more hand-out of a unit whose worker was lost; return the count so far."""
+        return int(self.client.hincrby(JobKeys(job_id).hash, f"lost:{unit}", 1))
+
+    def complete_unit(
+        self, job_id: str, unit: int, users: int, sessions: list[dict[str, Any]], stats: Mapping[str, int]
+    ) -> bool:
+        """Store a unit's result (idempotent) and return True when every unit is now done."""
+        k = JobKeys(job_id)
+        pipe = self.client.pipeline()
+        pipe.hset(k.sessions, unit, orjson.dumps(sessions))
+        pipe.hset(k.unitstats, unit, orjson.dumps(dict(stats)))
+        pipe.hset(k.done, unit, users)
+        pipe.hlen(k.done)
+        pipe.hget(k.hash, "units_total")
+        self._touch(job_id, pipe)
+        res = pipe.execute()
+        done, total = res[3], int(res[4] or 0)
+        return total > 0 and done >= total
+
+    def finish(self, job_id: str) -> bool:
+        """``running -> succeeded`` with the summed statistics, once every unit is in."""
+        totals: dict[str, int] = {}
+        for raw in self.client.hvals(JobKeys(job_id).unitstats):
+            for name, value in orjson.loads(raw).items():
+                totals[name] = totals.get(name, 0) + int(value)
+        return self._move(job_id, JobStatus.SUCCEEDED, (JobStatus.RUNNING,), stats=orjson.dumps(totals), finished_at=iso(utcnow()))
+
+    def delete(self, job_id: str) -> bool:
+        """Forget a job (cancel it first to stop its work); shared results stay for the others."""
+        owner = self.client.hget(JobKeys(job_id).hash, "owner")
+        if owner is None:
+            return False
+        return bool(self.scripts.delete(keys=[JobKeys(job_id).hash, OwnerJobs.key(owner.decode())]))
+
+    def forget_listed(self, owner: str, job_ids: list[str]) -> None:
+        """Drop ids a listing met that have expired or were deleted (the listing itself only reads)."""
+        if job_ids:
+            self.client.zrem(OwnerJobs.key(owner), *job_ids)

@@ -1,0 +1,146 @@
+"""Reading jobs: the computation as the worker sees it (``get``, ``status``), the job as its client
+sees it (``view``), its sessions, and an owner's listing. Reads never write: a job past its
+deadline reads as failed here, and :meth:`Lifecycle.expire_overdue` records it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from ..status import JobStatus
+from .keys import SCANS_KEY, JobKeys, OwnerJobs
+from .lifecycle import deadline_error, overdue, utcnow
+from .scripts import Scripts
+from .sharing import computation_of
+
+
+@dataclass
+class JobPage:
+    """One page of an owner's listing: the jobs, the cursor to go on from (``None`` at the end),
+    and the listed ids found gone (expired or deleted), for :meth:`Lifecycle.forget_listed`."""
+
+    jobs: list[dict[str, Any]]
+    next_seq: int | None
+    gone: list[str] = field(default_factory=list)
+
+
+def _decode_pairs(flat: list[bytes]) -> dict[str, str]:
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+
+class Reads:
+    """The reads of :class:`~sessionizer.jobstore.JobStore` (a mixin: ``client``, ``scripts``)."""
+
+    client: redis.Redis
+    scripts: Scripts
+
+    def status(self, job_id: str) -> str | None:
+        """The computation's stored status (no deadline applied: the worker's stop signal)."""
+        value = self.client.hget(JobKeys(job_id).hash, "status")
+        return value.decode() if value is not None else None
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job's computation state, or ``None`` if it was never issued or has expired."""
+        return self._read(job_id, client_view=False)
+
+    def view(self, job_id: str) -> dict[str, Any] | None:
+        """The job as its client sees it: a shared computation's state, its own cancellation;
+        ``None`` once deleted or expired."""
+        return self._read(job_id, client_view=True)
+
+    def scans_started(self) -> int:
+        return int(self.client.get(SCANS_KEY) or 0)
+
+    def _read(self, job_id: str, *, client_view: bool) -> dict[str, Any] | None:
+        res = self.scripts.view(keys=[JobKeys(job_id).hash])
+        if not res:
+            return None
+        own, comp = _decode_pairs(res[0]), _decode_pairs(res[1])
+        if client_view and own.get("deleted"):
+            return None
+        cid = own.get("primary") or job_id
+        h = comp if own.get("primary") else own
+        if not h:  # the computation expired before the job following it (it should not)
+            h = dict(own, status=JobStatus.FAILED, error=orjson.dumps({"type": "result_expired",
+                     "message": "the shared result this job followed has expired"}).decode())
+        late = overdue(h, utcnow())
+        if late:
+            h = dict(h, status=JobStatus.FAILED, error=orjson.dumps(deadline_error(h["deadline_at"])).decode(),
+                     finished_at=h["deadline_at"])
+        status, error, finished = h["status"], h.get("error"), h.get("finished_at")
+        if client_view and own.get("view_status"):
+            status, error, finished = own["view_status"], own.get("view_error"), own.get("view_finished_at")
+        return {
+            "id": own["id"],
+            "status": status,
+            "owner": own.get("owner", ""),
+            "request": orjson.loads(own["request"]),
+            "progress": {
+                "users_total": int(own.get("users_total", 0)),
+                "users_done": int(res[2]),
+                "events_scanned": int(res[3]),
+            },
+            "submitted_at": own["submitted_at"],
+            "started_at": h.get("started_at"),
+            "finished_at": finished,
+            "deadline_at": h.get("deadline_at"),
+            "error": orjson.loads(error) if error else None,
+            "stats": orjson.loads(h["stats"]) if h.get("stats") else None,
+            "units_total": int(h.get("units_total", 0)),
+            "computation": cid,
+            "seq": int(own.get("seq", 0)),
+            "overdue": late,  # shown failed, not yet recorded: see Lifecycle.expire_overdue
+        }
+
+    def done_units(self, job_id: str) -> set[int]:
+        """Indices of the units whose result is stored."""
+        return {int(k) for k in self.client.hkeys(JobKeys(job_id).done)}
+
+    def sessions(self, job_id: str) -> list[dict[str, Any]]:
+        """Every session of a finished job, in unit order (units are planned in user order)."""
+        return [s for _, _, s in self.iter_sessions(job_id)]
+
+    def iter_sessions(self, job_id: str, unit: int = 0, offset: int = 0, batch: int = 64) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """``(unit, offset, session)`` from a position on, reading the units a batch at a time."""
+        key = JobKeys(computation_of(self.client, job_id)).sessions
+        units = sorted(u for u in (int(k) for k in self.client.hkeys(key)) if u >= unit)
+        for i in range(0, len(units), batch):
+            chunk = units[i:i + batch]
+            for u, raw in zip(chunk, self.client.hmget(key, chunk)):
+                if raw is None:
+                    continue
+                rows = orjson.loads(raw)
+                for k in range(offset if u == unit else 0, len(rows)):
+                    yield u, k, rows[k]
+
+    def list_jobs(self, owner: str, *, limit: int, before_seq: int | None = None,
+                  status: str | None = None, scan_max: int = 1000) -> JobPage:
+        """The owner's jobs, newest first, from ``before_seq`` down. At most ``scan_max`` ids are
+        looked at per call, so a page filtered by status may hold fewer than ``limit`` jobs yet
+        have a next cursor."""
+        key = OwnerJobs.key(owner)
+        top = f"({before_seq}" if before_seq is not None else "+inf"
+        page = JobPage([], None)
+        scanned = 0
+        while scanned < scan_max:
+            ids = self.client.zrevrangebyscore(key, top, "-inf", start=0, num=min(limit + 1, scan_max - scanned), withscores=True)
+            if not ids:
+                page.next_seq = None
+                return page
+            for raw_id, score in ids:
+                scanned += 1
+                job_id, seq = raw_id.decode(), int(score)
+                job = self.view(job_id)
+                if job is None:
+                    page.gone.append(job_id)
+                elif status is None or job["status"] == status:
+                    if len(page.jobs) == limit:
+                        return page
+                    page.jobs.append(job)
+                page.next_seq = seq
+            top = f"({page.next_seq}"
+        return page

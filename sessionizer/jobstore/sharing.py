@@ -1,0 +1,32 @@
+"""Shared results: which requests are the same computation.
+
+A job whose normalised request (its fingerprint) matches a computation that is queued, running
+or succeeded follows it (``primary``) instead of being planned; joining happens atomically in
+``scripts/submit.lua``, which also refreshes the computation's keys so they outlive every job
+following it. Cancelling a job detaches it (``scripts/cancel.lua``); deleting the last follower
+removes the computation (``scripts/delete.lua``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import redis
+
+from .keys import JobKeys
+
+
+def fingerprint(request: Mapping[str, Any]) -> str:
+    """Digest of a normalised request: the same users (in any order), range, method, parameters
+    and grouping give the same fingerprint."""
+    canon = dict(request, users=sorted(request.get("users", ())))
+    return hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def computation_of(client: redis.Redis, job_id: str) -> str:
+    """The id of the computation a job follows (its own id when it shares nothing)."""
+    primary = client.hget(JobKeys(job_id).hash, "primary")
+    return primary.decode() if primary else job_id

@@ -1,0 +1,62 @@
+"""How the jobs views answer: job bodies, polling headers, JSON, and the caller's job or 404."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from flask import Response, g, request
+from flask_smorest import abort
+
+from sessionizer.status import ACTIVE
+
+from ..extensions import services
+from .schemas import JobSchema
+
+PUBLIC = tuple(JobSchema().fields)
+
+
+def job_body(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as documented (``JobSchema``), with its links."""
+    base = f"/jobs/{job['id']}"
+    body = {k: job[k] for k in PUBLIC if k in job}
+    body["links"] = {"self": base, "sessions": f"{base}/sessions", "cancel": f"{base}/cancel"}
+    return body
+
+
+def polling_headers(job: dict[str, Any]) -> dict[str, str]:
+    """``Retry-After`` while the job is queued or running."""
+    if job["status"] in ACTIVE:
+        return {"Retry-After": str(services().settings.jobs.retry_after_s)}
+    return {}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Job bodies are plain data already shaped as documented: orjson, not a field-by-field dump.
+    return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
+
+
+def get_job_or_404(job_id: str) -> dict[str, Any]:
+    """The caller's job; another key's job is as unknown as a job never issued. A job read past its
+    deadline is recorded failed here (reads never write: this is the explicit step)."""
+    store = services().store
+    job = store.view(job_id)
+    if job is not None and job["overdue"]:
+        store.expire_overdue(job_id)
+    if job is None or job["owner"] != g.owner:
+        abort(404, message=f"No job {job_id}: it was never issued, or it has expired.")
+    return job  # type: ignore[return-value]
+
+
+def require_json(view: Callable[..., Any]) -> Callable[..., Any]:
+    """415 for a body that is not JSON, before anything tries to parse it."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not request.is_json:
+            abort(415, message=f"Send the job as application/json (got {request.mimetype or 'no content type'}).")
+        return view(*args, **kwargs)
+
+    return wrapper
