@@ -6,9 +6,26 @@ each holds and when it expires; the Lua scripts get the same names from :func:`l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from string import Formatter
 from typing import ClassVar
 
 from ..status import JobStatus
+
+
+class KeyTemplate:
+    """A Redis structure named by ``key_template``; :meth:`key` fills its fields in order."""
+
+    key_template: ClassVar[str]
+
+    @classmethod
+    def key(cls, *parts: str) -> str:
+        return cls.key_template.format(**dict(zip(_fields(cls.key_template), parts, strict=True)))
+
+
+@cache
+def _fields(template: str) -> tuple[str, ...]:
+    return tuple(field for _, field, _, _ in Formatter().parse(template) if field)
 
 
 @dataclass(frozen=True)
@@ -54,65 +71,47 @@ class JobKeys:
         return [self.hash + suffix for suffix in self.SUFFIXES]
 
 
-class OwnerJobs:
+class OwnerJobs(KeyTemplate):
     """zset: an owner's job ids scored by ``seq`` (the listing)."""
 
     key_template = "sz:owner:{owner}:jobs"
 
-    @classmethod
-    def key(cls, owner: str) -> str:
-        return cls.key_template.format(owner=owner)
 
 
-class OwnerActive:
+class OwnerActive(KeyTemplate):
     """set: an owner's job ids that may still be active (the concurrent-jobs cap)."""
 
     key_template = "sz:owner:{owner}:active"
 
-    @classmethod
-    def key(cls, owner: str) -> str:
-        return cls.key_template.format(owner=owner)
 
 
-class ShareKey:
+class ShareKey(KeyTemplate):
     """string: the id of the computation an identical request reuses."""
 
     key_template = "sz:share:{fingerprint}"
 
-    @classmethod
-    def key(cls, fingerprint: str) -> str:
-        return cls.key_template.format(fingerprint=fingerprint)
 
 
-class IdempotencyKey:
+class IdempotencyKey(KeyTemplate):
     """string: JSON ``{"body": request digest, "job": id}`` for an owner's ``Idempotency-Key``
     (stored by its SHA-256: the key itself is the client's)."""
 
     key_template = "sz:idem:{owner}:{digest}"
 
-    @classmethod
-    def key(cls, owner: str, digest: str) -> str:
-        return cls.key_template.format(owner=owner, digest=digest)
 
 
-class RateBucket:
+class RateBucket(KeyTemplate):
     """hash: an owner's token bucket (``tokens``, ``ts_ms``)."""
 
     key_template = "sz:rate:{owner}"
 
-    @classmethod
-    def key(cls, owner: str) -> str:
-        return cls.key_template.format(owner=owner)
 
 
-class WaitSlots:
+class WaitSlots(KeyTemplate):
     """zset: an owner's ``Prefer: wait`` requests in progress, a token each scored by when it lapses."""
 
     key_template = "sz:waits:{owner}"
 
-    @classmethod
-    def key(cls, owner: str) -> str:
-        return cls.key_template.format(owner=owner)
 
 
 SEQ_KEY = "sz:seq"  # string: counter ordering jobs for listings
