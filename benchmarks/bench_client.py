@@ -6,16 +6,19 @@ The seed sent 100 identical requests at once with httpx's AsyncClient and timed 
 synchronous, 11.1 s asynchronous). Here each of ``--clients`` asyncio tasks submits the same job
 (6 users x 4 weeks of the demo events, hdbscan) through one ``sessionizer_client.AsyncClient``
 and waits for it, in three ways measured side by side, alternating, each run on a new range end
-(so every run starts cold, and identical requests share one computation as in production):
+(so every run starts cold). Two scenarios: identical requests sharing one computation (as in
+production, and as the seed's requests), then each job its own computation (``no-cache``), so
+that jobs last long enough for the ways of waiting to differ:
 
 - ``Prefer: wait`` long polls (the client's default);
 - plain polling at the service's ``Retry-After`` (2 s);
 - plain polling every 0.2 s (a client in a hurry).
 
 Reported: wall time from the first submit to the last job seen finished, and HTTP requests sent
-per job (retries included), min/median/max over runs. The stack is as deployed: gunicorn (2
-processes x 8 threads), one Celery worker (2 processes), an embedded Redis. Limits are raised out
-of the way (rate limit, concurrent-jobs cap): this measures waiting, not throttling.
+per job (retries included), min/median/max over runs. The stack is as deployed: gunicorn with the
+project's settings (gevent, 2 processes), one Celery worker (2 processes), an embedded Redis.
+Limits are raised out of the way (rate limit, concurrent-jobs cap, held waits per key): this
+measures waiting, not throttling.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 from sessionizer_client import AsyncClient
 
 from worker.demo import DEMO_USERS, write_demo_events
-from worker.devstack import PYTHON, RedisServer, Stack, free_port, wait_http, worker_command
+from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
 
 HOST = "127.0.0.1"
 MODES: dict[str, dict[str, Any]] = {
@@ -41,16 +44,12 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
-def api_command(port: int) -> list[str]:
-    return [PYTHON, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "2", "--threads", "8",
-            "--log-level", "warning", "webapp.wsgi:app"]
-
-
-async def submit_then_wait(url: str, clients: int, body: dict[str, Any], mode: dict[str, Any]) -> tuple[float, float]:
+async def submit_then_wait(url: str, clients: int, body: dict[str, Any], mode: dict[str, Any],
+                           fresh: bool = False) -> tuple[float, float]:
     """(wall seconds, requests per job) for ``clients`` concurrent submit-then-wait."""
     async with AsyncClient(url, timeout=120) as client:
         async def one() -> str:
-            job = await client.submit(**body)
+            job = await client.submit(**body, fresh=fresh)
             await job.wait(timeout=300, **mode)
             return job.status
 
@@ -79,30 +78,34 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     stack.env.update({
         "REDIS_URL": server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events), "EVENTS_CACHE_DIR": str(tmp / "cache"),
-        "RATE_LIMIT_PER_S": "0", "MAX_ACTIVE_JOBS": "0",
+        "RATE_LIMIT_PER_S": "0", "MAX_ACTIVE_JOBS": "0", "MAX_WAITS_PER_KEY": "1000",
     })
     for k in [k for k in stack.env if k.startswith(("ELASTICSEARCH_", "SESSIONIZER_"))]:
         del stack.env[k]
     try:
         stack.spawn(worker_command(concurrency=2, name="bench"), log=tmp / "worker.log")
-        stack.spawn(api_command(port), log=tmp / "api.log")
+        stack.spawn(api_command(HOST, port, workers=2), log=tmp / "api.log")
         url = f"http://{HOST}:{port}"
         wait_http(f"{url}/healthz", timeout=60)
         base = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "method": "hdbscan"}
         warm = asyncio.run(submit_then_wait(url, 1, {**base, "end": "2022-10-02T23:00:00Z"}, {}))  # imports, cache
         print(f"warm-up: one job in {warm[0]:.2f} s")
-        print(f"{args.clients} concurrent submit-then-wait of the same job (6 users x 4 weeks, hdbscan), "
-              f"AsyncClient; {args.runs} runs, modes alternating, each run on a new range end")
-        results: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
-        for run in range(args.runs):
-            for k, (name, mode) in enumerate(MODES.items()):
-                body = {**base, "end": f"2022-10-03T00:{run:02d}:{k:02d}Z"}
-                wall, per_job = asyncio.run(submit_then_wait(url, args.clients, body, mode))
-                results[name].append((wall, per_job))
-                print(f"   run {run + 1} {name:<22} {wall:6.2f} s wall, {per_job:5.1f} requests per job", flush=True)
-        print(f"\n{'mode':<24}{'wall s (min / median / max)':<32}requests per job (min / median / max)")
-        for name, rows in results.items():
-            print(f"{name:<24}{spread([w for w, _ in rows], '{:.2f}'):<32}{spread([r for _, r in rows], '{:.1f}')}")
+        for fresh in (False, True):
+            scenario = ("fresh: each job its own computation (Cache-Control: no-cache), so jobs last longer"
+                        if fresh else "shared: the same request, one computation (as the seed)")
+            print(f"\n{args.clients} concurrent submit-then-wait (6 users x 4 weeks, hdbscan), AsyncClient, {scenario}; "
+                  f"{args.runs} runs, modes alternating, each run on a new range end")
+            results: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+            for run in range(args.runs):
+                for k, (name, mode) in enumerate(MODES.items()):
+                    body = {**base, "end": f"2022-10-03T{int(fresh):02d}:{run:02d}:{k:02d}Z"}
+                    wall, per_job = asyncio.run(submit_then_wait(url, args.clients, body, mode, fresh))
+                    results[name].append((wall, per_job))
+                    print(f"   run {run + 1} {name:<22} {wall:6.2f} s wall, {per_job:5.1f} requests per job", flush=True)
+            print(f"   {'mode':<24}{'wall s (min / median / max)':<32}requests per job (min / median / max)")
+            for name, rows in results.items():
+                print(f"   {name:<24}{spread([w for w, _ in rows], '{:.2f}'):<32}"
+                      f"{spread([r for _, r in rows], '{:.1f}')}")
         print("(the seed: 16.2 s synchronous, 11.1 s asynchronous for its 100 requests; no job, no polling)")
         return 0
     finally:
