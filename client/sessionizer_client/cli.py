@@ -130,6 +130,8 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if not args.wait and (args.output or args.format != "table"):
+        raise UsageError("--format and -o apply to the sessions: add --wait (or use `sessionizer sessions ID`)")
     group_by = ["user", "instance"] if args.group_by_instance else None
     with _client(args) as client:
         job = client.submit(args.users, args.start, args.end, method=args.method, params=dict(args.param or []),

@@ -180,7 +180,8 @@ def test_a_wait_the_service_declines_is_not_a_busy_loop(client_stack, caplog) ->
             other.job(job.id).wait(timeout=3)
         held.join()
         assert any("wait not held" in r.getMessage() for r in caplog.records)
-        assert other.requests_sent <= 4  # polls at the service's Retry-After (2 s), never a spin
+        # whichever was declined polled at the service's Retry-After (2 s), never in a tight loop
+        assert holder.requests_sent + other.requests_sent <= 10
 
 
 def test_503_is_retried_and_creates_one_job(client_stack, proxy_factory) -> None:  # noqa: ANN001

@@ -94,6 +94,7 @@ def test_cancel_delete_and_exit_codes(client_stack, tmp_path) -> None:  # noqa: 
     assert run("status", "x", url=client_stack.api, key="not-a-key", check=2).stderr.startswith("error: 401")
     assert run("submit", "--users", "a", url=client_stack.api, check=2).stderr  # argparse: --start missing
     assert run("sessions", job_id, "--format", "parquet", url=idle, check=2).stderr  # parquet needs -o
+    assert "--wait" in run(*submit_args("-o", str(tmp_path / "x.csv")), url=idle, check=2).stderr
     users_file = tmp_path / "users.txt"
     users_file.write_text("ana\nben\n")
     via_file = run("submit", "--users", f"@{users_file}", "--start", START, "--end", END, "--url", client_stack.api,
