@@ -21,14 +21,16 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sessionizer.settings import get_settings
-from sessionizer_client import Client, JobState, Session, SessionizerError
 
 from .devstack import Stack, api_command, flower_command, free_port, wait_http, worker_command
+
+if TYPE_CHECKING:
+    from sessionizer_client import JobState, Session
 
 SETTINGS = get_settings().stack
 # SESSIONIZER_VAR_DIR moves the data (tests point it at a temporary folder, never the user's var/)
@@ -149,7 +151,10 @@ def demo(var: Path) -> int:
         print(f"API on {base} (Swagger UI: {base}/docs), Redis at {stack.env['REDIS_URL']}")
         body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
         print(f"POST {base}/jobs (Cache-Control: no-cache) {json.dumps(body)}")
-        # through the project's own client (client/): retried submit, Prefer: wait polls, streamed sessions
+        # through the project's own client (client/): retried submit, Prefer: wait polls, streamed
+        # sessions; imported here, as `python -m worker.demo events` runs where it is not installed
+        from sessionizer_client import Client, SessionizerError
+
         with Client(base) as client:
             # fresh (no-cache): an earlier demo's result, still kept in var/redis, would otherwise be
             # shared and the demo would show no scan at all
