@@ -13,9 +13,10 @@ Reported, min/median/max over ``--runs`` page loads:
 1. load: from navigation to the first drawn timeline (fetch + parse of the NDJSON stream,
    indexing, first frame), and the part of it spent reading the sessions;
 2. frame times (JavaScript + rasterisation: each frame is flushed with ``getImageData``) for the
-   whole range, 20 zoom steps (x0.8 around a point) and 20 pan steps (10% of the view), side by
-   side with the aggregation on (touching sub-2-pixel bars drawn as one) and off (one rectangle per
-   session), alternating.
+   whole range, 20 zoom steps (x0.8 around the middle) and 20 pan steps (10% of the view), side by
+   side, alternating: the page as it is (aggregated: over 4,000 sessions in view painted as pixel
+   spans into a bitmap, fewer as rectangles with touching sub-2-pixel bars merged) and one
+   rectangle per session.
 """
 
 from __future__ import annotations
@@ -42,23 +43,26 @@ START = np.datetime64("2024-01-01T00:00:00", "ms")
 DAYS = 90
 
 FRAMES_JS = """
-async ([steps, mergePx]) => {
+async ([steps, aggregated]) => {
   const canvas = document.querySelector('#timeline');
   const t = canvas.timeline;
   const ctx = canvas.getContext('2d');
-  t.mergePx = mergePx;
+  const defaults = [t.mergePx, t.bitmapAbove];
+  if (!aggregated) [t.mergePx, t.bitmapAbove] = [0, Infinity];
   const frame = () => { const a = performance.now(); t.drawNow(); ctx.getImageData(0, 0, 1, 1);
                         return performance.now() - a; };
   const out = {full: [], zoom: [], pan: []};
   t.reset();
   for (let i = 0; i < steps; i++) out.full.push(frame());
+  out.mode = canvas.dataset.mode;
   const mid = (t.extent[0] + t.extent[1]) / 2;
   for (let i = 0; i < steps; i++) { t.zoomAt(mid, 0.8); t.pending = false; out.zoom.push(frame()); }
   for (let i = 0; i < steps; i++) { t.pan(i < steps / 2 ? 0.1 : -0.1); t.pending = false; out.pan.push(frame()); }
   out.rects = Number(canvas.dataset.rects);
+  out.lastMode = canvas.dataset.mode;
+  [t.mergePx, t.bitmapAbove] = defaults;
   t.reset();
   t.pending = false;
-  t.mergePx = 2;
   t.drawNow();
   out.drawn = Number(canvas.dataset.sessionsDrawn);
   return out;
@@ -72,9 +76,9 @@ def synthetic_sessions(users: int, per_user: int, seed: int = 7) -> dict[str, li
     out: dict[str, list[dict[str, Any]]] = {}
     reasons = ["idle gap", "density split", "range end"]
     for u in range(users):
-        gaps = rng.exponential(DAYS * 86_400_000 / per_user, per_user)
-        starts = np.cumsum(gaps).astype("int64")
-        next_gap = np.append(gaps[1:], gaps[0])
+        span = DAYS * 86_400_000
+        starts = np.sort(rng.uniform(0, span * 0.99, per_user)).astype("int64")
+        next_gap = np.diff(starts, append=span)
         durations = np.maximum(np.minimum(rng.lognormal(7.5, 1.0, per_user) * 1000, next_gap * 0.9), 1000).astype("int64")
         rows = []
         for k in range(per_user):
@@ -128,6 +132,7 @@ def measure(browser: Any, base: str, job_id: str, count: int, runs: int, steps: 
     load, read = [], []
     frames: dict[str, dict[str, list[float]]] = {on: {"full": [], "zoom": [], "pan": []} for on in ("aggregated", "per session")}
     rects: dict[str, int] = {}
+    modes: dict[str, str] = {}
     for run in range(runs):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(300_000)
@@ -137,13 +142,14 @@ def measure(browser: Any, base: str, job_id: str, count: int, runs: int, steps: 
             .map(m => [m.name, m.startTime]))""")
         load.append(marks["sessionizer:timeline-drawn"])
         read.append(marks["sessionizer:sessions-loaded"])
-        order = [("aggregated", 2), ("per session", 0)] if run % 2 == 0 else [("per session", 0), ("aggregated", 2)]
-        for name, merge in order:
-            out = page.evaluate(FRAMES_JS, [steps, merge])
+        order = [("aggregated", True), ("per session", False)]
+        for name, aggregated in order if run % 2 == 0 else order[::-1]:
+            out = page.evaluate(FRAMES_JS, [steps, aggregated])
             assert out["drawn"] == count, f"the page drew {out['drawn']} of {count} sessions"
             for kind in ("full", "zoom", "pan"):
                 frames[name][kind] += out[kind]
             rects[name] = out["rects"]
+            modes[name] = f"{out['mode']} for the whole range, {out['lastMode']} after the zoom steps"
         page.close()
     print(f"{count:,} sessions, {runs} page loads; times in ms: min median max")
     print(f"  navigation -> timeline drawn        {spread(load)}")
@@ -153,7 +159,8 @@ def measure(browser: Any, base: str, job_id: str, count: int, runs: int, steps: 
         on, off = frames["aggregated"][kind], frames["per session"][kind]
         ratio = statistics.median(off) / statistics.median(on)
         print(f"  {label:12} aggregated {spread(on)} | per session {spread(off)} | x{ratio:.1f}")
-    print(f"  rectangles in the last pan frame: aggregated {rects['aggregated']:,}, per session {rects['per session']:,}")
+    print(f"  aggregated: {modes['aggregated']}; per session: {modes['per session']}")
+    print(f"  sessions in the last pan frame: {rects['per session']:,}")
 
 
 def screenshot(browser: Any, base: str, out: Path) -> None:

@@ -321,3 +321,65 @@ def test_with_a_required_key(stack: dict[str, Any], watched: Watched) -> None:
     listed = page.eval_on_selector_all("tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
     assert set(listed) == {j["id"] for j in api_get(f"{base}/jobs?limit=100", KEY)["jobs"]}
     assert watched.errors == []
+
+
+def store_finished_job(store: JobStore, sessions: dict[str, list[dict[str, Any]]]) -> str:
+    """A succeeded job whose sessions are given, written through the real job store as the
+    workers write theirs (one unit per user)."""
+    request = {"users": list(sessions), "start": "2024-01-01T00:00:00Z", "end": "2024-01-08T00:00:00Z",
+               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    job = store.create(request, deadline_s=3600)
+    store.start(job["id"], len(sessions))
+    for unit, rows in enumerate(sessions.values()):
+        store.complete_unit(job["id"], unit, 1, rows, {"users": 1, "events": sum(r["events"] for r in rows),
+                                                       "invalid_events": 0, "noise_events": 0, "sessions": len(rows)})
+    assert store.finish(job["id"])
+    return job["id"]
+
+
+def session(user: str, day: int, hour: int, minutes: int, instance: str, reason: str | None) -> dict[str, Any]:
+    row = {"user": user, "instance": instance, "start": f"2024-01-{day:02d}T{hour:02d}:00:00Z",
+           "end": f"2024-01-{day:02d}T{hour:02d}:{minutes:02d}:00Z", "duration_s": minutes * 60.0, "events": 12,
+           "entry_screen": "login", "exit_screen": "logout", "truncated_start": False, "truncated_end": False}
+    if reason is not None:
+        row["split_reason"] = reason
+    return row
+
+
+def test_both_drawing_paths_paint_every_session_and_tell_why_it_ended(stack: dict[str, Any], watched: Watched) -> None:
+    page = watched.page
+    sessions = {
+        "ada": [session("ada", d, 9, 45, "inst-a", "idle gap") for d in range(1, 8)],
+        "bob": [session("bob", d, 14, 30, "inst-b", None) for d in range(1, 8)],
+    }
+    job_id = store_finished_job(stack["store"], sessions)
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    canvas = page.locator("#timeline")
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    probe = r"""(bitmapAbove) => {
+        const c = document.querySelector('#timeline'), t = c.timeline;
+        t.bitmapAbove = bitmapAbove; t.drawNow();
+        const ctx = c.getContext('2d'), dpr = t.dpr;
+        const colours = [];
+        for (let k = 0; k < t.table.n; k++) {  // the colour at the middle of each session's bar
+          const b = t.barBox(k);
+          const p = ctx.getImageData(Math.round((b.x0 + b.x1) / 2 * dpr), Math.round((b.y + b.h / 2) * dpr), 1, 1).data;
+          colours.push('#' + [p[0], p[1], p[2]].map(v => v.toString(16).padStart(2, '0')).join('') + (p[3] ? '' : '/clear'));
+        }
+        const hex = (css) => '#' + css.match(/\d+/g).slice(0, 3).map(v => Number(v).toString(16).padStart(2, '0')).join('');
+        const legend = Object.fromEntries([...document.querySelectorAll('#legend .chip')].map(
+          chip => [chip.textContent, hex(getComputedStyle(chip.querySelector('.swatch')).backgroundColor)]));
+        const expected = Array.from(t.order, i => legend[t.table.instances.values[t.table.instance[i]]]);
+        return {mode: c.dataset.mode, drawn: Number(c.dataset.sessionsDrawn), colours, expected};
+    }"""
+    for bitmap_above, mode in ((1_000_000, "rects"), (0, "bitmap")):
+        out = page.evaluate(probe, bitmap_above)
+        assert out["mode"] == mode and out["drawn"] == 14
+        assert out["colours"] == out["expected"], mode  # every bar painted, in its instance's colour
+    # why a session ended is shown when the job gives it, and only then
+    page.evaluate("document.querySelector('#timeline').timeline.select(0)")
+    assert "ended idle gap" in page.locator("#tooltip").inner_text()
+    page.evaluate("document.querySelector('#timeline').timeline.select(7)")
+    assert "bob" in page.locator("#tooltip").inner_text() and "ended" not in page.locator("#tooltip").inner_text()
+    assert canvas.get_attribute("data-sessions-total") == "14"
+    assert watched.errors == []

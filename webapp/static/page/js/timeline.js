@@ -1,7 +1,8 @@
 // The timeline: one lane per user, each session a bar coloured by instance, drawn on a <canvas>.
 // Zoom (wheel, buttons, +/-) and pan (drag, arrow keys) change the time window; a lane's sessions
-// are found by binary search, and bars narrower than MERGE_PX that touch are drawn as one
-// (aggregated), so a frame costs at most a few rectangles per pixel column whatever the count.
+// are found by binary search. Many sessions in view are painted as pixel spans into a bitmap
+// (aggregated: a frame writes each pixel about once, whatever the count); few are drawn as
+// rectangles, touching bars narrower than MERGE_PX as one.
 
 import { duration, number, utc } from "./format.js";
 
@@ -9,10 +10,16 @@ export const PALETTE = [
   "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
   "#b07aa1", "#ff9da7", "#9c755f", "#79706e", "#17becf", "#bcbd22",
 ];
+// the same colours as 32-bit RGBA pixels (little-endian: 0xAABBGGRR), for the bitmap path
+const PALETTE32 = new Uint32Array(PALETTE.map((hex) => {
+  const v = Number.parseInt(hex.slice(1), 16);
+  return ((0xff << 24) | ((v & 0xff) << 16) | (v & 0xff00) | (v >> 16)) >>> 0;
+}));
 const AXIS_H = 26;
 const LABEL_W = 120;
 const PAD_R = 8;
 const MERGE_PX = 2;
+const BITMAP_ABOVE = 4000; // sessions in view above which bars are painted as pixels
 const MIN_SPAN_MS = 10_000;
 const TICKS_MS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
   86400, 172800, 604800, 1209600, 2592000, 7776000, 15552000, 31536000].map((s) => s * 1000);
@@ -55,6 +62,7 @@ export class Timeline {
     this.pending = false;
     this.frames = [];
     this.mergePx = MERGE_PX; // 0 draws one rectangle per session (the benchmark's comparison)
+    this.bitmapAbove = BITMAP_ABOVE; // Infinity never paints a bitmap (the same)
     canvas.timeline = this; // for tests and the benchmark: the canvas knows what it draws
     this.bindEvents();
     this.resize();
@@ -196,7 +204,7 @@ export class Timeline {
     ctx.fillStyle = "#333";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
-    const every = Math.ceil(11 / h);
+    const every = Math.ceil(13 / h); // one label per 13 px at most: they never overlap
     const users = this.table.users.values;
     for (let l = 0; l < this.lanes; l += every) {
       const name = users[l].length > 17 ? `${users[l].slice(0, 16)}…` : users[l];
@@ -229,26 +237,51 @@ export class Timeline {
     ctx.stroke();
   }
 
-  /** The bars, batched by colour; returns how many sessions the frame shows and how many rectangles. */
-  drawBars() {
-    const { ctx, start, end, color, mergePx } = this;
+  /** Per lane, the positions [from, to) of the sessions that may be in view, and their total. */
+  visibleSlices() {
     const [v0, v1] = this.view;
+    const slices = new Uint32Array(2 * this.lanes);
+    let total = 0;
+    for (let l = 0; l < this.lanes; l++) {
+      const from = lowerBound(this.start, this.laneFrom[l], this.laneTo[l], v0 - this.laneMaxDur[l]);
+      const to = lowerBound(this.start, from, this.laneTo[l], v1 + 1e-3);
+      slices[2 * l] = from;
+      slices[2 * l + 1] = to;
+      total += to - from;
+    }
+    return { slices, total };
+  }
+
+  get barH() {
+    return Math.max(1, this.laneH - (this.laneH > 6 ? 3 : 1));
+  }
+
+  /** The bars; returns how many sessions the frame shows and how many rectangles or pixel spans
+   * it took. Many sessions in view: painted as pixel spans into a bitmap (aggregated, one write
+   * per pixel whatever the count); few: rectangles batched by colour. */
+  drawBars() {
+    const visible = this.visibleSlices();
+    const bitmap = visible.total > this.bitmapAbove;
+    this.canvas.dataset.mode = bitmap ? "bitmap" : "rects";
+    return bitmap ? this.drawBitmap(visible.slices) : this.drawRects(visible.slices);
+  }
+
+  drawRects(slices) {
+    const { ctx, start, end, color, mergePx, barH } = this;
+    const [v0] = this.view;
     const scale = this.scale;
     const x0Plot = LABEL_W;
     const x1Plot = LABEL_W + this.plotW;
-    const barH = Math.max(1, this.laneH - (this.laneH > 6 ? 3 : 1));
     const batches = PALETTE.map(() => []);
     let drawn = 0;
     let rects = 0;
     for (let l = 0; l < this.lanes; l++) {
       const y = AXIS_H + l * this.laneH + (this.laneH - barH) / 2;
-      const from = lowerBound(start, this.laneFrom[l], this.laneTo[l], v0 - this.laneMaxDur[l]);
-      const to = lowerBound(start, from, this.laneTo[l], v1 + 1e-3);
       let rx0 = -1;
       let rx1 = 0;
       let rc = 0;
       let rdur = -1;
-      for (let k = from; k < to; k++) {
+      for (let k = slices[2 * l]; k < slices[2 * l + 1]; k++) {
         if (end[k] < v0) continue;
         drawn++;
         let x0 = x0Plot + (start[k] - v0) * scale;
@@ -288,6 +321,54 @@ export class Timeline {
       ctx.fill();
     }
     return { drawn, rects };
+  }
+
+  drawBitmap(slices) {
+    const { start, end, color, dpr, barH } = this;
+    const W = this.canvas.width;
+    const H = this.canvas.height;
+    if (!this.bitmap || this.bitmap.width !== W || this.bitmap.height !== H) {
+      this.bitmap = new ImageData(W, H);
+      this.pixels = new Uint32Array(this.bitmap.data.buffer);
+      this.layer = document.createElement("canvas");
+      this.layer.width = W;
+      this.layer.height = H;
+    }
+    const px = this.pixels;
+    px.fill(0);
+    const v0 = this.view[0];
+    const scale = this.scale * dpr;
+    const left = Math.round(LABEL_W * dpr);
+    const right = Math.round((LABEL_W + this.plotW) * dpr);
+    const rows = Math.max(1, Math.round(barH * dpr));
+    let drawn = 0;
+    for (let l = 0; l < this.lanes; l++) {
+      const base = Math.round((AXIS_H + l * this.laneH + (this.laneH - barH) / 2) * dpr) * W;
+      let lo = right;
+      let hi = left;
+      for (let k = slices[2 * l]; k < slices[2 * l + 1]; k++) {
+        if (end[k] < v0) continue;
+        drawn++;
+        let a = left + Math.floor((start[k] - v0) * scale);
+        let b = left + Math.ceil((end[k] - v0) * scale);
+        if (a < left) a = left;
+        if (a > right - 1) a = right - 1;
+        if (b > right) b = right;
+        if (b <= a) b = a + 1;
+        if (b - a === 1) px[base + a] = PALETTE32[color[k]];
+        else px.fill(PALETTE32[color[k]], base + a, base + b);
+        if (a < lo) lo = a;
+        if (b > hi) hi = b;
+      }
+      for (let r = 1; r < rows && hi > lo; r++) px.copyWithin(base + r * W + lo, base + lo, base + hi);
+    }
+    const top = Math.round(AXIS_H * dpr);
+    this.layer.getContext("2d").putImageData(this.bitmap, 0, 0, left, top, right - left, H - top);
+    this.ctx.save();
+    this.ctx.setTransform(1, 0, 0, 1, 0, 0);
+    this.ctx.drawImage(this.layer, 0, 0);
+    this.ctx.restore();
+    return { drawn, rects: drawn };
   }
 
   barBox(k) {
