@@ -1,4 +1,4 @@
-"""A job's sessions as pages (``limit`` + ``cursor``, one ``user``), and as CSV lines."""
+"""A job's sessions as pages (``limit`` + ``cursor``, one ``user``), and as CSV or NDJSON lines."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from sessionizer.jobstore import JobStore
 
@@ -52,3 +54,20 @@ def csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
+
+
+def ndjson_lines(rows: Iterator[dict[str, Any]], size: int = 1 << 16) -> Iterator[bytes]:
+    """One JSON object a session and a line, sent in chunks of about 64 KiB: a chunk per line made
+    a browser read 100,000 sessions about 5 times slower than one JSON body (benchmarks/bench_page.py)."""
+    buf: list[bytes] = []
+    held = 0
+    for row in rows:
+        line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        buf.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(buf)
+            buf.clear()
+            held = 0
+    if buf:
+        yield b"".join(buf)

@@ -31,7 +31,7 @@ from .schemas import (
     SubmitHeadersSchema,
     encode_cursor,
 )
-from .sessions import SessionPage, csv_lines
+from .sessions import SessionPage, csv_lines, ndjson_lines
 from .submit import JobSubmitter, SubmitRefused
 
 blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Sessionization jobs: submit, then poll.")
@@ -150,8 +150,7 @@ class JobSessions(MethodView):
         page = SessionPage(services().store, job_id, args.get("cursor"), args.get("limit"), args.get("user"))
         fmt = request.accept_mimetypes.best_match(["application/json", NDJSON, CSV], default="application/json")
         if fmt == NDJSON:
-            lines = (orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in page.rows())
-            return Response(stream_with_context(lines), mimetype=NDJSON)
+            return Response(stream_with_context(ndjson_lines(page.rows())), mimetype=NDJSON)
         if fmt == CSV:
             return Response(stream_with_context(csv_lines(page.rows())), mimetype=CSV)
         sessions = list(page.rows())

@@ -92,13 +92,17 @@ export async function loadSessions(jobId, onProgress = () => {}, signal) {
   const table = new SessionTable();
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let rest = "";
+  let told = 0;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
     const lines = (rest + value).split("\n");
     rest = lines.pop();
     for (const line of lines) if (line) table.add(JSON.parse(line));
-    onProgress(table.n);
+    if (performance.now() - told > 100) { // the stream may come a line at a time: tell 10 times a second
+      told = performance.now();
+      onProgress(table.n);
+    }
   }
   if (rest.trim()) table.add(JSON.parse(rest));
   onProgress(table.n);
