@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.devstack import PYTHON, ROOT, RedisServer, free_port, wait_http, worker_command
+from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 from sessionizer.jobstore import JobStore
 
 HOST = "127.0.0.1"
@@ -119,10 +119,8 @@ def spread(values: list[float]) -> str:
 
 def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [PYTHON, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1", "--threads", "4",
-           "--log-level", "warning", "webapp.wsgi:app"]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with open(log, "ab") as out:  # the project's gunicorn settings, one worker process
+        proc = subprocess.Popen(api_command(HOST, port, workers=1), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     base = f"http://{HOST}:{port}"
     wait_http(f"{base}/healthz", timeout=60)
     return proc, base

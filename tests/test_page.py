@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from worker.demo import DEMO_USERS, write_demo_events
-from worker.devstack import PYTHON, ROOT, RedisServer, free_port, wait_http, worker_command
+from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 from sessionizer.jobstore import JobStore
 
 pytestmark = pytest.mark.slow  # a real browser, a Celery worker and the API under gunicorn
@@ -82,9 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     procs = [worker]
     for name, extra in {"open": {}, "keyed": {"AUTH_REQUIRED": "true", "API_KEYS": f"pagetest:{hashlib.sha256(KEY.encode()).hexdigest()}"}}.items():
         port = free_port()
-        cmd = [PYTHON, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1", "--threads", "4",
-               "--log-level", "warning", "webapp.wsgi:app"]
-        procs.append(Proc(cmd, {**env, **extra}, tmp / f"api-{name}.log").start())
+        procs.append(Proc(api_command(HOST, port, workers=1), {**env, **extra}, tmp / f"api-{name}.log").start())
         apis[name] = f"http://{HOST}:{port}"
     try:
         for base in apis.values():
