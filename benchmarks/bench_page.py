@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 from sessionizer.jobstore import JobStore
+from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 
 HOST = "127.0.0.1"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from sessionizer.jobstore import JobStore
 from worker.demo import DEMO_USERS, write_demo_events
 from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
-from sessionizer.jobstore import JobStore
 
 pytestmark = pytest.mark.slow  # a real browser, a Celery worker and the API under gunicorn
 
