@@ -6,7 +6,6 @@ import functools
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from flask import Response, g, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
