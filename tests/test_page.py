@@ -192,7 +192,7 @@ def test_page_is_served_with_a_strict_policy_and_documented_defaults(stack: dict
                 assert props[field]["default"] == value, (name, field)
 
 
-def test_submit_watch_progress_then_timeline_and_csv(stack: dict[str, Any], watched: Watched) -> None:
+def test_submit_watch_progress_then_timeline_and_csv(watched: Watched, stack: dict[str, Any]) -> None:
     from playwright.sync_api import expect
 
     page, base = watched.page, stack["open"]
@@ -257,7 +257,7 @@ def test_submit_watch_progress_then_timeline_and_csv(stack: dict[str, Any], watc
     assert watched.errors == []
 
 
-def test_cancel_and_delete_from_the_list(stack: dict[str, Any], watched: Watched) -> None:
+def test_cancel_and_delete_from_the_list(watched: Watched, stack: dict[str, Any]) -> None:
     page, base, store = watched.page, stack["open"], stack["store"]
     # A job recorded in the real store but never enqueued stays queued, so there is time to cancel it.
     request = {"users": ["romain"], "start": "2022-09-05T00:00:00Z", "end": "2022-09-06T00:00:00Z",
@@ -277,7 +277,7 @@ def test_cancel_and_delete_from_the_list(stack: dict[str, Any], watched: Watched
     assert watched.errors == []
 
 
-def test_field_errors_are_shown_beside_their_fields(stack: dict[str, Any], watched: Watched) -> None:
+def test_field_errors_are_shown_beside_their_fields(watched: Watched, stack: dict[str, Any]) -> None:
     page = watched.page
     page.goto(f"{stack['open']}/")
     page.wait_for_selector("#submit-form[data-ready=true]")
@@ -292,7 +292,7 @@ def test_field_errors_are_shown_beside_their_fields(stack: dict[str, Any], watch
     assert "#/jobs/" not in page.url
 
 
-def test_with_a_required_key(stack: dict[str, Any], watched: Watched) -> None:
+def test_with_a_required_key(watched: Watched, stack: dict[str, Any]) -> None:
     page, base = watched.page, stack["keyed"]
     wait_worker_ready(stack)
     page.goto(f"{base}/")
@@ -344,7 +344,7 @@ def session(user: str, day: int, hour: int, minutes: int, instance: str, reason:
     return row
 
 
-def test_both_drawing_paths_paint_every_session_and_tell_why_it_ended(stack: dict[str, Any], watched: Watched) -> None:
+def test_both_drawing_paths_paint_every_session_and_tell_why_it_ended(watched: Watched, stack: dict[str, Any]) -> None:
     page = watched.page
     sessions = {
         "ada": [session("ada", d, 9, 45, "inst-a", "idle gap") for d in range(1, 8)],

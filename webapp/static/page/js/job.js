@@ -139,6 +139,9 @@ async function showResult($, job, path, ctx) {
   const dist = () => drawDistribution($("#distribution"), table, kind.value);
   kind.addEventListener("change", dist);
   dist();
+  const resized = new ResizeObserver(() => dist()); // the chart follows the page's width
+  resized.observe($("#dist-panel"));
+  ctx.onLeave(() => resized.disconnect());
 }
 
 function legend(box, table) {
