@@ -6,9 +6,12 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response
+import redis
+from flask import Flask, Response, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from .requestid import register_request_id, request_id
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -60,9 +63,24 @@ class ProblemApi(Api):
 
 
 def register_error_handlers(app: Flask) -> None:
+    register_request_id(app)
+
+    # Redis still unreachable after the client's retries: the service is unavailable, not broken.
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def store_unavailable(error: redis.RedisError) -> Response:
+        log.error("job store unreachable (request %s %s %s): %s", request_id(), request.method, request.path,
+                  type(error).__name__)
+        response = problem(503, ServiceUnavailable().name, "The job store is unreachable; retry later.",
+                           request_id=request_id())
+        response.headers["Retry-After"] = "5"
+        return response
+
     # HTTP errors go to ProblemApi.handle_http_exception (the more specific handler); this one
-    # only sees the rest, and says nothing of their content to the client.
+    # only sees the rest, logs it once with the request id, and says nothing of its content.
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
-        return problem(500, InternalServerError().name, "An unexpected error occurred; it has been logged.")
+        log.exception("unhandled error (request %s %s %s)", request_id(), request.method, request.path)
+        return problem(500, InternalServerError().name,
+                       f"An unexpected error occurred; it has been logged with request id {request_id()}.",
+                       request_id=request_id())
