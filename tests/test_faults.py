@@ -191,6 +191,32 @@ def test_cancel_while_running_stops_the_job(stack, es) -> None:  # noqa: ANN001
     assert client.get(f"/jobs/{job_id}/sessions").status_code == 409
 
 
+def units_busy(celery: Any) -> bool:
+    """Is any unit still running or reserved on a worker? (No reply counts as busy.)"""
+    inspect = celery.control.inspect(timeout=2)
+    active, reserved = inspect.active(), inspect.reserved()
+    if active is None or reserved is None:
+        return True
+    return any(active.values()) or any(reserved.values())
+
+
+def test_a_job_deleted_mid_run_leaves_no_key_once_its_units_stop(stack, es) -> None:  # noqa: ANN001
+    client, new_worker = stack()
+    new_worker()
+    es.faults.delay(0.1)  # slow pages: the delete lands while units run
+    job_id = submit(client)
+    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 1, what="a unit done")
+    assert client.delete(f"/jobs/{job_id}").status_code == 204
+    svc = client.application.extensions["sessionizer"]
+    # running units stop at their next page, queued ones are skipped; none writes anything back
+    wait_until(lambda: not units_busy(svc.celery) and svc.store.client.llen("celery") == 0, timeout=90,
+               what="the job's units to stop")
+    left = [k.decode() for k in svc.store.client.scan_iter(match="*", count=1000) if job_id.encode() in k]
+    assert left == []
+    assert svc.store.client.zscore("sz:owner::jobs", job_id) is None
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+
+
 def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, undisturbed) -> None:  # noqa: ANN001
     with RedisServer(tmp_path / "redis") as own_redis:
         client, new_worker = stack(redis_url=own_redis.url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_the_lua_scripts_ship_as_package_data_and_spell_keys_as_keys_py() -> Non
     for name in Scripts.__dataclass_fields__:
         text = source(name)
         assert text.startswith(lua_preamble()) and "sz:" not in text[len(lua_preamble()):]  # no key spelt twice
-    assert f"'{JobKeys('x').hash[:-1]}'" in lua_preamble()
+    assert f"'{JobKeys(str(uuid.uuid4())).hash.rsplit(':', 1)[0]}:'" in lua_preamble()
 
 
 def test_a_listing_reports_gone_jobs_and_only_forget_listed_drops_them(store: JobStore) -> None:
@@ -131,3 +132,25 @@ def test_a_listing_reports_gone_jobs_and_only_forget_listed_drops_them(store: Jo
     assert store.client.zcard(OwnerJobs.key("o")) == 2  # the listing wrote nothing
     store.forget_listed("o", page.gone)
     assert store.client.zcard(OwnerJobs.key("o")) == 1
+
+
+def test_a_unit_finishing_after_its_job_was_deleted_writes_nothing_back(store: JobStore) -> None:
+    job = store.create(REQUEST, deadline_s=60)
+    assert store.start(job["id"], 2)
+    store.record_progress(job["id"], 0, 10)
+    store.cancel(job["id"], "deleted by the client")
+    assert store.delete(job["id"])
+    # what a unit still running does next: report progress, count a redelivery, store its result
+    store.record_progress(job["id"], 1, 12)
+    assert store.count_redelivery(job["id"], 1) == 0
+    assert store.complete_unit(job["id"], 1, 1, [{"user": "b"}], {"events": 4}) is False
+    assert not store.finish(job["id"])
+    assert [k for k in store.client.scan_iter(match="*") if job["id"].encode() in k] == []
+
+
+def test_no_key_is_derived_from_a_malformed_id(store: JobStore) -> None:
+    job = store.create(REQUEST, deadline_s=60)
+    for crafted in (f"{job['id']}:done", f"{job['id']}:sessions", job["id"].upper(), "", "*"):
+        assert store.view(crafted) is None and store.get(crafted) is None and store.status(crafted) is None
+        with pytest.raises(ValueError):
+            store.complete_unit(crafted, 0, 1, [], {})

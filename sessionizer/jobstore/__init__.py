@@ -16,7 +16,9 @@ key                                type    content                              
                                            ``units_total``, ``users_total``, ``stats`` (JSON),  together
                                            ``owner``, ``seq``; ``primary`` (the job whose
                                            computation it shares, if not its own);
-                                           ``fingerprint``; ``idem`` (its idempotency key);
+                                           ``fingerprint`` (scoped to the owner unless results
+                                           are shared across keys); ``own_deadline_at``;
+                                           ``idem`` (its idempotency key);
                                            ``view_status``/``view_error``/``view_finished_at``
                                            (cancelled by its client while the computation goes
                                            on for others); ``deleted`` (forgotten by its
@@ -41,6 +43,8 @@ key                                type    content                              
                                            empty while the first request is being created       pending, then
                                                                                                 ttl (the job's)
 ``sz:rate:{owner}``                hash    token bucket: ``tokens``, ``ts_ms``                  a full refill
+``sz:authfail:{sha256(address)}``  hash    failed-authentication bucket of a client address:    a full refill
+                                           ``tokens``, ``ts_ms``
 ``sz:waits:{owner}``               zset    the owner's ``Prefer: wait`` requests in progress:   the longest
                                            a random token each, scored by the time (ms) its     wait; each
                                            wait ends at the latest (a server that died          token drops
@@ -114,6 +118,6 @@ class JobStore(Lifecycle, Reads):
 
     def __post_init__(self) -> None:
         self.scripts = Scripts.register(self.client)
-        self.rate_limit = RateLimit(self.scripts.rate)
+        self.rate_limit = RateLimit(self.scripts.admit)
         self.idempotency = Idempotency(self.client, self.scripts.idempotency, self.ttl_s)
         self.wait_slots = WaitSlots(self.client, self.scripts.wait_slot)

@@ -5,6 +5,8 @@ each holds and when it expires; the Lua scripts get the same names from :func:`l
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from functools import cache
 from string import Formatter
@@ -28,10 +30,19 @@ def _fields(template: str) -> tuple[str, ...]:
     return tuple(field for _, field, _, _ in Formatter().parse(template) if field)
 
 
+JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def is_job_id(value: str) -> bool:
+    """Is ``value`` a job id as the store issues them (``str(uuid.uuid4())``)?"""
+    return bool(JOB_ID.match(value))
+
+
 @dataclass(frozen=True)
 class JobKeys:
     """A job's (or a computation's) keys: its hash, the per-unit hashes and the set of jobs
-    following it. They expire together."""
+    following it. They expire together. Only a well-formed id names keys: ``"<id>:done"`` would
+    name another key of the same job."""
 
     job_id: str
     key_template: ClassVar[str] = "sz:job:{id}"
@@ -41,6 +52,10 @@ class JobKeys:
     SESSIONS: ClassVar[str] = ":sessions"  # hash: unit index -> JSON array of the unit's sessions
     SHARERS: ClassVar[str] = ":sharers"  # set: ids of the jobs still following the computation
     SUFFIXES: ClassVar[tuple[str, ...]] = ("", DONE, SCANNED, UNITSTATS, SESSIONS, SHARERS)
+
+    def __post_init__(self) -> None:
+        if not is_job_id(self.job_id):
+            raise ValueError("not a job id")
 
     @property
     def hash(self) -> str:
@@ -107,6 +122,17 @@ class RateBucket(KeyTemplate):
 
 
 
+class AuthFailures(KeyTemplate):
+    """hash: a client address's failed-authentication bucket (``tokens``, ``ts_ms``). The address
+    may come from ``X-Forwarded-For``: it is hashed, so no client text names a key."""
+
+    key_template = "sz:authfail:{address}"
+
+    @classmethod
+    def key(cls, *parts: str) -> str:
+        return super().key(hashlib.sha256(parts[0].encode()).hexdigest()[:32])
+
+
 class WaitSlots(KeyTemplate):
     """zset: an owner's ``Prefer: wait`` requests in progress, a token each scored by when it lapses."""
 
@@ -128,6 +154,7 @@ def lua_preamble() -> str:
         f"local JOB = '{prefix}'",
         f"local SHARE = '{share}'",
         f"local DONE, SCANNED, SHARERS = '{JobKeys.DONE}', '{JobKeys.SCANNED}', '{JobKeys.SHARERS}'",
+        f"local UNITSTATS, SESSIONS = '{JobKeys.UNITSTATS}', '{JobKeys.SESSIONS}'",
         "local FAMILY = {" + ", ".join(f"'{s}'" for s in JobKeys.SUFFIXES) + "}",
     ]
     lines += [f"local {status.name} = '{status.value}'" for status in JobStatus]

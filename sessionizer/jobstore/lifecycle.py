@@ -42,7 +42,9 @@ def overdue(h: Mapping[str, str], now: datetime) -> bool:
 
 
 def deadline_error(deadline_at: str) -> dict[str, str]:
-    return {"type": "deadline_exceeded", "message": f"the job did not finish before its deadline {deadline_at}"}
+    # no time in the message: a job following this computation (perhaps another key's) must
+    # not learn when that computation was submitted
+    return {"type": "deadline_exceeded", "message": "the job did not finish before its deadline"}
 
 
 class Lifecycle:
@@ -70,6 +72,7 @@ class Lifecycle:
         deadline_s: float,
         owner: str = "",
         share: bool = True,
+        across_keys: bool = False,
         fresh: bool = False,
         job_id: str | None = None,
         idempotency_key: str | None = None,
@@ -82,11 +85,12 @@ class Lifecycle:
 
         With ``share``, a computation of the same fingerprint that is queued, running or
         succeeded is followed instead of planned again (unless ``fresh``); a new computation
-        becomes the one later identical requests follow.
+        becomes the one later identical requests follow. Only the owner's own computations are
+        followed, unless ``across_keys`` (``SHARE_RESULTS_ACROSS_KEYS``).
         """
         job_id = job_id or str(uuid.uuid4())
         now = utcnow()
-        fp = fingerprint(request)
+        fp = fingerprint(request) if across_keys else fingerprint(request, scope=owner)
         deadline = now + timedelta(seconds=deadline_s)
         fields: dict[str, Any] = {
             "id": job_id,
@@ -96,6 +100,7 @@ class Lifecycle:
             "submitted_at": iso(now),
             "deadline_at": iso(deadline),
             "deadline_ms": int(deadline.timestamp() * 1000),
+            "own_deadline_at": iso(deadline),  # shown to its client if it follows another computation
             "users_total": len(request.get("users", ())),
             "units_total": 0,
             "fingerprint": fp,
@@ -158,28 +163,25 @@ class Lifecycle:
         error = orjson.dumps({"type": "cancelled", "message": reason})
         return self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())]) == 1
 
+    # A unit may still be running when its job is deleted: its writes check, in the same script,
+    # that the job is still there, so a deleted job gets no key back.
     def record_progress(self, job_id: str, unit: int, scanned: int) -> None:
-        self.client.hset(JobKeys(job_id).scanned, unit, scanned)
+        """A unit's scanned count so far (nothing once the job is gone)."""
+        k = JobKeys(job_id)
+        self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned])
 
     def count_redelivery(self, job_id: str, unit: int) -> int:
-        """Count one more hand-out of a unit whose worker was lost; return the count so far."""
-        return int(self.client.hincrby(JobKeys(job_id).hash, f"lost:{unit}", 1))
+        """Count one more hand-out of a unit whose worker was lost; return the count so far
+        (0 once the job is gone)."""
+        return int(self.scripts.redelivered(keys=[JobKeys(job_id).hash], args=[f"lost:{unit}"]))
 
     def complete_unit(
         self, job_id: str, unit: int, users: int, sessions: list[dict[str, Any]], stats: Mapping[str, int]
     ) -> bool:
-        """Store a unit's result (idempotent) and return True when every unit is now done."""
-        k = JobKeys(job_id)
-        pipe = self.client.pipeline()
-        pipe.hset(k.sessions, unit, orjson.dumps(sessions))
-        pipe.hset(k.unitstats, unit, orjson.dumps(dict(stats)))
-        pipe.hset(k.done, unit, users)
-        pipe.hlen(k.done)
-        pipe.hget(k.hash, "units_total")
-        self._touch(job_id, pipe)
-        res = pipe.execute()
-        done, total = res[3], int(res[4] or 0)
-        return total > 0 and done >= total
+        """Store a unit's result (idempotent) and return True when every unit is now done
+        (nothing is stored once the job is gone)."""
+        args = [self.ttl_s, unit, orjson.dumps(sessions), orjson.dumps(dict(stats)), users]
+        return bool(self.scripts.complete_unit(keys=[JobKeys(job_id).hash], args=args))
 
     def finish(self, job_id: str) -> bool:
         """``running -> succeeded`` with the summed statistics, once every unit is in."""

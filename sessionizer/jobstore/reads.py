@@ -11,8 +11,10 @@ from typing import Any
 import orjson
 import redis
 
+from datetime import datetime
+
 from ..status import JobStatus
-from .keys import SCANS_KEY, JobKeys, OwnerJobs
+from .keys import SCANS_KEY, JobKeys, OwnerJobs, is_job_id
 from .lifecycle import deadline_error, overdue, utcnow
 from .scripts import Scripts
 from .sharing import computation_of
@@ -28,6 +30,13 @@ class JobPage:
     gone: list[str] = field(default_factory=list)
 
 
+def _not_before(stamp: str | None, floor: str) -> str | None:
+    """``stamp``, or ``floor`` when ``stamp`` is earlier (ISO times; ``None`` stays ``None``)."""
+    if stamp is None or datetime.fromisoformat(stamp) >= datetime.fromisoformat(floor):
+        return stamp
+    return floor
+
+
 def _decode_pairs(flat: list[bytes]) -> dict[str, str]:
     return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
@@ -40,6 +49,8 @@ class Reads:
 
     def status(self, job_id: str) -> str | None:
         """The computation's stored status (no deadline applied: the worker's stop signal)."""
+        if not is_job_id(job_id):
+            return None
         value = self.client.hget(JobKeys(job_id).hash, "status")
         return value.decode() if value is not None else None
 
@@ -56,6 +67,8 @@ class Reads:
         return int(self.client.get(SCANS_KEY) or 0)
 
     def _read(self, job_id: str, *, client_view: bool) -> dict[str, Any] | None:
+        if not is_job_id(job_id):
+            return None
         res = self.scripts.view(keys=[JobKeys(job_id).hash])
         if not res:
             return None
@@ -72,8 +85,14 @@ class Reads:
             h = dict(h, status=JobStatus.FAILED, error=orjson.dumps(deadline_error(h["deadline_at"])).decode(),
                      finished_at=h["deadline_at"])
         status, error, finished = h["status"], h.get("error"), h.get("finished_at")
+        started, deadline = h.get("started_at"), h.get("deadline_at")
         if client_view and own.get("view_status"):
             status, error, finished = own["view_status"], own.get("view_error"), own.get("view_finished_at")
+        if client_view and own.get("primary"):
+            # A job following a computation shows its own times: nothing earlier than its own
+            # submission, its own deadline; never when another (perhaps another key's) job ran.
+            started, finished = _not_before(started, own["submitted_at"]), _not_before(finished, own["submitted_at"])
+            deadline = own.get("own_deadline_at") or deadline
         return {
             "id": own["id"],
             "status": status,
@@ -85,9 +104,9 @@ class Reads:
                 "events_scanned": int(res[3]),
             },
             "submitted_at": own["submitted_at"],
-            "started_at": h.get("started_at"),
+            "started_at": started,
             "finished_at": finished,
-            "deadline_at": h.get("deadline_at"),
+            "deadline_at": deadline,
             "error": orjson.loads(error) if error else None,
             "stats": orjson.loads(h["stats"]) if h.get("stats") else None,
             "units_total": int(h.get("units_total", 0)),

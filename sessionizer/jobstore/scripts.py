@@ -30,9 +30,12 @@ class Scripts:
     view: Script
     cancel: Script
     delete: Script
-    rate: Script
+    admit: Script
     idempotency: Script
     wait_slot: Script
+    unit_progress: Script
+    complete_unit: Script
+    redelivered: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:

@@ -19,11 +19,13 @@ import redis
 from .keys import JobKeys
 
 
-def fingerprint(request: Mapping[str, Any]) -> str:
+def fingerprint(request: Mapping[str, Any], scope: str | None = None) -> str:
     """Digest of a normalised request: the same users (in any order), range, method, parameters
-    and grouping give the same fingerprint."""
+    and grouping give the same fingerprint. With a ``scope`` (an owner), only requests of the
+    same scope do: one key's computations are invisible to every other key's."""
     canon = dict(request, users=sorted(request.get("users", ())))
-    return hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    digest = hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest if scope is None else hashlib.sha256(f"{scope}\n{digest}".encode()).hexdigest()
 
 
 def computation_of(client: redis.Redis, job_id: str) -> str:
