@@ -86,6 +86,9 @@ class CelerySettings:
 class AuthSettings:
     required: bool
     keys: str  # name:sha256 pairs: digests only, never keys
+    failures_per_s: float  # wrong keys forgiven per second per client address
+    failures_burst: int  # wrong keys a client address may send at once
+    trusted_proxy_hops: int  # proxies whose X-Forwarded-For gives the client address
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class LimitsSettings:
 @dataclass(frozen=True)
 class ResultsSettings:
     share: bool
+    share_across_keys: bool
 
 
 @dataclass(frozen=True)
@@ -201,12 +205,16 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "CELERY_TIME_LIMIT_S": ("celery", "task_time_limit_s", int),
     "AUTH_REQUIRED": ("auth", "required", bool),
     "API_KEYS": ("auth", "keys", str),
+    "AUTH_FAILURES_PER_S": ("auth", "failures_per_s", float),
+    "AUTH_FAILURES_BURST": ("auth", "failures_burst", int),
+    "TRUSTED_PROXY_HOPS": ("auth", "trusted_proxy_hops", int),
     "RATE_LIMIT_PER_S": ("limits", "rate_per_s", float),
     "RATE_LIMIT_BURST": ("limits", "rate_burst", int),
     "MAX_ACTIVE_JOBS": ("limits", "max_active_jobs", int),
     "MAX_WAIT_S": ("limits", "max_wait_s", float),
     "MAX_WAITS_PER_KEY": ("limits", "max_waits_per_key", int),
     "SHARE_RESULTS": ("results", "share", bool),
+    "SHARE_RESULTS_ACROSS_KEYS": ("results", "share_across_keys", bool),
     "WORKER_HEARTBEAT_INTERVAL_S": ("workers", "heartbeat_interval_s", float),
     "WORKER_HEARTBEAT_TTL_S": ("workers", "heartbeat_ttl_s", float),
     "HOST": ("stack", "host", str),

@@ -112,8 +112,11 @@ def test_body_over_one_mebibyte_is_413(client, queued) -> None:  # noqa: ANN001
 
 
 def test_unknown_job_is_404_never_pending(client) -> None:  # noqa: ANN001
-    body = assert_problem(client.get("/jobs/00000000-0000-0000-0000-000000000000"), 404)
+    import uuid
+
+    body = assert_problem(client.get(f"/jobs/{uuid.uuid4()}"), 404)
     assert "never issued" in body["detail"]
+    assert assert_problem(client.get("/jobs/00000000-0000-0000-0000-000000000000"), 404) == body  # not an id issued
     assert_problem(client.get("/jobs/nope/sessions"), 404)
     assert_problem(client.post("/jobs/nope/cancel"), 404)
 

@@ -35,7 +35,8 @@ def make_app(redis_url: str, **config):  # noqa: ANN003, ANN201
 
 @pytest.fixture
 def app(redis_url):  # noqa: ANN001, ANN201
-    return make_app(redis_url)
+    # the shared-results tests follow one computation from several keys: the deployment opt-in
+    return make_app(redis_url, SHARE_RESULTS_ACROSS_KEYS=True)
 
 
 @pytest.fixture
@@ -179,6 +180,30 @@ def test_identical_past_requests_share_one_computation(client, store, queued) ->
     assert fresh["status"] == "queued" and queued.new()[-1] == ("sessionizer.plan", [fresh["id"]])
     # the shared computation lives as long as the jobs following it
     assert store.client.ttl(f"sz:job:{first['id']}:sessions") >= store.client.ttl(f"sz:job:{third['id']}") - 1
+
+
+def test_results_are_shared_across_keys_only_when_the_deployment_opts_in(redis_url, queued) -> None:  # noqa: ANN001
+    client = make_app(redis_url).test_client()  # the default: SHARE_RESULTS_ACROSS_KEYS off
+    body = unique(PAST, "perkey")
+    a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
+    same_key = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    assert queued.new() == [("sessionizer.plan", [a["id"]]), ("sessionizer.plan", [b["id"]])]  # k6 scans its own
+    store = client.application.extensions["sessionizer"].store
+    assert store.view(same_key["id"])["computation"] == a["id"]  # within one key, shared as before
+
+
+def test_a_job_following_another_keys_computation_shows_only_its_own_times(client, store, queued) -> None:  # noqa: ANN001
+    body = unique(PAST, "times")
+    first = client.post("/jobs", json=body, headers=auth("k5")).get_json()
+    play_worker(store, first["id"], [[session("anes", 1)]])
+    done = client.get(f"/jobs/{first['id']}", headers=auth("k5")).get_json()
+    second = client.post("/jobs", json=body, headers=auth("k6")).get_json()
+    assert second["status"] == "succeeded" and store.view(second["id"])["computation"] == first["id"]
+    for name in ("started_at", "finished_at", "deadline_at"):
+        assert second[name] != done[name], name  # nothing of the other key's job shows
+    assert second["started_at"] == second["finished_at"] == second["submitted_at"]
+    assert second["deadline_at"] > second["submitted_at"]
 
 
 def test_ranges_not_fully_past_and_other_parameters_are_not_shared(client, queued) -> None:  # noqa: ANN001

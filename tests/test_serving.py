@@ -66,7 +66,11 @@ def test_slow_and_waiting_clients_do_not_stall_the_api(server: LiveServer, http:
     slow = [slow_body(server) for _ in range(HELD)]
     waits = [waiting(server, job_id) for _ in range(HELD)]
     try:
-        wait_until(lambda: held_waits(server) == HELD)  # every wait is in progress at once
+        try:
+            wait_until(lambda: held_waits(server) == HELD)  # every wait is in progress at once
+        except AssertionError:
+            raise AssertionError(f"{held_waits(server)} waits held of {HELD}; server log:\n"
+                                 + server.log.read_text()[-4000:]) from None
         for _ in range(10):  # meanwhile the API answers everyone else
             assert http.get("/healthz").json() == {"status": "ok", "redis": "ok"}
             poll = http.get(f"/jobs/{job_id}", headers=bearer("alpha"))
@@ -172,3 +176,13 @@ def test_gunicorn_stops_with_waits_in_flight(tmp_path: Path) -> None:
         assert "Traceback" not in log and "MonkeyPatchWarning" not in log, log[-3000:]
     finally:
         live.stop()
+
+
+def test_a_client_that_gives_up_stops_holding_its_wait(server: LiveServer, http: httpx.Client) -> None:
+    job_id = submit(http, "beta", "-gone")
+    socks = [waiting(server, job_id, "beta") for _ in range(8)]
+    wait_until(lambda: held_waits(server, "beta") == 8)
+    for sock in socks:
+        sock.close()
+    # each wait notices its closed connection at its next look (well before MAX_WAIT_S, 60 s)
+    wait_until(lambda: held_waits(server, "beta") == 0, timeout=30)

@@ -58,8 +58,14 @@ def test_idempotency_replays_refuses_another_body_and_a_pending_twin(submitter: 
 def test_identical_past_requests_share_and_no_cache_runs_afresh(submitter: JobSubmitter) -> None:
     body = unique(PAST, "share")
     first = submitter.submit("alice", body).job
-    second = submitter.submit("bob", {**body, "users": body["users"][::-1]}).job
+    second = submitter.submit("alice", {**body, "users": body["users"][::-1]}).job
     assert second["id"] != first["id"] and second["computation"] == first["computation"]
+    # another key runs its own, unless the deployment shares results across keys
+    assert submitter.submit("bob", body).job["computation"] != first["computation"]
+    across = dataclasses.replace(submitter, settings=submitter.settings.replace(SHARE_RESULTS_ACROSS_KEYS=True))
+    shared = unique(PAST, "across")
+    carol = across.submit("carol", shared).job
+    assert across.submit("dave", shared).job["computation"] == carol["computation"]
     fresh = submitter.submit("alice", body, cache_control="no-cache").job
     assert fresh["computation"] == fresh["id"] != first["computation"]
     future = unique(FUTURE, "noshare")

@@ -13,6 +13,7 @@ from flask import Flask
 from sessionizer.settings import ENVIRONMENT, Settings, load_settings
 
 from .bodylimit import BoundedBody
+from .jobids import register_job_id_converter
 from .errors import register_error_handlers
 from .extensions import api, init_services
 
@@ -54,11 +55,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    if settings.auth.trusted_proxy_hops:  # the client address (failed-auth limit) from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.auth.trusted_proxy_hops)  # type: ignore[method-assign]
     return app
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
+    from .jobs.schemas import ProblemSchema
+
+    # flask-smorest registers a response per HTTP status with its own "Error" schema, another
+    # shape than the problems this API returns: they refer to Problem instead.
+    api.ERROR_SCHEMA = ProblemSchema
     api.init_app(app)
+    register_job_id_converter(app, api)
     init_services(app, settings)
 
 
@@ -72,5 +83,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(jobs_blp)
     api.register_blueprint(health_blp)
     document_method_params(api, app)
+    # flask-smorest registers its pagination schema whatever the API; this one pages with cursors
+    api.spec.components.schemas.pop("PaginationMetadata", None)
     app.register_blueprint(swagger_assets)
     app.register_blueprint(page)

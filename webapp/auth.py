@@ -16,6 +16,7 @@ import hmac
 import re
 import secrets
 import sys
+from typing import NoReturn
 
 from flask import request
 from flask_smorest import abort
@@ -44,8 +45,10 @@ def parse_keys(spec: str) -> dict[str, str]:
     return out
 
 
-def authenticate() -> str:
-    """The name of the caller's key; '' when the API runs without keys. Aborts with 401."""
+def identify() -> tuple[str | None, str]:
+    """Who is calling, judged locally: ``(key name, "")``, ``("", "")`` when the API runs without
+    keys or anonymously, or ``(None, why)`` for a wrong or malformed key (to be counted against
+    the client address before the 401). Aborts with 401 when a key is required and none is sent."""
     from .extensions import services
 
     svc = services()
@@ -54,19 +57,22 @@ def authenticate() -> str:
     if header is None or not keys:
         if svc.settings.auth.required:
             abort(401, message="Send an API key: `Authorization: Bearer <key>`.", headers=CHALLENGE)
-        return ""
+        return "", ""
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        abort(401, message="Use `Authorization: Bearer <key>`.", headers=CHALLENGE)
+        return None, "Use `Authorization: Bearer <key>`."
     presented = digest(token)
     found = ""
     for known, name in keys.items():  # compare every digest, in constant time each
         if hmac.compare_digest(known, presented):
             found = name
-    if not found:
-        abort(401, message="Unknown API key.", headers=CHALLENGE)
-    return found
+    return (found, "") if found else (None, "Unknown API key.")
+
+
+def deny(why: str) -> NoReturn:
+    abort(401, message=why, headers=CHALLENGE)
+    raise AssertionError("abort returned")  # pragma: no cover
 
 
 def main(argv: list[str] | None = None) -> int:

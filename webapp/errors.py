@@ -15,6 +15,9 @@ from .requestid import register_request_id, request_id
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+# Every 404 under /jobs/ reads the same, whether the id was malformed, never issued, expired,
+# deleted or another key's: the answer tells nothing about which.
+NO_JOB = "No such job: it was never issued, it has expired or been deleted."
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
@@ -47,6 +50,8 @@ class ProblemApi(Api):
         data = getattr(error, "data", None) or {}
         extra: dict[str, Any] = {}
         detail = data.get("message") or error.description
+        if error.code == 404 and request.path.startswith("/jobs/"):
+            detail = NO_JOB
         if "messages" in data:
             errors = _field_errors(data["messages"])
             extra["errors"] = errors

@@ -12,7 +12,10 @@ from flask_smorest import abort
 
 from sessionizer.status import ACTIVE
 
+from ..errors import NO_JOB
 from ..extensions import services
+from ..jobids import check_job_id
+from ..jsonguard import MAX_DEPTH, too_deep
 from .schemas import JobSchema
 
 PUBLIC = tuple(JobSchema().fields)
@@ -41,22 +44,40 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def get_job_or_404(job_id: str) -> dict[str, Any]:
     """The caller's job; another key's job is as unknown as a job never issued. A job read past its
     deadline is recorded failed here (reads never write: this is the explicit step)."""
+    check_job_id(job_id)  # before any store access
     store = services().store
     job = store.view(job_id)
     if job is not None and job["overdue"]:
         store.expire_overdue(job_id)
     if job is None or job["owner"] != g.owner:
-        abort(404, message=f"No job {job_id}: it was never issued, or it has expired.")
+        abort(404, message=NO_JOB)
     return job  # type: ignore[return-value]
 
 
 def require_json(view: Callable[..., Any]) -> Callable[..., Any]:
-    """415 for a body that is not JSON, before anything tries to parse it."""
+    """415 for a body that is not JSON, and 422 for one nested deeper than a job can be, before
+    anything parses it (Python's parser recurses once per level)."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not request.is_json:
             abort(415, message=f"Send the job as application/json (got {request.mimetype or 'no content type'}).")
+        field = too_deep(request.get_data(cache=True))
+        if field is not None:
+            abort(422, messages={"json": {field or "_schema": [f"Nested more than {MAX_DEPTH} levels deep."]}})
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def no_query(view: Callable[..., Any]) -> Callable[..., Any]:
+    """422 naming each query parameter of an operation that takes none: nothing is ignored
+    silently (a key sent as ``?api_key=`` is refused, not dropped)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.args:
+            abort(422, messages={"query": {name: ["Unknown parameter."] for name in request.args}})
         return view(*args, **kwargs)
 
     return wrapper

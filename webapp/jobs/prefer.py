@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sessionizer.jobstore import JobStore
 from sessionizer.settings import LimitsSettings
 from sessionizer.status import ACTIVE
+
+from ..clientgone import client_gone
 
 _WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,6})\"?\s*$", re.IGNORECASE)
 
@@ -50,14 +52,16 @@ def wait_slot(store: JobStore, owner: str, seconds: float, cap: int) -> Iterator
             store.wait_slots.release(owner, token)
 
 
-def wait_until_finished(store: JobStore, job: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Poll the store until the job leaves queued/running or ``seconds`` pass (a bounded wait:
-    under gevent the sleeps and Redis reads yield, so a waiting request holds no thread)."""
+def wait_until_finished(store: JobStore, job: dict[str, Any], seconds: float,
+                        gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Poll the store until the job leaves queued/running, ``seconds`` pass, or the client is
+    ``gone`` (a bounded wait: under gevent the sleeps and Redis reads yield, so a waiting request
+    holds no thread; a client that gave up frees its slot at once)."""
     deadline = time.monotonic() + seconds
     delay = 0.02
     while job["status"] in ACTIVE:
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or gone():
             break
         time.sleep(min(delay, left))
         delay = min(delay * 1.5, 0.25)
@@ -77,4 +81,5 @@ def waited(store: JobStore, owner: str, job: dict[str, Any], prefer: str | None,
     with wait_slot(store, owner, seconds, limits.max_waits_per_key) as granted:
         if not granted:
             return job, {}
-        return wait_until_finished(store, job, seconds), {"Preference-Applied": f"wait={seconds}"}
+        job = wait_until_finished(store, job, seconds, gone=client_gone)
+        return job, {"Preference-Applied": f"wait={seconds}"}

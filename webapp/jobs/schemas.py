@@ -32,10 +32,35 @@ def to_utc_iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class IsoDateTime(fields.Field):
-    """ISO-8601 date-time, with or without an offset (none means UTC), e.g. ``2022-09-22 11:00Z``."""
+# The dates a job may name: the events are epoch milliseconds, and a job reads up to two years
+# beyond its range (max_span_s + split_idle_s), which must stay within what datetime represents.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
-    default_error_messages = {"invalid": "Not a valid ISO-8601 date-time (e.g. 2022-09-22T11:00:00+02:00)."}
+
+class Text(fields.String):
+    """A string that is valid Unicode: JSON's ``"\\ud800"`` (a lone surrogate) decodes to a str
+    no UTF-8 encoder accepts, which would fail later, far from the field that held it."""
+
+    default_error_messages = {"surrogate": "Not valid Unicode text (a lone surrogate escape such as \\ud800)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.make_error("surrogate") from exc
+        return text
+
+
+class IsoDateTime(fields.Field):
+    """ISO-8601 date-time, with or without an offset (none means UTC), e.g. ``2022-09-22 11:00Z``,
+    from ``EARLIEST`` to ``LATEST``."""
+
+    default_error_messages = {
+        "invalid": "Not a valid ISO-8601 date-time (e.g. 2022-09-22T11:00:00+02:00).",
+        "range": f"Out of range: dates from {to_utc_iso(EARLIEST)} to {to_utc_iso(LATEST)} are accepted.",
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         if not isinstance(value, str):
@@ -44,7 +69,14 @@ class IsoDateTime(fields.Field):
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
             raise self.make_error("invalid") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        try:  # year 1 at +01:00 is before year 1 in UTC: not representable
+            in_utc = parsed.astimezone(timezone.utc)
+        except OverflowError as exc:
+            raise self.make_error("range") from exc
+        if not EARLIEST <= in_utc <= LATEST:
+            raise self.make_error("range")
+        return in_utc
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
@@ -52,17 +84,49 @@ class IsoDateTime(fields.Field):
         return to_utc_iso(value) if isinstance(value, datetime) else str(value)
 
 
+class StrictBoolean(fields.Boolean):
+    """``true`` or ``false`` only: not 1, "true" or "yes", as the OpenAPI document says boolean."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer only: not 5.0, "5" or true (a bool is an int in Python)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictNumber(fields.Float):
+    """A JSON number only: not "1800" or true; finite (no NaN, Infinity or 1e400)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def param_field(param: Param) -> fields.Field:
     """The marshmallow field of a method parameter, with its bounds and documented default."""
-    meta = {"description": describe(param)}
+    meta: dict[str, Any] = {"description": describe(param)}
     if param.default is not None:
         meta["default"] = param.default
+    if param.exclusive_minimum:  # apispec writes the bound but not that it is excluded
+        meta["exclusiveMinimum"] = True
     if param.kind is bool:
-        return fields.Boolean(metadata=meta)
+        return StrictBoolean(metadata=meta)
     bounds = validate.Range(min=param.minimum, max=param.maximum, min_inclusive=not param.exclusive_minimum)
     if param.kind is int:
-        return fields.Integer(strict=True, allow_none=param.nullable, validate=bounds, metadata=meta)
-    return fields.Float(allow_none=param.nullable, validate=bounds, metadata=meta)
+        return StrictInteger(allow_none=param.nullable, validate=bounds, metadata=meta)
+    return StrictNumber(allow_none=param.nullable, validate=bounds, metadata=meta)
 
 
 def params_schema(method: str) -> type[Schema]:
@@ -89,25 +153,29 @@ class JobArgsSchema(Schema):
         unknown = RAISE
 
     users = fields.List(
-        fields.String(validate=validate.Length(min=1, max=256)),
+        Text(validate=validate.Length(min=1, max=256)),
         required=True,
         metadata={"description": "Users whose sessions are wanted (1..1000, unique). Alias: `utils`.",
                   "example": ["romain", "anes"]},
     )
     start = IsoDateTime(
         required=True,
-        metadata={"description": "Range start, ISO-8601 (no offset = UTC). Alias: `date_min`.",
+        metadata={"description": f"Range start, ISO-8601 (no offset = UTC), from {to_utc_iso(EARLIEST)} to "
+                                 f"{to_utc_iso(LATEST)}. Alias: `date_min`.",
                   "example": "2022-09-22T11:00Z", "type": "string", "format": "date-time"},
     )
     end = IsoDateTime(
         required=True,
-        metadata={"description": "Range end, after `start`. Alias: `date_max`.",
+        metadata={"description": "Range end, after `start`, within the same bounds. Alias: `date_max`.",
                   "example": "2022-09-28T12:00+02:00", "type": "string", "format": "date-time"},
     )
     method = fields.String(load_default=DEFAULT_METHOD, validate=validate.OneOf(tuple(SPECS)),
                            metadata={"description": "`hdbscan` (density on the time axis) or `gap` (inactivity gap)."})
-    params = fields.Dict(keys=fields.String(), load_default=dict,
-                         metadata={"description": "Method parameters: see HdbscanParams / GapParams."})
+    params = fields.Dict(keys=Text(), load_default=dict,
+                         metadata={"description": "Method parameters: HdbscanParams or GapParams, as `method` says.",
+                                   # the components webapp/page.py registers from PARAMS_SCHEMAS
+                                   "anyOf": [{"$ref": f"#/components/schemas/{method.capitalize()}Params"}
+                                             for method in SPECS]})
     group_by = fields.List(
         fields.String(validate=validate.OneOf(["user", "instance"])),
         load_default=lambda: ["user"],
@@ -300,6 +368,9 @@ class Cursor(fields.String):
 
 
 class JobListQueryArgsSchema(Schema):
+    class Meta:
+        unknown = RAISE  # an unknown parameter (``?format=csv``, ``?api_key=...``) is a 422, not ignored
+
     status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]),
                            metadata={"description": "Only jobs in this status."})
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
@@ -308,10 +379,13 @@ class JobListQueryArgsSchema(Schema):
 
 
 class SessionsQueryArgsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
     limit = fields.Integer(validate=validate.Range(min=1, max=10_000),
                            metadata={"description": "Sessions per page (1..10000); without it, every session."})
     cursor = Cursor(2, metadata={"description": "`next_cursor` of the previous page."})
-    user = fields.String(validate=validate.Length(min=1, max=256), metadata={"description": "Only this user's sessions."})
+    user = Text(validate=validate.Length(min=1, max=256), metadata={"description": "Only this user's sessions."})
 
 
 PREFER_MAX = 200
@@ -322,7 +396,7 @@ PREFER = fields.String(data_key="Prefer", validate=validate.Length(max=PREFER_MA
 
 class SubmitHeadersSchema(Schema):
     prefer = PREFER
-    idempotency_key = fields.String(
+    idempotency_key = Text(
         data_key="Idempotency-Key", validate=validate.Length(min=1, max=255),
         metadata={"description": "Makes a retried submit safe: the same key and body give back the original "
                                  "job (`Idempotent-Replayed: true`); the same key with another body is a 422; "

@@ -100,7 +100,7 @@ class JobSubmitter:
         try:
             job, needs_plan = self.store.submit(
                 job_request, deadline_s=self.settings.job_deadline_s(job_request), owner=owner, share=share,
-                fresh=fresh, idempotency_key=key, max_active=cap)
+                across_keys=self.settings.results.share_across_keys, fresh=fresh, idempotency_key=key, max_active=cap)
         except TooManyActiveJobs as exc:
             raise ActiveJobsCapped(f"This API key already has {exc.active} jobs queued or running "
                                    f"(at most {cap}); wait for one to finish.",

@@ -9,14 +9,15 @@ from urllib.parse import urlencode
 from flask import Response, g, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
 
 from sessionizer.status import ACTIVE, JobStatus
 
-from ..auth import authenticate
+from ..auth import identify
 from ..extensions import services
-from ..limits import check_rate
+from ..limits import admit
 from . import docs
-from .answers import get_job_or_404, job_body, json_response, polling_headers, require_json
+from .answers import get_job_or_404, job_body, json_response, no_query, polling_headers, require_json
 from .prefer import waited
 from .schemas import (
     PREFER,
@@ -40,14 +41,14 @@ NDJSON, CSV = "application/x-ndjson", "text/csv"
 
 @blp.before_request
 def guard() -> None:
-    """Every jobs request: who is calling (API key), and within their rate?"""
-    g.owner = authenticate()
-    check_rate(services().store, g.owner)
+    """Every jobs request: who is calling (API key), and within their address's and key's limits?"""
+    owner, why = identify()
+    g.owner = admit(services().store, owner, why)
 
 
 @blp.route("")
 class Jobs(MethodView):
-    @blp.arguments(JobListQueryArgsSchema, location="query")
+    @blp.arguments(JobListQueryArgsSchema, location="query", unknown=RAISE)
     @blp.response(200, JobListSchema)
     @problems(401, 422, 429)
     def get(self, args: dict[str, Any]) -> Any:
@@ -84,7 +85,7 @@ class Jobs(MethodView):
         return json_response(job_body(job), 202, out)
 
 
-@blp.route("/<string:job_id>")
+@blp.route("/<job_id:job_id>")
 class JobsById(MethodView):
     # The poll path: its one header is read directly (documented below) rather than through a
     # webargs schema, which cost about a fifth of a poll's CPU.
@@ -93,8 +94,11 @@ class JobsById(MethodView):
                           "description": PREFER.metadata["description"]}])
     @blp.response(200, JobSchema, headers={"Retry-After": docs.RETRY_AFTER, "Preference-Applied": docs.PREFERENCE_APPLIED})
     @problems(401, 404, 422, 429)
+    @no_query
     def get(self, job_id: str) -> Any:
-        """Get a job's state and progress (`Prefer: wait=N` to wait for it)"""
+        """Get a job's state and progress
+
+        `Prefer: wait=N` holds the answer until the job has finished or N seconds have passed."""
         prefer = request.headers.get("Prefer")
         if prefer is not None and len(prefer) > PREFER_MAX:
             abort(422, messages={"headers": {"Prefer": [f"Longer than maximum length {PREFER_MAX}."]}})
@@ -104,7 +108,8 @@ class JobsById(MethodView):
         return json_response(job_body(job), 200, {**polling_headers(job), **applied})
 
     @blp.response(204)
-    @problems(401, 404, 429)
+    @problems(401, 404, 422, 429)
+    @no_query
     def delete(self, job_id: str) -> Any:
         """Cancel a job if it is still running, then forget it and its results (later reads: 404)"""
         get_job_or_404(job_id)
@@ -114,10 +119,11 @@ class JobsById(MethodView):
         return Response(status=204)
 
 
-@blp.route("/<string:job_id>/cancel")
+@blp.route("/<job_id:job_id>/cancel")
 class JobCancel(MethodView):
     @blp.response(202, JobSchema)
-    @problems(401, 404, 429)
+    @problems(401, 404, 422, 429)
+    @no_query
     def post(self, job_id: str) -> Any:
         """Cancel a job: queued units are skipped, running ones stop at their next page"""
         get_job_or_404(job_id)
@@ -125,9 +131,9 @@ class JobCancel(MethodView):
         return json_response(job_body(get_job_or_404(job_id)), 202)
 
 
-@blp.route("/<string:job_id>/sessions")
+@blp.route("/<job_id:job_id>/sessions")
 class JobSessions(MethodView):
-    @blp.arguments(SessionsQueryArgsSchema, location="query")
+    @blp.arguments(SessionsQueryArgsSchema, location="query", unknown=RAISE)
     @blp.response(200, SessionsSchema, headers={"Link": docs.LINK})
     @blp.doc(responses={"200": {"description": "OK", "headers": {"Link": docs.LINK}, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/Sessions"}},
@@ -136,8 +142,10 @@ class JobSessions(MethodView):
     }}})
     @problems(401, 404, 409, 422, 429)
     def get(self, args: dict[str, Any], job_id: str) -> Any:
-        """Get the sessions of a succeeded job, sorted by (user, start): paged with `limit`/`cursor`,
-        one user with `user`; `Accept: application/x-ndjson` or `text/csv` for those formats"""
+        """Get the sessions of a succeeded job
+
+        Sorted by (user, start); paged with `limit` and `cursor`, one user with `user`;
+        `Accept: application/x-ndjson` or `text/csv` for those formats."""
         job = get_job_or_404(job_id)
         if job["status"] in ACTIVE:
             abort(409, message=f"Job {job_id} is {job['status']}; poll /jobs/{job_id} until it has finished.",

@@ -1,0 +1,314 @@
+"""Probes through the real server (gunicorn, keys required), as a new user and as an attacker would
+send them: every answer is the documented 4xx problem+json naming the field, never a 5xx; one key
+learns nothing of another's jobs; the OpenAPI document is whole.
+
+Each probe is one row of ``PROBES`` / ``RAW_PROBES``: what is sent, the status expected, and the
+field the problem must name. ``{alpha}`` is a job of key alpha, ``{beta}`` one of key beta, ``{done}``
+a succeeded job of alpha's, ``{random}`` a job id never issued.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from sessionizer.jobstore import JobStore
+from tests.helpers import play_worker, session
+from tests.liveserver import KEYS, LiveServer, bearer, parse_answer
+
+pytestmark = pytest.mark.slow  # gunicorn subprocesses
+
+PAST = {"users": ["romain", "anes"], "start": "2022-09-22T11:00Z", "end": "2022-09-28T12:00Z", "method": "gap"}
+FUTURE = {**PAST, "start": "2998-12-31T00:00Z", "end": "2999-01-01T00:00Z"}
+PROBLEM = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    method: str
+    path: str
+    status: int
+    fieldname: str | None = None  # the field the problem's `errors` must name
+    body: Any = None  # dict/list: JSON; bytes: sent as they are (Content-Type: application/json)
+    key: str | None = "alpha"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def deep(levels: int, opening: str, inner: str, closing: str) -> bytes:
+    return (opening * levels + inner + closing * levels).encode()
+
+
+def body_with(**fields_: Any) -> bytes:
+    return json.dumps({**FUTURE, **fields_}).encode()
+
+
+BAD_IDS = [":done", ":sessions", ":scanned", ":unitstats", ":sharers", "%00", "%0a", "x" * 300, "..%2f..%2fhealthz"]
+
+PROBES: list[Probe] = [
+    # --- job ids: only the documented form (a UUID) reaches the store; anything else is 404 -----
+    *[Probe(f"GET own id{s[:12]}", "GET", f"/jobs/{{alpha}}{s}", 404) for s in BAD_IDS],
+    *[Probe(f"GET other key's id{s[:12]}", "GET", f"/jobs/{{alpha}}{s}", 404, key="beta") for s in BAD_IDS[:5]],
+    *[Probe(f"DELETE own id{s}", "DELETE", f"/jobs/{{alpha}}{s}", 404) for s in BAD_IDS[:5]],
+    *[Probe(f"cancel own id{s}", "POST", f"/jobs/{{alpha}}{s}/cancel", 404) for s in BAD_IDS[:5]],
+    *[Probe(f"sessions own id{s}", "GET", f"/jobs/{{done}}{s}/sessions", 404) for s in BAD_IDS[:5]],
+    Probe("GET id not a uuid", "GET", "/jobs/not-a-uuid", 404),
+    Probe("GET id uuid without dashes", "GET", "/jobs/{alpha_hex}", 404),
+    Probe("GET another key's job", "GET", "/jobs/{beta}", 404),
+    Probe("DELETE another key's job", "DELETE", "/jobs/{beta}", 404),
+    Probe("cancel another key's job", "POST", "/jobs/{beta}/cancel", 404),
+    Probe("sessions of another key's job", "GET", "/jobs/{beta}/sessions", 404),
+    Probe("GET a never-issued id", "GET", "/jobs/{random}", 404),
+    Probe("bad id without a key", "GET", "/jobs/{alpha}:done", 401, key=None),  # the key is checked first
+    Probe("bad id with a wrong key", "GET", "/jobs/{alpha}:done", 401, key=None,
+          headers={"Authorization": "Bearer not-a-key"}),
+    # --- bodies: every bad input is a 4xx naming the field -----------------------------------
+    Probe("lone surrogate in a user", "POST", "/jobs", 422, "users", b'{"users": ["\\ud800"], "start": "2022-09-05", "end": "2022-09-12"}'),
+    Probe("lone low surrogate in a user", "POST", "/jobs", 422, "users", b'{"users": ["a\\udfff"], "start": "2022-09-05", "end": "2022-09-12"}'),
+    Probe("lone surrogate in a params key", "POST", "/jobs", 422, "params", body_with(params={"\ud800": 1})),
+    Probe("Idempotency-Key with percent escapes, taken as it is", "POST", "/jobs", 202, None, FUTURE,
+          headers={"Idempotency-Key": "%ED%A0%80"}),
+    Probe("unknown field named by a lone surrogate", "POST", "/jobs", 422, "\ud800",
+          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "\\ud800": 1}'),
+    Probe("start year 1 with +01:00 (before year 1 in UTC)", "POST", "/jobs", 422, "start",
+          body_with(start="0001-01-01T00:30+01:00", end="2022-01-01")),
+    Probe("end year 9999 with -05:00 (after 9999 in UTC)", "POST", "/jobs", 422, "end",
+          body_with(start="9999-12-31T00:00Z", end="9999-12-31T23:00-05:00")),
+    Probe("start year 0", "POST", "/jobs", 422, "start", body_with(start="0000-01-01T00:00Z")),
+    Probe("start year 10000", "POST", "/jobs", 422, "start", body_with(start="10000-01-01T00:00Z")),
+    Probe("start far future in range", "POST", "/jobs", 422, "start", body_with(start="9999-12-30T00:00Z", end="9999-12-31T00:00Z")),
+    Probe("start not a string", "POST", "/jobs", 422, "start", body_with(start=1663844400)),
+    Probe("end before start", "POST", "/jobs", 422, "end", body_with(start="2022-09-12", end="2022-09-05")),
+    Probe("users nested 100,000 arrays deep", "POST", "/jobs", 422, "users",
+          b'{"users": ' + deep(100_000, "[", "", "]") + b', "start": "2022-09-05", "end": "2022-09-12"}'),
+    Probe("params nested 50,000 objects deep", "POST", "/jobs", 422, "params",
+          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "params": '
+          + deep(50_000, '{"a": ', "1", "}") + b"}"),
+    Probe("body an array nested 100,000 deep", "POST", "/jobs", 422, "_schema", deep(100_000, "[", "", "]")),
+    Probe("users nested 5 deep", "POST", "/jobs", 422, "users", body_with(users=[[[[["a"]]]]])),
+    Probe("max_gap_s as a string", "POST", "/jobs", 422, "params", body_with(method="gap", params={"max_gap_s": "1800"})),
+    Probe("max_gap_s as a boolean", "POST", "/jobs", 422, "params", body_with(method="gap", params={"max_gap_s": True})),
+    Probe("max_gap_s NaN", "POST", "/jobs", 422, "params",
+          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": NaN}}'),
+    Probe("max_gap_s Infinity", "POST", "/jobs", 422, "params",
+          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": Infinity}}'),
+    Probe("max_gap_s 1e400", "POST", "/jobs", 422, "params",
+          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": 1e400}}'),
+    Probe("allow_single_cluster as 1", "POST", "/jobs", 422, "params",
+          body_with(method="hdbscan", params={"allow_single_cluster": 1})),
+    Probe("allow_single_cluster as 'true'", "POST", "/jobs", 422, "params",
+          body_with(method="hdbscan", params={"allow_single_cluster": "true"})),
+    Probe("min_cluster_size as 5.0", "POST", "/jobs", 422, "params", body_with(method="hdbscan", params={"min_cluster_size": 5.0})),
+    Probe("min_cluster_size as true", "POST", "/jobs", 422, "params", body_with(method="hdbscan", params={"min_cluster_size": True})),
+    Probe("min_cluster_size huge", "POST", "/jobs", 422, "params", body_with(method="hdbscan", params={"min_cluster_size": 10**30})),
+    Probe("unknown param", "POST", "/jobs", 422, "params", body_with(method="gap", params={"min_cluster_size": 5})),
+    Probe("params not an object", "POST", "/jobs", 422, "params", body_with(params=[1, 2])),
+    Probe("users a string", "POST", "/jobs", 422, "users", body_with(users="romain")),
+    Probe("users empty", "POST", "/jobs", 422, "users", body_with(users=[])),
+    Probe("users duplicated", "POST", "/jobs", 422, "users", body_with(users=["a", "a"])),
+    Probe("user empty string", "POST", "/jobs", 422, "users", body_with(users=[""])),
+    Probe("user with NUL", "POST", "/jobs", 202, None, body_with(users=["a\u0000b"])),
+    Probe("method unknown", "POST", "/jobs", 422, "method", body_with(method="kmeans")),
+    Probe("group_by a string", "POST", "/jobs", 422, "group_by", body_with(group_by="user")),
+    Probe("unknown field", "POST", "/jobs", 422, "format", body_with(format="csv")),
+    Probe("api_key in the body", "POST", "/jobs", 422, "api_key", body_with(api_key=KEYS["alpha"])),
+    Probe("body null", "POST", "/jobs", 422, None, b"null"),
+    Probe("body a list", "POST", "/jobs", 422, None, b"[]"),
+    Probe("body a number", "POST", "/jobs", 422, None, b"12"),
+    Probe("body empty", "POST", "/jobs", 422, None, b""),
+    Probe("body truncated", "POST", "/jobs", 400, None, b'{"users": ["a"'),
+    Probe("body not UTF-8", "POST", "/jobs", 400, None, b'{"users": ["\xff\xfe"]}'),
+    Probe("body with a BOM", "POST", "/jobs", 400, None, b"\xef\xbb\xbf" + body_with()),
+    Probe("body as text/plain", "POST", "/jobs", 415, None, body_with(), headers={"Content-Type": "text/plain"}),
+    Probe("Idempotency-Key 256 chars", "POST", "/jobs", 422, "Idempotency-Key", FUTURE, headers={"Idempotency-Key": "k" * 256}),
+    Probe("Prefer over its maximum length", "GET", "/jobs/{alpha}", 422, "Prefer", headers={"Prefer": "wait=1," + "x" * 300}),
+    Probe("Prefer wait negative is ignored", "GET", "/jobs/{alpha}", 200, None, headers={"Prefer": "wait=-5"}),
+    # --- query strings: unknown parameters are refused; keys only in Authorization ------------
+    Probe("list with unknown parameter", "GET", "/jobs?format=csv", 422, "format"),
+    Probe("key in the query string", "GET", f"/jobs?api_key={KEYS['alpha']}", 422, "api_key"),
+    Probe("key only in the query string", "GET", f"/jobs?api_key={KEYS['alpha']}", 401, None, key=None),
+    Probe("key in X-API-Key", "GET", "/jobs", 401, None, key=None, headers={"X-API-Key": KEYS["alpha"]}),
+    Probe("poll with unknown parameter", "GET", "/jobs/{alpha}?verbose=1", 422, "verbose"),
+    Probe("delete with unknown parameter", "DELETE", "/jobs/{beta}?force=1", 422, "force", key="beta"),
+    Probe("sessions with unknown parameter", "GET", "/jobs/{done}/sessions?format=csv", 422, "format"),
+    Probe("healthz with a parameter", "GET", "/healthz?x=1", 200, None, key=None),
+    Probe("list limit 0", "GET", "/jobs?limit=0", 422, "limit"),
+    Probe("list limit huge", "GET", "/jobs?limit=99999999999999999999", 422, "limit"),
+    Probe("list limit not a number", "GET", "/jobs?limit=ten", 422, "limit"),
+    Probe("list cursor garbage", "GET", "/jobs?cursor=%25%25%25", 422, "cursor"),
+    Probe("list status unknown", "GET", "/jobs?status=done", 422, "status"),
+    Probe("list query not UTF-8", "GET", "/jobs?status=%ff", 422, "status"),
+    Probe("sessions limit negative", "GET", "/jobs/{done}/sessions?limit=-1", 422, "limit"),
+    # the server decodes a query string with U+FFFD for invalid UTF-8: such a user matches nobody
+    Probe("sessions user not UTF-8", "GET", "/jobs/{done}/sessions?user=%ED%A0%80", 200),
+    Probe("sessions cursor garbage", "GET", "/jobs/{done}/sessions?cursor=AAAA", 422, "cursor"),
+    Probe("sessions of a queued job", "GET", "/jobs/{alpha}/sessions", 409),
+    # --- methods and paths ------------------------------------------------------------------
+    Probe("PUT /jobs", "PUT", "/jobs", 405),
+    Probe("PATCH a job", "PATCH", "/jobs/{alpha}", 405),
+    Probe("no such path", "GET", "/nope", 404),
+    Probe("jobs with a trailing slash", "GET", "/jobs/", 404),
+    # --- authentication -------------------------------------------------------------------------
+    Probe("no key", "GET", "/jobs", 401, key=None),
+    Probe("unknown key", "GET", "/jobs", 401, key=None, headers={"Authorization": "Bearer not-a-key"}),
+    Probe("basic auth", "GET", "/jobs", 401, key=None, headers={"Authorization": "Basic YTpi"}),
+    Probe("bearer with spaces only", "GET", "/jobs", 401, key=None, headers={"Authorization": "Bearer  x"}),
+]
+
+# Sent as raw bytes: what HTTP clients would refuse to send (the server's own answers).
+RAW_PROBES: list[tuple[str, bytes, int]] = [
+    ("request line over 4094 bytes", b"GET /jobs?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    ("150 header fields", b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
+    ("a header field over 8190 bytes", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n", 431),
+    ("a control character in Authorization", b"GET /jobs HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret-\x01key\r\n\r\n", 400),
+    ("DEL in a header name", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad\x7f: secret\r\n\r\n", 400),
+    ("NUL in the path", b"GET /\x00healthz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    ("not HTTP", b"BREW /healthz HTCPCP/1.0\r\n\r\n", 400),
+    ("Content-Length not a number", b"POST /jobs HTTP/1.1\r\nHost: t\r\nContent-Length: ten\r\n\r\n", 400),
+    ("Content-Length and chunked", b"POST /jobs HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("Authorization: Bearer without a token", b"GET /jobs HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \r\n\r\n", 401),
+    ("Transfer-Encoding gzip", b"POST /jobs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    # no worker: jobs stay queued; the succeeded one is played through the job store
+    live = LiveServer(tmp_path_factory.mktemp("probes"), RATE_LIMIT_PER_S="0", AUTH_FAILURES_BURST="100000").start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def ids(server: LiveServer) -> dict[str, str]:
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        def submit(key: str, body: dict) -> str:
+            resp = http.post("/jobs", json=body, headers=bearer(key))
+            assert resp.status_code == 202, resp.text
+            return resp.json()["id"]
+
+        alpha, beta, done = submit("alpha", FUTURE), submit("beta", FUTURE), submit("alpha", PAST)
+    play_worker(JobStore.from_url(server.redis.url), done, [[session("anes", k) for k in range(3)], [session("romain", 1)]])
+    return {"alpha": alpha, "beta": beta, "done": done, "random": str(uuid.uuid4()),
+            "alpha_hex": uuid.UUID(alpha).hex}
+
+
+def send(server: LiveServer, probe: Probe, ids: dict[str, str]) -> httpx.Response:
+    headers = dict(bearer(probe.key)) if probe.key else {}
+    content: bytes | None = None
+    if probe.body is not None:
+        content = probe.body if isinstance(probe.body, bytes) else json.dumps(probe.body).encode()
+        headers["Content-Type"] = "application/json"
+    headers.update(probe.headers)
+    with httpx.Client(base_url=server.base, timeout=60) as http:
+        return http.request(probe.method, probe.path.format(**ids), content=content, headers=headers)
+
+
+def named(problem: dict[str, Any], fieldname: str) -> bool:
+    """Does the problem's ``errors`` name the field (at the top level, or by its dotted path)?"""
+    errors = problem.get("errors")
+    return isinstance(errors, dict) and fieldname in errors
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
+def test_probe(server: LiveServer, ids: dict[str, str], probe: Probe) -> None:
+    resp = send(server, probe, ids)
+    assert resp.status_code == probe.status, resp.text[:500]
+    if resp.status_code >= 400:
+        assert resp.headers["content-type"] == PROBLEM, resp.headers
+        problem = resp.json()
+        assert problem["status"] == resp.status_code and problem["title"]
+        if probe.fieldname is not None:
+            assert named(problem, probe.fieldname), problem
+    for secret in KEYS.values():
+        assert secret not in resp.text
+
+
+@pytest.mark.parametrize(("name", "raw", "status"), RAW_PROBES, ids=[r[0] for r in RAW_PROBES])
+def test_raw_probe(server: LiveServer, name: str, raw: bytes, status: int) -> None:
+    got, headers, body = parse_answer(server.raw(raw))
+    assert got == status
+    assert headers["content-type"] == PROBLEM
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["detail"]
+    assert b"secret" not in body  # nothing of the offending request is echoed
+
+
+def test_another_keys_job_and_a_crafted_id_answer_exactly_like_a_random_id(server: LiveServer, ids: dict[str, str]) -> None:
+    """One key learns nothing of another key's jobs: the answers differ in nothing but the id named."""
+    def answer(path: str, key: str) -> tuple[int, dict[str, Any]]:
+        with httpx.Client(base_url=server.base, timeout=30) as http:
+            resp = http.get(path, headers=bearer(key))
+        body = resp.json()
+        body.pop("request_id", None)
+        return resp.status_code, json.loads(json.dumps(body).replace(path.split("/")[2], "<id>"))
+
+    random = answer(f"/jobs/{ids['random']}", "beta")
+    assert random[0] == 404
+    assert answer(f"/jobs/{ids['alpha']}", "beta") == random
+    assert answer(f"/jobs/{ids['alpha']}:done", "beta")[0] == 404
+    assert answer(f"/jobs/{ids['alpha']}:done", "alpha") == answer(f"/jobs/{ids['alpha']}:done", "beta")
+
+
+def test_the_openapi_document_is_whole(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        doc = http.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    refs: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                refs.add(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    assert refs, "no $ref at all?"
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    assert {"HdbscanParams", "GapParams"} <= set(schemas)
+    assert "Error" not in schemas  # the problems are Problem; no unused schema of another shape
+    used = {r.rsplit("/", 1)[1] for r in refs}
+    assert set(schemas) <= used, set(schemas) - used  # nothing unused (flask-smorest's pagination)
+    params = schemas["JobArgs"]["properties"]["params"]
+    assert {r["$ref"].rsplit("/", 1)[1] for r in params["anyOf"]} == {"HdbscanParams", "GapParams"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if isinstance(op, dict) and "summary" in op:
+                assert "`" not in op["summary"], (path, method, op["summary"])
+    # as the service applies them: the documented defaults and bounds of the parameters
+    hdbscan, gap = schemas["HdbscanParams"]["properties"], schemas["GapParams"]["properties"]
+    assert hdbscan["min_cluster_size"]["type"] == "integer" and hdbscan["min_cluster_size"]["default"] == 5
+    assert hdbscan["cluster_selection_epsilon_s"]["default"] == 1200
+    assert hdbscan["allow_single_cluster"] == {**hdbscan["allow_single_cluster"], "type": "boolean", "default": True}
+    assert gap["max_gap_s"]["type"] == "number" and gap["max_gap_s"]["default"] == 1800
+    assert gap["max_gap_s"]["exclusiveMinimum"] is True or gap["max_gap_s"].get("minimum") is not None
+
+
+def test_failed_authentication_is_rate_limited_per_client_address(tmp_path) -> None:  # noqa: ANN001
+    """After a burst of wrong keys, the address gets 429 with Retry-After for any key (a guess is
+    refused before it is judged), while requests without a key are not throttled as guesses."""
+    live = LiveServer(tmp_path, AUTH_FAILURES_BURST="5", AUTH_FAILURES_PER_S="0.01").start()
+    try:
+        with httpx.Client(base_url=live.base, timeout=30) as http:
+            wrong = {"Authorization": "Bearer not-a-key-of-ours"}
+            answers = [http.get("/jobs", headers=wrong).status_code for _ in range(8)]
+            assert answers == [401] * 5 + [429] * 3
+            blocked = http.get("/jobs", headers=bearer("alpha"))
+            assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
+            assert blocked.headers["content-type"] == PROBLEM and KEYS["alpha"] not in blocked.text
+            assert http.get("/jobs").status_code == 401  # no key at all: still told to send one
+            assert http.get("/healthz").status_code == 200
+    finally:
+        live.stop()
