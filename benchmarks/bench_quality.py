@@ -94,15 +94,15 @@ def job_view(tl, method, params, start_ms, end_ms):
     lo, hi = start_ms - margin, end_ms + margin
     sel = (tl.t_ms >= lo) & (tl.t_ms <= hi)
     t = tl.t_ms[sel]
-    labels = label_sessions(t, method, params)
+    labels, cut = label_sessions(t, method, params, return_cut=True)
     table = summarize_sessions(t, labels, tl.screen[sel], tl.instance[sel], read_start_ms=lo,
-                               read_end_ms=hi, method=method, params=params)
+                               read_end_ms=hi, method=method, params=params, cut=cut)
     return table.take(select_overlapping(table, start_ms, end_ms))
 
 
 def _rows_inside(table, start_ms, end_ms):
     inside = (table.start_ms >= start_ms) & (table.end_ms <= end_ms)
-    fields = ("start_ms", "end_ms", "events", "instance", "entry_screen", "exit_screen")
+    fields = ("start_ms", "end_ms", "events", "instance", "entry_screen", "exit_screen", "split_reason")
     return set(zip(*(getattr(table, f)[inside].tolist() for f in fields)))
 
 

@@ -43,6 +43,13 @@ MAX_SPAN_S = Param(
     minimum=0, maximum=_YEAR_S, exclusive_minimum=True,
 )
 
+MAX_SESSION_S = Param(
+    "max_session_s", float, None,
+    "Longest session in seconds (null: no limit): a longer one is cut every max_session_s from its first event, "
+    "so the cuts do not depend on the range asked.",
+    minimum=1, maximum=_YEAR_S, nullable=True,
+)
+
 METHODS: dict[str, tuple[Param, ...]] = {
     "hdbscan": (
         Param("min_cluster_size", int, 5, "Fewest events a session may have.", minimum=2, maximum=_MAX_EVENTS),
@@ -56,12 +63,24 @@ METHODS: dict[str, tuple[Param, ...]] = {
         Param("allow_single_cluster", bool, True,
               "A block may form a single session (hdbscan's own default is false)."),
         MAX_SPAN_S,
+        MAX_SESSION_S,
     ),
     "gap": (
         Param("max_gap_s", float, 1800.0, "A new session starts after more than this many idle seconds.",
               minimum=0, maximum=_YEAR_S, exclusive_minimum=True),
         MAX_SPAN_S,
+        MAX_SESSION_S,
     ),
+}
+
+# Why a session ended: the values of a session's ``split_reason`` (the core's
+# worker/core/rules.py gives them, the API documents them), the first that applies.
+SPLIT_REASONS: dict[str, str] = {
+    "end_of_data": "it reaches the end of what was read (it is truncated_end), so why it ends is unknown",
+    "max_length": "it was cut at max_session_s; the next piece of the same session follows",
+    "density_split": "hdbscan only: later events of its activity block went to other sessions or noise",
+    "idle_gap": "no event of its activity block follows it: the next event, if any, comes more than the idle "
+                "threshold (max_gap_s, split_idle_s) later",
 }
 DEFAULT_METHOD = "hdbscan"
 
@@ -78,5 +97,10 @@ def defaults(method: str) -> dict[str, Any]:
 
 def describe(param: Param) -> str:
     """The parameter's meaning, its bounds and its default, as the API documents it."""
-    default = param.default_text or (str(param.default).lower() if param.kind is bool else f"{param.default:g}")
+    if param.default_text:
+        default = param.default_text
+    elif param.default is None:
+        default = "null"
+    else:
+        default = str(param.default).lower() if param.kind is bool else f"{param.default:g}"
     return f"{param.description} Default {default}; {param.bounds_text()}."

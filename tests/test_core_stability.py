@@ -10,14 +10,15 @@ from worker.core import label_sessions, read_margin_ms, summarize_sessions
 HOUR = 3_600_000
 
 
+@pytest.mark.parametrize("params", [None, {"max_session_s": 1800}])
 @pytest.mark.parametrize("method", ["hdbscan", "gap"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_inner_week_identical_for_week_and_wide_range(family, method):
+def test_inner_week_identical_for_week_and_wide_range(family, method, params):
     tl = generate(family, weeks=5, seed=2)
     start = EPOCH_MS + 2 * WEEK_MS
     end = start + WEEK_MS - 1
-    week = job_view(tl, method, None, start, end)
-    wide = job_view(tl, method, None, start - 2 * WEEK_MS, end + 2 * WEEK_MS)
+    week = job_view(tl, method, params, start, end)
+    wide = job_view(tl, method, params, start - 2 * WEEK_MS, end + 2 * WEEK_MS)
     inner = _rows_inside(week, start, end)
     assert inner and inner == _rows_inside(wide, start, end)
     # Sessions crossing the week's edges come back whole: the same rows as the wide view.

@@ -117,7 +117,7 @@ class StrictNumber(fields.Float):
 def param_field(param: Param) -> fields.Field:
     """The marshmallow field of a method parameter, with its bounds and documented default."""
     meta: dict[str, Any] = {"description": describe(param)}
-    if param.default is not None:
+    if param.default is not None or param.default_text is None:  # a derived default is only said in words
         meta["default"] = param.default
     if param.exclusive_minimum:  # apispec writes the bound but not that it is excluded
         meta["exclusiveMinimum"] = True

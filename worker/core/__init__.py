@@ -4,9 +4,11 @@ See ``worker/core/README.md`` for the methods and what their parameters mean.
 """
 
 from .params import method_params, read_margin_ms
+from .rules import SPLIT_REASONS
 from .sessions import SessionTable, label_sessions, select_overlapping, summarize_sessions
 
 __all__ = [
+    "SPLIT_REASONS",
     "SessionTable",
     "label_sessions",
     "method_params",

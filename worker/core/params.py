@@ -15,7 +15,7 @@ from sessionizer.methods import METHODS as SPECS
 from sessionizer.methods import Param, params_of
 from sessionizer.methods import defaults as spec_defaults
 
-__all__ = ["METHODS", "DEFAULTS", "method_params", "read_margin_ms", "idle_threshold_ms"]
+__all__ = ["METHODS", "DEFAULTS", "method_params", "read_margin_ms", "idle_threshold_ms", "max_session_ms"]
 
 # Names, types, defaults and bounds are declared once, in sessionizer/methods.py (pure Python,
 # shared with the API's schemas); this module validates against them.
@@ -108,6 +108,12 @@ def method_params(
     if method == "hdbscan" and out["min_samples"] is None:
         out["min_samples"] = out["min_cluster_size"]
     return out
+
+
+def max_session_ms(params: Mapping[str, Any]) -> int | None:
+    """``max_session_s`` of validated params in whole milliseconds, ``None`` for no limit."""
+    longest = params.get("max_session_s")
+    return None if longest is None else int(math.floor(longest * 1000.0))
 
 
 def idle_threshold_ms(method: str, params: Mapping[str, Any]) -> int:

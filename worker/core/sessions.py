@@ -10,7 +10,8 @@ import numpy as np
 
 from ._hdbscan1d import hdbscan_labels_blocks, number_by_first_point
 from .blocks import block_bounds, check_timestamps
-from .params import idle_threshold_ms, method_params
+from .params import idle_threshold_ms, max_session_ms, method_params
+from .rules import cut_long_sessions, split_reasons
 
 __all__ = ["SessionTable", "label_sessions", "summarize_sessions", "select_overlapping"]
 
@@ -32,6 +33,9 @@ class SessionTable:
     truncated_start, truncated_end : ndarray of bool
         The session may extend before / after the window that was read: unread
         events could have joined it.
+    split_reason : ndarray of int8
+        Why the session ended, a code into :data:`worker.core.SPLIT_REASONS`
+        (``idle_gap``, ``max_length``, ``density_split``, ``end_of_data``).
     """
 
     start_ms: np.ndarray
@@ -42,6 +46,7 @@ class SessionTable:
     exit_screen: np.ndarray
     truncated_start: np.ndarray
     truncated_end: np.ndarray
+    split_reason: np.ndarray
 
     def __len__(self) -> int:
         return int(self.start_ms.shape[0])
@@ -63,7 +68,9 @@ def label_sessions(
     t_ms: np.ndarray,
     method: str = "hdbscan",
     params: Mapping[str, Any] | None = None,
-) -> np.ndarray:
+    *,
+    return_cut: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Assign every event to a session.
 
     Parameters
@@ -74,17 +81,31 @@ def label_sessions(
         ``gap``: a new session starts after more than ``max_gap_s`` of idle time;
         no noise. ``hdbscan``: the timeline is cut into activity blocks at idle gaps
         longer than ``split_idle_s``, and each block is clustered with HDBSCAN
-        (same labels as ``hdbscan.HDBSCAN`` with the same parameters).
+        (same labels as ``hdbscan.HDBSCAN`` with the same parameters, see
+        ``worker/core/README.md`` for ties). Then, with ``max_session_s``, a session
+        longer than that is cut at fixed offsets from its first event.
     params : mapping or None
         Method parameters, see :func:`worker.core.method_params`.
+    return_cut : bool
+        Also return which sessions were cut at ``max_session_s``.
 
     Returns
     -------
     labels : ndarray of int64, shape (n,)
         ``-1`` for noise, otherwise sessions numbered ``0..k-1`` by first event.
+    cut : ndarray of bool, shape (k,)
+        Only with ``return_cut``: the session ended at ``max_session_s`` (a later
+        piece of the same session follows). Give it to :func:`summarize_sessions`.
     """
     p = method_params(method, params)
     t = check_timestamps(t_ms)
+    labels = _cluster(t, method, p)
+    labels, cut = cut_long_sessions(t, labels, max_session_ms(p))
+    return (labels, cut) if return_cut else labels
+
+
+def _cluster(t: np.ndarray, method: str, p: dict[str, Any]) -> np.ndarray:
+    """Labels of the method alone, numbered by first event (no maximum length)."""
     n = t.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -93,7 +114,6 @@ def label_sessions(
         labels = np.zeros(n, dtype=np.int64)
         labels[1:] = np.diff(t) > idle
         return np.cumsum(labels, out=labels)
-
     labels = hdbscan_labels_blocks(
         t.astype(np.float64),
         block_bounds(t, idle),
@@ -136,6 +156,7 @@ def summarize_sessions(
     read_end_ms: int | None = None,
     method: str = "hdbscan",
     params: Mapping[str, Any] | None = None,
+    cut: np.ndarray | None = None,
 ) -> SessionTable:
     """One row per session of ``labels`` (noise is dropped).
 
@@ -152,6 +173,9 @@ def summarize_sessions(
     method, params
         As given to :func:`label_sessions`; they define the idle threshold used
         for the truncation flags.
+    cut : ndarray of bool, shape (k,), or None
+        From ``label_sessions(..., return_cut=True)``; required when
+        ``max_session_s`` is set (otherwise no session was cut).
 
     Returns
     -------
@@ -159,7 +183,8 @@ def summarize_sessions(
         Sorted by start. ``truncated_start`` is set on every session of the first
         activity block when that block starts no more than the idle threshold
         after ``read_start_ms`` (unread earlier events could belong to it);
-        ``truncated_end`` likewise at the other edge.
+        ``truncated_end`` likewise at the other edge. ``split_reason``: see
+        :func:`worker.core.rules.split_reasons`.
     """
     p = method_params(method, params)
     t = check_timestamps(t_ms)
@@ -185,12 +210,22 @@ def summarize_sessions(
     events = np.bincount(lab, minlength=k).astype(np.int64)
     instance = _mode_first_seen(lab, inst[member], k)
 
+    if cut is None:
+        if max_session_ms(p) is not None:
+            raise ValueError("cut is required with max_session_s: use label_sessions(..., return_cut=True)")
+        cut = np.zeros(k, dtype=bool)
+    cut = np.asarray(cut, dtype=bool)
+    if cut.shape != (k,):
+        raise ValueError(f"cut must have shape ({k},), got {cut.shape}")
+
     idle = idle_threshold_ms(method, p)
     trunc_start = np.zeros(k, dtype=bool)
     trunc_end = np.zeros(k, dtype=bool)
+    block_end = np.zeros(k, dtype=np.int64)
     if k:
         bounds = block_bounds(t, idle)
         block = _block_ids(bounds, n)
+        block_end = bounds[1:][block[last]] - 1
         if read_start_ms is not None and int(t[0]) - int(read_start_ms) <= idle:
             trunc_start = block[first] == 0
         if read_end_ms is not None and int(read_end_ms) - int(t[-1]) <= idle:
@@ -207,6 +242,7 @@ def summarize_sessions(
         exit_screen=screen[last],
         truncated_start=trunc_start,
         truncated_end=trunc_end,
+        split_reason=split_reasons(last, block_end, cut, trunc_end, density=method == "hdbscan"),
     )
     return table if np.all(order[:-1] < order[1:]) else table.take(order)
 
