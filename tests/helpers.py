@@ -200,4 +200,4 @@ def session(user: str, k: int) -> dict:
     """A session row as a unit stores it (the k-th of the user's, half a minute long)."""
     return {"user": user, "instance": "i1", "start": f"2022-09-22T11:{k:02d}:00Z", "end": f"2022-09-22T11:{k:02d}:30Z",
             "duration_s": 30.0, "events": 3, "entry_screen": "a", "exit_screen": "b",
-            "truncated_start": False, "truncated_end": k == 2}
+            "truncated_start": False, "truncated_end": k == 2, "split_reason": "end_of_data" if k == 2 else "idle_gap"}

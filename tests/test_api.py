@@ -71,6 +71,8 @@ def test_seed_bad_body_names_users_and_date_max(client, queued) -> None:  # noqa
         ({"params": {"min_cluster_size": "5"}}, "params"),
         ({"params": {"max_gap_s": 60}}, "params"),  # a gap parameter given to hdbscan
         ({"method": "gap", "params": {"max_gap_s": 0}}, "params"),
+        ({"params": {"max_session_s": 0}}, "params"),
+        ({"method": "gap", "params": {"max_session_s": "1h"}}, "params"),
         ({"group_by": ["instance"]}, "group_by"),
         ({"extra": 1}, "extra"),
     ],
@@ -182,7 +184,7 @@ def test_the_api_process_imports_neither_the_worker_nor_the_heavy_libraries() ->
 
 def test_every_core_parameter_can_be_set_and_bad_ones_are_named(client, queued) -> None:  # noqa: ANN001
     params = {"min_cluster_size": 8, "min_samples": 3, "cluster_selection_epsilon_s": 600, "split_idle_s": 7200,
-              "allow_single_cluster": False, "max_span_s": 3600}
+              "allow_single_cluster": False, "max_span_s": 3600, "max_session_s": 7200}
     resp = client.post("/jobs", json={**GOOD, "params": params})
     assert resp.status_code == 202, resp.get_json()
     assert resp.get_json()["request"]["params"] == params

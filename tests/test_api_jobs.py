@@ -326,7 +326,8 @@ def test_sessions_as_ndjson_and_csv(client, finished) -> None:  # noqa: ANN001
     assert [r["start"] for r in rows] == [s["start"] for s in anes]
     assert rows[2]["truncated_end"] == "true" and rows[0]["truncated_start"] == "false" and rows[0]["duration_s"] == "30.0"
     assert list(rows[0]) == ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen",
-                             "truncated_start", "truncated_end"]
+                             "truncated_start", "truncated_end", "split_reason"]
+    assert [r["split_reason"] for r in rows] == [s["split_reason"] for s in anes]
     browser = client.get(f"/jobs/{job_id}/sessions", headers={**auth("k9"), "Accept": "text/html,*/*;q=0.8"})
     assert browser.mimetype == "application/json"  # JSON stays the default
 
@@ -360,6 +361,18 @@ def test_concurrent_jobs_cap_per_key(redis_url) -> None:  # noqa: ANN001
     assert capped.post("/jobs", json=unique(FUTURE, "cap3"), headers=auth("k4")).status_code == 202
     capped.post(f"/jobs/{ids[0]}/cancel", headers=auth("k3"))
     assert capped.post("/jobs", json=unique(FUTURE, "cap4"), headers=auth("k3")).status_code == 202
+
+
+def test_openapi_documents_the_session_rules(client) -> None:  # noqa: ANN001
+    from worker.core import SPLIT_REASONS  # the values the worker writes
+
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    reason = schemas["Session"]["properties"]["split_reason"]
+    assert reason["enum"] == list(SPLIT_REASONS) and all(f"`{r}`" in reason["description"] for r in SPLIT_REASONS)
+    for name in ("HdbscanParams", "GapParams"):
+        longest = schemas[name]["properties"]["max_session_s"]
+        assert longest["nullable"] and longest["default"] is None and longest["minimum"] == 1
+        assert "no limit" in longest["description"]
 
 
 def test_openapi_documents_the_additions(client) -> None:  # noqa: ANN001

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from typing import Any
 
 import numpy as np
@@ -57,6 +60,7 @@ def test_seed_body_runs_to_sessions(worker_client) -> None:  # noqa: ANN001
         assert s["entry_screen"] == screen_at[(s["user"], as_ms(s["start"]))]["ecran"]
         assert s["exit_screen"] == screen_at[(s["user"], as_ms(s["end"]))]["ecran"]
         assert s["instance"] == screen_at[(s["user"], as_ms(s["start"]))]["instance"]  # one instance per planted session
+        assert s["split_reason"] == "idle_gap"  # the next planted session is a day later
     clustered = sum(n for ref in expected.values() for _, _, n in ref)
     # one malformed document each for romain and anes; nobody-asked's is not ours to count
     assert body["stats"] == {"users": 2, "events": 160, "invalid_events": 2, "noise_events": 160 - clustered,
@@ -104,3 +108,24 @@ def test_job_keys_expire(worker_client, worker_redis) -> None:  # noqa: ANN001
     assert len(keys) >= 4
     ttls = [worker_redis.ttl(k) for k in keys]
     assert all(0 < ttl <= 86_400 for ttl in ttls), ttls
+
+
+def test_max_session_s_and_split_reason_in_every_format(worker_client) -> None:  # noqa: ANN001
+    """claire's four planted sessions (20 events, about ten minutes each, a day apart) cut every two minutes."""
+    params = {"max_session_s": 120}
+    resp = worker_client.post("/jobs", json={"users": ["claire"], **RANGE, "method": "gap", "params": params})
+    job = wait_finished(worker_client, resp.get_json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["request"]["params"]["max_session_s"] == 120
+    sessions = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"]
+    got = [(as_ms(s["start"]), as_ms(s["end"]), s["events"]) for s in sessions]
+    assert got == reference_sessions("claire", "gap", params) and len(got) > 8
+    assert all(end - start <= 120_000 for start, end, _ in got)
+    # a piece ends at the maximum length when the next piece of its session follows within max_gap_s
+    follows = [nxt[0] - cur[1] <= 1_800_000 for cur, nxt in zip(got, got[1:])] + [False]
+    reasons = [s["split_reason"] for s in sessions]
+    assert reasons == ["max_length" if f else "idle_gap" for f in follows] and reasons.count("idle_gap") == 4
+    ndjson = worker_client.get(f"/jobs/{job['id']}/sessions", headers={"Accept": "application/x-ndjson"})
+    assert [json.loads(line) for line in ndjson.data.splitlines()] == sessions
+    text = worker_client.get(f"/jobs/{job['id']}/sessions", headers={"Accept": "text/csv"}).get_data(as_text=True)
+    assert [row["split_reason"] for row in csv.DictReader(io.StringIO(text))] == reasons

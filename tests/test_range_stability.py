@@ -59,14 +59,18 @@ def inside(sessions: list[dict[str, Any]], lo: datetime, hi: datetime) -> list[d
     return [s for s in sessions if iso(lo) <= s["start"] and s["end"] <= iso(hi)]
 
 
-@pytest.mark.parametrize("method", ["hdbscan", "gap"])
-def test_a_week_inside_thirteen_weeks_gives_the_same_sessions(workload_client, method) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("method, params", [("hdbscan", {}), ("gap", {}),
+                                            ("hdbscan", {"max_session_s": 1800}), ("gap", {"max_session_s": 3600})])
+def test_a_week_inside_thirteen_weeks_gives_the_same_sessions(workload_client, method, params) -> None:  # noqa: ANN001
     users = [f"{f}-user" for f in FAMILIES]
-    week = run(workload_client, {"users": users, "start": iso(INNER[0]), "end": iso(INNER[1]), "method": method})
-    wide = run(workload_client, {"users": users, "start": iso(WIDE[0]), "end": iso(WIDE[1]), "method": method})
+    body = {"users": users, "method": method, "params": params}
+    week = run(workload_client, {**body, "start": iso(INNER[0]), "end": iso(INNER[1])})
+    wide = run(workload_client, {**body, "start": iso(WIDE[0]), "end": iso(WIDE[1])})
     in_week = inside(week, *INNER)
     assert len({s["user"] for s in in_week}) == len(FAMILIES)
-    assert in_week == inside(wide, *INNER)
+    assert in_week == inside(wide, *INNER)  # split_reason included
+    # with a maximum length, some sessions of the week were cut, the same way in both
+    assert ("max_length" in {s["split_reason"] for s in in_week}) == bool(params)
     # the job returns every session overlapping the range, whole, and flags none of these as cut
     assert all(s["end"] >= iso(INNER[0]) and s["start"] <= iso(INNER[1]) for s in week)
     assert not any(s["truncated_start"] or s["truncated_end"] for s in in_week)

@@ -15,7 +15,7 @@ from sessionizer.jobstore import JobStore, iso
 from sessionizer.settings import get_settings
 from sessionizer.status import JobStatus
 
-from .core import label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
+from .core import SPLIT_REASONS, label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
 from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[st
                 "exit_screen": screens[int(table.exit_screen[i])],
                 "truncated_start": bool(table.truncated_start[i]),
                 "truncated_end": bool(table.truncated_end[i]),
+                "split_reason": SPLIT_REASONS[int(table.split_reason[i])],
             }
         )
     return rows
@@ -101,11 +102,11 @@ def sessionize_user(
     noise = 0
     for idx in groups:
         t = ev.t_ms[idx]
-        labels = label_sessions(t, method, params)
+        labels, cut = label_sessions(t, method, params, return_cut=True)
         noise += int(np.count_nonzero((labels < 0) & in_range[idx]))
         table = summarize_sessions(
             t, labels, ev.screen[idx], ev.instance[idx],
-            read_start_ms=read_lo, read_end_ms=read_hi, method=method, params=params,
+            read_start_ms=read_lo, read_end_ms=read_hi, method=method, params=params, cut=cut,
         )
         rows += _session_rows(ev, table, select_overlapping(table, start, end), *vocab)
     rows.sort(key=lambda r: (r["start"], r["instance"]))

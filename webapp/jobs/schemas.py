@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sessionizer.methods import DEFAULT_METHOD, Param, describe
+from sessionizer.methods import DEFAULT_METHOD, SPLIT_REASONS, Param, describe
 from sessionizer.methods import METHODS as SPECS
 from sessionizer.methods import defaults as declared_defaults
 from sessionizer.status import JobStatus
@@ -302,6 +302,8 @@ class SessionSchema(Schema):
     exit_screen = fields.String()
     truncated_start = fields.Boolean(metadata={"description": "The session may have begun before the events read."})
     truncated_end = fields.Boolean(metadata={"description": "The session may go on after the events read."})
+    split_reason = fields.String(validate=validate.OneOf(tuple(SPLIT_REASONS)), metadata={
+        "description": "Why the session ended: " + "; ".join(f"`{k}`: {v}" for k, v in SPLIT_REASONS.items()) + "."})
 
 
 class StatsSchema(Schema):
