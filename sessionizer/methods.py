@@ -104,3 +104,15 @@ def describe(param: Param) -> str:
     else:
         default = str(param.default).lower() if param.kind is bool else f"{param.default:g}"
     return f"{param.description} Default {default}; {param.bounds_text()}."
+
+
+# The parameter whose idle gap always separates two activity blocks, per method.
+IDLE_PARAM = {"hdbscan": "split_idle_s", "gap": "max_gap_s"}
+
+
+def read_margin_s(method: str, params: dict[str, Any]) -> float:
+    """How far (seconds) beyond ``[start, end]`` a job reads: ``max_span_s`` plus the method's
+    idle threshold, defaults filled in. The core's ``read_margin_ms`` is this, in whole ms (+1);
+    the API uses it to tell when everything a job reads has settled."""
+    values = {**defaults(method), **{k: v for k, v in params.items() if v is not None}}
+    return float(values["max_span_s"]) + float(values[IDLE_PARAM[method]])

@@ -104,6 +104,7 @@ class LimitsSettings:
 class ResultsSettings:
     share: bool
     share_across_keys: bool
+    settle_s: float  # a result is shared only once everything it read is this old (sessionizer/datasource.py)
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "SHARE_RESULTS_ACROSS_KEYS": ("results", "share_across_keys", bool),
     "WORKER_HEARTBEAT_INTERVAL_S": ("workers", "heartbeat_interval_s", float),
     "WORKER_HEARTBEAT_TTL_S": ("workers", "heartbeat_ttl_s", float),
+    "SHARE_SETTLE_S": ("results", "settle_s", float),
     "HOST": ("stack", "host", str),
     "PORT": ("stack", "port", int),
     "FLOWER_PORT": ("stack", "flower_port", int),

@@ -88,7 +88,10 @@ def worker_app(file_worker: WorkerProcess, worker_redis: redis.Redis):  # noqa: 
     """The API on the file worker's database: its jobs really run."""
     from webapp import create_app
 
-    return create_app({"TESTING": True, "REDIS_URL": file_worker.redis_url})
+    # configured with the worker's source, as a deployment is: the API identifies the data it
+    # reads to decide what may be shared (sessionizer/datasource.py)
+    return create_app({"TESTING": True, "REDIS_URL": file_worker.redis_url, "EVENT_SOURCE": "file",
+                       "EVENTS_PATH": file_worker.env["EVENTS_PATH"]})
 
 
 @pytest.fixture

@@ -34,9 +34,10 @@ def make_app(redis_url: str, **config):  # noqa: ANN003, ANN201
 
 
 @pytest.fixture
-def app(redis_url):  # noqa: ANN001, ANN201
-    # the shared-results tests follow one computation from several keys: the deployment opt-in
-    return make_app(redis_url, SHARE_RESULTS_ACROSS_KEYS=True)
+def app(redis_url, events_file):  # noqa: ANN001, ANN201
+    # the shared-results tests follow one computation from several keys (the deployment opt-in),
+    # on a file source the API can identify (sessionizer/datasource.py)
+    return make_app(redis_url, SHARE_RESULTS_ACROSS_KEYS=True, EVENTS_PATH=str(events_file))
 
 
 @pytest.fixture
@@ -164,6 +165,7 @@ def test_identical_past_requests_share_one_computation(client, store, queued) ->
     assert second["id"] != first["id"] and second["status"] == "queued"
     assert queued == [("sessionizer.plan", [first["id"]])]
     assert store.view(second["id"])["computation"] == first["id"]
+    assert (first["shared"], second["shared"]) == (False, True)
     scans = store.scans_started()
     play_worker(store, first["id"], [[session("anes", 1)], [session("romain", 2)]])
     assert store.scans_started() == scans + 1
@@ -182,8 +184,8 @@ def test_identical_past_requests_share_one_computation(client, store, queued) ->
     assert store.client.ttl(f"sz:job:{first['id']}:sessions") >= store.client.ttl(f"sz:job:{third['id']}") - 1
 
 
-def test_results_are_shared_across_keys_only_when_the_deployment_opts_in(redis_url, queued) -> None:  # noqa: ANN001
-    client = make_app(redis_url).test_client()  # the default: SHARE_RESULTS_ACROSS_KEYS off
+def test_results_are_shared_across_keys_only_when_the_deployment_opts_in(redis_url, events_file, queued) -> None:  # noqa: ANN001
+    client = make_app(redis_url, EVENTS_PATH=str(events_file)).test_client()  # the default: SHARE_RESULTS_ACROSS_KEYS off
     body = unique(PAST, "perkey")
     a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
     b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
@@ -211,6 +213,18 @@ def test_ranges_not_fully_past_and_other_parameters_are_not_shared(client, queue
     ids = [client.post("/jobs", json=b, headers=auth("k5")).get_json()["id"]
            for b in (body, body, {**unique(PAST, "p"), "params": {"max_gap_s": 60}})]
     assert [m for _, [m] in queued.new()] == ids
+
+
+def test_unsettled_ranges_and_unidentified_data_are_not_shared(redis_url, events_file, tmp_path) -> None:  # noqa: ANN001
+    # PAST ended in 2022: with a settle time of 20 years, what it reads has not settled yet
+    for config in ({"EVENTS_PATH": str(events_file), "SHARE_SETTLE_S": 20 * 366 * 86400},
+                   {"EVENTS_PATH": str(tmp_path / "not-here.ndjson")}):  # files the API cannot see
+        client = make_app(redis_url, **config).test_client()
+        queued = NewTasks(client.application.extensions["sessionizer"].store.client)
+        body = unique(PAST, "unsettled")
+        jobs = [client.post("/jobs", json=body, headers=auth("k5")).get_json() for _ in range(2)]
+        assert [m for _, [m] in queued.new()] == [j["id"] for j in jobs]
+        assert [j["shared"] for j in jobs] == [False, False]
 
 
 def test_cancelling_a_shared_job_never_cancels_the_others(client, store, queued) -> None:  # noqa: ANN001
@@ -312,6 +326,22 @@ def test_sessions_of_one_user(client, finished) -> None:  # noqa: ANN001
     rest = client.get(f"/jobs/{job_id}/sessions?user=romain&limit=3&cursor={first['next_cursor']}", headers=auth("k9")).get_json()
     assert first["sessions"] + rest["sessions"] == romain and rest["next_cursor"] is None
     assert client.get(f"/jobs/{job_id}/sessions?user=ghost", headers=auth("k9")).get_json()["sessions"] == []
+
+
+def test_every_sessions_answer_is_streamed(client, store, finished) -> None:  # noqa: ANN001
+    job_id, everything = finished
+    for query, accept in (("", "application/json"), ("?user=romain", "application/json"),
+                          ("", "application/x-ndjson"), ("", "text/csv")):
+        resp = client.get(f"/jobs/{job_id}/sessions{query}", headers={**auth("k9"), "Accept": accept})
+        assert resp.status_code == 200 and resp.is_streamed, (query, accept)
+        assert resp.data  # read to the end (closes the stream)
+    whole = client.get(f"/jobs/{job_id}/sessions", headers=auth("k9"))
+    assert orjson.loads(whole.data) == {"job_id": job_id, "sessions": everything, "stats": {"sessions": 8},
+                                        "next_cursor": None}
+    # a result without any session is still one valid document
+    empty = client.post("/jobs", json=unique(PAST, "empty"), headers=auth("k9")).get_json()
+    play_worker(store, empty["id"], [[], []])
+    assert orjson.loads(client.get(f"/jobs/{empty['id']}/sessions", headers=auth("k9")).data)["sessions"] == []
 
 
 def test_sessions_as_ndjson_and_csv(client, finished) -> None:  # noqa: ANN001

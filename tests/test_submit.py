@@ -24,8 +24,10 @@ from worker.devstack import free_port
 
 
 @pytest.fixture
-def submitter(redis_url: str) -> JobSubmitter:
-    settings = load_settings({}, overrides={"REDIS_URL": redis_url, "MAX_ACTIVE_JOBS": 0})
+def submitter(redis_url: str, events_file) -> JobSubmitter:  # noqa: ANN001
+    # a file source the submitter can identify: results on it are shared (sessionizer/datasource.py)
+    settings = load_settings({}, overrides={"REDIS_URL": redis_url, "MAX_ACTIVE_JOBS": 0,
+                                            "EVENT_SOURCE": "file", "EVENTS_PATH": str(events_file)})
     return JobSubmitter(JobStore.from_url(redis_url, 600), make_celery(settings), settings)
 
 

@@ -63,8 +63,9 @@ success, and only one unit ever finalises a job. A job past its deadline reads a
 recorded failed by an explicit step (``expire_overdue``: the API's per-job views and the worker
 call it), so no job stays ``running`` forever.
 
-Shared results: a job whose normalised request (its ``fingerprint``) matches a computation that is
-queued, running or succeeded follows it (``primary``) instead of being planned; its status,
+Shared results: a job whose normalised request on the same data (its ``fingerprint``: the request
+and the identity of the source it reads, ``sessionizer/datasource.py``) matches a computation that
+is queued, running or succeeded follows it (``primary``) instead of being planned; its status,
 progress and sessions are the computation's, read through :meth:`JobStore.view`. Joining refreshes
 the computation's keys, so they outlive every job following them. Cancelling a job detaches it; the
 computation itself is cancelled only when no job follows it any more, and deleting a job removes

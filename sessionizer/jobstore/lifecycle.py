@@ -73,6 +73,7 @@ class Lifecycle:
         owner: str = "",
         share: bool = True,
         across_keys: bool = False,
+        source: str = "",
         fresh: bool = False,
         job_id: str | None = None,
         idempotency_key: str | None = None,
@@ -83,14 +84,15 @@ class Lifecycle:
         Raises :class:`TooManyActiveJobs` when ``max_active`` (> 0) of the owner's jobs are
         already queued or running: the check and the creation are one atomic step.
 
-        With ``share``, a computation of the same fingerprint that is queued, running or
-        succeeded is followed instead of planned again (unless ``fresh``); a new computation
-        becomes the one later identical requests follow. Only the owner's own computations are
-        followed, unless ``across_keys`` (``SHARE_RESULTS_ACROSS_KEYS``).
+        With ``share``, a computation of the same fingerprint (the request and its ``source``'s
+        identity) that is queued, running or succeeded is followed instead of planned again
+        (unless ``fresh``); a new computation becomes the one later identical requests follow.
+        Only the owner's own computations are followed, unless ``across_keys``
+        (``SHARE_RESULTS_ACROSS_KEYS``).
         """
         job_id = job_id or str(uuid.uuid4())
         now = utcnow()
-        fp = fingerprint(request) if across_keys else fingerprint(request, scope=owner)
+        fp = fingerprint(request, source, scope=None if across_keys else owner)
         deadline = now + timedelta(seconds=deadline_s)
         fields: dict[str, Any] = {
             "id": job_id,

@@ -111,6 +111,10 @@ class Reads:
             "stats": orjson.loads(h["stats"]) if h.get("stats") else None,
             "units_total": int(h.get("units_total", 0)),
             "computation": cid,
+            "shared": bool(own.get("primary")),
+            # when the events were read: the computation's start, unless it is another key's
+            # (sharing across keys): no key learns when another one ran the same query
+            "computed_at": h.get("started_at") if h.get("owner", "") == own.get("owner", "") else None,
             "seq": int(own.get("seq", 0)),
             "overdue": late,  # shown failed, not yet recorded: see Lifecycle.expire_overdue
         }
@@ -123,7 +127,17 @@ class Reads:
         """Every session of a finished job, in unit order (units are planned in user order)."""
         return [s for _, _, s in self.iter_sessions(job_id)]
 
-    def iter_sessions(self, job_id: str, unit: int = 0, offset: int = 0, batch: int = 64) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    def iter_unit_arrays(self, job_id: str, batch: int = 8) -> Iterator[bytes]:
+        """Each unit's stored sessions (a JSON array, as written), in unit order, a few units per
+        round trip: the whole result is never in memory at once."""
+        key = JobKeys(computation_of(self.client, job_id)).sessions
+        units = sorted(int(k) for k in self.client.hkeys(key))
+        for i in range(0, len(units), batch):
+            for raw in self.client.hmget(key, units[i:i + batch]):
+                if raw is not None:
+                    yield raw
+
+    def iter_sessions(self, job_id: str, unit: int = 0, offset: int = 0, batch: int = 8) -> Iterator[tuple[int, int, dict[str, Any]]]:
         """``(unit, offset, session)`` from a position on, reading the units a batch at a time."""
         key = JobKeys(computation_of(self.client, job_id)).sessions
         units = sorted(u for u in (int(k) for k in self.client.hkeys(key)) if u >= unit)

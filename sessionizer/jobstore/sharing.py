@@ -1,6 +1,7 @@
 """Shared results: which requests are the same computation.
 
-A job whose normalised request (its fingerprint) matches a computation that is queued, running
+A job whose normalised request on the same data (its fingerprint: the request and the identity
+of the source it reads, ``sessionizer/datasource.py``) matches a computation that is queued, running
 or succeeded follows it (``primary``) instead of being planned; joining happens atomically in
 ``scripts/submit.lua``, which also refreshes the computation's keys so they outlive every job
 following it. Cancelling a job detaches it (``scripts/cancel.lua``); deleting the last follower
@@ -19,12 +20,13 @@ import redis
 from .keys import JobKeys
 
 
-def fingerprint(request: Mapping[str, Any], scope: str | None = None) -> str:
-    """Digest of a normalised request: the same users (in any order), range, method, parameters
-    and grouping give the same fingerprint. With a ``scope`` (an owner), only requests of the
-    same scope do: one key's computations are invisible to every other key's."""
+def fingerprint(request: Mapping[str, Any], source: str = "", scope: str | None = None) -> str:
+    """Digest of a normalised request on some data: the same users (in any order), range, method,
+    parameters and grouping, read from the same ``source`` (``sessionizer.datasource``: its kind,
+    where it is, its field names), give the same fingerprint. With a ``scope`` (an owner), only
+    requests of the same scope do: one key's computations are invisible to every other key's."""
     canon = dict(request, users=sorted(request.get("users", ())))
-    digest = hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    digest = hashlib.sha256(orjson.dumps({"request": canon, "source": source}, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return digest if scope is None else hashlib.sha256(f"{scope}\n{digest}".encode()).hexdigest()
 
 

@@ -288,6 +288,12 @@ class JobSchema(Schema):
     finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     deadline_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     error = fields.Nested(JobErrorSchema, allow_none=True)
+    shared = fields.Boolean(metadata={"description": (
+        "True when this job follows an earlier computation of the same request on the same data "
+        "(shared results) instead of reading the events itself.")})
+    computed_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": (
+        "When the computation whose result this job gives started reading the events; null while "
+        "queued, and for a computation another API key started (sharing across keys).")})
     links = fields.Nested(LinksSchema)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 from celery import Celery
 
 from sessionizer import tasks
+from sessionizer.datasource import settled, source_identity
 from sessionizer.jobstore import JobStore, TooManyActiveJobs
 from sessionizer.settings import Settings
 
@@ -53,12 +53,14 @@ def request_digest(job_request: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(job_request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def shareable(settings: Settings, job_request: dict[str, Any], cache_control: str | None) -> tuple[bool, bool]:
-    """(may share an identical request's result, must run afresh): only a range fully in the past
-    is shared, and ``Cache-Control: no-cache`` asks for a fresh run."""
+def shareable(settings: Settings, job_request: dict[str, Any], cache_control: str | None) -> tuple[str | None, bool]:
+    """(the identity of the data the job reads when its result may be shared, else ``None``; must
+    run afresh). Only a job on identified data (``sessionizer/datasource.py``) whose reads have
+    all settled (``SHARE_SETTLE_S``) is shared; ``Cache-Control: no-cache`` asks for a fresh run."""
     fresh = "no-cache" in {d.strip().split("=")[0].lower() for d in (cache_control or "").split(",")}
-    past = datetime.fromisoformat(job_request["end"]) <= datetime.now(timezone.utc)
-    return settings.results.share and past, fresh
+    if not settings.results.share or not settled(job_request, settings.results.settle_s):
+        return None, fresh
+    return source_identity(settings), fresh
 
 
 @dataclass
@@ -96,11 +98,12 @@ class JobSubmitter:
 
     def _create(self, owner: str, job_request: dict[str, Any], key: str | None, cache_control: str | None) -> dict[str, Any]:
         cap = self.settings.limits.max_active_jobs
-        share, fresh = shareable(self.settings, job_request, cache_control)
+        source, fresh = shareable(self.settings, job_request, cache_control)
         try:
             job, needs_plan = self.store.submit(
-                job_request, deadline_s=self.settings.job_deadline_s(job_request), owner=owner, share=share,
-                across_keys=self.settings.results.share_across_keys, fresh=fresh, idempotency_key=key, max_active=cap)
+                job_request, deadline_s=self.settings.job_deadline_s(job_request), owner=owner,
+                share=source is not None, source=source or "", across_keys=self.settings.results.share_across_keys,
+                fresh=fresh, idempotency_key=key, max_active=cap)
         except TooManyActiveJobs as exc:
             raise ActiveJobsCapped(f"This API key already has {exc.active} jobs queued or running "
                                    f"(at most {cap}); wait for one to finish.",

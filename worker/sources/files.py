@@ -20,27 +20,23 @@ from typing import Any
 
 import orjson
 
+from sessionizer import datasource
 from sessionizer.settings import Settings
 
 from .base import OnProgress, PermanentSourceError, ShouldStop, Stopped
 from .documents import EventAccumulator, FieldNames
-from .partitions import PartitionCache, file_set_version, source_key
+from .partitions import PartitionCache, source_key
 
 BUCKETS = 256
 _BATCH = 10_000
-_SUFFIXES = (".ndjson", ".jsonl", ".json", ".parquet")
 
 
 def event_files(path: Path) -> list[Path]:
     """The event files at ``path`` (a file, or the NDJSON/Parquet files of a folder, sorted)."""
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
-        if found:
-            return found
-        raise PermanentSourceError(f"no .ndjson/.jsonl/.parquet event file under {path}", kind="no_event_files")
-    raise PermanentSourceError(f"event path {path} does not exist", kind="no_event_files")
+    try:
+        return datasource.event_files(path)
+    except datasource.NoEventFiles as exc:
+        raise PermanentSourceError(str(exc), kind="no_event_files") from None
 
 
 def bucket_of(user: str) -> int:
@@ -83,15 +79,15 @@ class FileSource:
         self.cache_dir = Path(cache_dir) if cache_dir else self.path.parent / ".sessionizer-cache"
 
     def version(self) -> str:
-        """What the current partition covers (see :func:`~.partitions.file_set_version`)."""
-        return file_set_version(event_files(self.path), self.names.user)
+        """What the current partition covers (:func:`sessionizer.datasource.file_set_version`)."""
+        return datasource.file_set_version(event_files(self.path), self.names.user)
 
     @contextmanager
     def _partition(self) -> Iterator[Path]:
         """The partition of the files as they are now, held for reading until the block ends."""
         files = event_files(self.path)
         cache = PartitionCache(self.cache_dir, source_key(self.path, self.names.user))
-        with cache.partition(file_set_version(files, self.names.user),
+        with cache.partition(datasource.file_set_version(files, self.names.user),
                              lambda tmp: self._write_partition(files, tmp)) as part:
             yield part
 

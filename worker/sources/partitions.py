@@ -5,7 +5,8 @@ events):
 
 * ``<source>-<version>/``: a finished partition (``<bucket>.ndjson`` files and ``DONE``).
   ``<source>`` digests the resolved events path and the user field, ``<version>`` the files it
-  covers: their resolved paths, sizes and modification times (:func:`file_set_version`).
+  covers: their resolved paths, sizes and modification times
+  (``sessionizer.datasource.file_set_version``, which the shared-results fingerprint uses too).
 * ``<source>-<version>.lock``: the partition's lock. A reader holds it shared for as long as it
   reads; the writer holds it exclusive while it writes.
 * ``<source>-<version>.tmp<pid>/``: a partition being written, renamed into place when complete.
@@ -41,16 +42,6 @@ from typing import IO
 IDLE_S = 7 * 86_400
 _LEGACY = re.compile(r"^[0-9a-f]{24}(\.lock|\.tmp\d+)?$")
 _ENTRY = re.compile(r"^(?P<key>[0-9a-f]{16}-[0-9a-f]{24})(?P<kind>\.lock|\.tmp\d+)?$")
-
-
-def file_set_version(files: list[Path], user_field: str) -> str:
-    """Digest of what a partition is built from: the user field, and each file's resolved path,
-    size and modification time (ns). Any change to a file gives another version."""
-    digest = hashlib.sha256(user_field.encode())
-    for f in files:
-        st = f.stat()
-        digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:24]
 
 
 def source_key(path: Path, user_field: str) -> str:
