@@ -1,10 +1,21 @@
-"""A job's sessions as pages (``limit`` + ``cursor``, one ``user``), and as CSV or NDJSON lines."""
+"""A job's sessions as pages (``limit`` + ``cursor``, one ``user``), and as streams of bytes in
+JSON, NDJSON or CSV, never the whole answer at once.
+
+The job store keeps each unit's sessions as one JSON array (``orjson`` output: no whitespace),
+read a few units at a time. The whole JSON answer is written around those arrays without
+decoding them: the opening of the document, each array's inside (its brackets removed)
+separated by commas, then the closing with the statistics. So the API holds a few units'
+sessions at a time, whatever the number of sessions, and the first byte leaves before any is
+read. A filtered read (``user=``, ``cursor``), NDJSON and CSV decode rows, still a unit at a
+time; only a page (``limit``, at most 10,000) is built whole, because its next cursor goes in a
+header.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +82,40 @@ def ndjson_lines(rows: Iterator[dict[str, Any]], size: int = 1 << 16) -> Iterato
             held = 0
     if buf:
         yield b"".join(buf)
+
+
+def json_document(job_id: str, stats: dict[str, Any], unit_arrays: Iterable[bytes]) -> Iterator[bytes]:
+    """``{"job_id", "sessions": [...], "stats", "next_cursor": null}`` from the units' stored arrays."""
+    yield b'{"job_id":' + orjson.dumps(job_id) + b',"sessions":['
+    first = True
+    for array in unit_arrays:
+        inside = array.strip()[1:-1]
+        if not inside.strip():
+            continue  # a unit without sessions
+        if not first:
+            yield b","
+        yield inside
+        first = False
+    yield b'],"stats":' + orjson.dumps(stats) + b',"next_cursor":null}'
+
+
+def json_rows_document(job_id: str, stats: dict[str, Any], rows: Iterable[dict[str, Any]],
+                       size: int = 1 << 16) -> Iterator[bytes]:
+    """The same document from decoded rows (a ``user=`` or ``cursor`` read without ``limit``),
+    in chunks of about 64 KiB."""
+    yield b'{"job_id":' + orjson.dumps(job_id) + b',"sessions":['
+    buf: list[bytes] = []
+    held = 0
+    sep = b""
+    for row in rows:
+        item = sep + orjson.dumps(row)
+        sep = b","
+        buf.append(item)
+        held += len(item)
+        if held >= size:
+            yield b"".join(buf)
+            buf.clear()
+            held = 0
+    if buf:
+        yield b"".join(buf)
+    yield b'],"stats":' + orjson.dumps(stats) + b',"next_cursor":null}'

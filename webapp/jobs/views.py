@@ -31,7 +31,7 @@ from .schemas import (
     SubmitHeadersSchema,
     encode_cursor,
 )
-from .sessions import SessionPage, csv_lines, ndjson_lines
+from .sessions import SessionPage, csv_lines, json_document, json_rows_document, ndjson_lines
 from .submit import JobSubmitter, SubmitRefused
 
 blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Sessionization jobs: submit, then poll.")
@@ -137,7 +137,7 @@ class JobSessions(MethodView):
     @blp.response(200, SessionsSchema, headers={"Link": docs.LINK})
     @blp.doc(responses={"200": {"description": "OK", "headers": {"Link": docs.LINK}, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/Sessions"}},
-        NDJSON: {"schema": {"type": "string", "description": "One session (as `Session`) per line, streamed"}},
+        NDJSON: {"schema": {"type": "string", "description": "One session (as `Session`) per line"}},
         CSV: {"schema": {"type": "string", "description": "A header row, then one session per row"}},
     }}})
     @problems(401, 404, 409, 422, 429)
@@ -145,7 +145,8 @@ class JobSessions(MethodView):
         """Get the sessions of a succeeded job
 
         Sorted by (user, start); paged with `limit` and `cursor`, one user with `user`;
-        `Accept: application/x-ndjson` or `text/csv` for those formats."""
+        `Accept: application/x-ndjson` or `text/csv` for those formats. Every format is streamed
+        (no `Content-Length`) unless `limit` is given."""
         job = get_job_or_404(job_id)
         if job["status"] in ACTIVE:
             abort(409, message=f"Job {job_id} is {job['status']}; poll /jobs/{job_id} until it has finished.",
@@ -156,15 +157,24 @@ class JobSessions(MethodView):
                   job_status=job["status"], error=error)
         page = SessionPage(services().store, job_id, args.get("cursor"), args.get("limit"), args.get("user"))
         fmt = request.accept_mimetypes.best_match(["application/json", NDJSON, CSV], default="application/json")
+        # every format streams (sessions.py); only a page (`limit`) is built whole: its next
+        # cursor goes in a header
         if fmt == NDJSON:
             return Response(stream_with_context(ndjson_lines(page.rows())), mimetype=NDJSON)
         if fmt == CSV:
             return Response(stream_with_context(csv_lines(page.rows())), mimetype=CSV)
+        stats = job["stats"] or {}
+        if page.limit is None:
+            if page.user is None and page.cursor is None:
+                body = json_document(job_id, stats, services().store.iter_unit_arrays(job_id))
+            else:
+                body = json_rows_document(job_id, stats, page.rows())
+            return Response(stream_with_context(body), mimetype="application/json")
         sessions = list(page.rows())
         headers = {}
         if page.next_cursor:
             query = {k: v for k, v in request.args.items() if k != "cursor"}
             query["cursor"] = page.next_cursor
             headers["Link"] = f'</jobs/{job_id}/sessions?{urlencode(query)}>; rel="next"'
-        body = {"job_id": job_id, "sessions": sessions, "stats": job["stats"] or {}, "next_cursor": page.next_cursor}
+        body = {"job_id": job_id, "sessions": sessions, "stats": stats, "next_cursor": page.next_cursor}
         return json_response(body, 200, headers)
