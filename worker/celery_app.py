@@ -9,3 +9,8 @@ app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
 # Only the worker beats (the API's Celery app only sends tasks); readiness counts the beats.
 app.steps["consumer"].add("worker.heartbeat:Heartbeat")
+# A lost broker connection (a Redis restart) neither stops the consumer nor leaves the units it
+# held waiting for the visibility timeout: they go back to the queue once it reconnects
+# (worker/reconnect.py).
+app.conf.worker_consumer = "worker.reconnect:Consumer"
+app.steps["consumer"].add("worker.reconnect:RestoreUnackedOnReconnect")

@@ -1,0 +1,82 @@
+"""Ride out a lost broker connection: keep the worker alive, and give back at once the units it held.
+
+kombu's Redis transport keeps every message it hands to a worker in the ``unacked`` hash until
+the worker acknowledges it. When the connection drops (a Redis restart, a failover), Celery
+closes it and drops the units it had received but not yet started, counting on the channel's
+close to put them back in the queue. That restore runs while Redis is away, so it cannot work,
+and it does harm: Celery has already collected the connection, so the restore fails with
+``AttributeError: 'NoneType' object has no attribute 'hostname'``, which Celery does not expect
+there and which stops the consumer for good ("Unrecoverable error"): the worker stops taking
+units and the job stays ``running`` with no progress. When the restore fails more quietly (a
+connection error), the units only come back when the visibility timeout sweeps them: a minute
+in the fault tests, two hours in production.
+
+So the worker's consumer (:class:`Consumer`) skips that restore on a connection loss, and a
+consumer bootstep (:class:`RestoreUnackedOnReconnect`) notes the units the closed channel still
+held and restores them through the new channel once the consumer is connected again. Units
+still running are left alone (they finish and record their result; their lost acknowledgement
+only means a late, harmless redelivery). Restoring is idempotent: a unit already restored or
+acknowledged by anyone is no longer in ``unacked`` and is skipped. A clean shutdown is not a
+connection loss: kombu's own restore runs then, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from celery.worker import state
+from celery.worker.consumer import Consumer as CeleryConsumer
+
+log = logging.getLogger(__name__)
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, minus the restore through a lost connection (see the module docstring)."""
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        channel = getattr(self.task_consumer, "channel", None)
+        if channel is not None:
+            channel.do_restore = False  # RestoreUnackedOnReconnect does it once reconnected
+        super().on_connection_error_after_connected(exc)
+
+
+class RestoreUnackedOnReconnect(bootsteps.StartStopStep):
+    """Consumer bootstep: restore the units a lost connection held, as soon as it is back."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        self.held: set[Any] = set()  # delivery tags of units the lost channel still held
+        super().__init__(c, **kwargs)
+
+    def stop(self, c: Any) -> None:
+        # On a restart this runs after the old connection was closed (and its own restore
+        # tried), before the Tasks step replaces the channel: what it still holds is unrestored.
+        channel = getattr(c.task_consumer, "channel", None)
+        delivered = getattr(getattr(channel, "qos", None), "_delivered", None)
+        if not delivered:
+            return
+        running = {getattr(r.message, "delivery_tag", None) for r in tuple(state.active_requests)}
+        self.held |= set(delivered) - running
+
+    def start(self, c: Any) -> None:
+        if not self.held:
+            return
+        qos = c.task_consumer.channel.qos
+        if not hasattr(qos, "restore_by_tag"):  # kombu's Redis transport only
+            return
+        restored = 0
+        for tag in sorted(self.held):
+            try:
+                qos.restore_by_tag(tag)
+            except Exception as exc:  # noqa: BLE001
+                # never stop the consumer over this: the next start, or the visibility timeout,
+                # still brings them back
+                log.warning("could not restore units held before a reconnect: %r", exc)
+                break
+            self.held.discard(tag)
+            restored += 1
+        if restored:
+            log.info("restored %d unit(s) held when the broker connection was lost", restored)
