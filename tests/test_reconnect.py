@@ -33,7 +33,7 @@ def consumer_on(channel: object) -> SimpleNamespace:
     return SimpleNamespace(task_consumer=SimpleNamespace(channel=channel))
 
 
-def test_units_held_at_a_connection_loss_are_restored_when_it_is_back(own_redis: RedisServer, monkeypatch, request) -> None:  # noqa: ANN001
+def test_units_held_at_a_connection_loss_are_restored_and_acknowledged_when_it_is_back(own_redis: RedisServer, monkeypatch, request) -> None:  # noqa: ANN001
     from celery.worker import state
 
     store = redis.Redis.from_url(own_redis.url)
@@ -49,8 +49,10 @@ def test_units_held_at_a_connection_loss_are_restored_when_it_is_back(own_redis:
     monkeypatch.setattr(state, "active_requests", [SimpleNamespace(message=running)])  # a WeakSet in Celery
 
     own_redis.stop()
-    old.collect()  # as Celery drops a lost connection: closing the channel, it tries to restore
-    # what it holds, but Redis is away
+    # as Celery drops a lost connection, with the restore through it skipped (worker.reconnect.Consumer)
+    channel.do_restore = False
+    old.collect()
+    old.close()
     step = RestoreUnackedOnReconnect(SimpleNamespace())
     step.stop(consumer_on(channel))
     own_redis.start()
@@ -62,5 +64,7 @@ def test_units_held_at_a_connection_loss_are_restored_when_it_is_back(own_redis:
         back = queue.bind(new.channel()).get(no_ack=True)
         assert back.payload == waiting.payload and back.delivery_info["redelivered"]
         assert list(store.hkeys("unacked")) == [running.delivery_tag.encode()]  # still running: left alone
+        running.ack()  # the unit ends: acknowledged through its lost channel, now pointed at the new one
+        assert store.hlen("unacked") == 0
         step.start(consumer_on(new.channel()))  # nothing held any more: a later restart restores nothing
         assert store.llen("celery") == 0

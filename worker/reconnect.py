@@ -11,11 +11,14 @@ units and the job stays ``running`` with no progress. When the restore fails mor
 connection error), the units only come back when the visibility timeout sweeps them: a minute
 in the fault tests, two hours in production.
 
+The same goes for the acknowledgement of a unit that was running when the connection dropped:
+it goes through the closed channel, fails with an ``AttributeError`` and stops the consumer.
+
 So the worker's consumer (:class:`Consumer`) skips that restore on a connection loss, and a
 consumer bootstep (:class:`RestoreUnackedOnReconnect`) notes the units the closed channel still
 held and restores them through the new channel once the consumer is connected again. Units
-still running are left alone (they finish and record their result; their lost acknowledgement
-only means a late, harmless redelivery). Restoring is idempotent: a unit already restored or
+still running are left alone: they finish and record their result, and their acknowledgement
+goes through the new channel. Restoring is idempotent: a unit already restored or
 acknowledged by anyone is no longer in ``unacked`` and is skipped. A clean shutdown is not a
 connection loss: kombu's own restore runs then, as before.
 """
@@ -47,21 +50,34 @@ class RestoreUnackedOnReconnect(bootsteps.StartStopStep):
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
+    # lost channels whose running units still have to be acknowledged, the latest few (a unit
+    # outlives at most a few reconnects)
+    ORPHANS = 8
+
     def __init__(self, c: Any, **kwargs: Any) -> None:
         self.held: set[Any] = set()  # delivery tags of units the lost channel still held
+        self.orphans: list[Any] = []  # the QoS of lost channels
         super().__init__(c, **kwargs)
 
     def stop(self, c: Any) -> None:
         # On a restart this runs after the old connection was closed (and its own restore
         # tried), before the Tasks step replaces the channel: what it still holds is unrestored.
         channel = getattr(c.task_consumer, "channel", None)
-        delivered = getattr(getattr(channel, "qos", None), "_delivered", None)
+        qos = getattr(channel, "qos", None)
+        delivered = getattr(qos, "_delivered", None)
         if not delivered:
             return
         running = {getattr(r.message, "delivery_tag", None) for r in tuple(state.active_requests)}
         self.held |= set(delivered) - running
+        self.orphans = [*self.orphans, qos][-self.ORPHANS:]
 
     def start(self, c: Any) -> None:
+        # A unit running when the connection dropped is acknowledged, when it ends, through the
+        # channel it came on; that channel's connection is gone (kombu would raise an
+        # AttributeError there, which also stops the consumer): point it at the new channel,
+        # on the same Redis, where the same ``unacked`` entries live.
+        for orphan in self.orphans:
+            orphan.channel = c.task_consumer.channel
         if not self.held:
             return
         qos = c.task_consumer.channel.qos
