@@ -60,8 +60,8 @@ class RestoreUnackedOnReconnect(bootsteps.StartStopStep):
         super().__init__(c, **kwargs)
 
     def stop(self, c: Any) -> None:
-        # On a restart this runs after the old connection was closed (and its own restore
-        # tried), before the Tasks step replaces the channel: what it still holds is unrestored.
+        # On a restart this runs after the old connection was closed (its own restore skipped by
+        # Consumer), before the Tasks step replaces the channel: what it still holds is unrestored.
         channel = getattr(c.task_consumer, "channel", None)
         qos = getattr(channel, "qos", None)
         delivered = getattr(qos, "_delivered", None)
