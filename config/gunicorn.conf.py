@@ -38,3 +38,40 @@ access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms'
 # gunicorn's control socket (a fixed path in the home folder) is not used here, and two servers
 # on one machine (tests, make up beside make demo) would contend for it.
 control_socket_disable = True
+
+# The API's metrics (webapp/metrics.py): every worker process writes its samples into one folder
+# (prometheus_client's multiprocess mode), which a scrape sums. The server's own folder unless
+# PROMETHEUS_MULTIPROC_DIR names one; emptied when the server starts, so it counts from zero; a
+# worker that exits is marked dead. The settings are standard library only: safe before the patch.
+from sessionizer.settings import get_settings as _get_settings  # noqa: E402
+
+_settings = _get_settings()
+_own_metrics_dir = _settings.metrics.enabled and not _settings.metrics.multiproc_dir
+if _settings.metrics.enabled:
+    import tempfile as _tempfile  # noqa: E402
+
+    _metrics_dir = _settings.metrics.multiproc_dir or _tempfile.mkdtemp(prefix="sessionizer-api-metrics-")
+    raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}"]  # set in the master, inherited by workers
+
+
+def on_starting(server):  # noqa: ANN001, ANN201
+    if _settings.metrics.enabled:
+        from pathlib import Path
+
+        Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+        for stale in Path(_metrics_dir).glob("*.db"):
+            stale.unlink()
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201
+    if _settings.metrics.enabled:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201
+    if _own_metrics_dir:
+        import shutil
+
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

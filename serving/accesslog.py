@@ -31,7 +31,18 @@ def redact_url(url: str) -> str:
 
 
 class RedactingLogger(Logger):
-    """gunicorn's logger whose access-log atoms carry no query string and no credential."""
+    """gunicorn's logger whose access-log atoms carry no query string and no credential, and whose
+    lines have the project's format (``LOG_FORMAT``: text, or one JSON object a line), with the
+    request id of the request they are about."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # the settings and the log formats are standard library (+ python-json-logger): safe to
+        # import before the gevent patch
+        from sessionizer.logs import restyle
+        from sessionizer.settings import get_settings
+
+        restyle(self.error_log, self.access_log, settings=get_settings())
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)

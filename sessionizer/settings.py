@@ -109,10 +109,26 @@ class ResultsSettings:
 
 @dataclass(frozen=True)
 class WorkersSettings:
-    """Each worker's heartbeat in Redis (readiness counts the live ones)."""
+    """Each worker's heartbeat in Redis (readiness counts the live ones), its metrics endpoint."""
 
     heartbeat_interval_s: float
     heartbeat_ttl_s: float
+    metrics_port: int  # 0 = no endpoint
+    metrics_addr: str
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool  # the API's /metrics and its per-request counting
+    # prometheus_client's multiprocess folder (it reads PROMETHEUS_MULTIPROC_DIR itself); empty:
+    # gunicorn's config and the worker each make one of their own
+    multiproc_dir: str
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: str  # "text" or "json" (one object a line)
+    level: str
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,8 @@ class Settings:
     limits: LimitsSettings
     results: ResultsSettings
     workers: WorkersSettings
+    metrics: MetricsSettings
+    logging: LoggingSettings
     stack: StackSettings
 
     @property
@@ -219,6 +237,12 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "WORKER_HEARTBEAT_INTERVAL_S": ("workers", "heartbeat_interval_s", float),
     "WORKER_HEARTBEAT_TTL_S": ("workers", "heartbeat_ttl_s", float),
     "SHARE_SETTLE_S": ("results", "settle_s", float),
+    "WORKER_METRICS_PORT": ("workers", "metrics_port", int),
+    "WORKER_METRICS_ADDR": ("workers", "metrics_addr", str),
+    "METRICS_ENABLED": ("metrics", "enabled", bool),
+    "PROMETHEUS_MULTIPROC_DIR": ("metrics", "multiproc_dir", str),
+    "LOG_FORMAT": ("logging", "format", str),
+    "LOG_LEVEL": ("logging", "level", str),
     "HOST": ("stack", "host", str),
     "PORT": ("stack", "port", int),
     "FLOWER_PORT": ("stack", "flower_port", int),
@@ -228,7 +252,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
 _SECTION_TYPES = {
     "redis": RedisSettings, "jobs": JobsSettings, "source": SourceSettings, "elasticsearch": ElasticsearchSettings,
     "celery": CelerySettings, "auth": AuthSettings, "limits": LimitsSettings, "results": ResultsSettings,
-    "workers": WorkersSettings, "stack": StackSettings,
+    "workers": WorkersSettings, "metrics": MetricsSettings, "logging": LoggingSettings, "stack": StackSettings,
 }
 # keys of config/credentials.yml (lower case, as in the environment otherwise)
 _CREDENTIALS = {name.lower(): name for name, (_, _, kind) in ENVIRONMENT.items() if kind is Secret}
@@ -298,6 +322,13 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
 def child_environment(**extra: str) -> dict[str, str]:
     """This process's environment, for the processes it starts (``make demo``/``make up``, tests)."""
     return {**os.environ, **extra}
+
+
+def export(name: str, value: str) -> None:
+    """Set ``name`` for this process and the processes it starts, for a library that reads only
+    the environment (prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``); later settings see it."""
+    os.environ[name] = value
+    get_settings.cache_clear()
 
 
 @lru_cache(maxsize=1)

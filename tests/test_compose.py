@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -176,15 +177,17 @@ class ComposeHost:
             self.stop(name)
 
 
-@pytest.fixture
-def dotenv() -> dict[str, str]:
-    """The operator's .env: random passwords, one API key (only its digest), an ES API key."""
+@pytest.fixture(params=["json", "text"])
+def dotenv(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The operator's .env: random passwords, one API key (only its digest), an ES API key, and
+    the log format (json is docker-compose's default)."""
     key = secrets.token_urlsafe(24)
     return {
         "REDIS_PASSWORD": secrets.token_urlsafe(16),
         "FLOWER_PASSWORD": secrets.token_urlsafe(16),
         "API_KEYS": f"ops:{digest(key)}",
         "ELASTICSEARCH_API_KEY": secrets.token_urlsafe(16),
+        "LOG_FORMAT": request.param,
         "_client_key": key,
     }
 
@@ -196,8 +199,8 @@ def host(tmp_path: Path, dotenv: dict[str, str]) -> Iterator[ComposeHost]:
     stack.stop_all()
 
 
-def call(method: str, url: str, key: str | None, body: Any = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
+def call(method: str, url: str, key: str | None, body: Any = None, **extra: str) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", **extra}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     req = urllib.request.Request(url, method=method, headers=headers,
@@ -239,7 +242,8 @@ def test_the_compose_stack_runs_a_job_and_its_healthchecks_pass(host: ComposeHos
         key = dotenv["_client_key"]
         assert call("GET", f"{api}/jobs", None)[0] == 401  # keys are required in this deployment
         status, job = call("POST", f"{api}/jobs", key, {
-            "users": ["romain", "anes", "claire"], "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z"})
+            "users": ["romain", "anes", "claire"], "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z"},
+            **{"X-Request-ID": "compose-submit-1"})
         assert status == 202, job
         deadline = time.monotonic() + 180
         while job["status"] in ("queued", "running"):
@@ -255,6 +259,12 @@ def test_the_compose_stack_runs_a_job_and_its_healthchecks_pass(host: ComposeHos
         assert {s["user"] for s in result["sessions"]} == {"romain", "anes", "claire"}
         assert es.open_pits == 0 and es.pits_opened > 0  # read through points in time, all closed
 
+        scraped = scrape_prometheus_targets(host)
+        assert scraped["api"]["sessionizer_jobs_submitted_total"] == 1
+        assert scraped["api"]["sessionizer_jobs_finished_total"] == 1
+        assert scraped["worker"]["sessionizer_units_total"] == 3
+        assert scraped["worker"]["sessionizer_elasticsearch_pits_opened_total"] == es.pits_opened
+
         host.stop("worker")  # a clean stop leaves the heartbeat registry at once
         assert host.healthcheck("worker").returncode != 0
         assert host.healthcheck("api").returncode != 0
@@ -262,6 +272,60 @@ def test_the_compose_stack_runs_a_job_and_its_healthchecks_pass(host: ComposeHos
         host.stop_all()
         es.stop()
     assert any(p.name.startswith("appendonly") for p in data.iterdir())  # the append-only file
+    logs_hold_no_secret(host, dotenv, loader.stdout + loader.stderr)
+    api_log, worker_log = host.log("api"), host.log("worker")
+    if dotenv["LOG_FORMAT"] == "json":
+        api_lines, worker_lines = json_lines(api_log), json_lines(worker_log)
+        submit = [r for r in api_lines if r.get("request_id") == "compose-submit-1"]
+        assert submit and '"POST /jobs HTTP/1.1" 202' in submit[0]["message"]  # the access log line
+        assert all(r.get("request_id") for r in api_lines if r["logger"] == "gunicorn.access")
+        units = [r for r in worker_lines if r.get("job_id") == job["id"] and isinstance(r.get("unit"), int)]
+        assert {r["unit"] for r in units} == {0, 1, 2}  # each unit's lines say which unit they are about
+    else:
+        assert "request_id=compose-submit-1" in api_log and f"job_id={job['id']} unit=2" in worker_log
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of a JSON log is one object with the time, level, logger and message (but the
+    notice Celery prints straight to stdout, not through logging, as it shuts down: a blank line
+    and ``worker: Warm shutdown (MainProcess)``)."""
+    notice = re.compile(r"|worker: (Warm|Cold) shutdown \(MainProcess\)")
+    lines = [ln for ln in text.splitlines() if not notice.fullmatch(ln)]
+    records = []
+    for line in lines:
+        assert line.startswith("{") and line.endswith("}"), f"not a JSON log line: {line!r}"
+        records.append(json.loads(line))
+    for r in records:
+        assert {"time", "level", "logger", "message"} <= set(r), r
+    return records
+
+
+def logs_hold_no_secret(host: ComposeHost, dotenv: dict[str, str], *more: str) -> None:
+    """No password, key or API key in any line any of our services wrote."""
+    texts = [host.log(name) for name in ("api", "worker", "flower")] + list(more)
+    for name in ("REDIS_PASSWORD", "FLOWER_PASSWORD", "ELASTICSEARCH_API_KEY", "_client_key"):
+        assert all(dotenv[name] not in text for text in texts), name
+
+
+def scrape_prometheus_targets(host: ComposeHost) -> dict[str, dict[str, float]]:
+    """What config/prometheus.yml scrapes (service names resolved to loopback), parsed as Prometheus
+    does: each service's sample totals by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
+    out: dict[str, dict[str, float]] = {}
+    for job in prom["scrape_configs"]:
+        for sd in job["dns_sd_configs"]:
+            name, port = sd["names"][0], sd["port"]
+            url = f"http://127.0.0.1:{host.net.port(name, port)}{job.get('metrics_path', '/metrics')}"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                text = resp.read().decode()
+            totals: dict[str, float] = {}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            out[name] = totals
+    return out
 
 
 def _wait_answering(url: str, host: ComposeHost, timeout: float = 120.0) -> None:

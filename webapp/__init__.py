@@ -64,10 +64,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     from .jobs.schemas import ProblemSchema
+    from .metrics import init_metrics
 
     # flask-smorest registers a response per HTTP status with its own "Error" schema, another
     # shape than the problems this API returns: they refer to Problem instead.
     api.ERROR_SCHEMA = ProblemSchema
+    init_metrics(app, settings)
     api.init_app(app)
     register_job_id_converter(app, api)
     init_services(app, settings)

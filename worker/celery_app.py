@@ -5,6 +5,12 @@ from __future__ import annotations
 from sessionizer.celery_app import make_celery
 from sessionizer.settings import get_settings
 
+from . import observe  # logs and metrics, on Celery's signals
+
+observe.configure_logging()
+# Before the task modules import prometheus_client: it reads its multiprocess folder at import.
+observe.prepare_metrics_dir(get_settings())
+
 app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
 # Only the worker beats (the API's Celery app only sends tasks); readiness counts the beats.

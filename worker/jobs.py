@@ -16,6 +16,7 @@ from sessionizer.settings import get_settings
 from sessionizer.status import JobStatus
 
 from .core import SPLIT_REASONS, label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
+from .metrics import InstrumentedSource
 from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ def store() -> JobStore:
 
 @lru_cache(maxsize=1)
 def source() -> EventSource:
-    return source_from_settings(get_settings())
+    settings = get_settings()
+    # counts documents scanned and invalid, and the source's failures (worker/metrics.py)
+    return InstrumentedSource(source_from_settings(settings), settings.source_kind)  # type: ignore[return-value]
 
 
 def epoch_ms(value: str) -> int:

@@ -17,7 +17,7 @@ from celery.signals import task_failure
 
 from sessionizer import tasks as names
 
-from . import jobs
+from . import jobs, metrics
 from .celery_app import app
 
 # Redis hiccups (a restart, a failover) are retried with backoff; a source's own transient errors
@@ -45,7 +45,10 @@ def unit(self: Task, job_id: str, index: int, users: list[str]) -> str:
     """Sessionize one unit (a user) of a job; returns what became of it."""
     # kombu marks a message handed out again after its worker was lost (requeued or restored)
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    return jobs.run_unit(job_id, index, users, redelivered=redelivered)
+    with metrics.unit_run() as outcome:
+        result = jobs.run_unit(job_id, index, users, redelivered=redelivered)
+        outcome(result)
+    return result
 
 
 @task_failure.connect

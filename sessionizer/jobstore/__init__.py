@@ -53,6 +53,8 @@ key                                type    content                              
                                                                                                 integer)
 ``sz:stats:scans``                 string  computations started (plans that ran): a shared      never
                                            result adds no scan
+``sz:stats:jobs``                  hash    jobs submitted, shared, finished by status, and      never
+                                           their durations (``jobstats.py``; read by /metrics)
 ``sz:workers``                     zset    worker name -> epoch ms its heartbeat expires        with the last
                                            (``liveness.py``; ``/readyz`` counts them)             beat
 =================================  ======  ===================================================  =============

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import redis
 
-from ..status import ACTIVE, JobStatus
+from .. import jobstats
+from ..status import ACTIVE, TERMINAL, JobStatus
 from .idempotency import idem_key
 from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
 from .scripts import Scripts
@@ -114,6 +115,7 @@ class Lifecycle:
         outcome, detail = self.scripts.submit(keys=keys, args=args)
         if outcome == b"capped":
             raise TooManyActiveJobs(int(detail))
+        jobstats.record_submitted(self.client, shared=bool(detail))
         return self.view(job_id), not detail  # type: ignore[attr-defined]
 
     def _touch(self, job_id: str, pipe: Any = None) -> None:
@@ -130,7 +132,15 @@ class Lifecycle:
         moved = self.scripts.transition(keys=[JobKeys(job_id).hash], args=args)
         if moved == 1:
             self._touch(job_id)
+            if to in TERMINAL:
+                self._count_final(job_id, to)
         return moved == 1
+
+    def _count_final(self, job_id: str, status: JobStatus) -> None:
+        """Count a job reaching a final status, and its time since submission (``jobstats``)."""
+        submitted = self.client.hget(JobKeys(job_id).hash, "submitted_at")
+        seconds = (utcnow() - datetime.fromisoformat(submitted.decode())).total_seconds() if submitted else 0.0
+        jobstats.record_finished(self.client, status, seconds)
 
     def start(self, job_id: str, units_total: int) -> bool:
         """``queued -> running`` with the number of units it was split into (counts a scan)."""
@@ -163,7 +173,10 @@ class Lifecycle:
         moved to ``cancelled``; a finished job stays as it is.
         """
         error = orjson.dumps({"type": "cancelled", "message": reason})
-        return self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())]) == 1
+        cancelled = self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())]) == 1
+        if cancelled:
+            self._count_final(job_id, JobStatus.CANCELLED)
+        return cancelled
 
     # A unit may still be running when its job is deleted: its writes check, in the same script,
     # that the job is still there, so a deleted job gets no key back.

@@ -38,8 +38,10 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from sessionizer.settings import ElasticsearchSettings, Secret, Settings
 
+from ..metrics import record_es_retry
 from .base import OnProgress, PermanentSourceError, ShouldStop, Stopped, TransientSourceError
 from .documents import EventAccumulator, FieldNames
+from .es_node import MeasuredNode
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,7 @@ def build_client(
         max_retries=0,
         retry_on_timeout=False,
         connections_per_node=connections_per_node,
+        node_class=MeasuredNode,  # counts and times every request (worker/metrics.py)
         **auth,
     )
 
@@ -422,6 +425,7 @@ class ElasticsearchSource:
                 )
             log.info("Elasticsearch %s on [%s] failed (%s); retry %d in %.2fs",
                      what, self.index, reason, attempt, delay)
+            record_es_retry(what)
             self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
