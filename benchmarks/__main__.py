@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, one after the other, each printing its figures.
 
-    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, page, sessions_stream, serving, client
+    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client
 
 Each benchmark measures its comparisons side by side in one run (alternating), with
 min/median/max over repeats, because these machines are shared and noisy.
@@ -19,6 +19,7 @@ BENCHES = {
     "scan": ("benchmarks.bench_scan", "Elasticsearch scan throughput and peak memory (issue 3)"),
     "fanout": ("benchmarks.bench_fanout", "one job of 200 users x 5,000 events, 2 workers vs 1 (issue 3)"),
     "api": ("benchmarks.bench_api", "100 identical clients; poll throughput under gunicorn (issue 5)"),
+    "metrics": ("benchmarks.bench_metrics", "the poll path with the API's metrics on and off (issue 12)"),
     "page": ("benchmarks.bench_page", "the job page drawing 100,000 sessions in headless chromium (issue 12)"),
     "sessions_stream": ("benchmarks.bench_sessions_stream", "GET /jobs/<id>/sessions of 1,000,000 sessions: API memory, first byte, total (issue 10)"),
     "serving": ("benchmarks.bench_serving", "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)"),
