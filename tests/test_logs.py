@@ -18,6 +18,7 @@ def captured() -> Iterator[io.StringIO]:
     """The root logger writing into a buffer; the test's own logging restored afterwards."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    logs.clear_context()  # a request served earlier in this thread left its ids (as a server's thread does)
     buf = io.StringIO()
     yield buf
     root.handlers[:] = saved[0]

@@ -157,3 +157,21 @@ def test_api_and_worker_metrics_after_real_jobs(es: EsProtocolServer, tmp_path: 
     finally:
         worker.stop()
         live.stop()
+
+
+def test_metrics_answer_without_redis_and_can_be_turned_off(tmp_path: Path) -> None:
+    from webapp import create_app
+    from worker.devstack import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    on = create_app({"TESTING": True, "REDIS_URL": server.url}).test_client()
+    off = create_app({"TESTING": True, "REDIS_URL": server.url, "METRICS_ENABLED": False}).test_client()
+    assert off.get("/metrics").status_code == 404
+    up = {f.name: f for f in text_string_to_metric_families(on.get("/metrics").get_data(as_text=True))}
+    assert up["sessionizer_store_up"].samples[0].value == 1 and "sessionizer_queue_depth" in up
+    server.stop()
+    resp = on.get("/metrics")  # Redis gone: the HTTP figures still, and the store said down
+    assert resp.status_code == 200
+    down = {f.name: f for f in text_string_to_metric_families(resp.get_data(as_text=True))}
+    assert down["sessionizer_store_up"].samples[0].value == 0 and "sessionizer_queue_depth" not in down
+    assert "sessionizer_http_requests" in down

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -62,8 +63,17 @@ class StoreCollector(Collector):
         self.services = services
 
     def collect(self) -> Iterator[Metric]:
+        try:
+            families = list(self._read())
+        except redis.RedisError:  # Redis away: say so, and still serve the HTTP figures
+            families = []
+        yield GaugeMetricFamily("sessionizer_store_up", "1 when the job store (Redis) answered this scrape",
+                                value=1 if families else 0)
+        yield from families
+
+    def _read(self) -> Iterator[Metric]:
         svc = self.services
-        counts = jobstats.read(svc.store.client)
+        counts = jobstats.read(svc.workers.client)  # the fail-fast client: a scrape must not wait out retries
         yield CounterMetricFamily("sessionizer_jobs_submitted", "Jobs accepted", value=counts.submitted)
         yield CounterMetricFamily("sessionizer_shared_results_reused", "Jobs that reused the computation of "
                                   "an identical earlier request instead of scanning again", value=counts.shared)
