@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .jobstore.keys import WORKERS_KEY as KEY
 
@@ -40,6 +42,12 @@ local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if expiry and tonumber(expiry) > now then return 1 end
 return 0
 """
+
+
+def fail_fast_client(url: str) -> redis.Redis:
+    """A client that answers within seconds or raises: no retries (redis-py retries ten times by
+    default), for a probe, and for a beat that runs on a worker's event loop."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
 @dataclass

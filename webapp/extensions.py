@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from celery import Celery
 from flask import Flask, current_app
 from flask_smorest import Api
 
 from sessionizer.celery_app import make_celery
 from sessionizer.jobstore import JobStore
-from sessionizer.liveness import WorkerRegistry
+from sessionizer.liveness import WorkerRegistry, fail_fast_client
 from sessionizer.settings import Settings
 
 from .errors import ProblemApi
@@ -43,10 +42,7 @@ def init_services(app: Flask, settings: Settings) -> None:
         store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s),
         celery=make_celery(settings),
         key_digests=digests,
-        workers=WorkerRegistry(
-            redis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2),
-            ttl_s=settings.workers.heartbeat_ttl_s,
-        ),
+        workers=WorkerRegistry(fail_fast_client(settings.redis.url), ttl_s=settings.workers.heartbeat_ttl_s),
     )
 
 

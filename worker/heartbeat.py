@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from celery import bootsteps
 
-from sessionizer.liveness import WorkerRegistry
+from sessionizer.liveness import WorkerRegistry, fail_fast_client
 from sessionizer.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 def registry() -> WorkerRegistry:
     """A registry on a client that fails fast: a beat must never hold the worker's loop for long."""
     s = get_settings()
-    client = redis.Redis.from_url(s.redis.url, socket_timeout=2, socket_connect_timeout=2)
-    return WorkerRegistry(client, ttl_s=s.workers.heartbeat_ttl_s)
+    return WorkerRegistry(fail_fast_client(s.redis.url), ttl_s=s.workers.heartbeat_ttl_s)
 
 
 class Heartbeat(bootsteps.StartStopStep):
