@@ -82,7 +82,9 @@ def es() -> Iterator[EsProtocolServer]:
 
 def test_api_and_worker_metrics_after_real_jobs(es: EsProtocolServer, tmp_path: Path) -> None:
     api_metrics_dir = tmp_path / "api-metrics"
-    live = LiveServer(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(api_metrics_dir)).start()
+    # the API knows the source as the workers do: results are shared only for identified data
+    live = LiveServer(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(api_metrics_dir),
+                      EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url).start()
     port = free_port()
     env = worker_env(live.redis.url, EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url,
                      ELASTICSEARCH_RETRY_MAX_ATTEMPTS="10", WORKER_METRICS_PORT=str(port),
