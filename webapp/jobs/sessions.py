@@ -67,21 +67,25 @@ def csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield buf.getvalue()
 
 
-def ndjson_lines(rows: Iterator[dict[str, Any]], size: int = 1 << 16) -> Iterator[bytes]:
-    """One JSON object a session and a line, sent in chunks of about 64 KiB: a chunk per line made
-    a browser read 100,000 sessions about 5 times slower than one JSON body (benchmarks/bench_page.py)."""
+def _chunked(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Join small pieces into chunks of about ``size`` bytes (a chunk per piece is slow to read)."""
     buf: list[bytes] = []
     held = 0
-    for row in rows:
-        line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-        buf.append(line)
-        held += len(line)
+    for piece in pieces:
+        buf.append(piece)
+        held += len(piece)
         if held >= size:
             yield b"".join(buf)
             buf.clear()
             held = 0
     if buf:
         yield b"".join(buf)
+
+
+def ndjson_lines(rows: Iterator[dict[str, Any]], size: int = 1 << 16) -> Iterator[bytes]:
+    """One JSON object a session and a line, sent in chunks of about 64 KiB: a chunk per line made
+    a browser read 100,000 sessions about 5 times slower than one JSON body (benchmarks/bench_page.py)."""
+    return _chunked((orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows), size)
 
 
 def json_document(job_id: str, stats: dict[str, Any], unit_arrays: Iterable[bytes]) -> Iterator[bytes]:
@@ -104,18 +108,6 @@ def json_rows_document(job_id: str, stats: dict[str, Any], rows: Iterable[dict[s
     """The same document from decoded rows (a ``user=`` or ``cursor`` read without ``limit``),
     in chunks of about 64 KiB."""
     yield b'{"job_id":' + orjson.dumps(job_id) + b',"sessions":['
-    buf: list[bytes] = []
-    held = 0
-    sep = b""
-    for row in rows:
-        item = sep + orjson.dumps(row)
-        sep = b","
-        buf.append(item)
-        held += len(item)
-        if held >= size:
-            yield b"".join(buf)
-            buf.clear()
-            held = 0
-    if buf:
-        yield b"".join(buf)
+    items = ((b"," if i else b"") + orjson.dumps(row) for i, row in enumerate(rows))
+    yield from _chunked(items, size)
     yield b'],"stats":' + orjson.dumps(stats) + b',"next_cursor":null}'
