@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 from sessionizer_client import AsyncClient
 
+from benchmarks.bench_api import spread
 from worker.demo import DEMO_USERS, write_demo_events
 from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
 
@@ -60,9 +60,6 @@ async def submit_then_wait(url: str, clients: int, body: dict[str, Any], mode: d
             raise RuntimeError(f"not all jobs succeeded: {statuses}")
         return wall, client.requests_sent / clients
 
-
-def spread(values: list[float], fmt: str) -> str:
-    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                     wall, per_job = asyncio.run(submit_then_wait(url, args.clients, body, mode, fresh))
                     results[name].append((wall, per_job))
                     print(f"   run {run + 1} {name:<22} {wall:6.2f} s wall, {per_job:5.1f} requests per job", flush=True)
-            print(f"   {'mode':<24}{'wall s (min / median / max)':<32}requests per job (min / median / max)")
+            print(f"   {'mode':<24}{'wall s (min / median / max)':<40}requests per job (min / median / max)")
             for name, rows in results.items():
-                print(f"   {name:<24}{spread([w for w, _ in rows], '{:.2f}'):<32}"
+                print(f"   {name:<24}{spread([w for w, _ in rows], '{:.2f}'):<40}"
                       f"{spread([r for _, r in rows], '{:.1f}')}")
         print("(the seed: 16.2 s synchronous, 11.1 s asynchronous for its 100 requests; no job, no polling)")
         return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.bench_api import spread
 from sessionizer.jobstore import JobStore
 from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http
 
@@ -38,9 +38,6 @@ HOST = "127.0.0.1"
 FORMATS = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
 SCREENS = ["connexion", "accueil", "devis", "facture", "recherche", "deconnexion"]
 
-
-def spread(values: list[float], fmt: str = "{:.1f}") -> str:
-    return f"min {fmt.format(min(values))} / median {fmt.format(statistics.median(values))} / max {fmt.format(max(values))}"
 
 
 def unit_sessions(user: str, n: int) -> list[dict[str, Any]]:
