@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from .errors import EsError, _bad_request
@@ -22,6 +23,7 @@ class _Router(_SearchRoutes):
     def __init__(self, es: EsProtocolServer, entry: LoggedRequest, req: Any, body: bytes) -> None:
         self.es, self.entry, self.req, self.body = es, entry, req, body
         self.params = entry.query
+        self.aggs: list = []  # the search's parsed aggregations (search.py)
 
     def route(self, method: str, parts: list[str]) -> tuple[bytes, int]:
         n = len(parts)
@@ -60,6 +62,10 @@ class _Router(_SearchRoutes):
                 return self.index_doc(name, parts[2] if n == 3 else None)
             if action == "_doc" and method == "GET" and n == 3:
                 return self.get_doc(name, parts[2])
+            if action == "_doc" and method == "DELETE" and n == 3:
+                return self.delete_doc(name, parts[2])
+            if action == "_delete_by_query" and n == 2 and method == "POST":
+                return self.delete_by_query(name), 200
             if action == "_mapping" and method == "GET" and n == 2:
                 return self._out({name: {"mappings": self.es.index(name).mapping_body()}}), 200
         raise EsError(405 if parts else 400, "illegal_argument_exception" if parts else "illegal_argument_exception",
@@ -124,6 +130,32 @@ class _Router(_SearchRoutes):
         return self._out({"_index": name, "_id": doc_id, "_version": 1, "_seq_no": slot, "_primary_term": 1,
                           "found": True, "_source": _Raw(idx.source(slot))}), 200
 
+    def delete_doc(self, name: str, doc_id: str) -> tuple[bytes, int]:
+        idx = self.es.index(name)
+        found = idx.delete_document(doc_id)
+        return self._out({"_index": name, "_id": doc_id, "_version": 2 if found else 1,
+                          "result": "deleted" if found else "not_found",
+                          "_shards": {"total": 2, "successful": 1, "failed": 0},
+                          "_seq_no": idx.n, "_primary_term": 1}), 200 if found else 404
+
+    def delete_by_query(self, name: str) -> bytes:
+        idx = self.es.index(name)
+        req = self.req if isinstance(self.req, dict) else {}
+        if "query" not in req:
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: query is missing;")
+        started = time.perf_counter()
+        with idx.lock:
+            snap = idx.snapshot()
+            mask = idx.visible_mask(snap) & _QueryEval(idx, snap.n).eval(req["query"])
+            slots = np.flatnonzero(mask)
+            for slot in slots.tolist():
+                idx.delete_document(idx.doc_id(slot))
+        took = int((time.perf_counter() - started) * 1000)
+        return self._out({"took": took, "timed_out": False, "total": len(slots), "deleted": len(slots),
+                          "batches": 1 if len(slots) else 0, "version_conflicts": 0, "noops": 0,
+                          "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0,
+                          "requests_per_second": -1.0, "throttled_until_millis": 0, "failures": []})
+
     def bulk(self, default_index: str | None) -> bytes:
         es = self.es
         lines = self.body.split(b"\n")
@@ -184,6 +216,8 @@ class _Router(_SearchRoutes):
                     item.update({"_id": got_id, "_version": 1, "result": result,
                                  "_shards": {"total": 2, "successful": 1, "failed": 0},
                                  "_seq_no": idx.n - 1, "_primary_term": 1, "status": status})
+                if self.params.get("refresh") in ("", "true"):
+                    item["forced_refresh"] = True  # refresh=true; documents are visible at once anyway
             except EsError as exc:
                 errors = True
                 item.update({"status": exc.status,

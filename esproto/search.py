@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .aggs import parse_aggs, run_aggs
 from .contexts import _Scroll
 from .dates import parse_date, parse_time_value
 from .errors import EsError, _bad_request, _context_missing, _query_error
@@ -42,7 +43,7 @@ class _SearchRoutes:
             raise EsError(400, "parsing_exception", "request body must be an object")
         known = {"query", "size", "from", "sort", "search_after", "slice", "track_total_hits", "_source",
                  "pit", "timeout", "track_scores", "seq_no_primary_term", "version", "stored_fields",
-                 "explain", "terminate_after", "profile"}
+                 "explain", "terminate_after", "profile", "aggs", "aggregations"}
         unknown = set(req) - known
         if unknown:
             key = sorted(unknown)[0]
@@ -53,6 +54,10 @@ class _SearchRoutes:
                 req[key] = _param_value(params[key])
         if "sort" in params and "sort" not in req:
             req["sort"] = params["sort"].split(",")
+        if "aggs" in req and "aggregations" in req:
+            raise EsError(400, "parsing_exception", "Found two aggregation definitions: [aggs] and [aggregations]")
+        agg_spec = req.get("aggs", req.get("aggregations"))
+        self.aggs = parse_aggs(agg_spec) if agg_spec is not None else []
         pit_spec = req.get("pit")
         size = _nonneg_int(req.get("size", 10), "size")
         from_ = _nonneg_int(req.get("from", 0), "from")
@@ -161,6 +166,7 @@ class _SearchRoutes:
                          filter_path, start, size)
             cached = es._page_cache.get(cache_key)
             if cached is not None and cached[0] is slots:
+                es.count_sent(cached[2], bool(self.aggs))
                 return cached[1].replace(b'"\\u0000CTX\\u0000"', b'"' + str(ctx[1] if ctx[0] == "pit" else
                                                                                  head["_scroll_id"]).encode() + b'"')
         stop = min(start + size, len(slots))
@@ -201,12 +207,16 @@ class _SearchRoutes:
         hits_obj["max_score"] = (1.0 if hits else None) if scored else None
         hits_obj["hits"] = hits
         resp["hits"] = hits_obj
+        if self.aggs:
+            resp["aggregations"] = run_aggs(self.aggs, idx, slots, self.params.get("typed_keys") in ("", "true"))
         filtered = apply_filter_path(resp, filter_path)
+        sent = len(hits) if not filter_path else len(((filtered or {}).get("hits") or {}).get("hits") or [])
+        es.count_sent(sent, bool(self.aggs))
         if filter_path and not hits and es.empty_filter_path_drops_pit_id and isinstance(filtered, dict):
             filtered.pop("pit_id", None)  # docs/elasticsearch.md: with zero hits filter_path yields {}
         out = dumps(filtered)
         if cache_key is not None:
-            es._page_cache[cache_key] = (slots, out)
+            es._page_cache[cache_key] = (slots, out, sent)
             return out.replace(b'"\\u0000CTX\\u0000"', b'"' + str(ctx[1] if ctx[0] == "pit" else
                                                                      head["_scroll_id"]).encode() + b'"')
         return out

@@ -50,6 +50,8 @@ class EsProtocolServer:
         self.pits_opened = 0
         self.pits_closed = 0
         self.stale_pit_searches = 0  # PIT searches that did not send the newest pit_id back
+        self.hits_sent = 0  # documents (hits) in search answers, PIT, plain and scroll pages
+        self.searches_with_aggs = 0  # search answers that carried aggregations
         self.time_offset_s = 0.0
         self._port = port
         self._httpd: ThreadingHTTPServer | None = None
@@ -108,6 +110,19 @@ class EsProtocolServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    # -- counters (tests and benchmarks read them; reset_counters() zeroes them)
+    def count_sent(self, hits: int, aggs: bool = False) -> None:
+        with self._lock:
+            self.hits_sent += hits
+            self.searches_with_aggs += aggs
+
+    def reset_counters(self) -> None:
+        """Zero ``hits_sent``, ``searches_with_aggs``, ``pits_opened``, ``pits_closed`` and
+        ``stale_pit_searches`` (``faults.injected`` has its own ``clear()``)."""
+        with self._lock:
+            self.hits_sent = self.searches_with_aggs = 0
+            self.pits_opened = self.pits_closed = self.stale_pit_searches = 0
+
     # -- clock (tests may move it forward to expire contexts)
     def now(self) -> float:
         return time.monotonic() + self.time_offset_s
@@ -156,6 +171,11 @@ class EsProtocolServer:
                 idx.index_document(raw, parsed, next(id_iter) if id_iter is not None else None, "index")
                 count += 1
         return count
+
+    def delete_documents(self, name: str, ids: Iterable[str]) -> int:
+        """Delete documents by id directly (no HTTP); returns how many existed."""
+        idx = self.index(name)
+        return sum(1 for doc_id in ids if idx.delete_document(str(doc_id)))
 
     def count(self, name: str) -> int:
         idx = self.index(name)
