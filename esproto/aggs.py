@@ -232,19 +232,18 @@ def _all_buckets(agg: _Composite, idx: _Index, slots: np.ndarray) -> tuple[list[
     ranks, keys_sorted, keep = [], [], np.ones(len(slots), dtype=bool)
     for src in agg.sources:
         values, missing, to_key = _source_values(src, idx, slots, n)
-        uniq, inverse = np.unique(values[~missing], return_inverse=True)
+        uniq, inverse = _factorize(values[~missing], src.interval_ms or 1)
         keys = [to_key(v) for v in uniq.tolist()]
         order = sorted(range(len(keys)), key=keys.__getitem__)  # strings: code point order, as Lucene's bytes
         rank_of = np.empty(len(keys), dtype=np.int64)
         rank_of[np.array(order, dtype=np.int64)] = np.arange(len(keys), dtype=np.int64)
         r = np.full(len(slots), -1, dtype=np.int64)
-        r[~missing] = rank_of[inverse.reshape(-1)] if len(keys) else r[~missing]
+        r[~missing] = rank_of[inverse] if len(keys) else r[~missing]
         if not src.missing_bucket:
             keep &= ~missing
         ranks.append(r)
         keys_sorted.append([keys[i] for i in order])
-    cols = np.stack([r[keep] for r in ranks], axis=1) if keep.any() else np.empty((0, len(ranks)), np.int64)
-    combos, counts = np.unique(cols, axis=0, return_counts=True)
+    combos, counts = _count_combinations([r[keep] for r in ranks], [len(ks) for ks in keys_sorted])
     rows = []
     for combo, count in zip(combos.tolist(), counts.tolist()):
         key, sortkey = {}, []
@@ -259,6 +258,37 @@ def _all_buckets(agg: _Composite, idx: _Index, slots: np.ndarray) -> tuple[list[
         while len(idx.match_cache) > 16:
             idx.match_cache.popitem(last=False)
     return result
+
+
+def _factorize(values: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values ascending, each value's index among them); linear time for a dense
+    integer range (keyword codes, day starts), a sort otherwise."""
+    if len(values) and values.dtype.kind in "iu":
+        lo = int(values.min())
+        span = (int(values.max()) - lo) // step + 1
+        if span <= 4 * len(values) + 65_536:
+            pos = (values - lo) // step
+            present = np.bincount(pos, minlength=span) > 0
+            index = np.cumsum(present) - 1
+            return np.flatnonzero(present) * step + lo, index[pos]
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
+def _count_combinations(ranks: list[np.ndarray], cards: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of the rank columns (-1 = missing) ascending, and how often each occurs."""
+    radix = [c + 1 for c in cards]
+    if float(np.prod(np.array(radix, dtype=np.float64))) < 2.0 ** 62:
+        combined = np.zeros(len(ranks[0]), dtype=np.int64)
+        for r, base in zip(ranks, radix):
+            combined = combined * base + (r + 1)
+        uniq, counts = np.unique(combined, return_counts=True)
+        cols = []
+        for base in reversed(radix):
+            cols.append(uniq % base - 1)
+            uniq = uniq // base
+        return np.stack(cols[::-1], axis=1), counts
+    return np.unique(np.stack(ranks, axis=1), axis=0, return_counts=True)
 
 
 def _rank_sortkey(src: _Source, rank: float | None, n_keys: int) -> float:
@@ -348,8 +378,7 @@ def _source_values(src: _Source, idx: _Index, slots: np.ndarray, n: int) -> tupl
     else:
         missing = data == _MISSING_DATE
     shift = src.offset_ms + (3 * _DAY_MS if src.week else 0)  # 1970-01-05 was a Monday: 4 days = -3 mod 7
-    local = data + shift
-    start = local - np.mod(local, src.interval_ms) - shift
+    start = (data + shift) // src.interval_ms * src.interval_ms - shift  # floor division: before 1970 too
     return start, missing, int
 
 

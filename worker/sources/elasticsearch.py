@@ -51,6 +51,10 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 SORT = ["_doc", "_shard_doc"]
 # `_shards.failed` rides along so that a partial result (a shard failed) is never taken as complete.
 FILTER_PATH = "pit_id,hits.hits._source,hits.hits.sort,_shards.failed"
+# day_counts: buckets per page (10,000: well under search.max_buckets, 65,536) and the answer's trim
+DAY_COUNTS_PAGE = 10_000
+DAY_COUNTS_FILTER_PATH = ("aggregations.per_user_day.after_key,aggregations.per_user_day.buckets.key,"
+                          "aggregations.per_user_day.buckets.doc_count,_shards.failed")
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,45 @@ class ElasticsearchSource:
                 ]
             }
         }
+
+    def day_counts(self, users: list[str], lo_ms: int, hi_ms: int) -> dict[tuple[str, int], int]:
+        """Documents per (user, UTC day start in epoch ms) among ``users`` with ``lo_ms <= t <= hi_ms``.
+
+        One ``size: 0`` search with :meth:`query`'s filter and a ``composite`` aggregation (a
+        ``terms`` source on the user field, a ``date_histogram`` source on the timestamp by UTC
+        calendar day), paged by ``after_key`` until a page has no bucket; every page goes through
+        :meth:`_call` (same retries and errors as the reads). Days without documents are absent.
+        """
+        wanted = sorted(set(users))
+        counts: dict[tuple[str, int], int] = {}
+        if not wanted or lo_ms > hi_ms:
+            return counts
+        composite: dict[str, Any] = {"size": DAY_COUNTS_PAGE, "sources": [
+            {"user": {"terms": {"field": self.names.user}}},
+            {"day": {"date_histogram": {"field": self.names.timestamp, "calendar_interval": "1d", "time_zone": "UTC"}}},
+        ]}
+        params: dict[str, Any] = {"index": self.index, "size": 0, "track_total_hits": False,
+                                  "query": self.query(wanted, lo_ms, hi_ms),
+                                  "aggs": {"per_user_day": {"composite": composite}},
+                                  "filter_path": DAY_COUNTS_FILTER_PATH}
+
+        def page(opts: dict[str, Any]) -> dict[str, Any]:
+            resp = self.client.options(**opts).search(**params).body
+            if resp.get("_shards", {}).get("failed"):  # counts from the surviving shards only: not the total
+                raise TransientSourceError("some shards failed (partial result)", kind="partial_result")
+            return resp
+
+        while True:
+            agg = self._call("count the documents per user and day of", page).get("aggregations", {})
+            agg = agg.get("per_user_day", {})
+            buckets = agg.get("buckets") or []
+            for bucket in buckets:
+                key = bucket["key"]
+                counts[(str(key["user"]), int(key["day"]))] = int(bucket["doc_count"])
+            after = agg.get("after_key")
+            if not buckets or after is None:
+                return counts
+            composite["after"] = after
 
     # ------------------------------------------------------------------ one attempt
     def _read_once(self, acc: EventAccumulator, query: dict[str, Any],
