@@ -17,7 +17,8 @@ What it imitates (single node, one shard per index):
   ``application/vnd.elasticsearch+json; compatible-with=8`` content type, as asked.
 * ``GET /``, ``HEAD /``, ``PUT|HEAD|GET|DELETE /{index}``, ``POST /{index}/_refresh``,
   ``PUT|POST /_bulk`` and ``/{index}/_bulk`` (index, create, delete; per-item results),
-  ``PUT|POST /{index}/_doc[/{id}]``, ``GET /{index}/_doc/{id}``, ``POST /{index}/_count``,
+  ``PUT|POST /{index}/_doc[/{id}]``, ``GET|DELETE /{index}/_doc/{id}``, ``POST /{index}/_count``,
+  ``POST /{index}/_delete_by_query``,
   ``POST /{index}/_pit?keep_alive=``, ``DELETE /_pit``, ``POST /_search`` (with a PIT),
   ``POST /{index}/_search`` (plain, or ``?scroll=``), ``POST /_search/scroll``,
   ``DELETE /_search/scroll``.
@@ -25,7 +26,10 @@ What it imitates (single node, one shard per index):
   ``terms``, ``range``, ``exists``, ``ids``, ``match_all``, ``match_none``), ``sort`` on
   ``_doc``, ``_shard_doc`` and date/number fields, ``search_after`` (length checked against the
   sort), ``slice {id, max}``, ``size``/``from``, ``track_total_hits``, ``_source`` filtering,
-  ``filter_path`` (``*`` and ``**`` wildcards).
+  ``filter_path`` (``*`` and ``**`` wildcards); ``aggs`` with the ``composite`` aggregation
+  (``terms`` and ``date_histogram`` sources, ``after``), see ``aggs``.
+* Counters: ``hits_sent`` (documents in search answers), ``searches_with_aggs``,
+  ``pits_opened``/``pits_closed``/``stale_pit_searches``; ``reset_counters()`` zeroes them.
 * Documents are stored as the raw bytes they were indexed with (``_source`` comes back exactly as
   indexed) plus typed columns for queries: dates as int64 epoch ms (parsed like
   ``strict_date_optional_time||epoch_millis``, with ES's round-up of ``lte``/``gt`` bounds that
@@ -44,7 +48,7 @@ check what the client sent.
 
 Layout: ``server`` (the object tests hold: lifecycle, direct data access, clock, contexts),
 ``handler`` (HTTP plumbing), ``routes`` and ``search`` (endpoints), ``params``, ``index`` and
-``query`` (storage and query evaluation), ``dates``, ``render`` (JSON, ``filter_path``,
+``query`` (storage and query evaluation), ``aggs`` (the composite aggregation), ``dates``, ``render`` (JSON, ``filter_path``,
 ``_source``), ``contexts`` (PIT, scroll), ``faults`` (fault injection and the request log),
 ``errors``.
 """
