@@ -43,6 +43,8 @@ def test_demo_prints_sessions_and_a_second_demo_scans_again(tmp_path: Path) -> N
     assert header.split() == ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen"]
     stats = json.loads(out.stdout.split("stats: ", 1)[1].splitlines()[0])
     assert stats["users"] == 6 and stats["sessions"] > 50 and stats["invalid_events"] == 3
+    more = next(line for line in out.stdout.splitlines() if line.startswith("... "))
+    assert f":{port}" not in more and "make up" in more  # the demo's stack has stopped: no hint points at it
     # everything it wrote is in its data folder (the tests never touch the user's var/)
     assert list((tmp_path / "redis").glob("appendonly*")) and (tmp_path / "logs" / "api.log").is_file()
     assert (tmp_path / "demo-events.ndjson").is_file()

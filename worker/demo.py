@@ -169,7 +169,9 @@ def demo(var: Path) -> int:
             stats = job.stats()
             print_table(list(itertools.islice(job.sessions(), DEMO_ROWS)))
             if stats["sessions"] > DEMO_ROWS:
-                print(f"... {stats['sessions'] - DEMO_ROWS} more: sessionizer sessions {job.id} --url {base}")
+                # the stack stops as the demo ends: point at one that stays up, not at this one
+                print(f"... {stats['sessions'] - DEMO_ROWS} more; to browse them all, `make up` keeps the stack "
+                      f"running (then http://127.0.0.1:8000/ or `sessionizer sessions JOB_ID`)")
             print(f"stats: {json.dumps(stats)}")
         return 0
     except Stopped as sig:
