@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
+from . import __version__
 from .errors import (
     APIError, ConnectionFailed, InvalidRequest, JobError, ServiceUnavailable, SessionizerError,
 )
 from ._retry import RetryPolicy
 from ._sync import Client, Job
-from .models import CSV, NDJSON, atomic_file
+from .models import CSV, DEFAULT_URL, NDJSON, atomic_file
 
 FORMATS = ("table", "csv", "ndjson", "json", "parquet")
 EPILOG = """\
@@ -34,13 +36,33 @@ class UsageError(SessionizerError):
     pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (exit 2, as argparse does)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _users(spec: str) -> list[str]:
     """``a,b,c``, or ``@FILE`` (one user a line, or comma separated), ``@-`` for standard input."""
     if spec.startswith("@"):
-        text = sys.stdin.read() if spec == "@-" else open(spec[1:], encoding="utf-8").read()
+        try:
+            text = sys.stdin.read() if spec == "@-" else open(spec[1:], encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise argparse.ArgumentTypeError(f"cannot read the users file {spec[1:]!r}: {reason}") from None
     else:
         text = spec
-    return [u.strip() for u in text.replace("\n", ",").split(",") if u.strip()]
+    users = [u.strip() for u in text.replace("\n", ",").split(",") if u.strip()]
+    if not users:
+        raise argparse.ArgumentTypeError(f"no user in {spec!r}")
+    return users
+
+
+def _url(value: str | None) -> str:
+    """The service URL; ``host:port`` alone means ``http://host:port``."""
+    url = (value or os.environ.get("SESSIONIZER_URL") or DEFAULT_URL).strip()
+    return url if "://" in url else f"http://{url}"
 
 
 def _param(spec: str) -> tuple[str, Any]:
@@ -71,10 +93,15 @@ def _table(rows: list[list[str]], columns: list[str], path: str | None) -> None:
     table = Table(*columns, show_edge=False)
     for row in rows:
         table.add_row(*row)
+    class Piped(Console):
+        def on_broken_pipe(self) -> None:  # rich would exit 1; a closed pipe is no failure (main())
+            self.quiet = True
+            raise BrokenPipeError
+
     if path is None:
-        console = Console()
+        console = Piped()
         if not console.is_terminal:  # piped: whole values, not cut at an assumed 80 columns
-            console = Console(width=250)
+            console = Piped(width=250)
         console.print(table)
     else:
         with open(path, "w", encoding="utf-8") as fh:
@@ -87,12 +114,27 @@ def _session_row(s: dict[str, Any]) -> list[str]:
             s["entry_screen"], s["exit_screen"], flags, s.get("split_reason") or ""]
 
 
-def write_sessions(job: Job, fmt: str, path: str | None) -> None:
-    """The job's sessions in ``fmt``, to ``path`` or standard output, streamed where the format allows."""
+def check_output(fmt: str, path: str | None) -> None:
+    """Refuse, before any request, an output the sessions could not be written to."""
     if fmt == "parquet":
         if path is None:
             raise UsageError("--format parquet needs -o FILE")
-        job.to_parquet(path)
+        from . import frames  # noqa: F401  (ImportError: how to install the pandas extra)
+    if path is not None:
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise UsageError(f"-o {path}: is a directory")
+        if not os.path.isdir(folder):
+            raise UsageError(f"-o {path}: no such directory {folder}")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"-o {path}: the directory {folder} is not writable")
+
+
+def write_sessions(job: Job, fmt: str, path: str | None) -> None:
+    """The job's sessions in ``fmt``, to ``path`` or standard output, streamed where the format allows."""
+    check_output(fmt, path)
+    if fmt == "parquet":
+        job.to_parquet(path)  # type: ignore[arg-type]  (check_output: not None)
     elif fmt == "csv":
         with _output(path) as out:
             for chunk in job._iter_bytes(CSV):
@@ -126,12 +168,14 @@ def _wait(job: Job) -> Job:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.api_key, timeout=args.timeout, retry=RetryPolicy(attempts=max(1, args.retries + 1)))
+    return Client(_url(args.url), args.api_key, timeout=args.timeout, retry=RetryPolicy(attempts=max(1, args.retries + 1)))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait and (args.output or args.format != "table"):
-        raise UsageError("--format and -o apply to the sessions: add --wait (or use `sessionizer sessions ID`)")
+        raise UsageError("--format and -o apply to the sessions: add --wait (or use: sessionizer sessions ID)")
+    if args.wait:
+        check_output(args.format, args.output)  # before submitting: a refused output must not leave a job behind
     group_by = ["user", "instance"] if args.group_by_instance else None
     with _client(args) as client:
         job = client.submit(args.users, args.start, args.end, method=args.method, params=dict(args.param or []),
@@ -158,6 +202,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    check_output(args.format, args.output)
     with _client(args) as client:
         write_sessions(client.job(args.id), args.format, args.output)
     return 0
@@ -196,7 +241,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="service URL (default: $SESSIONIZER_URL, else http://127.0.0.1:8000)")
+    common.add_argument("--url", help="service URL, http:// assumed when no scheme is given "
+                                      "(default: $SESSIONIZER_URL, else http://127.0.0.1:8000)")
     common.add_argument("--api-key", help="API key (default: $SESSIONIZER_API_KEY)")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
     common.add_argument("--retries", type=int, default=5, metavar="N",
@@ -205,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=FORMATS, default="table", help="sessions as (default table)")
     out.add_argument("-o", "--output", metavar="FILE", help="write to FILE (required for parquet)")
 
-    parser = argparse.ArgumentParser(prog="sessionizer", description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="sessionizer", description=__doc__, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def add(name: str, func: Any, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, parents=[common, *parents], epilog=EPILOG,
@@ -246,10 +293,31 @@ def _problem(exc: APIError) -> str:
     return text
 
 
+def _quiet_closed_pipe() -> int:
+    """The reader went away (``| head``): stop quietly, as Unix tools do. Standard output is pointed
+    at /dev/null so the interpreter's last flush does not complain again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error on the user's file, named as they gave it (never the temporary ``.part``)."""
+    name = exc.filename
+    if isinstance(name, str) and name.endswith(".part"):
+        name = name[: -len(".part")]
+    return f"error: {name}: {exc.strerror}" if name and exc.strerror else f"error: {exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart, not at exit
+        return code
+    except BrokenPipeError:
+        return _quiet_closed_pipe()
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -259,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     except APIError as exc:
         print(_problem(exc), file=sys.stderr)
         return 2
-    except (UsageError, ImportError, OSError) as exc:
+    except OSError as exc:
+        print(_os_error(exc), file=sys.stderr)
+        return 2
+    except (UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

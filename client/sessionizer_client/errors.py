@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -106,14 +107,50 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+class _Text(HTMLParser):
+    """The text of an HTML page: its ``<title>``, and its visible words (no script nor style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title: list[str] = []
+        self.words: list[str] = []
+        self._in: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        self._in.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._in:
+            del self._in[len(self._in) - 1 - self._in[::-1].index(tag):]
+
+    def handle_data(self, data: str) -> None:
+        if "script" in self._in or "style" in self._in:
+            return
+        (self.title if "title" in self._in else self.words).extend(data.split())
+
+
+def _gist(response: httpx.Response, limit: int = 160) -> str:
+    """A one-line summary of a body that is not problem+json (an HTML error page is reduced to its text)."""
+    text = response.text
+    if "html" in response.headers.get("Content-Type", "") or text.lstrip()[:1] == "<":
+        page = _Text()
+        page.feed(text)
+        page.close()
+        title, words = " ".join(page.title), " ".join(page.words)
+        text = f"{title} ({words})" if title and words and not words.startswith(title) else words or title
+        text = text or "an HTML page without text"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_from_response(response: httpx.Response) -> APIError:
     """The typed error for an error answer (its body must have been read)."""
     try:
         body = response.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):  # a proxy's HTML page, say: keep a short trace of it
-        body = {"title": response.reason_phrase or f"HTTP {response.status_code}", "detail": response.text[:200]}
+    if not isinstance(body, dict):  # a proxy's HTML page, say: its gist, not its markup
+        body = {"title": response.reason_phrase or f"HTTP {response.status_code}", "detail": _gist(response)}
     error = _BY_STATUS.get(response.status_code, APIError)(response.status_code, body)
     if isinstance(error, (RateLimited, ServiceUnavailable)):
         error.retry_after = _retry_after(response)

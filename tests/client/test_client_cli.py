@@ -167,3 +167,30 @@ def test_ctrl_c_while_waiting_leaves_the_job_and_says_how_to_resume(client_stack
     assert f"sessionizer wait {job_id}" in text and "Traceback" not in text
     with Client(idle) as client:
         assert client.job(job_id).status == "queued"  # still there, not cancelled
+
+
+def test_a_closed_pipe_ends_quietly_and_the_part_name_never_shows(client_stack, tmp_path) -> None:  # noqa: ANN001
+    url, key = client_stack.api, KEYS["cli"]
+    run(*submit_args("--wait", "--format", "csv", "-o", str(tmp_path / "s.csv")), url=url, key=key)
+    job_id = json.loads(run("jobs", "--format", "ndjson", url=url, key=key).stdout.splitlines()[0])["id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONIZER_")}
+    env.update(SESSIONIZER_URL=url.removeprefix("http://"), SESSIONIZER_API_KEY=key)  # no scheme: http:// assumed
+    for args in (["sessions", job_id, "--format", "ndjson"], ["sessions", job_id, "--format", "json"],
+                 ["sessions", job_id, "--format", "csv"], ["sessions", job_id], ["status", job_id], ["jobs"],
+                 ["jobs", "--format", "ndjson"]):
+        # the reader has gone before the first byte is written (as `| head` has after its lines):
+        # every write meets a closed pipe, whatever the size of the output
+        read, write = os.pipe()
+        os.close(read)
+        proc = subprocess.run([SESSIONIZER, *args], env=env, stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+        os.close(write)
+        assert (proc.returncode, proc.stderr) == (0, ""), args
+    shell = subprocess.run(["bash", "-c", f"set -o pipefail; {SESSIONIZER} sessions {job_id} --format ndjson | head -1"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 0 and json.loads(shell.stdout)["user"] in USERS and shell.stderr == ""
+
+    (tmp_path / "taken.csv.part").mkdir()  # the temporary file cannot be made: the error names the user's file
+    taken = run("sessions", job_id, "--format", "csv", "-o", str(tmp_path / "taken.csv"), url=url, key=key, check=2)
+    assert str(tmp_path / "taken.csv") in taken.stderr and ".part" not in taken.stderr, taken.stderr
+    assert len(taken.stderr.strip().splitlines()) == 1
