@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -69,8 +70,8 @@ class Proc:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Redis, a worker (started by the first test that needs it) and two APIs under gunicorn:
-    one open, one requiring an API key."""
+    """Redis, a worker (started by the first test that needs it) and three APIs under gunicorn:
+    one open, one requiring an API key, one requiring it and locking out after two wrong keys."""
     tmp = tmp_path_factory.mktemp("page")
     redis_server = RedisServer(tmp / "redis").start()
     events = write_demo_events(tmp / "events.ndjson")
@@ -80,7 +81,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     worker = Proc(worker_command(2, name="page"), env, tmp / "worker.log")
     apis = {}
     procs = [worker]
-    for name, extra in {"open": {}, "keyed": {"AUTH_REQUIRED": "true", "API_KEYS": f"pagetest:{hashlib.sha256(KEY.encode()).hexdigest()}"}}.items():
+    keyed = {"AUTH_REQUIRED": "true", "API_KEYS": f"pagetest:{hashlib.sha256(KEY.encode()).hexdigest()}"}
+    # strict: two wrong keys from an address, then a lockout of about a minute (its own Redis
+    # database, so its counts do not lock the other APIs out)
+    strict = {**keyed, "AUTH_FAILURES_BURST": "2", "AUTH_FAILURES_PER_S": "0.015",
+              "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/3"}
+    for name, extra in {"open": {}, "keyed": keyed, "strict": strict}.items():
         port = free_port()
         procs.append(Proc(api_command(HOST, port, workers=1), {**env, **extra}, tmp / f"api-{name}.log").start())
         apis[name] = f"http://{HOST}:{port}"
@@ -298,9 +304,15 @@ def test_with_a_required_key(watched: Watched, stack: dict[str, Any]) -> None:
     page.goto(f"{base}/")
     dialog = page.locator("#key-dialog")
     dialog.wait_for(state="visible")  # asked before any request, so no 401 is needed to find out
+    page.fill("#key-input", "a-wrong-key")
+    page.click("#key-use")
+    page.wait_for_selector("#key-error:text('refused')")
+    assert dialog.is_visible() and page.locator("#key-status").is_hidden()  # checked first: not stored
+    assert page.evaluate("sessionStorage.getItem('sessionizer.apiKey')") is None
     page.fill("#key-input", KEY)
-    page.click("#key-form button[type=submit]")
+    page.click("#key-use")
     page.wait_for_selector("#key-status:not([hidden])")
+    dialog.wait_for(state="hidden")
     job_id = submit_through_form(page, DEMO_USERS[:2])
     page.wait_for_selector("#job-status.succeeded", timeout=120_000)
     count = check_result(page, base, job_id, KEY)
@@ -318,7 +330,7 @@ def test_with_a_required_key(watched: Watched, stack: dict[str, Any]) -> None:
     page.wait_for_selector(f"tr[data-job-id='{job_id}']")
     listed = page.eval_on_selector_all("tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
     assert set(listed) == {j["id"] for j in api_get(f"{base}/jobs?limit=100", KEY)["jobs"]}
-    assert watched.errors == []
+    assert [e for e in watched.errors if "status of 401" not in e] == []  # the wrong key's check, logged
 
 
 def store_finished_job(store: JobStore, sessions: dict[str, list[dict[str, Any]]]) -> str:
@@ -381,3 +393,37 @@ def test_both_drawing_paths_paint_every_session_and_tell_why_it_ended(watched: W
     assert "bob" in page.locator("#tooltip").inner_text() and "ended" not in page.locator("#tooltip").inner_text()
     assert canvas.get_attribute("data-sessions-total") == "14"
     assert watched.errors == []
+
+
+def test_key_dialog_cancel_escape_and_the_lockout(watched: Watched, stack: dict[str, Any]) -> None:
+    page = watched.page
+    page.goto(f"{stack['strict']}/")
+    dialog = page.locator("#key-dialog")
+    dialog.wait_for(state="visible")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    no_key = page.locator("#no-key")
+    no_key.wait_for()  # says what is missing and how to give it, not "Waiting for an API key..."
+    assert "No key is set" in no_key.inner_text() and "Waiting" not in page.inner_text("#view")
+    page.click("#key-again")
+    dialog.wait_for(state="visible")
+    page.click("#key-cancel")
+    dialog.wait_for(state="hidden")
+    no_key.wait_for()
+
+    page.click("#key-again")
+    for attempt in range(2):  # the address's two wrong keys: refused, the dialog stays
+        page.fill("#key-input", f"wrong-key-{attempt}")
+        page.click("#key-use")
+        page.wait_for_selector("#key-error:text('refused')")
+    page.fill("#key-input", "wrong-key-2")
+    page.click("#key-use")
+    error = page.locator("#key-error")
+    page.wait_for_selector("#key-error[data-retry-at]")
+    assert re.search(r"Try again in \d+ s \(at \d\d:\d\d:\d\d UTC\)", error.inner_text()), error.inner_text()
+    retry_at = int(error.get_attribute("data-retry-at")) / 1000
+    assert 20 < retry_at - time.time() < 200  # the API's Retry-After (one wrong key forgiven every ~67 s)
+    assert page.locator("#key-use").is_disabled() and dialog.is_visible()
+    assert page.evaluate("sessionStorage.getItem('sessionizer.apiKey')") is None  # the wrong key is not kept
+    assert page.locator("#key-status").is_hidden()
+    assert [e for e in watched.errors if "status of 401" not in e and "status of 429" not in e] == []
