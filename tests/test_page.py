@@ -427,3 +427,119 @@ def test_key_dialog_cancel_escape_and_the_lockout(watched: Watched, stack: dict[
     assert page.evaluate("sessionStorage.getItem('sessionizer.apiKey')") is None  # the wrong key is not kept
     assert page.locator("#key-status").is_hidden()
     assert [e for e in watched.errors if "status of 401" not in e and "status of 429" not in e] == []
+
+
+def many_users_job(store: JobStore, users: int, instances: int = 2) -> str:
+    """A finished job of ``users`` users, a session a day each for a week, on ``instances`` instances."""
+    names = [f"user{u:03d}" for u in range(users)]
+    return store_finished_job(store, {n: [session(n, d, 8 + (u + d) % 10, 20 + (u * d) % 30, f"inst-{(u + d) % instances}",
+                                                  None) for d in range(1, 8)] for u, n in enumerate(names)})
+
+
+def until(page: Any, expression: str, predicate: Any = bool, timeout: float = 30.0) -> Any:
+    """Evaluate ``expression`` until ``predicate`` holds for its value (Playwright's own polling
+    evaluates a string as a function, which the page's CSP refuses)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(expression)
+        if predicate(value):
+            return value
+        assert time.monotonic() < deadline, f"{expression} still {value!r}"
+        time.sleep(0.05)
+
+
+VIEW = "(() => { const t = document.querySelector('#timeline').timeline; return [t.view[0], t.view[1]]; })()"
+
+
+def test_wheel_scrolls_ctrl_wheel_zooms_axis_sticks_and_zoom_is_kept(watched: Watched, stack: dict[str, Any]) -> None:
+    page = watched.page
+    job_id = many_users_job(stack["store"], 200)  # 200 lanes: the timeline is taller than the window
+    page.set_viewport_size({"width": 1280, "height": 600})
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    canvas = page.locator("#timeline")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    whole = page.evaluate(VIEW)
+    page.mouse.move(box["x"] + box["width"] / 2, max(box["y"], 0) + 200)
+    before = page.evaluate("window.scrollY")
+    page.mouse.wheel(0, 400)  # a plain wheel: the page scrolls, the zoom stays
+    until(page, "window.scrollY", lambda y: y > before)
+    assert page.evaluate(VIEW) == whole
+
+    # the axis stays at the top of the window while the lanes scroll under it
+    page.evaluate("window.scrollBy(0, document.querySelector('#timeline').getBoundingClientRect().top + 200)")
+    top = page.evaluate("document.querySelector('#timeline').getBoundingClientRect().top")
+    assert top < -50, top  # the timeline's own top is above the window
+    axis = page.evaluate("(() => { const r = document.querySelector('#timeline-axis').getBoundingClientRect();"
+                         " return [r.top, r.height]; })()")
+    assert abs(axis[0]) < 1 and axis[1] == 26, axis
+
+    # Ctrl + wheel zooms, and the page does not move
+    scrolled = page.evaluate("window.scrollY")
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
+    until(page, VIEW, lambda v: v[1] - v[0] < whole[1] - whole[0])
+    assert page.evaluate("window.scrollY") == scrolled
+
+    # a range dragged on the axis becomes the view
+    page.click("#tl-reset")
+    until(page, VIEW, lambda v: v == whole)
+    ab = page.locator("#timeline-axis").bounding_box()
+    want = page.evaluate(f"[{ab['x']} + 200, {ab['x']} + 400].map(x => document.querySelector('#timeline').timeline"
+                         f".timeAt(x - {ab['x']}))")
+    page.mouse.move(ab["x"] + 200, ab["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(ab["x"] + 300, ab["y"] + 12)
+    page.mouse.move(ab["x"] + 400, ab["y"] + 12)
+    page.mouse.up()
+    until(page, VIEW, lambda v: v[1] - v[0] < whole[1] - whole[0])
+    got = page.evaluate(VIEW)
+    assert abs(got[0] - want[0]) < 1 and abs(got[1] - want[1]) < 1, (got, want)
+
+    # the zoom is in the address: a reload shows the same range
+    until(page, "location.hash", lambda h: "from=" in h)
+    assert f"#/jobs/{job_id}?" in page.url
+    page.reload()
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    again = page.evaluate(VIEW)
+    assert abs(again[0] - got[0]) < 1 and abs(again[1] - got[1]) < 1
+    assert watched.errors == []
+
+
+TIP_FITS = """() => {
+    const tip = document.querySelector('#tooltip');
+    if (tip.hidden) return 'hidden';
+    const r = tip.getBoundingClientRect();
+    const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+    if (r.left < 0 || r.top < 0 || r.right > vw || r.bottom > vh) return `outside the window: ${JSON.stringify(r)}`;
+    for (let el = tip.parentElement; el && el !== document.body; el = el.parentElement) {
+      const s = getComputedStyle(el);
+      if (s.overflowX !== 'visible' || s.overflowY !== 'visible') {
+        const b = el.getBoundingClientRect();
+        if (r.left < b.left || r.top < b.top || r.right > b.right || r.bottom > b.bottom) return `cut by ${el.id || el.className}`;
+      }
+    }
+    return 'ok';
+}"""
+
+
+@pytest.mark.parametrize("users", [1, 2, 3])
+def test_the_tooltip_is_never_cut_off(watched: Watched, stack: dict[str, Any], users: int) -> None:
+    page = watched.page
+    job_id = many_users_job(stack["store"], users)
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    canvas = page.locator("#timeline")
+    for scroll in ("start", "end"):  # the timeline at the top of the window, then at its bottom
+        page.evaluate(f"document.querySelector('#timeline').scrollIntoView({{block: '{scroll}'}})")
+        origin = canvas.bounding_box()
+        for k in (0, users * 7 - 1):  # the first session (left) and the last one (right), bottom lane
+            spot = page.evaluate(f"(() => {{ const b = document.querySelector('#timeline').timeline.barBox({k});"
+                                 " return {x: (b.x0 + b.x1) / 2, y: b.y + b.h / 2}; })()")
+            page.mouse.move(origin["x"] + spot["x"], origin["y"] + spot["y"])
+            page.wait_for_selector("#tooltip:not([hidden])")
+            assert page.evaluate(TIP_FITS) == "ok", (users, scroll, k)
+            page.mouse.move(1, 1)
+    assert watched.errors == []

@@ -8,7 +8,7 @@ import { PALETTE, Timeline } from "./timeline.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 
-export async function renderJob(root, id, ctx) {
+export async function renderJob(root, id, ctx, state = new URLSearchParams()) {
   root.replaceChildren(document.getElementById("tpl-job").content.cloneNode(true));
   const $ = (sel) => root.querySelector(sel);
   const path = `/jobs/${encodeURIComponent(id)}`;
@@ -41,7 +41,7 @@ export async function renderJob(root, id, ctx) {
     await new Promise((resolve) => setTimeout(resolve, retryAfter(answer.headers, 2) * 1000));
     if (!ctx.current()) return;
   }
-  if (job.status === "succeeded") await showResult($, job, path, ctx);
+  if (job.status === "succeeded") await showResult($, job, path, ctx, state);
 }
 
 async function act(call, $) {
@@ -93,7 +93,14 @@ function showJob($, job) {
   if (job.error) showError($, `${job.status}: ${job.error.message} (${job.error.type})`);
 }
 
-async function showResult($, job, path, ctx) {
+/** Put the view's state in the address (replaceState: no history entry, no re-render). */
+function keepState(id, state) {
+  const query = new URLSearchParams(Object.entries(state).filter(([, v]) => v)).toString();
+  const hash = `#/jobs/${encodeURIComponent(id)}${query ? `?${query}` : ""}`;
+  if (window.location.hash !== hash) window.history.replaceState(null, "", hash);
+}
+
+async function showResult($, job, path, ctx, state) {
   $("#result").hidden = false;
   // The stats come with a one-session page; the sessions themselves are streamed as NDJSON.
   const { body: first } = await requestJson(`${path}/sessions?limit=1`);
@@ -122,11 +129,24 @@ async function showResult($, job, path, ctx) {
   const canvas = $("#timeline");
   const timeline = new Timeline(canvas, $("#tooltip"), table, {
     start: Date.parse(job.request.start), end: Date.parse(job.request.end),
-  });
+  }, $("#timeline-axis"));
   performance.mark("sessionizer:timeline-drawn");
   ctx.onLeave(() => timeline.destroy());
+  const from = Date.parse(state.get("from") ?? "");
+  const to = Date.parse(state.get("to") ?? "");
+  if (Number.isFinite(from) && Number.isFinite(to) && to > from) timeline.setView(from, to); // a kept zoom
+  const view = { from: null, to: null, user: state.get("user") || null };
+  let keeping = null;
   canvas.addEventListener("drawn", () => {
     info.textContent = timeline.describe();
+    clearTimeout(keeping);
+    keeping = setTimeout(() => { // the zoom, in the address: the whole range is said by nothing
+      if (!ctx.current()) return;
+      const whole = timeline.view[0] <= timeline.extent[0] && timeline.view[1] >= timeline.extent[1];
+      view.from = whole ? null : new Date(timeline.view[0]).toISOString();
+      view.to = whole ? null : new Date(timeline.view[1]).toISOString();
+      keepState(job.id, view);
+    }, 250);
   });
   info.textContent = timeline.describe();
   $("#tl-zoom-in").addEventListener("click", () => timeline.zoom(0.5));

@@ -19,8 +19,10 @@ function context() {
 
 function route() {
   const ctx = context();
-  const match = window.location.hash.match(/^#\/jobs\/([^/]+)$/);
-  const shown = match ? renderJob(view, decodeURIComponent(match[1]), ctx) : renderHome(view, ctx);
+  // #/jobs/<id>, with the view's state after a "?" (from, to, user): kept by reloads and links
+  const match = window.location.hash.match(/^#\/jobs\/([^/?]+)(?:\?(.*))?$/);
+  const shown = match ? renderJob(view, decodeURIComponent(match[1]), ctx, new URLSearchParams(match[2] || ""))
+    : renderHome(view, ctx, new URLSearchParams(window.location.hash.split("?")[1] || ""));
   shown.catch((err) => {
     if (ctx.current() && err?.status !== 401) view.prepend(Object.assign(document.createElement("p"), { className: "error", textContent: String(err.message || err) }));
   });

@@ -1,5 +1,7 @@
 // The timeline: one lane per user, each session a bar coloured by instance, drawn on a <canvas>.
-// Zoom (wheel, buttons, +/-) and pan (drag, arrow keys) change the time window; a lane's sessions
+// Zoom (Ctrl/⌘ + wheel, pinch, a range dragged on the axis, buttons, +/-) and pan (drag, arrow
+// keys) change the time window; a plain wheel scrolls the page. The time axis is a canvas of its
+// own, sticky at the top of the screen while the lanes scroll under it. A lane's sessions
 // are found by binary search. Many sessions in view are painted as pixel spans into a bitmap
 // (aggregated: a frame writes each pixel about once, whatever the count); few are drawn as
 // rectangles, touching bars narrower than MERGE_PX as one.
@@ -40,10 +42,15 @@ export class Timeline {
    * @param {HTMLElement} tooltip
    * @param {import("./sessions.js").SessionTable} table
    * @param {{start: number, end: number}} range the job's range (ms), widened to hold every session
+   * @param {HTMLCanvasElement} [axis] the sticky axis (drawn over the canvas's top AXIS_H px)
    */
-  constructor(canvas, tooltip, table, range) {
+  constructor(canvas, tooltip, table, range, axis = null) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
+    this.axis = axis;
+    this.axisCtx = axis ? axis.getContext("2d") : null;
+    this.pointers = new Map(); // touch pointers down, for a two-finger pinch
+    this.rangeDrag = null; // a range being dragged on the axis: [x from, x to] (CSS px)
     this.tooltip = tooltip;
     this.table = table;
     this.buildIndex();
@@ -73,6 +80,7 @@ export class Timeline {
   /** Stop following the page's size (the view is being left). */
   destroy() {
     this.observer.disconnect();
+    window.removeEventListener("scroll", this.onScroll);
   }
 
   /** Sort positions by (lane, start) and note each lane's slice and longest session. */
@@ -121,6 +129,12 @@ export class Timeline {
     this.canvas.style.height = `${height}px`;
     this.canvas.width = Math.round(width * dpr);
     this.canvas.height = Math.round(height * dpr);
+    if (this.axis) {
+      this.axis.style.width = `${width}px`;
+      this.axis.style.height = `${AXIS_H}px`;
+      this.axis.width = Math.round(width * dpr);
+      this.axis.height = Math.round(AXIS_H * dpr);
+    }
     this.drawNow();
   }
 
@@ -217,18 +231,42 @@ export class Timeline {
     const [v0, v1] = this.view;
     const scale = this.scale;
     const step = TICKS_MS.find((s) => s * scale >= 90) ?? TICKS_MS[TICKS_MS.length - 1];
+    // the labels: on the sticky axis when there is one (it covers the canvas's top AXIS_H px)
+    const lc = this.axisCtx || ctx;
+    if (this.axisCtx) {
+      lc.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+      lc.fillStyle = "#fff";
+      lc.fillRect(0, 0, this.cssW, AXIS_H);
+      lc.strokeStyle = "#999";
+      lc.beginPath();
+      lc.moveTo(0, AXIS_H - 0.5);
+      lc.lineTo(this.cssW, AXIS_H - 0.5);
+      lc.stroke();
+      if (this.rangeDrag) {
+        const [a, b] = this.rangeDrag;
+        lc.fillStyle = "rgba(47, 109, 181, .25)";
+        lc.fillRect(Math.min(a, b), 0, Math.abs(b - a), AXIS_H);
+      }
+    }
+    lc.font = "11px system-ui, sans-serif";
+    lc.fillStyle = "#333";
+    lc.textBaseline = "alphabetic";
+    lc.fillText("UTC", 4, AXIS_H - 9);
     ctx.strokeStyle = "#d0d5db";
-    ctx.fillStyle = "#333";
-    ctx.textBaseline = "alphabetic";
+    lc.strokeStyle = "#d0d5db";
     ctx.beginPath();
+    lc.beginPath();
     for (let t = Math.ceil(v0 / step) * step; t <= v1; t += step) {
       const x = Math.round(LABEL_W + (t - v0) * scale) + 0.5;
-      ctx.moveTo(x, AXIS_H - 6);
+      lc.moveTo(x, AXIS_H - 6);
+      lc.lineTo(x, AXIS_H);
+      ctx.moveTo(x, AXIS_H);
       ctx.lineTo(x, this.cssH);
       const iso = new Date(t).toISOString();
       const label = step >= 86400000 ? iso.slice(0, 10) : step >= 60000 ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(11, 19);
-      ctx.fillText(label, x + 3, AXIS_H - 9);
+      lc.fillText(label, x + 3, AXIS_H - 9);
     }
+    lc.stroke();
     ctx.stroke();
     ctx.beginPath();
     ctx.moveTo(LABEL_W - 0.5, AXIS_H);
@@ -433,11 +471,26 @@ export class Timeline {
       return row;
     }));
     tip.hidden = false;
-    const maxX = this.cssW - tip.offsetWidth - 4;
-    tip.style.left = `${Math.max(0, Math.min(x + 12, maxX))}px`;
-    // below the pointer, or above it where the timeline's box would cut it off
-    const below = y + 14;
-    tip.style.top = `${below + tip.offsetHeight > this.cssH ? Math.max(0, y - tip.offsetHeight - 6) : below}px`;
+    this.placeTooltip(x, y);
+  }
+
+  /** The tooltip beside (x, y) (canvas px), kept whole inside the window: it is position: fixed,
+   * so no box around the timeline cuts it off, however few lanes there are. */
+  placeTooltip(x, y) {
+    const tip = this.tooltip;
+    const box = this.canvas.getBoundingClientRect();
+    const cx = box.left + x;
+    const cy = box.top + y;
+    const w = tip.offsetWidth;
+    const h = tip.offsetHeight;
+    const vw = document.documentElement.clientWidth;
+    const vh = window.innerHeight;
+    const left = Math.max(4, Math.min(cx + 12, vw - w - 4));
+    let top = cy + 14;
+    if (top + h > vh - 4) top = cy - h - 6; // above the pointer where the window ends below
+    tip.style.left = `${left}px`;
+    tip.style.top = `${Math.max(4, Math.min(top, vh - h - 4))}px`;
+    this.tipAt = [x, y];
   }
 
   select(k) {
@@ -457,15 +510,52 @@ export class Timeline {
   // --- input -------------------------------------------------------------------------------------
   bindEvents() {
     const c = this.canvas;
-    c.addEventListener("wheel", (e) => {
-      e.preventDefault();
-      this.zoomAt(this.timeAt(e.offsetX), Math.exp(Math.sign(e.deltaY) * Math.min(Math.abs(e.deltaY), 300) * 0.002));
-    }, { passive: false });
+    // A plain wheel scrolls the page (a 500-lane timeline fills the screen); Ctrl/⌘ + wheel zooms
+    // (a trackpad's pinch arrives so too); a sideways wheel or swipe pans.
+    const wheel = (e) => {
+      const x = e.clientX - c.getBoundingClientRect().left;
+      if (e.ctrlKey || e.metaKey) {
+        e.preventDefault();
+        this.zoomAt(this.timeAt(x), Math.exp(Math.sign(e.deltaY) * Math.min(Math.abs(e.deltaY), 300) * 0.002));
+      } else if (Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
+        e.preventDefault();
+        this.setView(this.view[0] + e.deltaX / this.scale, this.view[1] + e.deltaX / this.scale);
+      }
+    };
+    c.addEventListener("wheel", wheel, { passive: false });
+    this.onScroll = () => {
+      if (this.tooltip.hidden) return;
+      if (this.selected >= 0 && this.tipAt) this.placeTooltip(...this.tipAt);
+      else this.tooltip.hidden = true;
+    };
+    window.addEventListener("scroll", this.onScroll, { passive: true });
+    if (this.axis) this.bindAxis(wheel);
     c.addEventListener("pointerdown", (e) => {
+      if (e.pointerType === "touch") this.pointers.set(e.pointerId, e.clientX);
+      if (this.pointers.size === 2) {
+        const [a, b] = [...this.pointers.values()];
+        this.drag = null;
+        this.pinch = { d: Math.abs(a - b) || 1, mid: this.timeAt((a + b) / 2 - c.getBoundingClientRect().left), view: [...this.view] };
+        return;
+      }
       this.drag = { x: e.clientX, view: [...this.view], moved: false };
       c.setPointerCapture(e.pointerId);
     });
+    const lift = (e) => {
+      this.pointers.delete(e.pointerId);
+      if (this.pointers.size < 2) this.pinch = null;
+    };
+    c.addEventListener("pointercancel", lift);
     c.addEventListener("pointermove", (e) => {
+      if (this.pinch && this.pointers.has(e.pointerId)) {
+        this.pointers.set(e.pointerId, e.clientX);
+        const [a, b] = [...this.pointers.values()];
+        const f = this.pinch.d / (Math.abs(a - b) || 1);
+        const [v0, v1] = this.pinch.view;
+        const t = this.pinch.mid;
+        this.setView(t - (t - v0) * f, t + (v1 - t) * f);
+        return;
+      }
       if (this.drag) {
         const dx = e.clientX - this.drag.x;
         if (Math.abs(dx) > 2) this.drag.moved = true;
@@ -477,6 +567,7 @@ export class Timeline {
       this.showTooltip(this.hit(e.offsetX, e.offsetY), e.offsetX, e.offsetY);
     });
     c.addEventListener("pointerup", (e) => {
+      lift(e);
       const clicked = this.drag && !this.drag.moved;
       this.drag = null;
       if (clicked) {
@@ -517,6 +608,31 @@ export class Timeline {
         action();
       }
     });
+  }
+
+  /** The axis: drag a range on it to zoom to that range (a click alone changes nothing). */
+  bindAxis(wheel) {
+    const a = this.axis;
+    const x = (e) => Math.max(LABEL_W, Math.min(LABEL_W + this.plotW, e.clientX - a.getBoundingClientRect().left));
+    a.addEventListener("wheel", wheel, { passive: false });
+    a.addEventListener("pointerdown", (e) => {
+      this.rangeDrag = [x(e), x(e)];
+      a.setPointerCapture(e.pointerId);
+    });
+    a.addEventListener("pointermove", (e) => {
+      if (!this.rangeDrag) return;
+      this.rangeDrag[1] = x(e);
+      this.requestDraw();
+    });
+    const end = (e, apply) => {
+      if (!this.rangeDrag) return;
+      const [x0, x1] = this.rangeDrag;
+      this.rangeDrag = null;
+      if (apply && Math.abs(x1 - x0) >= 4) this.setView(this.timeAt(Math.min(x0, x1)), this.timeAt(Math.max(x0, x1)));
+      else this.requestDraw();
+    };
+    a.addEventListener("pointerup", (e) => end(e, true));
+    a.addEventListener("pointercancel", (e) => end(e, false));
   }
 
   firstVisible() {
