@@ -543,3 +543,44 @@ def test_the_tooltip_is_never_cut_off(watched: Watched, stack: dict[str, Any], u
             assert page.evaluate(TIP_FITS) == "ok", (users, scroll, k)
             page.mouse.move(1, 1)
     assert watched.errors == []
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+OVERFLOW = """() => {
+    const vw = document.documentElement.clientWidth;
+    const wide = [...document.querySelectorAll('#view *')].filter(e => e.getBoundingClientRect().right > vw + 0.5
+        && !e.closest('[hidden]') && getComputedStyle(e).position !== 'fixed');
+    return {page: document.documentElement.scrollWidth, vw,
+            wide: wide.slice(0, 5).map(e => `${e.tagName}#${e.id}.${e.className}`)};
+}"""
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 900)])
+def test_phone_and_desktop_layouts_fit_the_screen(browser: Any, stack: dict[str, Any], tmp_path: Path, width: int,
+                                                  height: int) -> None:
+    job_id = many_users_job(stack["store"], 3, instances=3)
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    watched = Watched(page)
+    try:
+        page.goto(f"{stack['open']}/")
+        page.locator(f"tr[data-job-id='{job_id}']").wait_for()
+        home = page.evaluate(OVERFLOW)
+        assert home["page"] <= width and home["wide"] == [], home  # the jobs table fits, no sideways scroll
+        row = page.locator(f"tr[data-job-id='{job_id}']").bounding_box()
+        assert row["x"] >= 0 and row["x"] + row["width"] <= width
+        shot = page.screenshot(path=str(tmp_path / f"home-{width}.png"), full_page=True)
+        assert png_size(shot)[0] == width  # a full-page capture as wide as the screen: nothing sticks out
+        page.goto(f"{stack['open']}/#/jobs/{job_id}")
+        page.wait_for_selector("#timeline[data-sessions-drawn]")
+        job = page.evaluate(OVERFLOW)
+        assert job["page"] <= width and job["wide"] == [], job
+        shot = page.screenshot(path=str(tmp_path / f"job-{width}.png"), full_page=True)
+        assert png_size(shot)[0] == width and png_size(shot)[1] > height / 2
+        assert watched.errors == []
+    finally:
+        context.close()

@@ -91,15 +91,17 @@ class JobList {
     const active = ACTIVE.has(job.status);
     const href = `#/jobs/${encodeURIComponent(job.id)}`;
     const action = (label, fn, cls = "small") => el("button", { type: "button", class: cls, onclick: fn }, label);
+    // data-label: the column's name, shown beside each value where the table is laid out as cards (phones)
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
-      el("td", { title: job.submitted_at }, age(job.submitted_at)),
-      el("td", {}, el("span", { class: `status ${job.status}` }, job.status)),
-      el("td", {},
+      el("td", { title: job.submitted_at, dataset: { label: "Submitted" } }, age(job.submitted_at)),
+      el("td", { dataset: { label: "Status" } }, el("span", { class: `status ${job.status}` }, job.status)),
+      el("td", { dataset: { label: "Progress" } },
         el("progress", { max: Math.max(1, p.users_total || 0), value: p.users_done || 0 }),
         ` ${number(p.users_done)}/${number(p.users_total)} users, ${number(p.events_scanned)} events`),
-      el("td", { title: users.join(", ") }, users.slice(0, 3).join(", ") + (users.length > 3 ? ` +${users.length - 3}` : "")),
-      el("td", {}, `${utc(Date.parse(r.start), false)} → ${utc(Date.parse(r.end), false)}`),
-      el("td", {}, r.method || ""),
+      el("td", { title: users.join(", "), dataset: { label: "Users" } },
+        users.slice(0, 3).join(", ") + (users.length > 3 ? ` +${users.length - 3}` : "")),
+      el("td", { dataset: { label: "Range" } }, `${utc(Date.parse(r.start), false)} → ${utc(Date.parse(r.end), false)}`),
+      el("td", { dataset: { label: "Method" } }, r.method || ""),
       el("td", { class: "row-actions" },
         el("a", { href, class: "open" }, "open"),
         active ? action("cancel", () => this.act(job.id, "cancel")) : null,
