@@ -584,3 +584,70 @@ def test_phone_and_desktop_layouts_fit_the_screen(browser: Any, stack: dict[str,
         assert watched.errors == []
     finally:
         context.close()
+
+
+def luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour."""
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in rgb)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def rgb(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Watched, stack: dict[str, Any]) -> None:
+    page = watched.page
+    rows = []
+    for i in range(40):  # 40 instances, one two-hour session each
+        day, hour = 1 + i // 6, 1 + (i % 6) * 4
+        rows.append({**session("ada", day, hour, 0, f"inst-{i:02d}", None),
+                     "end": f"2024-01-{day:02d}T{hour + 2:02d}:00:00Z", "duration_s": 7200.0})
+    bob = {**session("bob", 1, 1, 0, "inst-00", None), "end": "2024-01-01T03:00:00Z", "duration_s": 7200.0}
+    job_id = store_finished_job(stack["store"], {"ada": rows, "bob": [bob]})
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    probe = r"""(bitmapAbove) => {
+        const c = document.querySelector('#timeline'), t = c.timeline;
+        t.bitmapAbove = bitmapAbove; t.drawNow();
+        const ctx = c.getContext('2d'), dpr = t.dpr;
+        const px = (x, y) => Array.from(ctx.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data);
+        const bars = [];
+        for (let k = 0; k < t.table.n; k++) {  // every pixel along the middle of each bar
+          const b = t.barBox(k);
+          const row = [];
+          for (let x = Math.ceil(b.x0) + 1; x < Math.floor(b.x1) - 1; x++) row.push(px(x + 0.25, b.y + b.h / 2));
+          bars.push({instance: t.table.instances.values[t.table.instance[t.order[k]]], lane: t.table.lane[t.order[k]], row});
+        }
+        const right = t.cssW - 3;  // past the last session: only the lanes' own backgrounds
+        return {mode: c.dataset.mode, bars, styles: t.styles,
+                lanes: [px(right, 26 + t.laneH / 2), px(right, 26 + t.laneH * 1.5)]};
+    }"""
+    legend = page.evaluate("[...document.querySelectorAll('#legend .chip')].map(chip => { const s = getComputedStyle("
+                           "chip.querySelector('.swatch')); return [chip.textContent, s.backgroundColor, s.backgroundImage]; })")
+    assert len({(colour, image) for _, colour, image in legend}) == 40  # 40 instances, 40 different swatches
+    for bitmap_above, mode in ((1_000_000, "rects"), (0, "bitmap")):
+        out = page.evaluate(probe, bitmap_above)
+        assert out["mode"] == mode
+        palette, patterns = out["styles"]["PALETTE"], out["styles"]["PATTERNS"]
+        lanes = [tuple(p[:3]) for p in out["lanes"]]
+        assert lanes == [rgb(c) for c in out["styles"]["LANE_BG"]]  # the backgrounds really painted
+        for colour in palette:  # computed, WCAG 2: every instance colour on both lane backgrounds
+            assert min(contrast(rgb(colour), lane) for lane in lanes) >= 3.0, colour
+        seen = set()
+        for bar in out["bars"]:
+            index = int(bar["instance"].split("-")[1])
+            colour, (on, period) = rgb(palette[index % 12]), patterns[index // 12]
+            lane = lanes[bar["lane"] % 2]
+            painted = [tuple(p[:3]) != lane for p in bar["row"]]
+            assert {tuple(p[:3]) for p in bar["row"]} <= {colour, lane}, (mode, bar["instance"])
+            assert all(painted) == (on == period) and any(painted), (mode, bar["instance"])  # gaps: the 2nd cue
+            assert abs(sum(painted) / len(painted) - on / period) < 0.2, (mode, bar["instance"])
+            seen.add((colour, on, period))
+        assert len(seen) == 40  # no two instances look alike (up to 48)
+    assert watched.errors == []

@@ -4,7 +4,7 @@ import { download, requestJson, retryAfter } from "./api.js";
 import { drawDistribution } from "./distribution.js";
 import { duration, el, number, utc } from "./format.js";
 import { loadSessions } from "./sessions.js";
-import { PALETTE, Timeline } from "./timeline.js";
+import { STYLES, Timeline, styleOf } from "./timeline.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 
@@ -164,15 +164,23 @@ async function showResult($, job, path, ctx, state) {
   ctx.onLeave(() => resized.disconnect());
 }
 
+/** A swatch of style s: its colour, and its pattern of columns as the timeline draws it. */
+export function swatch(s) {
+  const { colour, pattern } = styleOf(s);
+  const node = el("span", { class: "swatch" });
+  node.style.backgroundColor = colour; // CSSOM, allowed by the page's CSP
+  if (pattern[0] !== pattern[1]) {
+    node.style.backgroundImage = `repeating-linear-gradient(90deg, transparent 0 ${pattern[0]}px, #fff ${pattern[0]}px ${pattern[1]}px)`;
+  }
+  return node;
+}
+
 function legend(box, table) {
   const names = table.instances.values;
-  const shown = names.slice(0, 24).map((name, i) => {
-    const swatch = el("span", { class: "swatch" });
-    swatch.style.background = PALETTE[i % PALETTE.length]; // CSSOM, allowed by the page's CSP
-    return el("span", { class: "chip" }, swatch, name);
-  });
-  if (names.length > PALETTE.length) {
-    shown.push(el("span", { class: "muted" }, `${number(names.length)} instances; colours repeat every ${PALETTE.length}`));
+  const shown = names.slice(0, 48).map((name, i) => el("span", { class: "chip" }, swatch(i % STYLES), name));
+  if (names.length > 48) shown.push(el("span", { class: "muted" }, `and ${number(names.length - 48)} more instances`));
+  if (names.length > STYLES) {
+    shown.push(el("span", { class: "muted" }, `${number(names.length)} instances: styles repeat every ${STYLES}; the tooltip names each`));
   }
   box.replaceChildren(...shown);
 }

@@ -8,13 +8,25 @@
 
 import { duration, number, utc } from "./format.js";
 
+// Instance colours: from the Okabe-Ito and Paul Tol colour-blind-safe sets, darkened where needed
+// so that each has at least 3:1 contrast on both lane backgrounds (tests/test_page.py computes it).
 export const PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
-  "#b07aa1", "#ff9da7", "#9c755f", "#79706e", "#17becf", "#bcbd22",
+  "#0072b2", "#d55e00", "#009e73", "#aa4499", "#996600", "#332288",
+  "#cc3311", "#5d6b00", "#882255", "#007a87", "#79706e", "#8c564b",
 ];
-// the same colours as 32-bit RGBA pixels (little-endian: 0xAABBGGRR), for the bitmap path
-const PALETTE32 = new Uint32Array(PALETTE.map((hex) => {
-  const v = Number.parseInt(hex.slice(1), 16);
+// The second cue, beyond 12 instances: a pattern of columns, [on, period] in CSS px (solid, then
+// stripes of three widths), so 48 instances are told apart before a style repeats.
+export const PATTERNS = [[1, 1], [4, 6], [2, 4], [1, 3]];
+export const STYLES = PALETTE.length * PATTERNS.length;
+export const LANE_BG = ["#f4f6f8", "#ffffff"]; // even lanes are shaded, odd ones show the panel
+
+/** The colour and the pattern of style s (an instance's index modulo STYLES). */
+export function styleOf(s) {
+  return { colour: PALETTE[s % PALETTE.length], pattern: PATTERNS[Math.floor(s / PALETTE.length) % PATTERNS.length] };
+}
+// the colours as 32-bit RGBA pixels (little-endian: 0xAABBGGRR), for the bitmap path
+const PALETTE32 = new Uint32Array(Array.from({ length: STYLES }, (_, s) => {
+  const v = Number.parseInt(styleOf(s).colour.slice(1), 16);
   return ((0xff << 24) | ((v & 0xff) << 16) | (v & 0xff00) | (v >> 16)) >>> 0;
 }));
 const AXIS_H = 26;
@@ -71,6 +83,7 @@ export class Timeline {
     this.mergePx = MERGE_PX; // 0 draws one rectangle per session (the benchmark's comparison)
     this.bitmapAbove = BITMAP_ABOVE; // Infinity never paints a bitmap (the same)
     canvas.timeline = this; // for tests and the benchmark: the canvas knows what it draws
+    this.styles = { PALETTE, PATTERNS, LANE_BG }; // the same, for the palette's contrast test
     this.bindEvents();
     this.resize();
     this.observer = new ResizeObserver(() => this.resize());
@@ -108,7 +121,7 @@ export class Timeline {
       const l = t.lane[i];
       this.start[k] = t.start[i];
       this.end[k] = Math.max(t.end[i], t.start[i]);
-      this.color[k] = t.instance[i] % PALETTE.length;
+      this.color[k] = t.instance[i] % STYLES;
       if (k === 0 || t.lane[order[k - 1]] !== l) this.laneFrom[l] = k;
       this.laneTo[l] = k + 1;
       this.laneMaxDur[l] = Math.max(this.laneMaxDur[l], this.end[k] - this.start[k]);
@@ -211,7 +224,9 @@ export class Timeline {
   drawLanes() {
     const ctx = this.ctx;
     const h = this.laneH;
-    ctx.fillStyle = "#f4f6f8";
+    ctx.fillStyle = LANE_BG[1];
+    ctx.fillRect(0, AXIS_H, this.cssW, this.lanes * h);
+    ctx.fillStyle = LANE_BG[0];
     ctx.beginPath();
     for (let l = 0; l < this.lanes; l += 2) ctx.rect(0, AXIS_H + l * h, this.cssW, h);
     ctx.fill();
@@ -310,7 +325,7 @@ export class Timeline {
     const scale = this.scale;
     const x0Plot = LABEL_W;
     const x1Plot = LABEL_W + this.plotW;
-    const batches = PALETTE.map(() => []);
+    const batches = Array.from({ length: STYLES }, () => []);
     let drawn = 0;
     let rects = 0;
     for (let l = 0; l < this.lanes; l++) {
@@ -350,15 +365,32 @@ export class Timeline {
         rects++;
       }
     }
-    for (let c = 0; c < PALETTE.length; c++) {
+    for (let c = 0; c < STYLES; c++) {
       const b = batches[c];
       if (!b.length) continue;
-      ctx.fillStyle = PALETTE[c];
+      ctx.fillStyle = this.fill(c);
       ctx.beginPath();
       for (let i = 0; i < b.length; i += 3) ctx.rect(b[i], b[i + 1], b[i + 2], barH);
       ctx.fill();
     }
     return { drawn, rects };
+  }
+
+  /** A style's fill: its colour, or a pattern of columns of it (tiles in CSS px, from x = 0). */
+  fill(s) {
+    const { colour, pattern } = styleOf(s);
+    if (pattern[0] === pattern[1]) return colour;
+    this.patterns ??= new Map();
+    if (!this.patterns.has(s)) {
+      const tile = document.createElement("canvas");
+      tile.width = pattern[1];
+      tile.height = 1;
+      const tc = tile.getContext("2d");
+      tc.fillStyle = colour;
+      tc.fillRect(0, 0, pattern[0], 1);
+      this.patterns.set(s, this.ctx.createPattern(tile, "repeat"));
+    }
+    return this.patterns.get(s);
   }
 
   drawBitmap(slices) {
@@ -393,8 +425,14 @@ export class Timeline {
         if (a > right - 1) a = right - 1;
         if (b > right) b = right;
         if (b <= a) b = a + 1;
-        if (b - a === 1) px[base + a] = PALETTE32[color[k]];
-        else px.fill(PALETTE32[color[k]], base + a, base + b);
+        const c = color[k];
+        if (c < PALETTE.length) { // solid
+          if (b - a === 1) px[base + a] = PALETTE32[c];
+          else px.fill(PALETTE32[c], base + a, base + b);
+        } else { // the pattern's columns only, counted in CSS px from the canvas's left
+          const [on, period] = PATTERNS[Math.floor(c / PALETTE.length) % PATTERNS.length];
+          for (let x = a; x < b; x++) if (Math.floor(x / dpr) % period < on) px[base + x] = PALETTE32[c];
+        }
         if (a < lo) lo = a;
         if (b > hi) hi = b;
       }
