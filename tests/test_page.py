@@ -651,3 +651,50 @@ def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Wat
             seen.add((colour, on, period))
         assert len(seen) == 40  # no two instances look alike (up to 48)
     assert watched.errors == []
+
+
+def test_form_in_plain_words_with_presets_known_range_and_edit_resubmit(watched: Watched, stack: dict[str, Any]) -> None:
+    page, store = watched.page, stack["store"]
+    # a finished job of this (open) API's owner that read events in March 2021
+    request = {"users": ["ada", "bob"], "start": "2021-03-01T00:00:00Z", "end": "2021-03-15T00:00:00Z",
+               "method": "gap", "params": {"max_gap_s": 900.0, "max_span_s": 86400.0}, "group_by": ["user", "instance"]}
+    job = store.create(request, deadline_s=3600)
+    store.start(job["id"], 1)
+    store.record_progress(job["id"], 0, 250)
+    store.complete_unit(job["id"], 0, 2, [session("ada", 2, 9, 30, "i1", None)],
+                        {"users": 2, "events": 250, "invalid_events": 0, "noise_events": 0, "sessions": 1})
+    assert store.finish(job["id"])
+
+    page.goto(f"{stack['open']}/")
+    page.wait_for_selector("#submit-form[data-ready=true]")
+    form = page.locator("#submit-form")
+    text = form.inner_text() + " ".join(page.eval_on_selector_all("#submit-form [title]", "els => els.map(e => e.title)"))
+    assert "`" not in text and not re.search(r"\de[+-]?\d", text), text  # no markup nor raw floats
+    assert "31,622,400" in text  # the bound of the _s parameters, as a number one can read
+    # the range defaults to where this owner's jobs found events, and says so
+    assert page.input_value("input[name=start]") == "2021-03-01T00:00"
+    assert "2021-03-01" in page.inner_text("#range-hint")
+    page.click("button[data-days='30']")
+    start, end = (time.strptime(page.input_value(f"input[name={n}]"), "%Y-%m-%dT%H:%M") for n in ("start", "end"))
+    assert (time.mktime(end) - time.mktime(start)) / 86400 == 30 and end.tm_hour == 0
+    page.click("#range-known")
+    assert page.input_value("input[name=start]") == "2021-03-01T00:00"
+
+    # edit and resubmit: the form starts from the job's request
+    page.goto(f"{stack['open']}/#/jobs/{job['id']}")
+    page.click("#job-edit")
+    page.wait_for_selector(f"#submit-form[data-editing='{job['id']}']")
+    assert page.input_value("textarea[name=users]") == "ada\nbob"
+    assert page.input_value("input[name=start]") == "2021-03-01T00:00"
+    assert page.input_value("input[name=end]") == "2021-03-15T00:00"
+    assert page.input_value("select[name=method]") == "gap" and page.input_value("select[name=group_by]") == "user,instance"
+    assert page.input_value("input[name='param:max_gap_s']") == "900"
+    page.fill("textarea[name=users]", "ada\nchloe")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url("**/#/jobs/*")
+    new_id = page.url.rsplit("/", 1)[1].split("?")[0]
+    resubmitted = api_get(f"{stack['open']}/jobs/{new_id}")["request"]
+    assert new_id != job["id"] and resubmitted["users"] == ["ada", "chloe"]
+    assert resubmitted["params"]["max_gap_s"] == 900 and resubmitted["group_by"] == ["user", "instance"]
+    assert resubmitted["start"].startswith("2021-03-01T00:00")
+    assert watched.errors == []

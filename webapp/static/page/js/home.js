@@ -2,17 +2,30 @@
 
 import { ApiError, idempotencyKey, requestJson, retryAfter } from "./api.js";
 import { age, el, number, utc } from "./format.js";
-import { buildForm, readForm, showErrors } from "./form.js";
+import { buildForm, fillForm, knownRange, readForm, showErrors } from "./form.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 
-export async function renderHome(root, ctx) {
+export async function renderHome(root, ctx, state = new URLSearchParams()) {
   root.replaceChildren(document.getElementById("tpl-home").content.cloneNode(true));
   const form = root.querySelector("#submit-form");
   const list = new JobList(root, ctx);
-  buildForm(form).catch((err) => {
-    root.querySelector("#submit-error").textContent = `Could not read the API description: ${err.message}`;
-  });
+  const edit = state.get("edit");
+  knownRange(async () => (await requestJson("/jobs?limit=50&status=succeeded")).body.jobs)
+    .then((known) => buildForm(form, known))
+    .then(async () => {
+      if (!edit || !ctx.current()) return;
+      // "edit and resubmit": the form starts from that job's request
+      const { body: job } = await requestJson(`/jobs/${encodeURIComponent(edit)}`);
+      if (!ctx.current()) return;
+      fillForm(form, job.request || {});
+      root.querySelector("#form-title").textContent = `New job, from job ${job.id}`;
+      form.dataset.editing = job.id;
+      form.scrollIntoView();
+    })
+    .catch((err) => {
+      root.querySelector("#submit-error").textContent = `Could not prepare the form: ${err.message}`;
+    });
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     submit(form, root).catch(() => {});

@@ -13,6 +13,7 @@ export async function renderJob(root, id, ctx, state = new URLSearchParams()) {
   const $ = (sel) => root.querySelector(sel);
   const path = `/jobs/${encodeURIComponent(id)}`;
   $("#job-id").textContent = id;
+  $("#job-edit").href = `#/?edit=${encodeURIComponent(id)}`;
   $("#job-cancel").addEventListener("click", async () => {
     await act(() => requestJson(`${path}/cancel`, { method: "POST" }), $);
   });
