@@ -552,8 +552,11 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 OVERFLOW = """() => {
     const vw = document.documentElement.clientWidth;
+    // (inside a box that scrolls sideways by itself, as the sessions table's, wide is fine)
+    const scrolls = (e) => { for (let a = e.parentElement; a; a = a.parentElement)
+        if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX)) return true; return false; };
     const wide = [...document.querySelectorAll('#view *')].filter(e => e.getBoundingClientRect().right > vw + 0.5
-        && !e.closest('[hidden]') && getComputedStyle(e).position !== 'fixed');
+        && !e.closest('[hidden]') && getComputedStyle(e).position !== 'fixed' && !scrolls(e));
     return {page: document.documentElement.scrollWidth, vw,
             wide: wide.slice(0, 5).map(e => `${e.tagName}#${e.id}.${e.className}`)};
 }"""
@@ -697,4 +700,110 @@ def test_form_in_plain_words_with_presets_known_range_and_edit_resubmit(watched:
     assert new_id != job["id"] and resubmitted["users"] == ["ada", "chloe"]
     assert resubmitted["params"]["max_gap_s"] == 900 and resubmitted["group_by"] == ["user", "instance"]
     assert resubmitted["start"].startswith("2021-03-01T00:00")
+    assert watched.errors == []
+
+
+def big_job(store: JobStore, users: int = 500, per_user: int = 200) -> tuple[str, list[dict[str, Any]]]:
+    """users x per_user sessions (100,000 by default) over 2024, seeded; returns the id and the rows."""
+    import random
+
+    rng = random.Random(18)
+    base = 1_704_067_200  # 2024-01-01T00:00:00Z
+    sessions: dict[str, list[dict[str, Any]]] = {}
+    for u in range(users):
+        name = f"u{u:03d}"
+        t = base + rng.randrange(3600)
+        rows = []
+        for _ in range(per_user):
+            t += rng.randrange(600, 40_000)
+            length = rng.randrange(30, 7200)
+            rows.append({"user": name, "instance": f"i{rng.randrange(5)}",
+                         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
+                         "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + length)),
+                         "duration_s": float(length), "events": rng.randrange(2, 300), "entry_screen": "home",
+                         "exit_screen": f"s{rng.randrange(9)}", "truncated_start": False, "truncated_end": False})
+            t += length
+        sessions[name] = rows
+    request = {"users": list(sessions), "start": "2024-01-01T00:00:00Z", "end": "2024-12-31T00:00:00Z",
+               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    job = store.create(request, deadline_s=3600)
+    store.start(job["id"], len(sessions))
+    for unit, rows in enumerate(sessions.values()):
+        store.complete_unit(job["id"], unit, 1, rows, {"users": 1, "events": sum(r["events"] for r in rows),
+                                                       "invalid_events": 0, "noise_events": 0, "sessions": len(rows)})
+    assert store.finish(job["id"])
+    return job["id"], [r for rows in sessions.values() for r in rows]
+
+
+TABLE = """() => { const s = document.querySelector('#st-scroll');
+    return {rows: Number(s.dataset.rows), dom: s.querySelectorAll('.st-row').length,
+            first: s.querySelector('.st-row')?.innerText.split(/\\t|\\n/),
+            selected: s.querySelector('.st-row.selected')?.innerText.split(/\\t|\\n/) ?? null}; }"""
+
+
+def test_session_table_of_100000_rows_sorted_filtered_and_linked(watched: Watched, stack: dict[str, Any]) -> None:
+    page = watched.page
+    job_id, rows = big_job(stack["store"])
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    page.wait_for_selector("#timeline[data-sessions-drawn]")
+    page.wait_for_selector("#st-scroll .st-row")
+    table = page.evaluate(TABLE)
+    assert table["rows"] == 100_000 and 0 < table["dom"] < 100  # virtualised: only the rows in sight are built
+    assert page.inner_text("#st-count") == "100,000 of 100,000 sessions"
+    first = min(rows, key=lambda r: (r["start"], r["user"]))
+    assert table["first"][:3] == [first["user"], first["instance"], first["start"][:19].replace("T", " ")]
+
+    # sorted by events, most first (a second click); the last row reached by scrolling
+    page.click("#st-head [data-key=events]")
+    page.click("#st-head [data-key=events]")
+    assert page.get_attribute("#st-head [data-key=events]", "aria-sort") == "descending"
+    top = page.evaluate(TABLE)["first"]
+    assert int(top[5].replace(",", "")) == max(r["events"] for r in rows)
+    page.evaluate("(() => { const s = document.querySelector('#st-scroll'); s.scrollTop = s.scrollHeight; })()")
+    last = until(page, "(() => { const r = [...document.querySelectorAll('#st-scroll .st-row')];"
+                       " return r.length ? r[r.length - 1].innerText.split(/\\t|\\n/) : null; })()",
+                 lambda v: v is not None and int(v[5].replace(",", "")) == min(r["events"] for r in rows))
+    assert len(last) >= 6
+
+    # filtered by user: that user's sessions only, and the filter is kept in the address
+    page.select_option("#st-user", label="u123")
+    assert page.inner_text("#st-count") == "200 of 100,000 sessions"
+    shown = page.eval_on_selector_all("#st-scroll .st-row", "rows => rows.map(r => r.innerText.split(/\\t|\\n/)[0])")
+    assert set(shown) == {"u123"}
+    until(page, "location.hash", lambda h: "user=u123" in h)
+
+    # a click on a row selects its session on the timeline; a step on the timeline, in the table
+    page.click("#st-scroll .st-row >> nth=0")
+    picked = page.evaluate(TABLE)["selected"]
+    tip = page.locator("#tooltip")
+    tip.wait_for(state="visible")
+    assert "u123" in tip.inner_text() and picked[2] in tip.inner_text()
+    page.focus("#timeline")
+    page.keyboard.press("]")
+    stepped = until(page, TABLE, lambda t: t["selected"] and t["selected"] != picked)["selected"]
+    assert stepped[2] in page.locator("#tooltip").inner_text()
+    page.reload()  # the kept filter comes back
+    page.wait_for_selector("#st-scroll .st-row")
+    assert page.inner_text("#st-count") == "200 of 100,000 sessions"
+    assert watched.errors == []
+
+
+def test_distribution_shows_its_values(watched: Watched, stack: dict[str, Any]) -> None:
+    page = watched.page
+    job_id = many_users_job(stack["store"], 3)
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    page.wait_for_selector("#distribution[data-total]")
+    chart = page.locator("#distribution")
+    assert chart.get_attribute("data-values-shown") == "true"  # 7 wide bars: their counts drawn above them
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)  # the last day's bar
+    until(page, "document.querySelector('#dist-value').textContent", lambda t: t.startswith("2024-01-07"))
+    assert page.inner_text("#dist-value") == "2024-01-07: 3 sessions"
+    page.select_option("#dist-kind", "duration")
+    page.mouse.move(box["x"] + 60, box["y"] + box["height"] / 2)
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)  # the 15-30 min bin
+    until(page, "document.querySelector('#dist-value').textContent", lambda t: t.startswith("15–30 min"))
+    in_bin = sum(15 <= 20 + (u * d) % 30 < 30 for u in range(3) for d in range(1, 8))  # many_users_job's lengths
+    assert page.inner_text("#dist-value") == f"15–30 min: {in_bin} sessions"
     assert watched.errors == []

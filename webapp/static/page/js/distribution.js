@@ -48,7 +48,7 @@ export function drawDistribution(canvas, table, kind) {
   ctx.clearRect(0, 0, width, height);
   const left = 48;
   const bottom = height - 24;
-  const top = 12;
+  const top = 22; // room for the values above the tallest bar
   const max = Math.max(1, ...counts);
   const bw = (width - left - 8) / Math.max(1, counts.length);
   ctx.fillStyle = "#4e79a7";
@@ -60,6 +60,16 @@ export function drawDistribution(canvas, table, kind) {
   ctx.fill();
   ctx.fillStyle = "#333";
   ctx.font = "11px system-ui, sans-serif";
+  // each bar's value above it, where the bars are wide enough for their numbers
+  ctx.textAlign = "center";
+  const widest = Math.max(...counts.map((c) => ctx.measureText(number(c)).width));
+  const valuesShown = bw >= widest + 4;
+  if (valuesShown) {
+    counts.forEach((c, k) => {
+      const h = ((bottom - top) * c) / max;
+      ctx.fillText(number(c), left + (k + 0.5) * bw, Math.max(top + 8, bottom - h - 3));
+    });
+  }
   ctx.textAlign = "right";
   ctx.fillText(number(max), left - 6, top + 8);
   ctx.fillText("0", left - 6, bottom);
@@ -71,8 +81,22 @@ export function drawDistribution(canvas, table, kind) {
   });
   ctx.textAlign = "left";
   const total = counts.reduce((a, b) => a + b, 0);
+  canvas.bins = { labels, counts, left, bw, kind };
+  canvas.dataset.valuesShown = String(valuesShown);
   canvas.dataset.total = String(total);
   canvas.dataset.bins = String(counts.length);
   canvas.setAttribute("aria-label", `${kind === "duration" ? "Session durations" : "Sessions per day"}: `
     + labels.map((l, k) => `${l}: ${counts[k]}`).join(", "));
+}
+
+/** Under the chart, the value of the bar pointed at (all of them are in the canvas's label too). */
+export function showValues(canvas, out) {
+  canvas.addEventListener("pointermove", (e) => {
+    const b = canvas.bins;
+    if (!b) return;
+    const k = Math.floor((e.offsetX - b.left) / b.bw);
+    if (k < 0 || k >= b.counts.length) return;
+    out.textContent = `${b.labels[k]}: ${number(b.counts[k])} session${b.counts[k] === 1 ? "" : "s"}`;
+    out.dataset.bin = String(k);
+  });
 }

@@ -1,9 +1,10 @@
 // A job's view: live progress while it runs, then its summary, timeline, distribution and downloads.
 
 import { download, requestJson, retryAfter } from "./api.js";
-import { drawDistribution } from "./distribution.js";
+import { drawDistribution, showValues } from "./distribution.js";
 import { duration, el, number, utc } from "./format.js";
 import { loadSessions } from "./sessions.js";
+import { SessionsTable } from "./table.js";
 import { STYLES, Timeline, styleOf } from "./timeline.js";
 
 const ACTIVE = new Set(["queued", "running"]);
@@ -155,11 +156,20 @@ async function showResult($, job, path, ctx, state) {
   $("#tl-reset").addEventListener("click", () => timeline.reset());
   legend($("#legend"), table);
 
+  $("#table-panel").hidden = false;
+  const sessionsTable = new SessionsTable($("#table-panel"), table, timeline, (user) => {
+    view.user = user;
+    keepState(job.id, view);
+  });
+  const lane = view.user ? table.users.values.indexOf(view.user) : -1;
+  if (lane >= 0) sessionsTable.filter(lane); // a kept filter
+
   $("#dist-panel").hidden = false;
   const kind = $("#dist-kind");
   const dist = () => drawDistribution($("#distribution"), table, kind.value);
   kind.addEventListener("change", dist);
   dist();
+  showValues($("#distribution"), $("#dist-value"));
   const resized = new ResizeObserver(() => dist()); // the chart follows the page's width
   resized.observe($("#dist-panel"));
   ctx.onLeave(() => resized.disconnect());

@@ -543,6 +543,7 @@ export class Timeline {
     this.drawNow();
     const { x0, y } = this.barBox(k);
     this.showTooltip(k, x0, y);
+    this.canvas.dispatchEvent(new CustomEvent("select", { detail: { k, row: this.order[k] } })); // the table follows
   }
 
   // --- input -------------------------------------------------------------------------------------
