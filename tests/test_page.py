@@ -807,3 +807,14 @@ def test_distribution_shows_its_values(watched: Watched, stack: dict[str, Any]) 
     in_bin = sum(15 <= 20 + (u * d) % 30 < 30 for u in range(3) for d in range(1, 8))  # many_users_job's lengths
     assert page.inner_text("#dist-value") == f"15–30 min: {in_bin} sessions"
     assert watched.errors == []
+
+
+def test_a_job_without_sessions_says_why(watched: Watched, stack: dict[str, Any]) -> None:
+    page = watched.page
+    job_id = store_finished_job(stack["store"], {"nobody-by-that-name": []})
+    page.goto(f"{stack['open']}/#/jobs/{job_id}")
+    page.wait_for_selector("#job-error.warn:not([hidden])")
+    assert "no event of these users in this range" in page.inner_text("#job-error")
+    page.wait_for_selector("#timeline[data-sessions-drawn='0']")
+    assert page.inner_text("#st-count") == "0 of 0 sessions"
+    assert watched.errors == []

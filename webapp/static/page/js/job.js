@@ -118,6 +118,12 @@ async function showResult($, job, path, ctx, state) {
     ...item("noise events", number(stats.noise_events)),
   );
   fill("loading…");
+  if (!stats.sessions) { // a typo in a user name, or a range without events: say so, not just "0"
+    showError($, stats.events ? "No sessions: the events read formed none (see the noise and invalid counts)."
+      : "No sessions: no event of these users in this range. Check the user names, or try another range "
+      + "(the form's range buttons help).");
+    $("#job-error").classList.add("warn");
+  }
   const info = $("#tl-info"); // held: the view may be replaced while sessions load
   info.textContent = "loading sessions…";
   $("#timeline-panel").hidden = false;
