@@ -93,6 +93,7 @@ def _table(rows: list[list[str]], columns: list[str], path: str | None) -> None:
     table = Table(*columns, show_edge=False)
     for row in rows:
         table.add_row(*row)
+
     class Piped(Console):
         def on_broken_pipe(self) -> None:  # rich would exit 1; a closed pipe is no failure (main())
             self.quiet = True
