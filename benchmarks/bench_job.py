@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import psutil
 
 from benchmarks.bench_api import spread
 from benchmarks.workloads import EPOCH_MS, FAMILIES, WEEK_MS, Timeline, generate, write_ndjson
@@ -166,27 +167,29 @@ def es_input(cache: Path) -> Path:
 
 # --- in one process: the orjson pass and the kernels --------------------------------------------
 
-def orjson_pass(files: list[Path]) -> tuple[float, int]:
-    """Every line parsed once, as the file source reads a bucket (4 MB of lines, ``map(loads)``)."""
+def orjson_pass(files: list[Path]) -> tuple[float, float, int]:
+    """Every line parsed once, as the file source reads a bucket (4 MB of lines, ``map(loads)``):
+    (wall s, CPU s, lines)."""
     loads, n = orjson.loads, 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for path in files:
         with open(path, "rb") as fh:
             while lines := fh.readlines(4 << 20):
                 collections.deque(map(loads, lines), maxlen=0)
                 n += len(lines)
-    return time.perf_counter() - t0, n
+    return time.perf_counter() - t0, time.process_time() - c0, n
 
 
-def kernels_pass(arrays: dict[str, np.ndarray], method: str, lo_ms: int, hi_ms: int) -> tuple[float, int]:
-    """``label_sessions`` + ``summarize_sessions`` for every user, as a unit calls them."""
+def kernels_pass(arrays: dict[str, np.ndarray], method: str, lo_ms: int, hi_ms: int) -> tuple[float, float, int]:
+    """``label_sessions`` + ``summarize_sessions`` for every user, as a unit calls them:
+    (wall s, CPU s, sessions)."""
     from worker.core import label_sessions, method_params, read_margin_ms, summarize_sessions
 
     params = method_params(method, None)
     margin = read_margin_ms(method, params)
     bounds = arrays["bounds"]
     sessions = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for a, b in zip(bounds[:-1], bounds[1:]):
         t = arrays["t_ms"][a:b]
         labels, cut = label_sessions(t, method, params, return_cut=True)
@@ -194,7 +197,7 @@ def kernels_pass(arrays: dict[str, np.ndarray], method: str, lo_ms: int, hi_ms: 
                                    read_start_ms=lo_ms - margin, read_end_ms=hi_ms + margin,
                                    method=method, params=params, cut=cut)
         sessions += len(table.start_ms)
-    return time.perf_counter() - t0, sessions
+    return time.perf_counter() - t0, time.process_time() - c0, sessions
 
 
 # --- the stack ---------------------------------------------------------------------------------------
@@ -222,6 +225,7 @@ class BenchStack:
         })
         self.store_dirs = [Path(self.stack.env["EVENT_STORE_DIR"]), Path(self.stack.env["EVENTS_CACHE_DIR"])]
         self.url = ""
+        self.workers: list[int] = []
 
     def __enter__(self) -> "BenchStack":
         port = free_port()
@@ -246,7 +250,22 @@ class BenchStack:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"celery worker {name} did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
+        self.workers.append(proc.pid)
         return proc
+
+    def worker_cpu_s(self) -> float:
+        """CPU seconds used so far by the workers and their pool processes (a figure the other
+        loads of a shared machine change less than wall time)."""
+        total = 0.0
+        for pid in self.workers:
+            try:
+                root = psutil.Process(pid)
+                for p in [root, *root.children(recursive=True)]:
+                    cpu = p.cpu_times()
+                    total += cpu.user + cpu.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def clear_store(self) -> None:
         for d in self.store_dirs:
@@ -259,12 +278,13 @@ class BenchStack:
         """Submit (no-cache), wait for ``succeeded``; the job's JSON plus ``server_s``/``client_s``."""
         from sessionizer_client import Client
 
+        cpu0 = self.worker_cpu_s()
         with Client(self.url, timeout=60) as client:
             t0 = time.perf_counter()
             job = client.submit(users, start, end, method=method, fresh=True)
             job.wait(timeout=1800)
             client_s = time.perf_counter() - t0
-            data = {**job.data, "stats": job.stats()}
+            data = {**job.data, "stats": job.stats(), "worker_cpu_s": self.worker_cpu_s() - cpu0}
         data["server_s"] = (datetime.fromisoformat(data["finished_at"])
                             - datetime.fromisoformat(data["submitted_at"])).total_seconds()
         data["client_s"] = client_s
@@ -274,9 +294,15 @@ class BenchStack:
 def _job_line(label: str, job: dict[str, Any], extra: str = "") -> str:
     p = job["progress"]
     source = p.get("events_from_source")
-    return (f"   {label:<22} {job['server_s']:7.2f} s (client {job['client_s']:6.2f} s)  "
+    return (f"   {label:<22} {job['server_s']:7.2f} s (client {job['client_s']:6.2f} s, workers' CPU "
+            f"{job['worker_cpu_s']:6.1f} s)  "
             f"events_scanned {p['events_scanned']:>11,}  events_from_source "
             f"{'n/a' if source is None else f'{source:,}':>11}  stats.events {job['stats']['events']:,}{extra}")
+
+
+def _load() -> str:
+    """The 1-minute load average: on a shared machine, what the figures were measured under."""
+    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def _mb(n: float) -> str:
@@ -330,15 +356,16 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
     with BenchStack(run_dir / "files", redis_url, {"EVENT_SOURCE": "file", "EVENTS_PATH": str(folder)}) as bs:
         bs.worker(worker_command(2, name="bench"), "worker")
         for run in range(1, runs + 1):
-            print(f" run {run}", flush=True)
-            secs, n = orjson_pass(files)
+            print(f" run {run} (load average {_load()})", flush=True)
+            secs, cpu, n = orjson_pass(files)
             assert n == total, n
             t["orjson"].append(secs)
-            print(f"   {'orjson.loads pass':<22} {secs:7.2f} s  ({n:,} lines, one process)", flush=True)
+            print(f"   {'orjson.loads pass':<22} {secs:7.2f} s (CPU {cpu:.2f} s; {n:,} lines, one process)", flush=True)
             for method in ("gap", "hdbscan"):
-                secs, k = kernels_pass(arrays, method, lo, hi)
+                secs, cpu, k = kernels_pass(arrays, method, lo, hi)
                 t[f"kernels {method}"].append(secs)
-                print(f"   {'kernels ' + method:<22} {secs:7.2f} s  ({k:,} sessions, one process)", flush=True)
+                print(f"   {'kernels ' + method:<22} {secs:7.2f} s (CPU {cpu:.2f} s; {k:,} sessions, one process)",
+                      flush=True)
             for method in ("gap", "hdbscan"):
                 bs.clear_store()
                 for phase in ("cold", "warm"):
@@ -348,18 +375,18 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
                     print(_job_line(f"job {method} {phase}", job), flush=True)
                 sizes.append(bs.store_bytes())
     goals = {"gap warm": "<= 3 s", "hdbscan warm": "<= 4 s"}
-    print(f"\n files, {runs} runs, seconds{'':<17}min / median / max")
+    print(f"\n files, {runs} runs, seconds (load average now {_load()})")
     for name in ("orjson", "kernels gap", "kernels hdbscan", "gap cold", "gap warm", "hdbscan cold", "hdbscan warm"):
         label = {"orjson": "orjson.loads pass"}.get(name, name if name.startswith("kernels") else f"job {name}")
         goal = goals.get(name, "")
         met = "" if not goal else ("MET" if statistics.median(t[name]) <= float(goal.split()[1]) else "NOT MET")
-        print(f"   {label:<34}{spread(t[name], '{:.2f}'):<36}{('goal ' + goal + ': ' + met) if goal else ''}")
+        print(f"   {label:<30}{spread(t[name], '{:.2f}'):<46}{('goal ' + goal + ': ' + met) if goal else ''}")
     print("  ratios, per run (min / median / max)")
     for method in ("gap", "hdbscan"):
         warm = [w / k for w, k in zip(t[f"{method} warm"], t[f"kernels {method}"])]
         cold = [c / o for c, o in zip(t[f"{method} cold"], t["orjson"])]
-        print(f"   {method + ' warm / kernels':<34}{spread(warm, '{:.1f}x')}")
-        print(f"   {method + ' cold / orjson pass':<34}{spread(cold, '{:.2f}x'):<36}goal <= 1.5x: "
+        print(f"   {method + ' warm / kernels':<30}{spread(warm, '{:.1f}x')}")
+        print(f"   {method + ' cold / orjson pass':<30}{spread(cold, '{:.2f}x'):<46}goal <= 1.5x: "
               f"{'MET' if statistics.median(cold) <= 1.5 else 'NOT MET'}")
     store, partitions = sizes[-1]
     print(f"  on disk: NDJSON {_mb(nd_bytes)}; EVENT_STORE_DIR {_mb(store)} ({store / nd_bytes:.2f}x); "
@@ -401,7 +428,8 @@ def _serve_es(path: str, conn: Any) -> None:
 
 
 def _es_counters(server: Any) -> dict[str, int]:
-    return {"documents": _SENT["documents"], "searches": len(server.requests(path_contains="_search"))}
+    return {"documents": _SENT["documents"], "searches": len(server.requests(path_contains="_search")),
+            "cpu_s": time.process_time()}
 
 
 def part_es(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
@@ -427,7 +455,7 @@ def part_es(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
         with BenchStack(run_dir / "es", redis_url, env) as bs:
             bs.worker(worker_command(2, name="bench-es"), "worker-es")
             for run in range(1, runs + 1):
-                print(f" run {run}", flush=True)
+                print(f" run {run} (load average {_load()})", flush=True)
                 bs.clear_store()
                 for name, end in cases.items():
                     parent.send("count")
@@ -436,18 +464,20 @@ def part_es(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
                     parent.send("count")
                     after = parent.recv()
                     sent, searches = after["documents"] - before["documents"], after["searches"] - before["searches"]
+                    server_cpu = after["cpu_s"] - before["cpu_s"]
                     t[name].append(job["server_s"])
                     docs[name].append(sent)
-                    print(_job_line(name, job, f"  sent {sent:,} documents in {searches} _search requests"), flush=True)
+                    print(_job_line(name, job, f"  sent {sent:,} documents in {searches} _search requests "
+                                                     f"(server CPU {server_cpu:.1f} s)"), flush=True)
             store = bs.store_bytes()[0]
     finally:
         parent.send("stop")
         proc.join(30)
-    print(f"\n elasticsearch, {runs} runs{'':<21}seconds min / median / max          documents sent min / median / max")
+    print(f"\n elasticsearch, {runs} runs (load average now {_load()}): seconds; documents sent")
     goals = {"again (no-cache)": "goal 0 (the verification aggregation only)",
              "extended 1 week": f"goal about {n9:,} (the new week) + the read margin"}
     for name in cases:
-        print(f"   {name:<34}{spread(t[name], '{:.2f}'):<36}{spread(docs[name], '{:,.0f}'):<42}{goals.get(name, '')}")
+        print(f"   {name:<20}{spread(t[name], '{:.2f}'):<44}{spread(docs[name], '{:,.0f}'):<50}{goals.get(name, '')}")
     print(f"  EVENT_STORE_DIR after the runs: {_mb(store)}", flush=True)
 
 
