@@ -24,6 +24,7 @@ BENCHES = {
     "sessions_stream": ("benchmarks.bench_sessions_stream", "GET /jobs/<id>/sessions of 1,000,000 sessions: API memory, first byte, total (issue 10)"),
     "serving": ("benchmarks.bench_serving", "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)"),
     "client": ("benchmarks.bench_client", "100 async clients submit then wait: Prefer: wait vs polling (issue 11)"),
+    "job": ("benchmarks.bench_job", "whole 5 M-event jobs vs an orjson pass and the kernels; the event store (issue 15)"),
 }
 
 
