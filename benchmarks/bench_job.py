@@ -352,6 +352,7 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
     print(f"\nfiles: {len(users)} users x {FILES['events']:,} events = {total:,} events over {FILES['weeks']} weeks, "
           f"{len(files)} NDJSON files, {_mb(nd_bytes)}; one Celery worker, concurrency 2; {runs} runs", flush=True)
     t: dict[str, list[float]] = collections.defaultdict(list)
+    cpu_s: dict[str, list[float]] = collections.defaultdict(list)  # the same, in CPU seconds
     sizes: list[list[int]] = []
     with BenchStack(run_dir / "files", redis_url, {"EVENT_SOURCE": "file", "EVENTS_PATH": str(folder)}) as bs:
         bs.worker(worker_command(2, name="bench"), "worker")
@@ -360,10 +361,12 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
             secs, cpu, n = orjson_pass(files)
             assert n == total, n
             t["orjson"].append(secs)
+            cpu_s["orjson"].append(cpu)
             print(f"   {'orjson.loads pass':<22} {secs:7.2f} s (CPU {cpu:.2f} s; {n:,} lines, one process)", flush=True)
             for method in ("gap", "hdbscan"):
                 secs, cpu, k = kernels_pass(arrays, method, lo, hi)
                 t[f"kernels {method}"].append(secs)
+                cpu_s[f"kernels {method}"].append(cpu)
                 print(f"   {'kernels ' + method:<22} {secs:7.2f} s (CPU {cpu:.2f} s; {k:,} sessions, one process)",
                       flush=True)
             for method in ("gap", "hdbscan"):
@@ -372,6 +375,7 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
                     job = bs.job(users, start, end, method)
                     assert job["stats"]["events"] == total, job["stats"]
                     t[f"{method} {phase}"].append(job["server_s"])
+                    cpu_s[f"{method} {phase}"].append(job["worker_cpu_s"])
                     print(_job_line(f"job {method} {phase}", job), flush=True)
                 sizes.append(bs.store_bytes())
     goals = {"gap warm": "<= 3 s", "hdbscan warm": "<= 4 s"}
@@ -380,14 +384,21 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
         label = {"orjson": "orjson.loads pass"}.get(name, name if name.startswith("kernels") else f"job {name}")
         goal = goals.get(name, "")
         met = "" if not goal else ("MET" if statistics.median(t[name]) <= float(goal.split()[1]) else "NOT MET")
-        print(f"   {label:<30}{spread(t[name], '{:.2f}'):<46}{('goal ' + goal + ': ' + met) if goal else ''}")
+        print(f"   {label:<34}{spread(t[name], '{:.2f}'):<46}{('goal ' + goal + ': ' + met) if goal else ''}")
     print("  ratios, per run (min / median / max)")
     for method in ("gap", "hdbscan"):
         warm = [w / k for w, k in zip(t[f"{method} warm"], t[f"kernels {method}"])]
         cold = [c / o for c, o in zip(t[f"{method} cold"], t["orjson"])]
-        print(f"   {method + ' warm / kernels':<30}{spread(warm, '{:.1f}x')}")
-        print(f"   {method + ' cold / orjson pass':<30}{spread(cold, '{:.2f}x'):<46}goal <= 1.5x: "
+        print(f"   {method + ' warm / kernels':<34}{spread(warm, '{:.1f}x')}")
+        print(f"   {method + ' cold / orjson pass':<34}{spread(cold, '{:.2f}x'):<46}goal <= 1.5x: "
               f"{'MET' if statistics.median(cold) <= 1.5 else 'NOT MET'}")
+    print("  the same in CPU seconds (the workers' processes; this process for the passes), which a shared "
+          "machine's other loads change less")
+    for method in ("gap", "hdbscan"):
+        warm = [w / k for w, k in zip(cpu_s[f"{method} warm"], cpu_s[f"kernels {method}"])]
+        cold = [c / o for c, o in zip(cpu_s[f"{method} cold"], cpu_s["orjson"])]
+        print(f"   {method + ' warm / kernels, CPU':<34}{spread(warm, '{:.1f}x')}")
+        print(f"   {method + ' cold / orjson pass, CPU':<34}{spread(cold, '{:.2f}x')}")
     store, partitions = sizes[-1]
     print(f"  on disk: NDJSON {_mb(nd_bytes)}; EVENT_STORE_DIR {_mb(store)} ({store / nd_bytes:.2f}x); "
           f"EVENTS_CACHE_DIR (partitions) {_mb(partitions)} ({partitions / nd_bytes:.2f}x); "
