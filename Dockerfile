@@ -8,9 +8,19 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# The locked dependencies first, in a layer of their own: it is rebuilt only when the lock changes.
-COPY requirements.lock ./
-RUN pip install -r requirements.lock
+# The package index pip uses, when not PyPI's: --build-arg PIP_INDEX_URL=... (PIP_EXTRA_INDEX_URL).
+# Build arguments stay readable in the image's history: an index that needs credentials is given
+# through a build secret, never here.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+
+# The runtime dependencies first, in a layer of their own: it is rebuilt only when the lock or
+# pyproject.toml changes. Only [project] dependencies, at the lock's versions: requirements.lock
+# also pins the test extra (pytest, playwright, scikit-learn, ...), which has no place here.
+COPY requirements.lock pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/runtime.txt \
+    && pip install -c requirements.lock -r /tmp/runtime.txt \
+    && rm /tmp/runtime.txt
 
 # Then the project (only what .dockerignore lets through: no tests, no var/, no secrets).
 # Editable, so that the code finds config/ beside it in /app.
