@@ -32,6 +32,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+# The image built and docker-compose.yml run in containers, with podman (README: Containers).
+.PHONY: compose-check
+compose-check: $(STAMP)
+	$(PY) deploy/podman/compose_check.py
+
 # Re-resolve the lock file after changing pyproject.toml (needs `uv`: pip install uv).
 lock:
 	$(PY) -m pip install --quiet uv
