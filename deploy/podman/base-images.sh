@@ -35,10 +35,19 @@ WORKDIR /prometheus;USER prometheus;VOLUME /prometheus;EXPOSE 9090;ENTRYPOINT [\
 CMD [\"--config.file=/etc/prometheus/prometheus.yml\", \"--storage.tsdb.path=/prometheus\"]"
 )
 
+# No recommended packages, no documentation: a runtime only (nor the 220 MB of time zone data of
+# Prometheus' classic web page: the check reads its HTTP API).
+OPTIONS=(
+    --aptopt='APT::Install-Recommends "false"'
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
+    --dpkgopt='path-exclude=/usr/share/javascript/moment-timezone/*'
+)
+
 build_one() {
     local name="$1" packages="$2" hook="$3" changes="$4"
     local key tar start
-    key=$(printf '%s\n' 1 "$SUITE" "$name" "$packages" "$hook" "$changes" | sha256sum | cut -c1-16)
+    key=$(printf '%s\n' "$SUITE" "${OPTIONS[@]}" "$name" "$packages" "$hook" "$changes" | sha256sum | cut -c1-16)
     tar="$CACHE/$(basename "${name%%:*}")-$key.tar"
     start=$(date +%s)
     if [ "$($PODMAN image inspect --format '{{index .Labels "org.sessionizer.recipe"}}' "$name" 2>/dev/null)" = "$key" ]; then
@@ -46,20 +55,19 @@ build_one() {
         return
     fi
     if [ ! -s "$tar" ]; then
-        # No recommended packages, no documentation: a runtime only. The hook runs in the new root.
-        mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
-            --aptopt='APT::Install-Recommends "false"' \
-            --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-            --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" "${OPTIONS[@]}" \
             --customize-hook="cd \"\$1\" && $hook" \
             --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
             "$SUITE" "$tar.part" "$MIRROR"
         mv "$tar.part" "$tar"
+        find "$CACHE" -maxdepth 1 -name "$(basename "${name%%:*}")-*.tar" ! -path "$tar" -delete  # older recipes
     fi
-    local args=() change
+    local args=() change old
     IFS=';' read -ra parts <<<"$changes"
     for change in "${parts[@]}"; do args+=(--change "$change"); done
+    old=$($PODMAN image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)
     $PODMAN import --quiet "${args[@]}" --change "LABEL org.sessionizer.recipe=$key" "$tar" "$name" >/dev/null
+    [ -z "$old" ] || $PODMAN rmi "$old" >/dev/null 2>&1 || true  # the older stand-in, unless still in use
     echo "$name: built in $(( $(date +%s) - start )) s ($(du -m "$tar" | cut -f1) MB rootfs)"
 }
 
