@@ -43,13 +43,17 @@ def test_the_host_pip_index_goes_to_the_build_as_arguments_and_read_only_mounts(
         compose_check.build_options({"index-url": "https://me:s3cret@pypi.example/simple"})
 
 
-def test_the_host_pip_config_is_read_from_pip_itself() -> None:
-    """What the running pip reports (its files, then PIP_* variables): the cert the host trusts."""
-    env_cert = os.environ.get("PIP_CERT")
-    config = compose_check.host_pip_config()
-    if env_cert:
-        assert config["cert"] == env_cert
-    assert all(isinstance(v, str) and v for v in config.values())
+def test_the_host_pip_config_is_read_from_pip_itself(tmp_path: Path) -> None:
+    """What pip reports: its configuration files, then PIP_* variables over them."""
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = https://a.example/simple\ncert = /etc/a.crt\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=str(conf), PIP_EXTRA_INDEX_URL="file:///mirror/simple")
+    config = compose_check.host_pip_config(env)
+    assert (config["index-url"], config["cert"]) == ("https://a.example/simple", "/etc/a.crt")
+    assert config["extra-index-url"] == "file:///mirror/simple"
+    assert compose_check.host_pip_config({**env, "PIP_INDEX_URL": "https://b.example/simple"})["index-url"] \
+        == "https://b.example/simple"
 
 
 def test_the_override_publishes_on_loopback_only_and_serves_esproto() -> None:

@@ -135,10 +135,10 @@ def podman_compose_tool(run: Run) -> None:
 
 # -- 2. the project's image -------------------------------------------------------------------
 
-def host_pip_config() -> dict[str, str]:
+def host_pip_config(env: dict[str, str] | None = None) -> dict[str, str]:
     """What ``pip config list`` says the host's pip uses (its files merged, then PIP_* variables)."""
     out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=env).stdout
     found: dict[str, str] = {}
     for section in ("global", "install", ":env:"):  # later sections win, as in pip
         for line in out.splitlines():
