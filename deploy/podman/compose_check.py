@@ -14,7 +14,8 @@ Each step prints its name, then ``ok`` and its time (or what failed, and the end
               the same sessions
  8. watch     Prometheus scraped the API and every worker; Flower refuses a request without its password
  9. scale     workers scaled to 2: both healthy and scraped, and a fresh job runs again
-10. down      every container, network, volume and pod of the project removed
+10. down      every container stopped by SIGTERM (none killed at the end of its grace period),
+              then every container, network, volume and pod of the project removed
 
 podman runs as ``podman --runtime runc`` with explicit ulimits (crun refuses this machine's
 hybrid cgroups), set for every podman call, podman-compose's included, by a containers.conf of
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import os
 import re
@@ -442,8 +444,13 @@ def check(run: Run) -> dict[str, Any]:
             same_sessions(run_job(api, run.client_key, fresh=True), in_containers)
             print(f"  {', '.join(workers)} healthy; targets up {wait_scraped(run, workers=2)}", flush=True)
     finally:
-        with run.step("down", "every container, network, volume and pod removed"):
+        with run.step("down", "every container stopped by SIGTERM; all the project's things removed"):
+            run.compose("stop", "--timeout", "30", check=False, timeout=300)
+            # 137: still running at the end of the grace period, then killed
+            killed = [c["Names"][0] for c in containers(run) if c.get("ExitCode") == 137]
             down(run)
+            if killed:
+                raise CheckFailed(f"not stopped by SIGTERM within 30 s: {killed}")
             if left := leftovers(run):
                 raise CheckFailed(f"left behind: {left}")
     return image
@@ -458,11 +465,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     CACHE.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="compose-check-") as tmp:
+    with open(CACHE / "check.lock", "w") as lock, tempfile.TemporaryDirectory(prefix="compose-check-") as tmp:
+        # one check at a time on a machine: they share the project name, the image tag, the stand-ins
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("[compose-check] waiting for another compose-check on this machine", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         run = new_run(Path(tmp))
         try:
             image = check(run)
-        except (CheckFailed, subprocess.TimeoutExpired) as exc:
+        except (CheckFailed, subprocess.TimeoutExpired, OSError) as exc:
             print(f"[compose-check] FAILED: {run.masked(str(exc))}", file=sys.stderr, flush=True)
             for log in ("build.log", "podman-compose.log"):
                 if (run.tmp / log).exists():
