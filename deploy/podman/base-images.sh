@@ -17,7 +17,15 @@ PODMAN="${PODMAN:-podman --runtime runc}"
 [ "${1:-}" = "--podman" ] && PODMAN="$2"
 CACHE="${SESSIONIZER_PODMAN_CACHE:-/var/tmp/sessionizer-podman}"
 SUITE=bookworm
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# Debian's packages from where this machine's apt takes them (with its security and updates
+# suites), when its sources name the suite; else mmdebstrap's default (Debian's mirror, the same
+# suites). DEBIAN_MIRROR: a mirror URL or a sources file of your own.
+MIRROR="${DEBIAN_MIRROR:-}"
+if [ -z "$MIRROR" ]; then
+    for sources in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+        if [ -s "$sources" ] && grep -Eq "^[^#]*\b$SUITE\b" "$sources"; then MIRROR="$sources"; break; fi
+    done
+fi
 mkdir -p "$CACHE"
 
 # name|packages|hook script run in the root file system|podman import --change lines (';'-separated)
@@ -47,7 +55,7 @@ OPTIONS=(
 build_one() {
     local name="$1" packages="$2" hook="$3" changes="$4"
     local key tar start
-    key=$(printf '%s\n' "$SUITE" "${OPTIONS[@]}" "$name" "$packages" "$hook" "$changes" | sha256sum | cut -c1-16)
+    key=$(printf '%s\n' "$SUITE" "$MIRROR" "${OPTIONS[@]}" "$name" "$packages" "$hook" "$changes" | sha256sum | cut -c1-16)
     tar="$CACHE/$(basename "${name%%:*}")-$key.tar"
     start=$(date +%s)
     if [ "$($PODMAN image inspect --format '{{index .Labels "org.sessionizer.recipe"}}' "$name" 2>/dev/null)" = "$key" ]; then
@@ -58,7 +66,7 @@ build_one() {
         mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" "${OPTIONS[@]}" \
             --customize-hook="cd \"\$1\" && $hook" \
             --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-            "$SUITE" "$tar.part" "$MIRROR"
+            "$SUITE" "$tar.part" ${MIRROR:+"$MIRROR"} </dev/null
         mv "$tar.part" "$tar"
         find "$CACHE" -maxdepth 1 -name "$(basename "${name%%:*}")-*.tar" ! -path "$tar" -delete  # older recipes
     fi
