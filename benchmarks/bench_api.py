@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     stack = Stack()
     stack.env.update({
-        "REDIS_URL": server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events), "EVENTS_CACHE_DIR": str(tmp / "cache"),
+        "REDIS_URL": server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events), "EVENT_STORE_DIR": str(tmp / "cache"),
         "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000", "MAX_ACTIVE_JOBS": "0",
     })
     for k in [k for k in stack.env if k.startswith("ELASTICSEARCH_")]:

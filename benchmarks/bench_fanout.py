@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
         client = create_app({"TESTING": True, "REDIS_URL": redis_server.url}).test_client()
         env = {**os.environ, "REDIS_URL": redis_server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events),
-               "EVENTS_CACHE_DIR": str(tmp / "cache")}
+               "EVENT_STORE_DIR": str(tmp / "cache")}
         # partition the file once, outside the timings (every later job reads only its users' buckets)
         subprocess.run([sys.executable, "-c", "from worker.sources import source_from_settings;"
                         "from sessionizer.settings import get_settings;"

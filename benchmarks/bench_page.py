@@ -211,7 +211,7 @@ def main() -> int:
             from worker.demo import write_demo_events
 
             env.update(EVENT_SOURCE="file", EVENTS_PATH=str(write_demo_events(tmp / "events.ndjson")),
-                       EVENTS_CACHE_DIR=str(tmp / "cache"))
+                       EVENT_STORE_DIR=str(tmp / "cache"))
             with open(tmp / "worker.log", "ab") as log:
                 procs.append(subprocess.Popen(worker_command(2, name="bench-page"), cwd=ROOT, env=env, stdout=log,
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))

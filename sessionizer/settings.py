@@ -52,7 +52,6 @@ class JobsSettings:
 class SourceSettings:
     kind: str
     events_path: str
-    cache_dir: str
     timestamp_field: str
     user_field: str
     screen_field: str
@@ -108,6 +107,14 @@ class ResultsSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """The workers' event store (worker/eventstore/): where, and how big it may grow."""
+
+    dir: str  # empty: <var_dir>/event-store
+    max_bytes: int  # least recently used files are evicted beyond this (0 = no bound)
+
+
+@dataclass(frozen=True)
 class WorkersSettings:
     """Each worker's heartbeat in Redis (readiness counts the live ones), its metrics endpoint."""
 
@@ -152,6 +159,7 @@ class Settings:
     auth: AuthSettings
     limits: LimitsSettings
     results: ResultsSettings
+    store: StoreSettings
     workers: WorkersSettings
     metrics: MetricsSettings
     logging: LoggingSettings
@@ -167,8 +175,8 @@ class Settings:
     def events_path(self) -> Path:
         return _under_root(self.source.events_path)
 
-    def events_cache_dir(self) -> Path | None:
-        return _under_root(self.source.cache_dir) if self.source.cache_dir else None
+    def event_store_dir(self) -> Path:
+        return _under_root(self.store.dir) if self.store.dir else self.var_dir() / "event-store"
 
     def var_dir(self) -> Path:
         return _under_root(self.stack.var_dir)
@@ -202,7 +210,6 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "JOB_DEADLINE_S": ("jobs", "deadline_s", int),
     "EVENT_SOURCE": ("source", "kind", str),
     "EVENTS_PATH": ("source", "events_path", str),
-    "EVENTS_CACHE_DIR": ("source", "cache_dir", str),
     "FIELD_TIMESTAMP": ("source", "timestamp_field", str),
     "FIELD_USER": ("source", "user_field", str),
     "FIELD_SCREEN": ("source", "screen_field", str),
@@ -237,6 +244,8 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "WORKER_HEARTBEAT_INTERVAL_S": ("workers", "heartbeat_interval_s", float),
     "WORKER_HEARTBEAT_TTL_S": ("workers", "heartbeat_ttl_s", float),
     "SHARE_SETTLE_S": ("results", "settle_s", float),
+    "EVENT_STORE_DIR": ("store", "dir", str),
+    "EVENT_STORE_MAX_BYTES": ("store", "max_bytes", int),
     "WORKER_METRICS_PORT": ("workers", "metrics_port", int),
     "WORKER_METRICS_ADDR": ("workers", "metrics_addr", str),
     "METRICS_ENABLED": ("metrics", "enabled", bool),
@@ -251,7 +260,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
 }
 _SECTION_TYPES = {
     "redis": RedisSettings, "jobs": JobsSettings, "source": SourceSettings, "elasticsearch": ElasticsearchSettings,
-    "celery": CelerySettings, "auth": AuthSettings, "limits": LimitsSettings, "results": ResultsSettings,
+    "celery": CelerySettings, "auth": AuthSettings, "limits": LimitsSettings, "results": ResultsSettings, "store": StoreSettings,
     "workers": WorkersSettings, "metrics": MetricsSettings, "logging": LoggingSettings, "stack": StackSettings,
 }
 # keys of config/credentials.yml (lower case, as in the environment otherwise)

@@ -65,7 +65,7 @@ def file_worker(redis_databases: RedisDatabases, events_file: Path,
     """A worker reading the planted events file, on a database of its own for the session."""
     tmp = tmp_path_factory.mktemp("file-worker")
     url = redis_databases.take()
-    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(events_file), EVENTS_CACHE_DIR=str(tmp / "cache"))
+    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(events_file), EVENT_STORE_DIR=str(tmp / "cache"))
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield worker
     worker.stop()

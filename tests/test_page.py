@@ -77,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     events = write_demo_events(tmp / "events.ndjson")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "API_KEYS", "AUTH_"))}
     env.update(REDIS_URL=redis_server.url, PYTHONUNBUFFERED="1", EVENT_SOURCE="file", EVENTS_PATH=str(events),
-               EVENTS_CACHE_DIR=str(tmp / "cache"))
+               EVENT_STORE_DIR=str(tmp / "cache"))
     worker = Proc(worker_command(2, name="page"), env, tmp / "worker.log")
     apis = {}
     procs = [worker]

@@ -40,7 +40,7 @@ def workload_client(redis_databases, timelines, tmp_path_factory) -> Iterator[An
     tmp: Path = tmp_path_factory.mktemp("workloads")
     write_ndjson(tmp / "events.ndjson", timelines.values())
     url = redis_databases.take()
-    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp / "events.ndjson"), EVENTS_CACHE_DIR=str(tmp / "cache"))
+    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp / "events.ndjson"), EVENT_STORE_DIR=str(tmp / "cache"))
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield create_app({"TESTING": True, "REDIS_URL": url}).test_client()
     worker.stop()

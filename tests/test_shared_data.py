@@ -39,7 +39,7 @@ def deploy(redis_databases: RedisDatabases, tmp_path: Path) -> Iterator[Callable
 
         for w in workers:  # the deployment moves to the new settings: the old worker stops
             w.stop()
-        w = WorkerProcess(worker_env(url, EVENTS_CACHE_DIR=str(tmp_path / "cache"), **source),
+        w = WorkerProcess(worker_env(url, EVENT_STORE_DIR=str(tmp_path / "cache"), **source),
                           tmp_path / f"worker{len(workers)}.log", concurrency=1, name=f"w{len(workers)}")
         workers.append(w.start())
         return create_app({"TESTING": True, "REDIS_URL": url, **source}).test_client()

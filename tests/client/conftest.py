@@ -74,7 +74,7 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientSta
     stack = ClientStack(*(f"http://127.0.0.1:{p}" for p in ports), tmp=tmp)
     specs = [
         (worker_command(concurrency=2, name="client-tests"),
-         _env(f"{base}/0", EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENTS_CACHE_DIR=str(tmp / "cache")), "worker"),
+         _env(f"{base}/0", EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENT_STORE_DIR=str(tmp / "cache")), "worker"),
         (api_command("127.0.0.1", ports[0], workers=1),
          _env(f"{base}/0", API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"), "api"),
         (api_command("127.0.0.1", ports[1], workers=1), _env(f"{base}/1", RATE_LIMIT_PER_S="0", MAX_WAITS_PER_KEY="1"), "idle"),

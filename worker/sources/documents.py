@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -286,6 +287,11 @@ class EventAccumulator:
         self.scanned = 0
         self.invalid = 0
         self.error_samples: list[dict[str, Any]] = []
+        # user -> (timestamp in ms or None, reasons) of each of the user's refused documents
+        self.rejected: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
+        # documents taken from the source itself by this read (the rest came from the event
+        # store); None: all of ``scanned``
+        self.from_source: int | None = None
         self.screens: dict[str, int] = {}
         self.instances: dict[str, int] = {}
         self._columns: dict[str, _Columns] = {}
@@ -306,7 +312,7 @@ class EventAccumulator:
         """The column-wise path; False (having changed nothing) when the batch needs judging."""
         ts_key, user_key, screen_key, inst_key = self.names.source_fields
         try:
-            users = [d[user_key] for d in docs]
+            users = list(map(itemgetter(user_key), docs))
             distinct_users = set(users)  # TypeError for an unhashable value: judged one by one
             if {type(u) for u in distinct_users} != {str}:
                 return False
@@ -321,9 +327,9 @@ class EventAccumulator:
             if not mine:
                 self.scanned += len(docs)
                 return True
-            screens = [d[screen_key] for d in mine]
-            insts = [d[inst_key] for d in mine]
-            raw_t = [d[ts_key] for d in mine]
+            screens = list(map(itemgetter(screen_key), mine))
+            insts = list(map(itemgetter(inst_key), mine))
+            raw_t = list(map(itemgetter(ts_key), mine))
             for distinct in (distinct_users, set(screens), set(insts)):
                 if "" in distinct or {type(v) for v in distinct} != {str}:
                     return False
@@ -356,20 +362,43 @@ class EventAccumulator:
             t = t[inside]
         screen_codes = self._codes(self.screens, screens)
         inst_codes = self._codes(self.instances, insts)
-        distinct = distinct_users if len(distinct_users) == 1 else dict.fromkeys(users)
-        for user in distinct:
-            col = self._columns.get(user)
-            if col is None:
-                col = self._columns[user] = _Columns()
-            if len(distinct) == 1:
-                sel_t, sel_s, sel_i = t, screen_codes, inst_codes
-            else:
-                sel = np.array([u == user for u in users])
-                sel_t, sel_s, sel_i = t[sel], screen_codes[sel], inst_codes[sel]
-            col.t.frombytes(sel_t.astype(np.int64).tobytes())
-            col.screen.frombytes(sel_s.tobytes())
-            col.instance.frombytes(sel_i.tobytes())
+        if len(distinct_users) == 1:
+            self._append(next(iter(distinct_users)), t, screen_codes, inst_codes)
+            return True
+        # many users in one batch (a file's lines, a page of several users): group the rows by
+        # user with one stable sort, so each user's rows keep their order
+        first_seen = dict.fromkeys(users)
+        first_seen = {u: k for k, u in enumerate(first_seen)}
+        user_codes = np.fromiter(map(first_seen.__getitem__, users), dtype=np.int64, count=len(users))
+        order = np.argsort(user_codes, kind="stable")
+        bounds = np.searchsorted(user_codes[order], np.arange(len(first_seen) + 1))
+        t, screen_codes, inst_codes = t[order], screen_codes[order], inst_codes[order]
+        for user, k in first_seen.items():
+            a, b = bounds[k], bounds[k + 1]
+            self._append(user, t[a:b], screen_codes[a:b], inst_codes[a:b])
         return True
+
+    def _append(self, user: str, t: np.ndarray, screen_codes: np.ndarray, inst_codes: np.ndarray) -> None:
+        col = self._columns.get(user)
+        if col is None:
+            col = self._columns[user] = _Columns()
+        col.t.frombytes(t.astype(np.int64).tobytes())
+        col.screen.frombytes(screen_codes.astype(np.int32).tobytes())
+        col.instance.frombytes(inst_codes.astype(np.int32).tobytes())
+
+    def add_columns(self, user: str, t: np.ndarray, screen: np.ndarray, instance: np.ndarray,
+                    screens: list[str], instances: list[str]) -> int:
+        """Add one user's events kept elsewhere (the event store), coded in that vocabulary
+        (``screens``/``instances``); only those with ``lo_ms <= t <= hi_ms``. ``t`` is sorted.
+        Returns how many were added."""
+        a = int(np.searchsorted(t, self.lo_ms, side="left"))
+        b = int(np.searchsorted(t, self.hi_ms, side="right"))
+        if b <= a:
+            return 0
+        screen_map = self._codes(self.screens, screens)
+        inst_map = self._codes(self.instances, instances)
+        self._append(user, t[a:b], screen_map[screen[a:b]], inst_map[instance[a:b]])
+        return b - a
 
     @staticmethod
     def _codes(vocabulary: dict[str, int], values: list[str]) -> np.ndarray:
@@ -378,7 +407,7 @@ class EventAccumulator:
             for value in dict.fromkeys(values):
                 if value not in vocabulary:
                     vocabulary[value] = len(vocabulary)
-        return np.array([vocabulary[v] for v in values], dtype=np.int32)
+        return np.fromiter(map(vocabulary.__getitem__, values), dtype=np.int32, count=len(values))
 
     def add_each(self, documents: Iterable[Any]) -> None:
         """Document by document: judge each, count and skip the bad ones."""
@@ -438,6 +467,11 @@ class EventAccumulator:
         self.invalid += 1
         if len(self.error_samples) < self.MAX_ERROR_SAMPLES:
             self.error_samples.append(errors)
+        # whose it is and when, where that can be told: the event store keeps them per user (and day)
+        user = doc.get(self.names.user) if isinstance(doc, Mapping) else None
+        if type(user) is str and user:
+            raw_t = doc.get(self.names.timestamp)
+            self.rejected.setdefault(user, []).append((timestamp_ms(raw_t), errors))
 
     @property
     def user_names(self) -> list[str]:

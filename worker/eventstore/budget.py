@@ -1,0 +1,85 @@
+"""``EVENT_STORE_MAX_BYTES``: the store's size bound, kept by evicting what was used least recently.
+
+Every store file is accounted: the file store's segments (their last use is their lock file's
+modification time, touched by every read) and the Elasticsearch store's days (their own
+modification time, touched by every read). While the store is over its bound, the least recently
+used go first; one that a reader holds (its lock cannot be taken without waiting) is skipped,
+never removed under its reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .locks import try_exclusive
+
+log = logging.getLogger(__name__)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def store_bytes(root: Path) -> int:
+    """What the store's files take on disk (their sizes)."""
+    total = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def enforce(root: Path, max_bytes: int) -> list[Path]:
+    """Evict least recently used store files until the store holds at most ``max_bytes``;
+    return what was removed."""
+    entries: list[tuple[float, int, Path, Path, bool]] = []  # last use, size, file, lock, remove lock too
+    total = 0
+    for dirpath, _, names in os.walk(root):
+        here = Path(dirpath)
+        for name in names:
+            path = here / name
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            total += size
+            if not name.endswith(".seg"):
+                continue
+            if here.parent.parent.name == "es":  # es/<identity>/<user>/<day>.seg, locked per user
+                lock = here / "lock"
+                entries.append((_mtime(path) or 0.0, size, path, lock, False))
+            else:  # files/<name>.seg, locked per segment
+                lock = path.with_suffix(".lock")
+                entries.append((_mtime(lock) or _mtime(path) or 0.0, size, path, lock, True))
+    removed: list[Path] = []
+    if total <= max_bytes:
+        return removed
+    for _, size, path, lock, with_lock in sorted(entries, key=lambda e: e[0]):
+        if total <= max_bytes:
+            break
+        fh = try_exclusive(lock)
+        if fh is None:
+            continue  # being read (or written): kept
+        try:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            total -= size
+            removed.append(path)
+            if with_lock:
+                os.unlink(lock)  # while locked: a waiting reader then locks a new file
+        finally:
+            fh.close()
+    if removed:
+        log.info("event store over EVENT_STORE_MAX_BYTES (%d): evicted %d least recently used file(s)",
+                 max_bytes, len(removed))
+    return removed
