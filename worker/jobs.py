@@ -42,25 +42,77 @@ def epoch_ms(value: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+# A unit is about this many events when the users' counts are known (the event store's
+# manifests); a heavier user is a unit alone. Unknown counts (a cold store) make at most
+# UNKNOWN_UNITS units, so 10,000 small users never make 10,000 tasks.
+UNIT_EVENTS = 200_000
+UNKNOWN_UNITS = 64
+
+
+def plan_units(users: list[str], counts: dict[str, int] | None) -> list[list[str]]:
+    """Users (sorted) grouped into units of roughly equal work, in user order."""
+    if counts is None:
+        size = max(1, -(-len(users) // UNKNOWN_UNITS))
+        return [users[i:i + size] for i in range(0, len(users), size)]
+    units: list[list[str]] = []
+    current: list[str] = []
+    load = 0
+    for user in users:
+        n = counts.get(user, 0)
+        if current and load + n > UNIT_EVENTS:
+            units.append(current)
+            current, load = [], 0
+        current.append(user)
+        load += n
+    if current:
+        units.append(current)
+    return units
+
+
+def read_window(request: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+    """A job's method parameters and the range its units read (the request's, plus the margin)."""
+    method = request["method"]
+    try:
+        params = method_params(method, request.get("params"))
+    except ValueError as exc:
+        raise InvalidParameters(str(exc)) from None
+    margin = read_margin_ms(method, params)
+    return params, epoch_ms(request["start"]) - margin, epoch_ms(request["end"]) + margin
+
+
+def _known_counts(users: list[str], request: dict[str, Any]) -> dict[str, int] | None:
+    counts = getattr(source(), "counts", None)
+    if counts is None:
+        return None
+    try:
+        _, lo, hi = read_window(request)
+        return counts(users, lo, hi)
+    except Exception as exc:  # noqa: BLE001 - sizing is a hint: without it, units are sized by count
+        log.info("no event counts to size the units by (%s: %s)", type(exc).__name__, exc)
+        return None
+
+
 def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
-    """Units of a job still to run: one per user, in user order (the order results are read in).
+    """Units of a job still to run, in user order (the order results are read in): groups of
+    users of roughly equal work (:func:`plan_units`), recorded with the job when it starts.
 
     A redelivered plan (its worker died after starting the job) sends again only the units that
-    have not reported; those are idempotent anyway.
+    have not reported, as first planned; those are idempotent anyway.
     """
     st = store()
     st.expire_overdue(job_id)  # a job past its deadline is failed, not planned
     job = st.get(job_id)
     if job is None or job["status"] not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return []
-    users = sorted(job["request"]["users"])
-    units = [(i, [u]) for i, u in enumerate(users)]
     if job["status"] == JobStatus.QUEUED:
-        if not st.start(job_id, len(units)):
+        users = sorted(job["request"]["users"])
+        planned = plan_units(users, _known_counts(users, job["request"]))
+        if not st.start(job_id, len(planned), planned):
             return []
-        return units
+        return list(enumerate(planned))
+    planned = st.unit_plan(job_id) or [[u] for u in sorted(job["request"]["users"])]
     done = st.done_units(job_id)
-    return [(i, u) for i, u in units if i not in done]
+    return [(i, u) for i, u in enumerate(planned) if i not in done]
 
 
 def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[str], instances: list[str]) -> list[dict[str, Any]]:
@@ -164,21 +216,15 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redeliver
             raise UnitLost(f"unit {index} (users {', '.join(users)[:200]}) lost its worker {runs - 1} times "
                            f"(killed, out of memory, or its host gone); not run again")
     request = job["request"]
-    method = request["method"]
-    try:
-        params = method_params(method, request.get("params"))
-    except ValueError as exc:
-        raise InvalidParameters(str(exc)) from None
-    margin = read_margin_ms(method, params)
-    read_lo, read_hi = epoch_ms(request["start"]) - margin, epoch_ms(request["end"]) + margin
+    params, read_lo, read_hi = read_window(request)
     acc = source().read_events(
         users,
         read_lo,
         read_hi,
         should_stop=lambda: st.status(job_id) != JobStatus.RUNNING,
-        on_progress=lambda n: st.record_progress(job_id, index, n),
+        on_progress=lambda n: st.record_progress(job_id, index, n, 0),
     )
-    st.record_progress(job_id, index, acc.scanned)
+    st.record_progress(job_id, index, acc.scanned, acc.from_source)
     vocab = acc.vocabulary()
     sessions: list[dict[str, Any]] = []
     totals = {"users": 0, "events": 0, "invalid_events": acc.invalid, "noise_events": 0, "sessions": 0}

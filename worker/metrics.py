@@ -11,7 +11,6 @@ so its counts are not lost. Only counters and histograms are used: both sum acro
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +24,10 @@ UNITS = Counter("sessionizer_units_total", "Units run, by outcome: done, failed,
                 "skipped (job no longer running), error (retried by Celery)", ["outcome"])
 UNIT_SECONDS = Histogram("sessionizer_unit_duration_seconds", "Time a unit took, by outcome", ["outcome"],
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600))
-EVENTS_SCANNED = Counter("sessionizer_events_scanned_total", "Documents read from the event source "
-                         "(a read restarted after an expired point in time counts its pages again)")
+EVENTS_SCANNED = Counter("sessionizer_events_scanned_total", "Documents of the requested users that units "
+                         "used (from the event source or the event store)")
+EVENTS_FROM_SOURCE = Counter("sessionizer_events_from_source_total", "Documents units read from the event "
+                             "source itself (Elasticsearch or the files), not from the event store")
 INVALID_EVENTS = Counter("sessionizer_invalid_events_total",
                          "Documents of the requested users that broke the event rules (skipped)")
 SOURCE_FAILURES = Counter("sessionizer_source_failures_total", "Units failed by their event source, by "
@@ -85,8 +86,8 @@ def unit_run() -> Iterator[Callable[[str], None]]:
 
 
 class InstrumentedSource:
-    """An event source whose reads count the documents scanned (as they go) and the invalid ones,
-    and whose failures are counted by kind."""
+    """An event source whose reads count the documents used and those taken from the source
+    itself (not from the event store), the invalid ones, and whose failures are counted by kind."""
 
     def __init__(self, inner: Any, kind: str) -> None:
         self.inner, self.kind = inner, kind
@@ -96,25 +97,13 @@ class InstrumentedSource:
                     on_progress: Callable[[int], None] | None = None) -> Any:
         from .sources import SourceError
 
-        lock = threading.Lock()
-        seen = [0]
-
-        def progress(n: int) -> None:
-            with lock:
-                # n is what this read has scanned so far; it starts again after a restarted read
-                EVENTS_SCANNED.inc(n - seen[0] if n >= seen[0] else n)
-                seen[0] = n
-            if on_progress is not None:
-                on_progress(n)
-
         try:
-            acc = self.inner.read_events(users, lo_ms, hi_ms, should_stop=should_stop, on_progress=progress)
+            acc = self.inner.read_events(users, lo_ms, hi_ms, should_stop=should_stop, on_progress=on_progress)
         except SourceError as exc:
             SOURCE_FAILURES.labels(self.kind, exc.kind).inc()
             raise
-        with lock:
-            if acc.scanned > seen[0]:
-                EVENTS_SCANNED.inc(acc.scanned - seen[0])
+        EVENTS_SCANNED.inc(acc.scanned)
+        EVENTS_FROM_SOURCE.inc(acc.scanned if acc.from_source is None else acc.from_source)
         INVALID_EVENTS.inc(acc.invalid)
         return acc
 

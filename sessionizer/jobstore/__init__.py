@@ -26,8 +26,10 @@ key                                type    content                              
                                            ``lost:{unit}`` (times that unit was handed out
                                            again after losing its worker)
 ``sz:job:{id}:done``               hash    unit index -> number of users the unit covered       "
-``sz:job:{id}:scanned``            hash    unit index -> documents that unit scanned (set, not  "
-                                           added: a redelivered unit overwrites its figure)
+``sz:job:{id}:scanned``            hash    unit index -> documents that unit used, and          "
+                                           ``{index}:src`` -> of those, read from the source
+                                           itself (set, not added: a redelivered unit
+                                           overwrites its figures)
 ``sz:job:{id}:unitstats``          hash    unit index -> JSON counts of the unit's events       "
 ``sz:job:{id}:sessions``           hash    unit index -> JSON array of the unit's sessions      "
 ``sz:job:{id}:sharers``            set     ids of the jobs still following this computation     "

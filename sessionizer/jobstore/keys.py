@@ -47,7 +47,7 @@ class JobKeys:
     job_id: str
     key_template: ClassVar[str] = "sz:job:{id}"
     DONE: ClassVar[str] = ":done"  # hash: unit index -> users the unit covered
-    SCANNED: ClassVar[str] = ":scanned"  # hash: unit index -> documents the unit scanned
+    SCANNED: ClassVar[str] = ":scanned"  # hash: unit index -> documents used; "<index>:src" -> from the source
     UNITSTATS: ClassVar[str] = ":unitstats"  # hash: unit index -> JSON counts of the unit's events
     SESSIONS: ClassVar[str] = ":sessions"  # hash: unit index -> JSON array of the unit's sessions
     SHARERS: ClassVar[str] = ":sharers"  # set: ids of the jobs still following the computation

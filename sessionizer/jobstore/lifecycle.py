@@ -142,9 +142,13 @@ class Lifecycle:
         seconds = (utcnow() - datetime.fromisoformat(submitted.decode())).total_seconds() if submitted else 0.0
         jobstats.record_finished(self.client, status, seconds)
 
-    def start(self, job_id: str, units_total: int) -> bool:
-        """``queued -> running`` with the number of units it was split into (counts a scan)."""
-        moved = self._move(job_id, JobStatus.RUNNING, (JobStatus.QUEUED,), started_at=iso(utcnow()), units_total=units_total)
+    def start(self, job_id: str, units_total: int, units: list[list[str]] | None = None) -> bool:
+        """``queued -> running`` with the number of units it was split into (counts a scan), and
+        the units' users: a plan sent again reads them back (:meth:`unit_plan`) rather than
+        planning anew, so a unit's index always means the same users."""
+        extra = {"units": orjson.dumps(units)} if units is not None else {}
+        moved = self._move(job_id, JobStatus.RUNNING, (JobStatus.QUEUED,), started_at=iso(utcnow()),
+                           units_total=units_total, **extra)
         if moved:
             self.client.incr(SCANS_KEY)
         return moved
@@ -180,10 +184,12 @@ class Lifecycle:
 
     # A unit may still be running when its job is deleted: its writes check, in the same script,
     # that the job is still there, so a deleted job gets no key back.
-    def record_progress(self, job_id: str, unit: int, scanned: int) -> None:
-        """A unit's scanned count so far (nothing once the job is gone)."""
+    def record_progress(self, job_id: str, unit: int, scanned: int, from_source: int | None = None) -> None:
+        """A unit's counts so far: documents used, and of those read from the source itself
+        (``None``: all of them); nothing once the job is gone."""
         k = JobKeys(job_id)
-        self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned])
+        src = scanned if from_source is None else from_source
+        self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned, src])
 
     def count_redelivery(self, job_id: str, unit: int) -> int:
         """Count one more hand-out of a unit whose worker was lost; return the count so far

@@ -102,6 +102,7 @@ class Reads:
                 "users_total": int(own.get("users_total", 0)),
                 "users_done": int(res[2]),
                 "events_scanned": int(res[3]),
+                "events_from_source": int(res[4]),
             },
             "submitted_at": own["submitted_at"],
             "started_at": started,
@@ -118,6 +119,11 @@ class Reads:
             "seq": int(own.get("seq", 0)),
             "overdue": late,  # shown failed, not yet recorded: see Lifecycle.expire_overdue
         }
+
+    def unit_plan(self, job_id: str) -> list[list[str]] | None:
+        """The users of each unit of a started job, by index (``None`` before it started)."""
+        raw = self.client.hget(JobKeys(job_id).hash, "units")
+        return orjson.loads(raw) if raw else None
 
     def done_units(self, job_id: str) -> set[int]:
         """Indices of the units whose result is stored."""

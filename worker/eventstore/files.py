@@ -203,26 +203,28 @@ class FileStore:
         seg_path, lock = self._paths(piece)
         while True:
             with locked(lock, fcntl.LOCK_SH) as fh:
-                if seg_path.exists():
-                    try:
-                        with Segment(seg_path) as seg:
-                            cols = {u: c for u in users if (c := seg.read(u)) is not None}
-                            os.utime(lock)  # its last use
-                            return cols, seg.screens, seg.instances, False
-                    except CorruptSegment as exc:
-                        log.warning("event store: %s; discarded, built again from the file", exc)
-                    except FileNotFoundError:
-                        pass
+                bad = None  # the inode of the segment found corrupt
+                try:
+                    with Segment(seg_path) as seg:
+                        cols = {u: c for u in users if (c := seg.read(u)) is not None}
+                        os.utime(lock)  # its last use
+                        return cols, seg.screens, seg.instances, False
+                except CorruptSegment as exc:
+                    log.warning("event store: %s; discarded, built again from the file", exc)
+                    bad = os.stat(seg_path).st_ino
+                except FileNotFoundError:
+                    pass
                 # missing or corrupt: become its writer (readers of it wait)
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 if not same_file(lock, fh):
                     continue  # removed while we converted: start over on the new lock file
-                if seg_path.exists():
-                    try:
-                        Segment(seg_path).close()
-                        continue  # built (or mended) by another unit meanwhile: read it shared
-                    except CorruptSegment:
-                        seg_path.unlink()
+                try:
+                    now = os.stat(seg_path).st_ino
+                except FileNotFoundError:
+                    now = None
+                if now is not None and now != bad:
+                    continue  # built (or mended) by another unit meanwhile: read it shared
+                seg_path.unlink(missing_ok=True)
                 built = self._build(piece, should_stop)
                 return {u: built.users[u] for u in users if u in built.users}, built.screens, built.instances, True
 

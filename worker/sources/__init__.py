@@ -12,9 +12,17 @@ def source_from_settings(settings: Settings) -> EventSource:
     """The configured source: ``EVENT_SOURCE``, else Elasticsearch when ``ELASTICSEARCH_URL`` is set."""
     kind = settings.source_kind
     if kind == "elasticsearch":
-        from . import elasticsearch  # the client is only imported where it is used
+        from sessionizer.datasource import source_identity
 
-        return elasticsearch.from_settings(settings)
+        from . import elasticsearch  # the client is only imported where it is used
+        from .es_store import StoredElasticsearchSource
+
+        plain = elasticsearch.from_settings(settings)
+        identity = source_identity(settings)
+        if identity is None:
+            return plain
+        return StoredElasticsearchSource(plain, settings.event_store_dir(), identity,
+                                         settle_s=settings.results.settle_s, max_bytes=settings.store.max_bytes)
     if kind == "file":
         from . import files
 
