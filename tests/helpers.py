@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,10 +117,16 @@ class WorkerProcess:
                 self.proc.wait()
 
 
+# every worker environment gets an event store of its own (never the user's var/), removed at exit
+_STORES = tempfile.TemporaryDirectory(prefix="sessionizer-test-stores-")
+
+
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
-    """The test process's environment without event-source settings, pointed at ``redis_url``."""
+    """The test process's environment without event-source settings, pointed at ``redis_url``,
+    with a fresh, empty event store (``EVENT_STORE_DIR``) unless ``extra`` names one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT"))}
-    env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"})
+    env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1",
+                "EVENT_STORE_DIR": tempfile.mkdtemp(dir=_STORES.name)})
     env.update(extra)
     return env
 

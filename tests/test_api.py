@@ -31,7 +31,7 @@ def test_submit_returns_202_location_retry_after_and_the_job(client, queued) -> 
     assert job["request"]["start"] == "2022-09-22T11:00:00Z"
     assert job["request"]["end"] == "2022-09-28T10:00:00Z"  # normalised to UTC
     assert job["request"]["params"]["min_cluster_size"] == 5
-    assert job["progress"] == {"users_total": 2, "users_done": 0, "events_scanned": 0}
+    assert job["progress"] == {"users_total": 2, "users_done": 0, "events_scanned": 0, "events_from_source": 0}
     assert job["error"] is None and job["started_at"] is None and job["finished_at"] is None
     assert job["links"] == {"self": f"/jobs/{job['id']}", "sessions": f"/jobs/{job['id']}/sessions",
                             "cancel": f"/jobs/{job['id']}/cancel"}

@@ -87,3 +87,18 @@ def test_summary_fields_and_truncation_flags():
 def test_read_margin_covers_span_and_idle_gap():
     params = {"max_gap_s": 600, "max_span_s": 3600}
     assert read_margin_ms("gap", params) == (3600 + 600) * 1000 + 1
+
+
+def test_units_are_sized_by_work() -> None:
+    from worker.jobs import UNIT_EVENTS, UNKNOWN_UNITS, plan_units
+
+    users = [f"u{i:05d}" for i in range(10_000)]
+    unknown = plan_units(users, None)
+    assert len(unknown) == UNKNOWN_UNITS and [u for unit in unknown for u in unit] == users
+    counts = {u: 50 for u in users} | {"u00007": 3 * UNIT_EVENTS, "u00008": 1}
+    units = plan_units(users, counts)
+    assert [u for unit in units for u in unit] == users  # user order kept: results are read in unit order
+    assert ["u00007"] in units  # a heavy user alone
+    loads = [sum(counts[u] for u in unit) for unit in units if unit != ["u00007"]]
+    assert max(loads) <= UNIT_EVENTS and len(units) <= 2 + 10_000 * 50 // UNIT_EVENTS + 1
+    assert plan_units(["a", "b"], {"a": 0, "b": 0}) == [["a", "b"]]  # users without events cost nothing

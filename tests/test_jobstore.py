@@ -25,13 +25,13 @@ def test_lifecycle_and_join(store: JobStore) -> None:
     assert store.complete_unit(job["id"], 0, 1, [{"user": "a"}], {"events": 3, "sessions": 1}) is False
     # a redelivered unit overwrites its own result: still not done, nothing counted twice
     assert store.complete_unit(job["id"], 0, 1, [{"user": "a"}], {"events": 3, "sessions": 1}) is False
-    store.record_progress(job["id"], 1, 10)
-    store.record_progress(job["id"], 1, 12)
+    store.record_progress(job["id"], 1, 10, 0)
+    store.record_progress(job["id"], 1, 12, 5)
     assert store.complete_unit(job["id"], 1, 1, [{"user": "b"}], {"events": 4, "sessions": 1}) is True
     assert store.finish(job["id"]) and not store.finish(job["id"])
     done = store.get(job["id"])
     assert done["status"] == "succeeded" and done["stats"] == {"events": 7, "sessions": 2}
-    assert done["progress"] == {"users_total": 2, "users_done": 2, "events_scanned": 12}
+    assert done["progress"] == {"users_total": 2, "users_done": 2, "events_scanned": 12, "events_from_source": 5}
     assert store.sessions(job["id"]) == [{"user": "a"}, {"user": "b"}]
 
 
@@ -141,7 +141,7 @@ def test_a_unit_finishing_after_its_job_was_deleted_writes_nothing_back(store: J
     store.cancel(job["id"], "deleted by the client")
     assert store.delete(job["id"])
     # what a unit still running does next: report progress, count a redelivery, store its result
-    store.record_progress(job["id"], 1, 12)
+    store.record_progress(job["id"], 1, 12, 5)
     assert store.count_redelivery(job["id"], 1) == 0
     assert store.complete_unit(job["id"], 1, 1, [{"user": "b"}], {"events": 4}) is False
     assert not store.finish(job["id"])

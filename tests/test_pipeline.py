@@ -129,3 +129,28 @@ def test_max_session_s_and_split_reason_in_every_format(worker_client) -> None: 
     assert [json.loads(line) for line in ndjson.data.splitlines()] == sessions
     text = worker_client.get(f"/jobs/{job['id']}/sessions", headers={"Accept": "text/csv"}).get_data(as_text=True)
     assert [row["split_reason"] for row in csv.DictReader(io.StringIO(text))] == reasons
+
+
+def test_events_scanned_counts_the_requested_users_documents_only(worker_client, worker_redis) -> None:  # noqa: ANN001
+    """1,000 users asked, 2 of whom exist: the job counts their documents in its read window
+    (refused ones included), not the file's lines; a second run takes them all from the store."""
+    from worker.jobs import read_window
+
+    users = ["romain", "anes"] + [f"ghost{i:03d}" for i in range(998)]
+    body = {"users": users, **RANGE, "method": "gap"}
+    first = wait_finished(worker_client, worker_client.post("/jobs", json=body).get_json()["id"])
+    assert first["status"] == "succeeded", first
+    _, lo, hi = read_window(first["request"])
+    mine = [d for d in planted_documents() if d["util"] in ("romain", "anes")]
+    valid = [d for d in mine if isinstance(d["ecran"], str) and timestamp_ms(d["@timestamp"]) is not None]
+    expected = sum(1 for d in valid if lo <= timestamp_ms(d["@timestamp"]) <= hi) + len(mine) - len(valid)
+    assert first["progress"]["events_scanned"] == expected
+    assert first["progress"]["events_from_source"] in (0, expected)  # 0 when an earlier test built the store
+    # 1,000 users are not 1,000 tasks: a few units, kept with the job, covering every user once
+    units = json.loads(worker_redis.hget(f"sz:job:{first['id']}", "units"))
+    assert len(units) <= 64 and sorted(u for unit in units for u in unit) == sorted(users)
+    again = worker_client.post("/jobs", json=body, headers={"Cache-Control": "no-cache"}).get_json()
+    again = wait_finished(worker_client, again["id"])
+    assert again["progress"]["events_scanned"] == expected and again["progress"]["events_from_source"] == 0
+    sessions = [worker_client.get(f"/jobs/{j['id']}/sessions").get_json()["sessions"] for j in (first, again)]
+    assert sessions[0] == sessions[1] and sessions[0]

@@ -66,7 +66,8 @@ def record_es_request(method: str, target: str, status: int | None, seconds: flo
         PITS_CLOSED.inc()
 
 
-_RETRIED = {"open a point in time on": "open_pit", "search": "search", "close the point in time on": "close_pit"}
+_RETRIED = {"open a point in time on": "open_pit", "search": "search", "close the point in time on": "close_pit",
+            "count the documents per user and day of": "search"}
 
 
 def record_es_retry(what: str) -> None:
