@@ -29,11 +29,13 @@ class Progress:
     users_total: int = 0
     users_done: int = 0
     events_scanned: int = 0
+    events_from_source: int = 0  # of those, read from the source itself (the rest from the event store)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "Progress":
         data = data or {}
-        return cls(int(data.get("users_total", 0)), int(data.get("users_done", 0)), int(data.get("events_scanned", 0)))
+        return cls(int(data.get("users_total", 0)), int(data.get("users_done", 0)), int(data.get("events_scanned", 0)),
+                   int(data.get("events_from_source", 0)))
 
 
 def _utc(value: str) -> datetime:

@@ -153,7 +153,7 @@ def test_progress_bar_on_a_terminal_and_none_when_piped(client_stack, tmp_path) 
                        tty_env(url, key))
     assert code == 0, out
     text = out.decode(errors="replace")
-    assert "━" in text and "users" in text and f"{len(USERS)}/{len(USERS)}" in text and "events scanned" in text
+    assert "━" in text and "users" in text and f"{len(USERS)}/{len(USERS)}" in text and "events scanned" in text and "from the source" in text
     piped = run(*submit_args("--fresh", "--wait", "--format", "csv", "-o", str(tmp_path / "p.csv")), url=url, key=key)
     assert "━" not in piped.stderr and "\x1b[" not in piped.stderr and "users" not in piped.stderr
 

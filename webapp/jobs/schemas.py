@@ -262,7 +262,12 @@ class JobRequestSchema(Schema):
 class ProgressSchema(Schema):
     users_total = fields.Integer()
     users_done = fields.Integer()
-    events_scanned = fields.Integer()
+    events_scanned = fields.Integer(metadata={"description": "Documents of the requested users that the job "
+                                              "used: their events in the read range, and their documents that "
+                                              "broke the event rules."})
+    events_from_source = fields.Integer(metadata={"description": "Of the documents read, those this job read from "
+                                                  "Elasticsearch or the event files itself; the rest came from the "
+                                                  "event store. Counted as each unit finishes."})
 
 
 class JobErrorSchema(Schema):

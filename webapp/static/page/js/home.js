@@ -110,7 +110,8 @@ class JobList {
       el("td", { dataset: { label: "Status" } }, el("span", { class: `status ${job.status}` }, job.status)),
       el("td", { dataset: { label: "Progress" } },
         el("progress", { max: Math.max(1, p.users_total || 0), value: p.users_done || 0 }),
-        ` ${number(p.users_done)}/${number(p.users_total)} users, ${number(p.events_scanned)} events`),
+        ` ${number(p.users_done)}/${number(p.users_total)} users, ${number(p.events_scanned)} events`
+        + ` (${number(p.events_from_source ?? 0)} from the source)`),
       el("td", { title: users.join(", "), dataset: { label: "Users" } },
         users.slice(0, 3).join(", ") + (users.length > 3 ? ` +${users.length - 3}` : "")),
       el("td", { dataset: { label: "Range" } }, `${utc(Date.parse(r.start), false)} → ${utc(Date.parse(r.end), false)}`),

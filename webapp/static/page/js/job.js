@@ -89,7 +89,8 @@ function showJob($, job) {
   const since = job.started_at || job.submitted_at;
   const until = job.finished_at ? Date.parse(job.finished_at) : Date.now();
   $("#job-progress-text").textContent = `${number(p.users_done)} of ${number(p.users_total)} users, `
-    + `${number(p.events_scanned)} events scanned, ${duration((until - Date.parse(since)) / 1000)}`;
+    + `${number(p.events_scanned)} events scanned (${number(p.events_from_source ?? 0)} from the source), `
+    + `${duration((until - Date.parse(since)) / 1000)}`;
   $("#job-progress").dataset.usersDone = String(p.users_done ?? 0);
   $("#job-cancel").hidden = !ACTIVE.has(job.status);
   if (job.error) showError($, `${job.status}: ${job.error.message} (${job.error.type})`);
