@@ -6,7 +6,7 @@ What the identity covers:
 
 * the source kind (``file`` or ``elasticsearch``) and the four field names (timestamp, user,
   screen, instance);
-* files: what the file source's partition cache is named by (:func:`file_set_version`): each
+* files: the event files as the event store versions them (:func:`file_set_version`): each
   event file's resolved path, size and modification time in nanoseconds. Rewriting, touching,
   adding or removing a file, or pointing ``EVENTS_PATH`` elsewhere gives another identity;
 * Elasticsearch: the configured URL, normalised (scheme, host and port lowercased, default port
@@ -55,8 +55,8 @@ def event_files(path: Path) -> list[Path]:
 
 
 def file_set_version(files: list[Path], user_field: str) -> str:
-    """Digest of what a partition is built from: the user field, and each file's resolved path,
-    size and modification time (ns). Any change to a file gives another version."""
+    """Digest of a set of event files: the user field, and each file's resolved path, size and
+    modification time (ns). Any change to a file gives another version."""
     digest = hashlib.sha256(user_field.encode())
     for f in files:
         st = f.stat()
