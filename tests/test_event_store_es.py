@@ -212,3 +212,15 @@ def test_eviction_under_a_tiny_bound_never_pulls_a_day_from_its_reader(es: EsPro
     assert removed and all(held not in p.parents for p in removed)  # the held user's days stayed
     assert {p for p in before if held not in p.parents} <= set(removed)
     assert budget.store_bytes(tmp_path) <= 1 + sum(p.stat().st_size for p in held.iterdir())
+
+
+def test_counts_come_from_the_stored_manifests(client: Elasticsearch, tmp_path: Path) -> None:
+    users = USERS[:3]
+    src = stored(client, tmp_path)
+    assert src.counts(users, LO, HI) is None  # nothing stored: the plan sizes units by count
+    src.read_events(users, LO, HI)
+    want = {}
+    for u in users:  # the whole days of the range, as kept
+        acc = ElasticsearchSource(client, INDEX).read_events([u], LO - LO % DAY_MS, HI - HI % DAY_MS + DAY_MS - 1)
+        want[u] = len(acc.pop_user(u))
+    assert src.counts(users, LO, HI) == want

@@ -66,8 +66,10 @@ class StoredElasticsearchSource:
         return day + DAY_MS + self.settle_ms <= int(self._clock() * 1000)
 
     def counts(self, users: list[str], lo_ms: int, hi_ms: int) -> dict[str, int] | None:
-        """Each user's stored event count over the range's days, or ``None`` if a day is missing."""
-        return self.days.counts(users, list(range(day_of(lo_ms), day_of(hi_ms) + DAY_MS, DAY_MS)))
+        """Each user's stored event count over the range's settled days (an estimate of the work:
+        the unsettled tail is not counted), or ``None`` if a settled day is missing."""
+        days = [d for d in range(day_of(lo_ms), day_of(hi_ms) + DAY_MS, DAY_MS) if self._settled(d)]
+        return self.days.counts(users, days) if days else None
 
     def read_events(self, users: list[str], lo_ms: int, hi_ms: int, *, should_stop: ShouldStop | None = None,
                     on_progress: OnProgress | None = None) -> EventAccumulator:
