@@ -193,8 +193,11 @@ class FileStore:
                         "file itself", piece.file.name, exc)
 
     def _build(self, piece: Piece, should_stop: ShouldStop | None) -> Built:
+        started = time.perf_counter()
         built = build_piece(piece, self.names, should_stop)
         self._write(piece, built)
+        log.info("event store: built %s (%s, bytes %d..%d) in %.2f s", piece.name, piece.file.name, piece.start,
+                 piece.end, time.perf_counter() - started)
         return built
 
     def _read_piece(self, piece: Piece, users: list[str],
@@ -239,12 +242,16 @@ class FileStore:
         acc = EventAccumulator(self.names, users=wanted, lo_ms=lo_ms, hi_ms=hi_ms)
         stop = should_stop or (lambda: False)
         mine: dict[str, tuple[dict[str, UserColumns], list[str], list[str]]] = {}
+        # pieces missing when this read began were read from the file during it (by this unit, or
+        # by another unit of a cold job while this one waited): their events count as from the source
+        fresh: set[str] = set()
         # 1. build the missing pieces nobody else is building, from this unit's own place on
         k = start_at % len(pieces) if pieces else 0
         for piece in pieces[k:] + pieces[:k]:
             seg_path, lock = self._paths(piece)
             if seg_path.exists():
                 continue
+            fresh.add(piece.name)
             if stop():
                 raise Stopped()
             lock.touch(exist_ok=True)
@@ -267,6 +274,7 @@ class FileStore:
                 here = True
             else:
                 cols, screens, instances, here = self._read_piece(piece, wanted, should_stop)
+                here = here or piece.name in fresh
             for user, c in cols.items():
                 n = acc.add_columns(user, c.t, c.screen, c.instance, screens, instances)
                 kept += n
