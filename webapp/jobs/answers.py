@@ -15,7 +15,7 @@ from sessionizer.status import ACTIVE
 from ..errors import NO_JOB
 from ..extensions import services
 from ..jobids import check_job_id
-from ..jsonguard import MAX_DEPTH, too_deep
+from ..jsonguard import MAX_DEPTH, MAX_NUMBER_CHARS, too_deep, too_long_number
 from .schemas import JobSchema
 
 PUBLIC = tuple(JobSchema().fields)
@@ -55,16 +55,21 @@ def get_job_or_404(job_id: str) -> dict[str, Any]:
 
 
 def require_json(view: Callable[..., Any]) -> Callable[..., Any]:
-    """415 for a body that is not JSON, and 422 for one nested deeper than a job can be, before
-    anything parses it (Python's parser recurses once per level)."""
+    """415 for a body that is not JSON, and 422 for one nested deeper than a job can be or holding
+    a number longer than any field takes, before anything parses it (Python's parser recurses once
+    per level, and refuses to convert an integer of thousands of digits with a ValueError)."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not request.is_json:
             abort(415, message=f"Send the job as application/json (got {request.mimetype or 'no content type'}).")
-        field = too_deep(request.get_data(cache=True))
+        body = request.get_data(cache=True)
+        field = too_deep(body)
         if field is not None:
             abort(422, messages={"json": {field or "_schema": [f"Nested more than {MAX_DEPTH} levels deep."]}})
+        field = too_long_number(body)
+        if field is not None:
+            abort(422, messages={"json": {field or "_schema": [f"A number longer than {MAX_NUMBER_CHARS} characters."]}})
         return view(*args, **kwargs)
 
     return wrapper
