@@ -6,6 +6,13 @@ chunk: 400) before the application sees it, with a small HTML page. This worker 
 choice of status and its logging, and only rewrites what goes on the wire: an RFC 9457 body
 whose ``detail`` is fixed per status, so no part of the offending request (which may hold a key)
 is echoed back.
+
+It also bounds request bodies before they reach the application: a chunk whose declared size
+would take the body over ``MAX_BODY_BYTES`` is refused as soon as its size line is read (an
+error with ``status = 413``, which ``webapp/bodylimit.py`` answers), instead of waiting for bytes
+that would be refused anyway; and a body the application did not read (a route that takes none,
+a request refused before its body was needed) is not waited for: the connection is closed after
+the answer instead of being drained for the next request.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gunicorn.http.body import Body, ChunkedReader, LengthReader
 from gunicorn.workers.ggevent import GeventWorker
+
+from sessionizer.settings import MAX_BODY_BYTES
 
 PROBLEM = "application/problem+json"
 DETAILS = {
@@ -56,8 +66,49 @@ class _ProblemWriter:
         self._sock.sendall(data, *args)
 
 
+class BodyTooLarge(ValueError):
+    """A chunked body whose declared chunk sizes add up to more than the limit."""
+
+    status = 413
+
+
+class BoundedChunkedReader(ChunkedReader):
+    """gunicorn's chunked reader, refusing a chunk size line that takes the body over ``limit``."""
+
+    def __init__(self, req: Any, unreader: Any, limit: int) -> None:
+        super().__init__(req, unreader)
+        self.limit, self.declared, self.finished = limit, 0, False
+
+    def parse_chunk_size(self, unreader: Any, data: Any = None) -> Any:
+        size, rest = super().parse_chunk_size(unreader, data)
+        self.declared += size
+        if self.declared > self.limit:
+            raise BodyTooLarge(f"chunks declare more than {self.limit} bytes")
+        self.finished = size == 0
+        return size, rest
+
+
+def body_left(req: Any) -> bool:
+    """Has the request's body bytes the application did not read (and the server would wait for)?"""
+    reader = getattr(getattr(req, "body", None), "reader", None)
+    if isinstance(reader, LengthReader):
+        return reader.length > 0
+    if isinstance(reader, BoundedChunkedReader):
+        return not reader.finished
+    return False
+
+
 class ProblemGeventWorker(GeventWorker):
-    """gevent worker (one greenlet per connection) whose own error answers are problem+json."""
+    """gevent worker (one greenlet per connection) whose own error answers are problem+json and
+    whose request bodies are bounded (see above)."""
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
+        body = getattr(req, "body", None)
+        if body is not None and isinstance(body.reader, ChunkedReader):
+            req.body = Body(BoundedChunkedReader(req, req.unreader, MAX_BODY_BYTES))
+        super().handle_request(listener_name, req, sock, addr)
+        if body_left(req):
+            raise StopIteration()  # gunicorn's way to close the connection after the answer
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         super().handle_error(req, _ProblemWriter(client), addr, exc)

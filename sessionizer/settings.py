@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The largest request body the API reads, declared or chunked (webapp/bodylimit.py, and
+# serving/worker.py, which refuses a chunk declared over it before its bytes arrive).
+MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)

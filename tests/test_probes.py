@@ -21,7 +21,7 @@ import redis
 
 from sessionizer.jobstore import JobStore
 from tests.helpers import play_worker, session
-from tests.liveserver import KEYS, LiveServer, bearer, parse_answer
+from tests.liveserver import KEYS, LiveServer, bearer, parse_answer, read_answer
 
 pytestmark = pytest.mark.slow  # gunicorn subprocesses
 
@@ -312,3 +312,99 @@ def test_failed_authentication_is_rate_limited_per_client_address(tmp_path) -> N
             assert http.get("/healthz").status_code == 200
     finally:
         live.stop()
+
+
+# --- issue 17: the categories of the second hostile round, each through the real server -------
+def answer_within(server: LiveServer, data: bytes, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` (a request whose body may never be finished) and read the first answer; a
+    server that waits for the rest of the body fails the read after ``timeout`` (a bound on a
+    hang, not a timing assertion)."""
+    with server.connect() as sock:
+        sock.settimeout(timeout)
+        sock.sendall(data)
+        return parse_answer(read_answer(sock))
+
+
+def test_a_number_of_thousands_of_digits_is_a_422_naming_its_field(server: LiveServer) -> None:
+    long_int, long_float = b"9" * 5000, b"1." + b"0" * 5000
+    bodies = {
+        "params": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": %s}}' % long_int,
+        "users": b'{"users": [%s], "start": "2022-09-05", "end": "2022-09-12"}' % long_int,
+        "unknown": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "unknown": -%s}' % long_int,
+        "start": b'{"users": ["a"], "start": %s, "end": "2022-09-12"}' % long_float,
+        "_schema": long_int,
+    }
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        for fieldname, body in bodies.items():
+            resp = http.post("/jobs", content=body, headers={**bearer("alpha"), "Content-Type": "application/json"})
+            assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM, (fieldname, resp.text[:300])
+            assert named(resp.json(), fieldname), resp.json()
+        # digits in a string are no number: a user named by 200 digits is a user
+        resp = http.post("/jobs", json={**FUTURE, "users": ["7" * 200]}, headers=bearer("alpha"))
+        assert resp.status_code == 202, resp.text
+        # and the query: a limit of 4,000 digits is a 422 naming it
+        resp = http.get("/jobs", params={"limit": "9" * 4000}, headers=bearer("alpha"))
+        assert resp.status_code == 422 and named(resp.json(), "limit")
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_the_body_is_bounded_after_authentication_and_never_waited_for(server: LiveServer) -> None:
+    chunked_head = (b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n")
+    key = f"Authorization: Bearer {KEYS['alpha']}\r\n".encode()
+    # no key: the 401 comes before a byte of the body is read (the body never ends here)
+    status, headers, body = answer_within(server, chunked_head + b"\r\n" + b"100000\r\n" + b"x" * 1000)
+    assert status == 401 and headers["content-type"] == PROBLEM and headers["x-request-id"]
+    # a wrong key: counted and refused before the body too
+    wrong = b"Authorization: Bearer not-a-key\r\n"
+    status, headers, _ = answer_within(server, chunked_head + wrong + b"\r\n" + b"100000\r\n" + b"x" * 1000)
+    assert status == 401 and headers["x-request-id"]
+    # a chunk declaring more than the limit: 413 at once, without waiting for its bytes
+    status, headers, body = answer_within(server, chunked_head + key + b"\r\n" + b"fffffffffff\r\n{")
+    assert status == 413 and headers["content-type"] == PROBLEM and headers["x-request-id"]
+    assert json.loads(body)["status"] == 413
+    # chunks adding up past the limit, each small
+    status, headers, _ = answer_within(server, chunked_head + key + b"\r\n" + b"80000\r\n" + b" " * 0x80000 + b"\r\n"
+                                       + b"80001\r\n")
+    assert status == 413 and headers["x-request-id"]
+    # a declared Content-Length over the limit: 413 at once, even before the key is judged
+    status, headers, _ = answer_within(server, b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                       b"Content-Length: 9999999999\r\n\r\n{")
+    assert status == 413 and headers["content-type"] == PROBLEM and headers["x-request-id"]
+    # a malformed chunk: the server's 400, as problem+json with a request id
+    status, headers, _ = answer_within(server, chunked_head + key + b"\r\n" + b"zz\r\nabc\r\n0\r\n\r\n")
+    assert status == 400 and headers["content-type"] == PROBLEM and headers["x-request-id"]
+    # routes that take no body answer without waiting for one
+    for path in (b"/healthz", b"/jobs"):
+        status, headers, _ = answer_within(server, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key
+                                           + b"Transfer-Encoding: chunked\r\n\r\n10\r\nabc")
+        assert status == 200 and headers["x-request-id"], path
+        status, _, _ = answer_within(server, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key
+                                     + b"Content-Length: 500\r\n\r\nabc")
+        assert status == 200, path
+
+
+def test_unauthenticated_bodies_are_never_read(server: LiveServer) -> None:
+    """40 unauthenticated 1 MiB chunked bodies, left open: each is refused with its 401 without
+    its body being read, so the API's memory does not grow with them."""
+    import psutil
+
+    def rss() -> int:
+        proc = psutil.Process(server.proc.pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children()])
+
+    before = rss()
+    socks = []
+    try:
+        for _ in range(40):
+            sock = server.connect()
+            sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n100000\r\n" + b"x" * (1 << 16))
+            socks.append(sock)
+        for sock in socks:
+            status, _, _ = parse_answer(read_answer(sock))
+            assert status == 401
+        assert rss() - before < 40 << 20  # far below the 40 MiB the bodies would hold if read
+    finally:
+        for sock in socks:
+            sock.close()

@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Flask
 
-from sessionizer.settings import ENVIRONMENT, Settings, load_settings
+from sessionizer.settings import ENVIRONMENT, MAX_BODY_BYTES, Settings, load_settings
 
-from .bodylimit import BoundedBody
+from .bodylimit import register_body_limit
 from .jobids import register_job_id_converter
 from .errors import register_error_handlers
 from .extensions import api, init_services
@@ -29,7 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     overrides = {k: test_config.pop(k) for k in list(test_config) if k in ENVIRONMENT}
     settings: Settings = load_settings(overrides=overrides)
     app.config.from_mapping(
-        MAX_CONTENT_LENGTH=1 << 20,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         API_TITLE="Sessionizer",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -54,7 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
-    app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    register_body_limit(app)
     if settings.auth.trusted_proxy_hops:  # the client address (failed-auth limit) from X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix
 

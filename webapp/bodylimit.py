@@ -1,23 +1,59 @@
-"""Request bodies without a declared length are counted and cut at the size limit (413).
+"""Request bodies without a declared length are counted as the application reads them, and
+refused past the size limit (413); a body is never read before the application asks for it.
 
 Werkzeug refuses a ``Content-Length`` over ``MAX_CONTENT_LENGTH`` itself, but a chunked body
 (``Transfer-Encoding: chunked``, no ``Content-Length``) is only truncated at the limit, and the
-truncated JSON was then reported as malformed (400). This WSGI middleware reads such a body up to
-one byte past the limit before the application sees it: over the limit is a 413, a body the
-server cannot decode (a malformed chunk) a 400, and otherwise the application gets the body with
-its length, as if the client had declared it.
+truncated JSON was then reported as malformed (400). This WSGI middleware wraps such a body in a
+stream that counts what is read: one byte past the limit is a 413, and a body the server cannot
+decode (a malformed chunk, or a chunk whose declared size is over the limit: ``serving/worker.py``)
+a 400 or a 413. Both are raised as HTTP errors inside the application, so they are answered like
+every other error (problem+json, ``X-Request-ID``), and only when a view reads the body: after
+the key has been checked and the failed-key limit applied (``webapp/jobs/views.py``), and never
+on routes that take no body. A declared ``Content-Length`` over the limit is refused before
+anything else (:func:`refuse_declared_oversize`): nothing of it is read.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import problem
+from flask import Flask, current_app, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-READ_SIZE = 64 * 1024
+
+
+class BoundedInput:
+    """A chunked ``wsgi.input`` read at most ``limit`` bytes far; errors become HTTP errors."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def _call(self, read: Callable[..., bytes], *args: Any) -> bytes:
+        try:
+            return read(*args)
+        except Exception as exc:  # the server's own decoding error (malformed chunk, cut connection)
+            if getattr(exc, "status", None) == 413:  # a chunk declared over the limit (serving/worker.py)
+                raise RequestEntityTooLarge(f"The body is over {self.limit} bytes.") from None
+            raise BadRequest("The chunked request body could not be read.") from None
+
+    def _count(self, data: bytes) -> bytes:
+        self.seen += len(data)
+        # at the limit, one more byte tells a body of exactly the limit from a longer one
+        if self.seen > self.limit or (self.seen == self.limit and data and self._call(self.stream.read, 1)):
+            raise RequestEntityTooLarge(f"The body is over {self.limit} bytes.")
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.limit + 1 - self.seen
+        return self._count(self._call(self.stream.read, min(size, self.limit + 1 - self.seen)))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.limit + 1 - self.seen
+        return self._count(self._call(self.stream.readline, min(size, self.limit + 1 - self.seen)))
 
 
 class BoundedBody:
@@ -27,28 +63,18 @@ class BoundedBody:
         self.app, self.limit = app, limit
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("CONTENT_LENGTH") or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            return self.app(environ, start_response)
-        try:
-            body = self._read(environ["wsgi.input"])
-        except Exception:  # the server's own decoding error (malformed chunk size, cut connection)
-            answer = problem(400, "Bad Request", "The chunked request body could not be read.")
-            return answer(environ, start_response)
-        if body is None:
-            answer = problem(413, "Request Entity Too Large", f"The body is over {self.limit} bytes.")
-            return answer(environ, start_response)
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        if not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            environ["wsgi.input"] = BoundedInput(environ["wsgi.input"], self.limit)
         return self.app(environ, start_response)
 
-    def _read(self, stream: Any) -> bytes | None:
-        """The whole body, or ``None`` as soon as it is known to be over the limit."""
-        buf = bytearray()
-        while True:
-            chunk = stream.read(min(READ_SIZE, self.limit + 1 - len(buf)))
-            if not chunk:
-                return bytes(buf)
-            buf += chunk
-            if len(buf) > self.limit:
-                return None
+
+def register_body_limit(app: Flask) -> None:
+    """413 at once for a declared body over the limit, before authentication (nothing is read),
+    and chunked bodies counted as they are read."""
+
+    @app.before_request
+    def refuse_declared_oversize() -> None:
+        if request.content_length is not None and request.content_length > current_app.config["MAX_CONTENT_LENGTH"]:
+            raise RequestEntityTooLarge(f"The body is over {current_app.config['MAX_CONTENT_LENGTH']} bytes.")
+
+    app.wsgi_app = BoundedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
