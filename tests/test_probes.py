@@ -408,3 +408,40 @@ def test_unauthenticated_bodies_are_never_read(server: LiveServer) -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_a_listing_cursor_is_sealed_for_its_key_and_tells_no_counter(server: LiveServer, ids: dict[str, str]) -> None:
+    import base64
+
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        extra = [http.post("/jobs", json={**FUTURE, "users": [f"cursor-{i}"]}, headers=bearer("alpha")).json()["id"]
+                 for i in range(2)]
+        first = http.get("/jobs", params={"limit": 1}, headers=bearer("alpha")).json()
+        again = http.get("/jobs", params={"limit": 1}, headers=bearer("alpha")).json()
+        cursor = first["next_cursor"]
+        assert cursor and first["jobs"] == again["jobs"]
+        assert again["next_cursor"] != cursor  # sealed afresh each time: nothing to compare
+        with redis.Redis.from_url(server.redis.url) as client:
+            seqs = {int(client.hget(f"sz:job:{job_id}", "seq")) for job_id in [*extra, ids["alpha"], ids["beta"]]}
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        assert len(raw) == 36 and raw not in {str(seq).encode() for seq in seqs}  # no longer the counter in digits
+        for seq in seqs:  # nor as a plain 64-bit integer
+            assert seq.to_bytes(8, "big") not in raw and seq.to_bytes(8, "little") not in raw
+        # the next page follows for alpha; the same cursor is garbage for beta, as is an edited one
+        second = http.get("/jobs", params={"limit": 1, "cursor": cursor}, headers=bearer("alpha"))
+        assert second.status_code == 200 and second.json()["jobs"][0]["id"] != first["jobs"][0]["id"]
+        stolen = http.get("/jobs", params={"limit": 1, "cursor": cursor}, headers=bearer("beta"))
+        edited = http.get("/jobs", params={"limit": 1, "cursor": cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")},
+                          headers=bearer("alpha"))
+        for resp in (stolen, edited):
+            assert resp.status_code == 422 and named(resp.json(), "cursor")
+        assert stolen.json()["errors"] == edited.json()["errors"]
+        # a sessions cursor pages its job only
+        page = http.get(f"/jobs/{ids['done']}/sessions", params={"limit": 1}, headers=bearer("alpha"))
+        sessions_cursor = page.json()["next_cursor"]
+        assert sessions_cursor
+        for path in ("/jobs", f"/jobs/{ids['alpha']}/sessions"):
+            resp = http.get(path, params={"cursor": sessions_cursor}, headers=bearer("alpha"))
+            assert resp.status_code in (422, 409), resp.text
+            if resp.status_code == 422:
+                assert named(resp.json(), "cursor")

@@ -53,6 +53,8 @@ key                                type    content                              
                                            mid-wait leaves a token that lapses by itself)       at its score
 ``sz:seq``                         string  counter ordering jobs for listings                   never (one
                                                                                                 integer)
+``sz:secret:cursors``              string  32 random bytes, made by the first API process that   never
+                                           needs them: the secret sealing the API's cursors
 ``sz:stats:scans``                 string  computations started (plans that ran): a shared      never
                                            result adds no scan
 ``sz:stats:jobs``                  hash    jobs submitted, shared, finished by status, and      never
@@ -120,6 +122,16 @@ class JobStore(Lifecycle, Reads):
             retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
         )
         return cls(client, ttl_s)
+
+    def cursor_secret(self) -> bytes:
+        """The secret every API process seals its cursors with: made once (``SET NX``), so each
+        process, and each restart, reads the same one."""
+        import secrets
+
+        from .keys import SECRET_KEY
+
+        self.client.set(SECRET_KEY, secrets.token_bytes(32), nx=True)
+        return bytes(self.client.get(SECRET_KEY) or b"")
 
     def __post_init__(self) -> None:
         self.scripts = Scripts.register(self.client)

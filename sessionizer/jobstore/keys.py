@@ -141,6 +141,7 @@ class WaitSlots(KeyTemplate):
 
 
 SEQ_KEY = "sz:seq"  # string: counter ordering jobs for listings
+SECRET_KEY = "sz:secret:cursors"  # string: random bytes sealing the API's cursors (webapp/cursors.py)
 SCANS_KEY = "sz:stats:scans"  # string: computations started (plans that ran)
 JOB_STATS_KEY = "sz:stats:jobs"  # hash: jobs submitted, shared, finished, durations (sessionizer/jobstats.py)
 WORKERS_KEY = "sz:workers"  # zset: worker name -> epoch ms its heartbeat expires (sessionizer/liveness.py)

@@ -10,6 +10,9 @@ from sessionizer.methods import METHODS as SPECS
 from sessionizer.methods import defaults as declared_defaults
 from sessionizer.status import JobStatus
 
+from flask import request
+
+from ..cursors import BadCursor, unseal
 from ..extensions import settings
 from marshmallow import (
     INCLUDE,
@@ -349,35 +352,30 @@ class ProblemSchema(Schema):
 
 
 # --- cursors, query strings and headers ---------------------------------------------------------
-def encode_cursor(*parts: int) -> str:
-    import base64
+def listing_scope() -> str:
+    """What a ``/jobs`` cursor pages (webapp/cursors.py binds a cursor to it and to the owner)."""
+    return "jobs"
 
-    return base64.urlsafe_b64encode(".".join(map(str, parts)).encode()).decode().rstrip("=")
 
-
-def decode_cursor(value: str, size: int) -> tuple[int, ...]:
-    import base64
-    import binascii
-
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
-        parts = tuple(int(p) for p in raw.split("."))
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError("Not a cursor this API gave.") from exc
-    if len(parts) != size or any(p < 0 for p in parts):
-        raise ValidationError("Not a cursor this API gave.")
-    return parts
+def sessions_scope(job_id: str | None = None) -> str:
+    """What a sessions cursor pages: that one job's sessions."""
+    return f"sessions:{job_id if job_id is not None else (request.view_args or {}).get('job_id', '')}"
 
 
 class Cursor(fields.String):
-    """An opaque position in a listing, as returned in ``next_cursor``."""
+    """An opaque position in a listing, as returned in ``next_cursor``: sealed for the key that
+    asked and the listing it pages (``webapp/cursors.py``)."""
 
-    def __init__(self, size: int, **kwargs: Any) -> None:
+    def __init__(self, size: int, scope: Any, **kwargs: Any) -> None:
         super().__init__(validate=validate.Length(min=1, max=100), **kwargs)
-        self.size = size
+        self.size, self.scope = size, scope
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[int, ...]:
-        return decode_cursor(super()._deserialize(value, attr, data, **kwargs), self.size)
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return unseal(text, self.scope(), self.size)
+        except BadCursor as exc:
+            raise ValidationError("Not a cursor this API gave for this listing.") from exc
 
 
 class JobListQueryArgsSchema(Schema):
@@ -388,7 +386,7 @@ class JobListQueryArgsSchema(Schema):
                            metadata={"description": "Only jobs in this status."})
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
                            metadata={"description": "Jobs per page (1..100, default 20)."})
-    cursor = Cursor(1, metadata={"description": "`next_cursor` of the previous page."})
+    cursor = Cursor(1, listing_scope, metadata={"description": "`next_cursor` of the previous page."})
 
 
 class SessionsQueryArgsSchema(Schema):
@@ -397,7 +395,7 @@ class SessionsQueryArgsSchema(Schema):
 
     limit = fields.Integer(validate=validate.Range(min=1, max=10_000),
                            metadata={"description": "Sessions per page (1..10000); without it, every session."})
-    cursor = Cursor(2, metadata={"description": "`next_cursor` of the previous page."})
+    cursor = Cursor(2, sessions_scope, metadata={"description": "`next_cursor` of the previous page."})
     user = Text(validate=validate.Length(min=1, max=256), metadata={"description": "Only this user's sessions."})
 
 

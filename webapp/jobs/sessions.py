@@ -23,7 +23,8 @@ import orjson
 
 from sessionizer.jobstore import JobStore
 
-from .schemas import SessionSchema, encode_cursor
+from ..cursors import seal
+from .schemas import SessionSchema, sessions_scope
 
 SESSION_FIELDS = tuple(SessionSchema().fields)
 
@@ -47,7 +48,7 @@ class SessionPage:
             if self.user is not None and row.get("user") != self.user:
                 continue
             if self.limit is not None and n == self.limit:
-                self.next_cursor = encode_cursor(u, k)
+                self.next_cursor = seal(sessions_scope(self.job_id), u, k)
                 return
             n += 1
             yield row

@@ -14,6 +14,7 @@ from marshmallow import RAISE
 from sessionizer.status import ACTIVE, JobStatus
 
 from ..auth import identify
+from ..cursors import seal
 from ..extensions import services
 from ..limits import admit
 from . import docs
@@ -29,7 +30,7 @@ from .schemas import (
     SessionsQueryArgsSchema,
     SessionsSchema,
     SubmitHeadersSchema,
-    encode_cursor,
+    listing_scope,
 )
 from .sessions import SessionPage, csv_lines, json_document, json_rows_document, ndjson_lines
 from .submit import JobSubmitter, SubmitRefused
@@ -57,7 +58,7 @@ class Jobs(MethodView):
         page = store.list_jobs(g.owner, limit=args["limit"], status=args.get("status"),
                                before_seq=cursor[0] if cursor else None)
         store.forget_listed(g.owner, page.gone)
-        next_cursor = encode_cursor(page.next_seq) if page.next_seq else None
+        next_cursor = seal(listing_scope(), page.next_seq) if page.next_seq else None
         return json_response({"jobs": [job_body(j) for j in page.jobs], "next_cursor": next_cursor})
 
     @require_json
