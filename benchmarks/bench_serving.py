@@ -42,10 +42,10 @@ def hold(port: int, job_id: str, held: int) -> list[socket.socket]:
     socks = []
     for _ in range(held):
         s = socket.create_connection((HOST, port), timeout=10)
-        s.sendall(f"GET /jobs/{job_id} HTTP/1.1\r\nHost: b\r\nPrefer: wait=60\r\n\r\n".encode())
+        s.sendall(f"GET /jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=60\r\n\r\n".encode())
         socks.append(s)
         s = socket.create_connection((HOST, port), timeout=10)
-        s.sendall(b"POST /jobs HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 1000\r\n\r\n" + b'{"users": ')
         socks.append(s)
     return socks

@@ -91,6 +91,7 @@ class AuthSettings:
     failures_per_s: float  # wrong keys forgiven per second per client address
     failures_burst: int  # wrong keys a client address may send at once
     trusted_proxy_hops: int  # proxies whose X-Forwarded-For gives the client address
+    allowed_hosts: str = ""  # Host names the API answers (webapp/hosts.py); empty: loopback and HOST
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "AUTH_FAILURES_PER_S": ("auth", "failures_per_s", float),
     "AUTH_FAILURES_BURST": ("auth", "failures_burst", int),
     "TRUSTED_PROXY_HOPS": ("auth", "trusted_proxy_hops", int),
+    "ALLOWED_HOSTS": ("auth", "allowed_hosts", str),
     "RATE_LIMIT_PER_S": ("limits", "rate_per_s", float),
     "RATE_LIMIT_BURST": ("limits", "rate_burst", int),
     "MAX_ACTIVE_JOBS": ("limits", "max_active_jobs", int),

@@ -42,8 +42,8 @@ class LiveServer:
         self.redis.start()
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
-        env.update(REDIS_URL=self.redis.url, AUTH_REQUIRED="true", PYTHONUNBUFFERED="1",
-                   API_KEYS=",".join(f"{n}:{digest(k)}" for n, k in KEYS.items()), **self.extra_env)
+        env.update({"REDIS_URL": self.redis.url, "AUTH_REQUIRED": "true", "PYTHONUNBUFFERED": "1",  # env may override
+                    "API_KEYS": ",".join(f"{n}:{digest(k)}" for n, k in KEYS.items()), **self.extra_env})
         with open(self.log, "ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(api_command("127.0.0.1", self.port, self.workers), cwd=ROOT, env=env,
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -164,17 +164,17 @@ PROBES: list[Probe] = [
 
 # Sent as raw bytes: what HTTP clients would refuse to send (the server's own answers).
 RAW_PROBES: list[tuple[str, bytes, int]] = [
-    ("request line over 4094 bytes", b"GET /jobs?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
-    ("150 header fields", b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
-    ("a header field over 8190 bytes", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n", 431),
-    ("a control character in Authorization", b"GET /jobs HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret-\x01key\r\n\r\n", 400),
-    ("DEL in a header name", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad\x7f: secret\r\n\r\n", 400),
-    ("NUL in the path", b"GET /\x00healthz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    ("request line over 4094 bytes", b"GET /jobs?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
+    ("150 header fields", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
+    ("a header field over 8190 bytes", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n", 431),
+    ("a control character in Authorization", b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer secret-\x01key\r\n\r\n", 400),
+    ("DEL in a header name", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad\x7f: secret\r\n\r\n", 400),
+    ("NUL in the path", b"GET /\x00healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
     ("not HTTP", b"BREW /healthz HTCPCP/1.0\r\n\r\n", 400),
-    ("Content-Length not a number", b"POST /jobs HTTP/1.1\r\nHost: t\r\nContent-Length: ten\r\n\r\n", 400),
-    ("Content-Length and chunked", b"POST /jobs HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("Authorization: Bearer without a token", b"GET /jobs HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \r\n\r\n", 401),
-    ("Transfer-Encoding gzip", b"POST /jobs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ("Content-Length not a number", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ten\r\n\r\n", 400),
+    ("Content-Length and chunked", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("Authorization: Bearer without a token", b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \r\n\r\n", 401),
+    ("Transfer-Encoding gzip", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
 ]
 
 
@@ -445,3 +445,48 @@ def test_a_listing_cursor_is_sealed_for_its_key_and_tells_no_counter(server: Liv
             assert resp.status_code in (422, 409), resp.text
             if resp.status_code == 422:
                 assert named(resp.json(), "cursor")
+
+
+def test_only_our_host_names_are_answered_and_nothing_redirects_to_another(server: LiveServer, ids: dict[str, str]) -> None:
+    port = server.port
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST"):
+            assert http.get("/jobs", headers={**bearer("alpha"), "Host": host}).status_code == 200, host
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil.example"):
+            resp = http.get("/jobs", headers={**bearer("alpha"), "Host": host})
+            assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM, host
+            assert resp.headers["x-request-id"] and "Location" not in resp.headers
+        # the path that used to answer 308 to the Host it was sent, before authentication
+        for host, status in (("evil.example", 400), (f"127.0.0.1:{port}", 404)):
+            for key in (None, "alpha"):
+                resp = http.get(f"/jobs//{ids['alpha']}", headers={"Host": host, **(bearer(key) if key else {})})
+                assert resp.status_code == status, (host, key, resp.text)  # no such route: 404 with or without a key
+                assert "Location" not in resp.headers and resp.headers["content-type"] == PROBLEM
+        # probes and Prometheus reach the API by address
+        assert http.get("/healthz", headers={"Host": "10.1.2.3:8000"}).status_code == 200
+
+
+def test_the_keyless_stack_answers_only_its_own_names(tmp_path) -> None:  # noqa: ANN001
+    """Without keys (make up, make demo) a page on another site reaching the API by DNS rebinding
+    can neither read, submit nor delete; ALLOWED_HOSTS names the hosts when the API has another."""
+    live = LiveServer(tmp_path, workers=1, AUTH_REQUIRED="false", API_KEYS="").start()
+    try:
+        with httpx.Client(base_url=live.base, timeout=30) as http:
+            job = http.post("/jobs", json=FUTURE)
+            assert job.status_code == 202, job.text
+            job_id = job.json()["id"]
+            rebound = {"Host": f"attacker.example:{live.port}"}
+            for method, path, body in (("GET", "/jobs", None), ("POST", "/jobs", FUTURE), ("GET", f"/jobs/{job_id}", None),
+                                       ("DELETE", f"/jobs/{job_id}", None), ("GET", "/", None), ("GET", "/docs", None)):
+                resp = http.request(method, path, json=body, headers=rebound)
+                assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM, (method, path)
+            assert http.get(f"/jobs/{job_id}").json()["status"] == "queued"  # still there
+    finally:
+        live.stop()
+    live = LiveServer(tmp_path / "named", workers=1, ALLOWED_HOSTS="sessionizer.test").start()
+    try:
+        with httpx.Client(base_url=live.base, timeout=30) as http:
+            assert http.get("/jobs", headers={**bearer("alpha"), "Host": "sessionizer.test"}).status_code == 200
+            assert http.get("/jobs", headers=bearer("alpha")).status_code == 400  # 127.0.0.1 is not named
+    finally:
+        live.stop()

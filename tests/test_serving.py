@@ -44,7 +44,7 @@ def submit(http: httpx.Client, key: str = "alpha", tag: str = "") -> str:
 def slow_body(server: LiveServer) -> socket.socket:
     """Headers announcing 1000 bytes of body, then 10 of them, and nothing more."""
     sock = server.connect()
-    sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  + f"Authorization: Bearer {KEYS['alpha']}\r\n".encode()
                  + b"Content-Length: 1000\r\n\r\n" + b'{"users": ')
     return sock
@@ -52,7 +52,7 @@ def slow_body(server: LiveServer) -> socket.socket:
 
 def waiting(server: LiveServer, job_id: str, key: str = "alpha") -> socket.socket:
     sock = server.connect()
-    sock.sendall(f"GET /jobs/{job_id} HTTP/1.1\r\nHost: t\r\nPrefer: wait=60\r\n"
+    sock.sendall(f"GET /jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=60\r\n"
                  f"Authorization: Bearer {KEYS[key]}\r\n\r\n".encode())
     return sock
 
@@ -119,7 +119,7 @@ def chunked(body: bytes, size: int = 65536) -> bytes:
 
 
 def post_chunked(server: LiveServer, payload: bytes) -> tuple[int, dict[str, str], bytes]:
-    head = (b"POST /jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    head = (b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
             + f"Authorization: Bearer {KEYS['alpha']}\r\n\r\n".encode())
     return parse_answer(server.raw(head + payload))
 

@@ -13,6 +13,7 @@ from flask import Flask
 from sessionizer.settings import ENVIRONMENT, MAX_BODY_BYTES, Settings, load_settings
 
 from .bodylimit import register_body_limit
+from .hosts import register_allowed_hosts
 from .jobids import register_job_id_converter
 from .errors import register_error_handlers
 from .extensions import api, init_services
@@ -51,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         },
     )
     app.config.update(test_config)
+    register_allowed_hosts(app, settings)  # first: nothing is done for a host not ours
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
