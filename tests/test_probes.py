@@ -490,3 +490,21 @@ def test_the_keyless_stack_answers_only_its_own_names(tmp_path) -> None:  # noqa
             assert http.get("/jobs", headers=bearer("alpha")).status_code == 400  # 127.0.0.1 is not named
     finally:
         live.stop()
+
+
+def test_every_405_says_allow_and_docs_cannot_be_framed(server: LiveServer, ids: dict[str, str]) -> None:
+    wrong = [("PUT", "/jobs", {"GET", "POST"}), ("PATCH", "/jobs/{alpha}", {"GET", "DELETE"}),
+             ("DELETE", "/jobs/{alpha}/cancel", {"POST"}), ("POST", "/jobs/{done}/sessions", {"GET"}),
+             ("POST", "/healthz", {"GET"}), ("PUT", "/readyz", {"GET"}), ("DELETE", "/", {"GET"}),
+             ("POST", "/docs", {"GET"}), ("PUT", "/openapi.json", {"GET"}), ("POST", "/metrics", {"GET"})]
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        for method, path, allowed in wrong:
+            resp = http.request(method, path.format(**ids), headers=bearer("alpha"))
+            assert resp.status_code == 405 and resp.headers["content-type"] == PROBLEM, (method, path)
+            assert allowed <= {m.strip() for m in resp.headers["Allow"].split(",")}, (method, path, resp.headers)
+            assert method not in resp.headers["Allow"]
+        for path in ("/docs", "/", "/openapi.json", "/jobs"):
+            resp = http.get(path, headers=bearer("alpha"))
+            assert resp.status_code == 200
+            assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"], path
+            assert resp.headers["X-Frame-Options"] == "DENY", path

@@ -81,7 +81,7 @@ def register_blueprints(app: Flask) -> None:
     from .health import blp as health_blp
     from .jobs.views import blp as jobs_blp
     from .page import bp as page
-    from .page import document_method_params
+    from .page import document_method_params, register_framing_policy
     from .swagger import bp as swagger_assets
 
     api.register_blueprint(jobs_blp)
@@ -91,3 +91,4 @@ def register_blueprints(app: Flask) -> None:
     api.spec.components.schemas.pop("PaginationMetadata", None)
     app.register_blueprint(swagger_assets)
     app.register_blueprint(page)
+    register_framing_policy(app)

@@ -64,6 +64,9 @@ class ProblemApi(Api):
         response = problem(error.code or 500, error.name, detail, **extra)
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
+        valid = getattr(error, "valid_methods", None)
+        if error.code == 405 and valid:  # RFC 9110: a 405 says which methods the resource has
+            response.headers["Allow"] = ", ".join(valid)
         return response
 
 

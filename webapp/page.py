@@ -42,6 +42,18 @@ def index() -> Response:
     })
 
 
+def register_framing_policy(app: Flask) -> None:
+    """No answer of this app may be framed by another site: ``/docs``, where a key is typed, as
+    the page (whose own CSP says ``frame-ancestors 'none'`` among the rest). Swagger UI's page
+    keeps its inline script, so only the framing directive is added where no policy is set."""
+
+    @app.after_request
+    def framing(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
 @bp.after_request
 def static_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
