@@ -508,3 +508,104 @@ def test_every_405_says_allow_and_docs_cannot_be_framed(server: LiveServer, ids:
             assert resp.status_code == 200
             assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"], path
             assert resp.headers["X-Frame-Options"] == "DENY", path
+
+
+class CuttingProxy:
+    """A loopback TCP proxy to the server that cuts its first connection 40 bytes into the first
+    answer's body (a stream dropped mid-page); later connections pass whole."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port, self.connections = target_port, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            cut = self.connections == 1
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, cut), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, cut: bool) -> None:  # noqa: ANN001
+        seen = b""
+        try:
+            while data := src.recv(65536):
+                if cut:
+                    seen += data
+                    head_end = seen.find(b"\r\n\r\n")
+                    if head_end >= 0 and len(seen) >= head_end + 4 + 40:
+                        dst.sendall(seen[:head_end + 4 + 40])
+                        break
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(2)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_every_format_pages_with_link_and_the_client_follows_and_resumes(server: LiveServer, ids: dict[str, str],
+                                                                        tmp_path) -> None:  # noqa: ANN001
+    from sessionizer_client import Client, Job, RetryPolicy
+    from sessionizer_client.cli import write_sessions
+
+    path = f"/jobs/{ids['done']}/sessions"
+    with httpx.Client(base_url=server.base, timeout=30, headers=bearer("alpha")) as http:
+        whole = [json.loads(line) for line in http.get(path, headers={"Accept": "application/x-ndjson"}).text.splitlines()]
+        whole_csv = http.get(path, headers={"Accept": "text/csv"}).text
+        assert len(whole) == 4
+        for accept in ("application/x-ndjson", "text/csv", "application/json"):
+            url, pages = f"{path}?limit=1", []
+            while url:
+                resp = http.get(url, headers={"Accept": accept})
+                assert resp.status_code == 200 and resp.headers["content-type"].startswith(accept)
+                pages.append(resp.text)
+                url = resp.links.get("next", {}).get("url")
+                assert url is None or (url.startswith(path + "?") and "limit=1" in url)  # relative, same query
+            assert len(pages) == 4, (accept, pages)
+            if accept == "text/csv":
+                header = whole_csv.splitlines()[0]
+                assert all(p.splitlines()[0] == header for p in pages)
+                assert [p.splitlines()[1] for p in pages] == whole_csv.splitlines()[1:]
+            elif accept == "application/x-ndjson":
+                assert [json.loads(p) for p in pages] == whole
+        listing = http.get("/jobs", params={"limit": 1})
+        assert listing.links["next"]["url"].startswith("/jobs?") and "cursor=" in listing.links["next"]["url"]
+
+    # the client follows the pages (two sessions a page here), and a page cut mid-body is asked again
+    proxy = CuttingProxy(server.port)
+    client = Client(f"http://127.0.0.1:{proxy.port}", api_key=KEYS["alpha"], retry=RetryPolicy(backoff_s=0.01))
+    try:
+        with Client(server.base, api_key=KEYS["alpha"]) as direct:
+            job = Job(client, direct.job(ids["done"]).data)  # the proxy's first request: a page of sessions
+        job.page_size = 2
+        rows = list(job._rows())
+        assert rows == whole and proxy.connections == 2  # the first connection was cut, its page asked again
+        assert [s.user for s in job.sessions()] == [r["user"] for r in whole]
+        # and the command line's writer, page after page: the service's CSV exactly
+        job.page_size = 1
+        write_sessions(job, "csv", str(tmp_path / "s.csv"))
+        assert (tmp_path / "s.csv").read_text() == whole_csv
+    finally:
+        client.close()
+        proxy.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -156,19 +155,40 @@ class AsyncJob(JobState):
         check_outcome(self)
         return self
 
-    @contextlib.asynccontextmanager
-    async def _stream(self, accept: str, user: str | None) -> AsyncIterator[httpx.Response]:
-        params = {"user": user} if user else None
-        response = await self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
-                                            params=params, stream=True)
-        try:
-            yield response
-        finally:
-            await response.aclose()
+    #: as ``Job.page_size``
+    page_size = 10_000
+
+    async def _pages(self, accept: str, user: str | None) -> AsyncIterator[bytes]:
+        """As ``Job._pages``: the pages, following ``Link: rel="next"``, a dropped one asked again."""
+        url: str | None = f"/jobs/{self.id}/sessions"
+        params: dict[str, Any] | None = {"limit": self.page_size, **({"user": user} if user else {})}
+        attempt = 0
+        while url:
+            response = await self._client._send("GET", url, headers={"Accept": accept}, params=params, stream=True)
+            try:
+                body = await response.aread()
+            except httpx.TransportError as exc:  # the stream dropped mid-page
+                delay = self._client.retry.after_error(attempt, response.request, exc)
+                if delay is None:
+                    raise ConnectionFailed(f"GET {response.request.url.path}: {type(exc).__name__}: {exc}") from exc
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            finally:
+                await response.aclose()
+            attempt = 0
+            yield body
+            url, params = response.links.get("next", {}).get("url"), None
+
+    async def _iter_bytes(self, accept: str, user: str | None = None) -> AsyncIterator[bytes]:
+        n = 0
+        async for body in self._pages(accept, user):
+            yield body if n == 0 or accept != CSV else body.partition(b"\n")[2]
+            n += 1
 
     async def _rows(self, user: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        async with self._stream(NDJSON, user) as response:
-            async for line in response.aiter_lines():
+        async for body in self._pages(NDJSON, user):
+            for line in body.splitlines():
                 if line:
                     yield json.loads(line)
 
@@ -197,9 +217,8 @@ class AsyncJob(JobState):
 
     async def to_csv(self, path: str | Path, user: str | None = None) -> Path:
         with atomic_file(path) as fh:
-            async with self._stream(CSV, user) as response:
-                async for chunk in response.aiter_bytes():
-                    fh.write(chunk)
+            async for chunk in self._iter_bytes(CSV, user):
+                fh.write(chunk)
         return Path(path)
 
     async def cancel(self) -> "AsyncJob":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
@@ -163,28 +162,48 @@ class Job(JobState):
         check_outcome(self)
         return self
 
-    @contextlib.contextmanager
-    def _stream(self, accept: str, user: str | None) -> Iterator[httpx.Response]:
-        params = {"user": user} if user else None
-        response = self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
-                                      params=params, stream=True)
-        try:
-            yield response
-        finally:
-            response.close()
+    #: sessions asked per request (the service's largest page); each page is read whole, so a
+    #: dropped answer is asked again from its cursor, and memory holds one page at most
+    page_size = 10_000
+
+    def _pages(self, accept: str, user: str | None) -> Iterator[bytes]:
+        """The sessions' pages in ``accept`` (NDJSON or CSV), following ``Link: rel="next"``. A page
+        whose answer breaks off is asked again (its URL holds its cursor), under the client's
+        ``RetryPolicy``; the pages already given are not asked again."""
+        url: str | None = f"/jobs/{self.id}/sessions"
+        params: dict[str, Any] | None = {"limit": self.page_size, **({"user": user} if user else {})}
+        attempt = 0
+        while url:
+            response = self._client._send("GET", url, headers={"Accept": accept}, params=params, stream=True)
+            try:
+                body = response.read()
+            except httpx.TransportError as exc:  # the stream dropped mid-page
+                delay = self._client.retry.after_error(attempt, response.request, exc)
+                if delay is None:
+                    raise ConnectionFailed(f"GET {response.request.url.path}: {type(exc).__name__}: {exc}") from exc
+                time.sleep(delay)
+                attempt += 1
+                continue
+            finally:
+                response.close()
+            attempt = 0
+            yield body
+            url, params = response.links.get("next", {}).get("url"), None
 
     def _iter_bytes(self, accept: str, user: str | None = None) -> Iterator[bytes]:
-        with self._stream(accept, user) as response:
-            yield from response.iter_bytes()
+        """The sessions in ``accept``, every page; CSV keeps the header row of the first page only."""
+        for n, body in enumerate(self._pages(accept, user)):
+            yield body if n == 0 or accept != CSV else body.partition(b"\n")[2]
 
     def _rows(self, user: str | None = None) -> Iterator[dict[str, Any]]:
-        with self._stream(NDJSON, user) as response:
-            for line in response.iter_lines():
+        for body in self._pages(NDJSON, user):
+            for line in body.splitlines():
                 if line:
                     yield json.loads(line)
 
     def sessions(self, user: str | None = None) -> Iterator[Session]:
-        """The sessions, streamed (NDJSON): memory stays flat however many there are."""
+        """The sessions, page after page (NDJSON): memory holds one page however many there are, and
+        a dropped answer is resumed from its page's cursor instead of raising."""
         for row in self._rows(user):
             yield Session.from_json(row)
 
@@ -211,7 +230,7 @@ class Job(JobState):
         return Path(path)
 
     def to_csv(self, path: str | Path, user: str | None = None) -> Path:
-        """The service's CSV (a header row, then one session a row), streamed to a file."""
+        """The service's CSV (a header row, then one session a row), page after page to a file."""
         with atomic_file(path) as fh:
             for chunk in self._iter_bytes(CSV, user):
                 fh.write(chunk)

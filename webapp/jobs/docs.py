@@ -11,7 +11,7 @@ from ..errors import PROBLEM
 from .schemas import ProblemSchema
 
 RETRY_AFTER = {"description": "Seconds to wait before polling again", "schema": {"type": "integer"}}
-LINK = {"description": "`</jobs/...?cursor=...>; rel=\"next\"` when a `limit` left sessions for a next page",
+LINK = {"description": "`</jobs...?cursor=...>; rel=\"next\"` (RFC 8288) when there is a next page, in every format",
         "schema": {"type": "string"}}
 PREFERENCE_APPLIED = {"description": "`wait=N` when `Prefer: wait=N` was honoured", "schema": {"type": "string"}}
 _PROBLEMS = {

@@ -50,7 +50,7 @@ def guard() -> None:
 @blp.route("")
 class Jobs(MethodView):
     @blp.arguments(JobListQueryArgsSchema, location="query", unknown=RAISE)
-    @blp.response(200, JobListSchema)
+    @blp.response(200, JobListSchema, headers={"Link": docs.LINK})
     @problems(401, 422, 429)
     def get(self, args: dict[str, Any]) -> Any:
         """List the caller's jobs, newest first (cursor-paged)"""
@@ -59,7 +59,8 @@ class Jobs(MethodView):
                                before_seq=cursor[0] if cursor else None)
         store.forget_listed(g.owner, page.gone)
         next_cursor = seal(listing_scope(), page.next_seq) if page.next_seq else None
-        return json_response({"jobs": [job_body(j) for j in page.jobs], "next_cursor": next_cursor})
+        return json_response({"jobs": [job_body(j) for j in page.jobs], "next_cursor": next_cursor}, 200,
+                             next_link("/jobs", next_cursor))
 
     @require_json
     @blp.arguments(SubmitHeadersSchema, location="headers")
@@ -147,7 +148,8 @@ class JobSessions(MethodView):
 
         Sorted by (user, start); paged with `limit` and `cursor`, one user with `user`;
         `Accept: application/x-ndjson` or `text/csv` for those formats. Every format is streamed
-        (no `Content-Length`) unless `limit` is given."""
+        (no `Content-Length`) unless `limit` is given; with `limit`, every format gives the next
+        page in `Link: <...>; rel="next"`."""
         job = get_job_or_404(job_id)
         if job["status"] in ACTIVE:
             abort(409, message=f"Job {job_id} is {job['status']}; poll /jobs/{job_id} until it has finished.",
@@ -158,24 +160,34 @@ class JobSessions(MethodView):
                   job_status=job["status"], error=error)
         page = SessionPage(services().store, job_id, args.get("cursor"), args.get("limit"), args.get("user"))
         fmt = request.accept_mimetypes.best_match(["application/json", NDJSON, CSV], default="application/json")
-        # every format streams (sessions.py); only a page (`limit`) is built whole: its next
-        # cursor goes in a header
-        if fmt == NDJSON:
-            return Response(stream_with_context(ndjson_lines(page.rows())), mimetype=NDJSON)
-        if fmt == CSV:
-            return Response(stream_with_context(csv_lines(page.rows())), mimetype=CSV)
         stats = job["stats"] or {}
-        if page.limit is None:
+        if page.limit is None:  # everything, streamed in every format
+            if fmt == NDJSON:
+                return Response(stream_with_context(ndjson_lines(page.rows())), mimetype=NDJSON)
+            if fmt == CSV:
+                return Response(stream_with_context(csv_lines(page.rows())), mimetype=CSV)
             if page.user is None and page.cursor is None:
                 body = json_document(job_id, stats, services().store.iter_unit_arrays(job_id))
             else:
                 body = json_rows_document(job_id, stats, page.rows())
             return Response(stream_with_context(body), mimetype="application/json")
+        # a page (`limit`, at most 10,000 rows) is built whole, in every format: its next cursor
+        # goes in the Link header (and in the JSON body)
         sessions = list(page.rows())
-        headers = {}
-        if page.next_cursor:
-            query = {k: v for k, v in request.args.items() if k != "cursor"}
-            query["cursor"] = page.next_cursor
-            headers["Link"] = f'</jobs/{job_id}/sessions?{urlencode(query)}>; rel="next"'
+        headers = next_link(f"/jobs/{job_id}/sessions", page.next_cursor)
+        if fmt == NDJSON:
+            return Response(b"".join(ndjson_lines(iter(sessions))), mimetype=NDJSON, headers=headers)
+        if fmt == CSV:
+            return Response("".join(csv_lines(iter(sessions))), mimetype=CSV, headers=headers)
         body = {"job_id": job_id, "sessions": sessions, "stats": stats, "next_cursor": page.next_cursor}
         return json_response(body, 200, headers)
+
+
+def next_link(path: str, cursor: str | None) -> dict[str, str]:
+    """``Link: <path?...&cursor=...>; rel="next"`` (RFC 8288), the request's query with the next
+    cursor, relative (never built from the request's host); none on the last page."""
+    if not cursor:
+        return {}
+    query = {k: v for k, v in request.args.items() if k != "cursor"}
+    query["cursor"] = cursor
+    return {"Link": f'<{path}?{urlencode(query)}>; rel="next"'}
