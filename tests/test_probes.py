@@ -133,7 +133,14 @@ PROBES: list[Probe] = [
     # --- query strings: unknown parameters are refused; keys only in Authorization ------------
     Probe("list with unknown parameter", "GET", "/jobs?format=csv", 422, "format"),
     Probe("key in the query string", "GET", f"/jobs?api_key={KEYS['alpha']}", 422, "api_key"),
-    Probe("key only in the query string", "GET", f"/jobs?api_key={KEYS['alpha']}", 401, None, key=None),
+    # refused whatever the headers say: with a valid key, without one, on every path and method
+    Probe("key only in the query string", "GET", f"/jobs?api_key={KEYS['alpha']}", 422, "api_key", key=None),
+    Probe("key in the query string of a submit", "POST", f"/jobs?api_key={KEYS['alpha']}", 422, "api_key", FUTURE),
+    Probe("key in the query string of a poll", "GET", f"/jobs/{{alpha}}?api_key={KEYS['alpha']}", 422, "api_key"),
+    Probe("access_token in the query string", "GET", f"/jobs?access_token={KEYS['alpha']}", 422, "access_token"),
+    Probe("key in the query string of healthz", "GET", f"/healthz?api_key={KEYS['alpha']}", 422, "api_key", key=None),
+    Probe("key in the query string of the page", "GET", f"/?API_KEY={KEYS['alpha']}", 422, "API_KEY", key=None),
+    Probe("submit with an unknown parameter", "POST", "/jobs?format=csv", 422, "format", FUTURE),
     Probe("key in X-API-Key", "GET", "/jobs", 401, None, key=None, headers={"X-API-Key": KEYS["alpha"]}),
     Probe("poll with unknown parameter", "GET", "/jobs/{alpha}?verbose=1", 422, "verbose"),
     Probe("delete with unknown parameter", "DELETE", "/jobs/{beta}?force=1", 422, "force", key="beta"),

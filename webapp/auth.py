@@ -70,6 +70,20 @@ def identify() -> tuple[str | None, str]:
     return (found, "") if found else (None, "Unknown API key.")
 
 
+# query parameters a client may put a key in: refused on every path, whatever the headers say
+KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "access_token", "token"})
+
+
+def refuse_key_in_query() -> None:
+    """422 naming the parameter for a key sent in the URL (``?api_key=``), on every path, before
+    anything else is judged: a URL ends up in logs, histories and referers, so a key there is
+    refused even beside a valid ``Authorization`` header."""
+    sent = sorted(name for name in request.args if name.lower() in KEY_PARAMETERS)
+    if sent:
+        abort(422, messages={"query": {name: ["API keys are accepted only in the `Authorization: Bearer` header, "
+                                              "never in a URL."] for name in sent}})
+
+
 def deny(why: str) -> NoReturn:
     abort(401, message=why, headers=CHALLENGE)
     raise AssertionError("abort returned")  # pragma: no cover

@@ -22,6 +22,8 @@ from werkzeug.exceptions import BadRequest
 
 from sessionizer.settings import Settings
 
+from .auth import refuse_key_in_query
+
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 ANY_HOST = {"/healthz", "/readyz", "/metrics"}
 WILDCARD_BINDS = {"", "0.0.0.0", "::", "[::]"}
@@ -64,3 +66,5 @@ def register_allowed_hosts(app: Flask, settings: Settings) -> None:
             return
         if not host_allowed(request.environ.get("HTTP_HOST") or request.environ.get("SERVER_NAME", ""), allowed):
             raise BadRequest("This server does not answer for the host named in the request (ALLOWED_HOSTS).")
+
+    app.before_request(refuse_key_in_query)  # next: a key in a URL is refused whatever the headers say

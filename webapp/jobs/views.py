@@ -73,6 +73,7 @@ class Jobs(MethodView):
                                 "schema": {"type": "string"}},
     })
     @problems(400, 401, 409, 413, 415, 422, 429, 503)
+    @no_query
     def post(self, headers: dict[str, Any], job_request: dict[str, Any]) -> Any:
         """Submit a sessionization job"""
         svc = services()
