@@ -616,3 +616,18 @@ def test_every_format_pages_with_link_and_the_client_follows_and_resumes(server:
     finally:
         client.close()
         proxy.close()
+
+
+def test_cancel_of_a_finished_job_is_a_409_and_a_204_has_no_body_type(server: LiveServer, ids: dict[str, str]) -> None:
+    with httpx.Client(base_url=server.base, timeout=30, headers=bearer("alpha")) as http:
+        resp = http.post(f"/jobs/{ids['done']}/cancel")
+        assert resp.status_code == 409 and resp.headers["content-type"] == PROBLEM
+        assert resp.json()["job_status"] == "succeeded" and "succeeded" in resp.json()["detail"]
+        assert http.get(f"/jobs/{ids['done']}").json()["status"] == "succeeded"
+        job_id = http.post("/jobs", json={**FUTURE, "users": ["to-cancel"]}).json()["id"]
+        first, again = http.post(f"/jobs/{job_id}/cancel"), http.post(f"/jobs/{job_id}/cancel")
+        assert (first.status_code, again.status_code) == (202, 202)  # a retried cancel is not an error
+        assert first.json()["status"] == again.json()["status"] == "cancelled"
+        gone = http.delete(f"/jobs/{job_id}")
+        assert gone.status_code == 204 and gone.content == b""
+        assert "content-type" not in gone.headers and gone.headers["x-request-id"]

@@ -119,19 +119,32 @@ class JobsById(MethodView):
         store = services().store
         store.cancel(job_id, "deleted by the client")
         store.delete(job_id)
-        return Response(status=204)
+        answer = Response(status=204)
+        del answer.headers["Content-Type"]  # no body, so no body type (Flask would say text/html)
+        return answer
 
 
 @blp.route("/<job_id:job_id>/cancel")
 class JobCancel(MethodView):
     @blp.response(202, JobSchema)
-    @problems(401, 404, 422, 429)
+    @problems(401, 404, 409, 422, 429)
     @no_query
     def post(self, job_id: str) -> Any:
-        """Cancel a job: queued units are skipped, running ones stop at their next page"""
-        get_job_or_404(job_id)
-        services().store.cancel(job_id)  # a finished job stays as it is; a shared computation goes on for the others
-        return json_response(job_body(get_job_or_404(job_id)), 202)
+        """Cancel a job: queued units are skipped, running ones stop at their next page
+
+        A job that has already succeeded or failed cannot be cancelled (409, naming its status);
+        cancelling a cancelled job again changes nothing and answers as the first time."""
+        refuse_finished(get_job_or_404(job_id))
+        services().store.cancel(job_id)  # a shared computation goes on for the others
+        job = get_job_or_404(job_id)
+        refuse_finished(job)  # it finished in the meantime: nothing was cancelled
+        return json_response(job_body(job), 202)
+
+
+def refuse_finished(job: dict[str, Any]) -> None:
+    if job["status"] in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        abort(409, message=f"Job {job['id']} has already {job['status']}: there is nothing to cancel.",
+              job_status=job["status"])
 
 
 @blp.route("/<job_id:job_id>/sessions")
