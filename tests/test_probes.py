@@ -631,3 +631,50 @@ def test_cancel_of_a_finished_job_is_a_409_and_a_204_has_no_body_type(server: Li
         gone = http.delete(f"/jobs/{job_id}")
         assert gone.status_code == 204 and gone.content == b""
         assert "content-type" not in gone.headers and gone.headers["x-request-id"]
+
+
+def test_the_local_stack_keeps_its_passwords_and_redis_and_flower_require_them(tmp_path) -> None:  # noqa: ANN001
+    import base64
+    import os
+    import stat
+    import subprocess
+
+    import psutil
+
+    from worker.devstack import ROOT, RedisServer, flower_command, free_port, local_secrets, redacted, wait_http
+
+    # made once, mode 0600, the same at the next start
+    path, made = local_secrets(tmp_path / "var")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert made["REDIS_PASSWORD"] and made["FLOWER_BASIC_AUTH"].startswith("admin:")
+    assert local_secrets(tmp_path / "var") == (path, made)
+    with RedisServer(tmp_path / "redis", password=made["REDIS_PASSWORD"]) as own:
+        # no password, no data; the password is on no command line another local user can read
+        with pytest.raises(redis.AuthenticationError), redis.Redis(port=own.port) as anonymous:
+            anonymous.ping()
+        with redis.Redis.from_url(own.url) as client:
+            assert client.ping()
+        assert made["REDIS_PASSWORD"] not in " ".join(psutil.Process(own.proc.pid).cmdline())
+        assert made["REDIS_PASSWORD"] not in redacted(own.url)
+        env = {**os.environ, "REDIS_URL": own.url, "PYTHONUNBUFFERED": "1"}
+        port = free_port()
+        refused = subprocess.run(flower_command("127.0.0.1", port), cwd=ROOT, env={**env, "FLOWER_BASIC_AUTH": ""},
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "login" in refused.stderr  # Flower never runs open
+        with open(tmp_path / "flower.log", "wb") as log:
+            flower = subprocess.Popen(flower_command("127.0.0.1", port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      env={**env, "FLOWER_BASIC_AUTH": made["FLOWER_BASIC_AUTH"]})
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=60)
+            login = {"Authorization": "Basic " + base64.b64encode(made["FLOWER_BASIC_AUTH"].encode()).decode()}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                assert http.get("/api/workers").status_code == 401
+                assert http.get("/api/workers", headers=login).status_code == 200
+                assert http.get("/api/workers", headers={**login, "Host": f"localhost:{port}"}).status_code == 200
+                for host in ("rebound.example", f"rebound.example:{port}"):  # DNS rebinding
+                    assert http.get("/api/workers", headers={**login, "Host": host}).status_code == 400
+                    assert http.get("/", headers={"Host": host}).status_code == 400
+            assert made["FLOWER_BASIC_AUTH"] not in " ".join(psutil.Process(flower.pid).cmdline())
+        finally:
+            flower.terminate()
+            flower.wait(30)

