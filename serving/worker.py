@@ -18,6 +18,7 @@ the answer instead of being drained for the next request.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from gunicorn.http.body import Body, ChunkedReader, LengthReader
@@ -43,8 +44,10 @@ def problem_response(status: int, reason: str) -> bytes:
         "type": "about:blank", "title": reason, "status": status,
         "detail": DETAILS.get(status, "The server could not handle this request."),
     }).encode()
+    # a request id of its own, as every answer has one (the request was not read far enough to
+    # take the client's)
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {PROBLEM}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+            f"X-Request-ID: {uuid.uuid4().hex}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
 

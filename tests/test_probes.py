@@ -228,6 +228,9 @@ def named(problem: dict[str, Any], fieldname: str) -> bool:
 def test_probe(server: LiveServer, ids: dict[str, str], probe: Probe) -> None:
     resp = send(server, probe, ids)
     assert resp.status_code == probe.status, resp.text[:500]
+    assert resp.headers["x-request-id"]
+    if resp.status_code == 405:
+        assert resp.headers["allow"]
     if resp.status_code >= 400:
         assert resp.headers["content-type"] == PROBLEM, resp.headers
         problem = resp.json()
@@ -242,7 +245,7 @@ def test_probe(server: LiveServer, ids: dict[str, str], probe: Probe) -> None:
 def test_raw_probe(server: LiveServer, name: str, raw: bytes, status: int) -> None:
     got, headers, body = parse_answer(server.raw(raw))
     assert got == status
-    assert headers["content-type"] == PROBLEM
+    assert headers["content-type"] == PROBLEM and headers["x-request-id"]
     problem = json.loads(body)
     assert problem["status"] == status and problem["detail"]
     assert b"secret" not in body  # nothing of the offending request is echoed
