@@ -237,7 +237,8 @@ class Job(JobState):
         return Path(path)
 
     def cancel(self) -> "Job":
-        """Ask the service to cancel the job (a finished job stays as it is)."""
+        """Ask the service to cancel the job; one that already succeeded or failed raises
+        ``Conflict`` (``.job_status``), a cancelled one stays cancelled."""
         self.data = self._client._send("POST", f"/jobs/{self.id}/cancel").json()
         return self
 
