@@ -521,14 +521,14 @@ def test_every_405_says_allow_and_docs_cannot_be_framed(server: LiveServer, ids:
 
 
 class CuttingProxy:
-    """A loopback TCP proxy to the server that cuts its first connection 40 bytes into the first
-    answer's body (a stream dropped mid-page); later connections pass whole."""
+    """A loopback TCP proxy to the server that cuts its first ``cuts`` connections 40 bytes into
+    their first answer's body (a stream dropped mid-way); later connections pass whole."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, cuts: int = 1) -> None:
         import socket
         import threading
 
-        self.target_port, self.connections = target_port, 0
+        self.target_port, self.connections, self.cuts = target_port, 0, cuts
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -544,7 +544,7 @@ class CuttingProxy:
                 return
             self.connections += 1
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            cut = self.connections == 1
+            cut = self.connections <= self.cuts
             threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, cut), daemon=True).start()
 
@@ -602,20 +602,30 @@ def test_every_format_pages_with_link_and_the_client_follows_and_resumes(server:
         listing = http.get("/jobs", params={"limit": 1})
         assert listing.links["next"]["url"].startswith("/jobs?") and "cursor=" in listing.links["next"]["url"]
 
-    # the client follows the pages (two sessions a page here), and a page cut mid-body is asked again
+    # the client reads one stream; cut mid-body, it resumes page by page (two sessions a page
+    # here) following Link, without a row lost or repeated; a page cut mid-body is asked again
+    for page_size, cuts in ((2, 1), (1, 2)):
+        proxy = CuttingProxy(server.port, cuts=cuts)
+        client = Client(f"http://127.0.0.1:{proxy.port}", api_key=KEYS["alpha"], retry=RetryPolicy(backoff_s=0.01))
+        try:
+            with Client(server.base, api_key=KEYS["alpha"]) as direct:
+                job = Job(client, direct.job(ids["done"]).data)  # the proxy's first request: the sessions
+            job.page_size = page_size
+            assert list(job._rows()) == whole
+            assert proxy.connections == cuts + 1  # the stream was cut (and the first page too when cuts=2)
+            assert [s.user for s in job.sessions()] == [r["user"] for r in whole]
+        finally:
+            client.close()
+            proxy.close()
+    # and the command line's writer: the service's CSV exactly, resumed through the pages
     proxy = CuttingProxy(server.port)
     client = Client(f"http://127.0.0.1:{proxy.port}", api_key=KEYS["alpha"], retry=RetryPolicy(backoff_s=0.01))
     try:
         with Client(server.base, api_key=KEYS["alpha"]) as direct:
-            job = Job(client, direct.job(ids["done"]).data)  # the proxy's first request: a page of sessions
-        job.page_size = 2
-        rows = list(job._rows())
-        assert rows == whole and proxy.connections == 2  # the first connection was cut, its page asked again
-        assert [s.user for s in job.sessions()] == [r["user"] for r in whole]
-        # and the command line's writer, page after page: the service's CSV exactly
+            job = Job(client, direct.job(ids["done"]).data)
         job.page_size = 1
         write_sessions(job, "csv", str(tmp_path / "s.csv"))
-        assert (tmp_path / "s.csv").read_text() == whole_csv
+        assert (tmp_path / "s.csv").read_text() == whole_csv and proxy.connections == 2
     finally:
         client.close()
         proxy.close()

@@ -162,7 +162,7 @@ class AsyncJob(JobState):
         """As ``Job._pages``: the pages, following ``Link: rel="next"``, a dropped one asked again."""
         url: str | None = f"/jobs/{self.id}/sessions"
         params: dict[str, Any] | None = {"limit": self.page_size, **({"user": user} if user else {})}
-        attempt = 0
+        attempt = first = 0
         while url:
             response = await self._client._send("GET", url, headers={"Accept": accept}, params=params, stream=True)
             try:
@@ -177,20 +177,42 @@ class AsyncJob(JobState):
             finally:
                 await response.aclose()
             attempt = 0
-            yield body
+            yield body if first == 0 or accept != CSV else body.partition(b"\n")[2]
+            first += 1
             url, params = response.links.get("next", {}).get("url"), None
 
     async def _iter_bytes(self, accept: str, user: str | None = None) -> AsyncIterator[bytes]:
-        n = 0
+        """As ``Job._iter_bytes``: one stream, resumed page by page if it breaks off."""
+        given = 0
+        params = {"user": user} if user else None
+        response = await self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
+                                            params=params, stream=True)
+        try:
+            async for chunk in response.aiter_bytes():
+                given += len(chunk)
+                yield chunk
+            return
+        except httpx.TransportError as exc:
+            log.info("job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
+                     self.id, given, type(exc).__name__)
+        finally:
+            await response.aclose()
         async for body in self._pages(accept, user):
-            yield body if n == 0 or accept != CSV else body.partition(b"\n")[2]
-            n += 1
+            if given >= len(body):
+                given -= len(body)
+                continue
+            yield body[given:]
+            given = 0
 
     async def _rows(self, user: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        async for body in self._pages(NDJSON, user):
-            for line in body.splitlines():
+        rest = b""
+        async for chunk in self._iter_bytes(NDJSON, user):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
                 if line:
                     yield json.loads(line)
+        if rest.strip():
+            yield json.loads(rest)
 
     async def sessions(self, user: str | None = None) -> AsyncIterator[Session]:
         async for row in self._rows(user):

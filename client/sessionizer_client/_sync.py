@@ -162,17 +162,17 @@ class Job(JobState):
         check_outcome(self)
         return self
 
-    #: sessions asked per request (the service's largest page); each page is read whole, so a
-    #: dropped answer is asked again from its cursor, and memory holds one page at most
+    #: sessions asked per page when a dropped stream is resumed (the service's largest page)
     page_size = 10_000
 
     def _pages(self, accept: str, user: str | None) -> Iterator[bytes]:
-        """The sessions' pages in ``accept`` (NDJSON or CSV), following ``Link: rel="next"``. A page
-        whose answer breaks off is asked again (its URL holds its cursor), under the client's
-        ``RetryPolicy``; the pages already given are not asked again."""
+        """The sessions' pages in ``accept`` (NDJSON or CSV), following ``Link: rel="next"``; CSV
+        keeps the header row of the first page only, so the pages join into the whole answer. A
+        page whose answer breaks off is asked again (its URL holds its cursor), under the
+        client's ``RetryPolicy``; memory holds one page at a time."""
         url: str | None = f"/jobs/{self.id}/sessions"
         params: dict[str, Any] | None = {"limit": self.page_size, **({"user": user} if user else {})}
-        attempt = 0
+        attempt = first = 0
         while url:
             response = self._client._send("GET", url, headers={"Accept": accept}, params=params, stream=True)
             try:
@@ -187,23 +187,48 @@ class Job(JobState):
             finally:
                 response.close()
             attempt = 0
-            yield body
+            yield body if first == 0 or accept != CSV else body.partition(b"\n")[2]
+            first += 1
             url, params = response.links.get("next", {}).get("url"), None
 
     def _iter_bytes(self, accept: str, user: str | None = None) -> Iterator[bytes]:
-        """The sessions in ``accept``, every page; CSV keeps the header row of the first page only."""
-        for n, body in enumerate(self._pages(accept, user)):
-            yield body if n == 0 or accept != CSV else body.partition(b"\n")[2]
+        """The sessions in ``accept``, as one stream (the fastest: the service writes while this
+        reads); when it breaks off, the rest comes page by page (:meth:`_pages`, from the start,
+        skipping the bytes already given: the pages join into the same bytes)."""
+        given = 0
+        params = {"user": user} if user else None
+        response = self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
+                                      params=params, stream=True)
+        try:
+            for chunk in response.iter_bytes():
+                given += len(chunk)
+                yield chunk
+            return
+        except httpx.TransportError as exc:
+            log.info("job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
+                     self.id, given, type(exc).__name__)
+        finally:
+            response.close()
+        for body in self._pages(accept, user):
+            if given >= len(body):
+                given -= len(body)
+                continue
+            yield body[given:]
+            given = 0
 
     def _rows(self, user: str | None = None) -> Iterator[dict[str, Any]]:
-        for body in self._pages(NDJSON, user):
-            for line in body.splitlines():
+        rest = b""
+        for chunk in self._iter_bytes(NDJSON, user):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
                 if line:
                     yield json.loads(line)
+        if rest.strip():
+            yield json.loads(rest)
 
     def sessions(self, user: str | None = None) -> Iterator[Session]:
-        """The sessions, page after page (NDJSON): memory holds one page however many there are, and
-        a dropped answer is resumed from its page's cursor instead of raising."""
+        """The sessions, streamed (NDJSON): memory stays flat however many there are, and a stream
+        that breaks off is resumed (page by page, following ``Link``) instead of raising."""
         for row in self._rows(user):
             yield Session.from_json(row)
 
@@ -230,7 +255,8 @@ class Job(JobState):
         return Path(path)
 
     def to_csv(self, path: str | Path, user: str | None = None) -> Path:
-        """The service's CSV (a header row, then one session a row), page after page to a file."""
+        """The service's CSV (a header row, then one session a row), streamed to a file (resumed
+        if the stream breaks off)."""
         with atomic_file(path) as fh:
             for chunk in self._iter_bytes(CSV, user):
                 fh.write(chunk)
