@@ -11,13 +11,15 @@ It also bounds request bodies before they reach the application: a chunk whose d
 would take the body over ``MAX_BODY_BYTES`` is refused as soon as its size line is read (an
 error with ``status = 413``, which ``webapp/bodylimit.py`` answers), instead of waiting for bytes
 that would be refused anyway; and a body the application did not read (a route that takes none,
-a request refused before its body was needed) is not waited for: the connection is closed after
-the answer instead of being drained for the next request.
+a request refused before its body was needed) is not waited for: the answer goes first, then
+what is left of the body is read for at most 64 KiB and half a second (:func:`drain`), and the
+connection is closed if it does not end by then.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -91,6 +93,41 @@ class BoundedChunkedReader(ChunkedReader):
         return size, rest
 
 
+DRAIN_MAX_BYTES = 64 * 1024  # what is read of an unread body after the answer, at most...
+DRAIN_S = 0.5  # ...and for at most this long, before the connection is closed instead
+
+
+def drain(req: Any, sock: Any) -> bool:
+    """Read (and drop) what is left of a body the application did not read, within
+    ``DRAIN_MAX_BYTES`` and ``DRAIN_S``; ``True`` when it all came, so the connection can serve its
+    next request. Bytes already received are read either way: closing a socket with unread data
+    makes the kernel reset the connection, which can destroy the answer just sent."""
+    deadline = time.monotonic() + DRAIN_S
+    got = 0
+    try:
+        prior = sock.gettimeout()
+    except OSError:
+        return False
+    try:
+        while got < DRAIN_MAX_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sock.settimeout(left)
+            data = req.body.read(8192)
+            if not data:
+                return True
+            got += len(data)
+        return False
+    except Exception:  # a timeout, a chunk over the limit, a malformed chunk, a cut connection
+        return False
+    finally:
+        try:
+            sock.settimeout(prior)
+        except OSError:
+            pass
+
+
 def body_left(req: Any) -> bool:
     """Has the request's body bytes the application did not read (and the server would wait for)?"""
     reader = getattr(getattr(req, "body", None), "reader", None)
@@ -110,7 +147,7 @@ class ProblemGeventWorker(GeventWorker):
         if body is not None and isinstance(body.reader, ChunkedReader):
             req.body = Body(BoundedChunkedReader(req, req.unreader, MAX_BODY_BYTES))
         super().handle_request(listener_name, req, sock, addr)
-        if body_left(req):
+        if body_left(req) and not drain(req, sock):
             raise StopIteration()  # gunicorn's way to close the connection after the answer
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
