@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from esproto import EsProtocolServer
 from worker.eventstore import budget
-from worker.eventstore.days import DAY_MS
+from worker.eventstore.days import DAY_MS, stripe_lock
 from worker.sources.documents import EventAccumulator
 from worker.sources.elasticsearch import ElasticsearchSource
 from worker.sources.es_load import mapping
@@ -96,6 +96,7 @@ def test_repeat_overlap_and_extension_read_only_what_is_new(es: EsProtocolServer
     acc, n_cold, aggs = sent(es, lambda: src.read_events(users, LO, HI))
     assert outcome(acc, users) == want and aggs == 0  # nothing stored yet: no verification
     assert n_cold >= want[2] and acc.from_source == n_cold  # whole days: a little more than the range
+    assert not src.days._user_dir("nobody").exists()  # a name without events gets no day files
     # a repeat: the verification request only, nothing sent
     acc, n, aggs = sent(es, lambda: src.read_events(users, LO, HI))
     assert outcome(acc, users) == want and (n, aggs) == (0, 2) and acc.from_source == 0
@@ -208,10 +209,13 @@ def test_eviction_under_a_tiny_bound_never_pulls_a_day_from_its_reader(es: EsPro
     src.days.load = load  # type: ignore[method-assign]
     acc = src.read_events(users[:1], LO, HI)
     assert outcome(acc, users[:1]) == cold(client, users[:1], LO, HI)
-    held = src.days._user_dir("user0")
-    assert removed and all(held not in p.parents for p in removed)  # the held user's days stayed
-    assert {p for p in before if held not in p.parents} <= set(removed)
-    assert budget.store_bytes(tmp_path) <= 1 + sum(p.stat().st_size for p in held.iterdir())
+    # user0's lock stripe is held (and so are the users who share it): their days stayed
+    stripe = stripe_lock(src.days.root, src.days._user_dir("user0").name)
+    held = [src.days._user_dir(u) for u in users if stripe_lock(src.days.root, src.days._user_dir(u).name) == stripe]
+    assert removed and not [p for p in removed if p.parent in held]
+    assert {p for p in before if p.parent not in held} <= set(removed)
+    kept = sum(p.stat().st_size for folder in held for p in folder.iterdir())
+    assert budget.store_bytes(tmp_path) <= 1 + kept + sum(p.stat().st_size for p in (src.days.root / "locks").iterdir())
 
 
 def test_counts_come_from_the_stored_manifests(client: Elasticsearch, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from .days import stripe_lock
 from .locks import try_exclusive
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ def enforce(root: Path, max_bytes: int) -> list[Path]:
             total += size
             if not name.endswith(".seg"):
                 continue
-            if here.parent.parent.name == "es":  # es/<identity>/<user>/<day>.seg, locked per user
-                lock = here / "lock"
+            if here.parent.parent.name == "es":  # es/<identity>/<user>/<day>.seg, locked by stripe
+                lock = stripe_lock(here.parent, here.name)
                 entries.append((_mtime(path) or 0.0, size, path, lock, False))
             else:  # files/<name>.seg, locked per segment
                 lock = path.with_suffix(".lock")

@@ -15,9 +15,11 @@ cluster's URL, the index, the field names) and ``<user>`` the user name:
   included), ``first`` and ``last`` timestamp, ``read_at``, and the timestamps of the refused
   documents. A settled day without documents is kept too (``count`` 0). Reading touches the
   file: its modification time is its last use, for ``EVENT_STORE_MAX_BYTES`` (``budget.py``).
-* ``lock``: the user's lock, held exclusively by a unit for as long as it checks, reads and
-  writes that user's days; so two jobs that need the same missing day build it once (the second
-  waits, then finds it), and eviction never removes a day under its reader.
+* ``../locks/NN.lock``: the lock of the users whose folder name falls in stripe ``NN`` (of
+  ``LOCK_STRIPES``), held exclusively by a unit for as long as it checks, reads and writes those
+  users' days; so two jobs that need the same missing day build it once (the second waits, then
+  finds it), and eviction never removes a day under its reader. Stripes, not a lock per user, so
+  that a unit of a thousand users holds at most ``LOCK_STRIPES`` open files.
 
 Trust, but verify: before it uses stored days, a unit sends one request (``day_counts``: a
 ``size: 0`` search with a composite aggregation by user and UTC day over the unit's users and
@@ -45,6 +47,12 @@ from .segment import CorruptSegment, Segment, UserColumns, write_segment
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+LOCK_STRIPES = 64
+
+
+def stripe_lock(identity_root: Path, user_folder: str) -> Path:
+    """The lock file guarding the user whose folder is ``user_folder`` (a hex digest)."""
+    return identity_root / "locks" / f"{int(user_folder[:8], 16) % LOCK_STRIPES:02d}.lock"
 
 
 def day_of(t_ms: int) -> int:
@@ -83,10 +91,10 @@ class DayStore:
     @contextmanager
     def holding(self, users: list[str]) -> Iterator[None]:
         """Every user's lock, exclusively, taken in one order (no two units deadlock)."""
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
-            for folder in sorted(self._user_dir(u) for u in set(users)):
-                folder.mkdir(parents=True, exist_ok=True)
-                stack.enter_context(locked(folder / "lock", fcntl.LOCK_EX))
+            for lock in sorted({stripe_lock(self.root, self._user_dir(u).name) for u in set(users)}):
+                stack.enter_context(locked(lock, fcntl.LOCK_EX))
             yield
 
     def load(self, user: str, day_ms: int) -> StoredDay | None:
