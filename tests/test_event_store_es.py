@@ -102,7 +102,7 @@ def test_repeat_overlap_and_extension_read_only_what_is_new(es: EsProtocolServer
     assert outcome(acc, users) == want and (n, aggs) == (0, 2) and acc.from_source == 0
     # an overlap and an extension: only the days not read before
     for lo, hi in ((LO - 2 * DAY_MS, HI - DAY_MS), (LO, HI + 3 * DAY_MS)):
-        acc, n, aggs = sent(es, lambda: src.read_events(users, lo, hi))
+        acc, n, aggs = sent(es, lambda lo=lo, hi=hi: src.read_events(users, lo, hi))
         assert outcome(acc, users) == cold(client, users, lo, hi)
         assert 0 < n < n_cold and aggs == 2 and acc.from_source == n
     # everything is stored now: any range inside costs nothing

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pytest
 
 from worker.eventstore import budget
 from worker.eventstore.files import IDLE_S, FileStore, pieces_of
+from worker.eventstore.locks import locked
 from worker.sources import PermanentSourceError, Stopped
 from worker.sources.documents import EventAccumulator, FieldNames
 from worker.sources.files import FileSource
@@ -167,9 +168,6 @@ def test_a_segment_being_read_is_kept_until_its_reader_is_done(tmp_path: Path) -
 
     def reading(piece, users, should_stop):  # type: ignore[no-untyped-def]
         # while this reader holds the old version, the file changes and another unit reads
-        from worker.eventstore.locks import locked
-        import fcntl
-
         with locked(fs.root / f"{piece.name}.lock", fcntl.LOCK_SH):
             write_ndjson(path, DOCS[:1])
             os.utime(path, ns=(1, 1))
@@ -281,9 +279,6 @@ def test_eviction_keeps_what_a_reader_holds(tmp_path: Path) -> None:
     real = fs._read_piece
 
     def reading(piece, users, should_stop):  # type: ignore[no-untyped-def]
-        from worker.eventstore.locks import locked
-        import fcntl
-
         with locked(fs.root / f"{piece.name}.lock", fcntl.LOCK_SH):
             meanwhile()
         return real(piece, users, should_stop)
