@@ -25,6 +25,7 @@ BENCHES = {
     "serving": ("benchmarks.bench_serving", "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)"),
     "client": ("benchmarks.bench_client", "100 async clients submit then wait: Prefer: wait vs polling (issue 11)"),
     "job": ("benchmarks.bench_job", "whole 5 M-event jobs vs an orjson pass and the kernels; the event store (issue 15)"),
+    "store_format": ("benchmarks.bench_store_format", "the event store's format vs Arrow IPC, Parquet, npz: a unit's read of 20 users of 500 (issue 15)"),
 }
 
 
