@@ -166,14 +166,14 @@ def test_a_segment_being_read_is_kept_until_its_reader_is_done(tmp_path: Path) -
     fs = src.store
     real = fs._read_piece
 
-    def reading(piece, users, should_stop):  # type: ignore[no-untyped-def]
+    def reading(piece, users, should_stop, since_ms=None):  # type: ignore[no-untyped-def]
         # while this reader holds the old version, the file changes and another unit reads
         with locked(fs.root / f"{piece.name}.lock", fcntl.LOCK_SH):
             write_ndjson(path, DOCS[:1])
             os.utime(path, ns=(1, 1))
             assert read(FileSource(path, store_dir=store), ["romain"])[0]["romain"] == [1663844400000]
             seen.append(segments(store))
-            return real(piece, users, should_stop)
+            return real(piece, users, should_stop, since_ms)
 
     fs._read_piece = reading  # type: ignore[method-assign]
     got = fs.read([path], ["anes"], 0, 2**62)
@@ -278,10 +278,10 @@ def test_eviction_keeps_what_a_reader_holds(tmp_path: Path) -> None:
     fs = src.store
     real = fs._read_piece
 
-    def reading(piece, users, should_stop):  # type: ignore[no-untyped-def]
+    def reading(piece, users, should_stop, since_ms=None):  # type: ignore[no-untyped-def]
         with locked(fs.root / f"{piece.name}.lock", fcntl.LOCK_SH):
             meanwhile()
-        return real(piece, users, should_stop)
+        return real(piece, users, should_stop, since_ms)
 
     fs._read_piece = reading  # type: ignore[method-assign]
     want = decoded(FileSource(files[0], store_dir=tmp_path / "fresh").read_events(["u1"], 0, 2**62), ["u1"])
@@ -336,3 +336,16 @@ def test_counts_size_units_once_the_store_is_built(tmp_path: Path) -> None:
     want, _ = reference(path, ["u1", "u2"])
     assert counts == {"u1": len(want["u1"][0]), "u2": len(want["u2"][0]), "nobody": 0}
     assert np.all(np.array(list(counts.values())) >= 0)
+
+
+def test_pieces_built_since_a_jobs_start_count_as_read_from_the_source(tmp_path: Path) -> None:
+    """A cold job's other units built the pieces this unit then reads: the job read them from
+    the files all the same, and says so when given its start."""
+    path = synthetic(tmp_path / "e.ndjson", 2000)
+    src = FileSource(path, store_dir=tmp_path / "store")
+    started_ms = int(time.time() * 1000) - 1000
+    src.read_events(["u1"], 0, 2**62)  # a sibling unit builds the store
+    acc = src.read_events(["u2"], 0, 2**62, since_ms=started_ms)
+    assert acc.from_source == acc.scanned > 0
+    later = src.read_events(["u2"], 0, 2**62, since_ms=int(time.time() * 1000) + 1000)  # a later job
+    assert later.from_source == 0 and later.scanned == acc.scanned

@@ -223,6 +223,7 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redeliver
         read_hi,
         should_stop=lambda: st.status(job_id) != JobStatus.RUNNING,
         on_progress=lambda n: st.record_progress(job_id, index, n, 0),
+        since_ms=epoch_ms(job["started_at"]) if job.get("started_at") else None,
     )
     st.record_progress(job_id, index, acc.scanned, acc.from_source)
     vocab = acc.vocabulary()

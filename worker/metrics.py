@@ -95,11 +95,12 @@ class InstrumentedSource:
         self.names = inner.names
 
     def read_events(self, users: list[str], lo_ms: int, hi_ms: int, *, should_stop: Any = None,
-                    on_progress: Callable[[int], None] | None = None) -> Any:
+                    on_progress: Callable[[int], None] | None = None, since_ms: int | None = None) -> Any:
         from .sources import SourceError
 
         try:
-            acc = self.inner.read_events(users, lo_ms, hi_ms, should_stop=should_stop, on_progress=on_progress)
+            acc = self.inner.read_events(users, lo_ms, hi_ms, should_stop=should_stop, on_progress=on_progress,
+                                         since_ms=since_ms)
         except SourceError as exc:
             SOURCE_FAILURES.labels(self.kind, exc.kind).inc()
             raise

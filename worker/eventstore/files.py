@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 from ..sources.base import OnProgress, ShouldStop, Stopped
-from ..sources.documents import EventAccumulator, FieldNames
+from ..sources.documents import EventAccumulator, FieldNames, gc_paused
 from . import budget
 from .locks import locked, same_file, try_exclusive
 from .segment import CorruptSegment, Segment, UserColumns, write_segment
@@ -160,7 +160,9 @@ def build_piece(piece: Piece, names: FieldNames, should_stop: ShouldStop | None 
     for docs in _documents(piece):
         if should_stop is not None and should_stop():
             raise Stopped()
-        acc.add_many(docs)
+        with gc_paused():  # a batch's dicts hold no cycle (documents.GcPause)
+            acc.add_many(docs)
+        del docs
     users = sorted(set(acc.user_names) | set(acc.rejected))
     screens, instances = acc.vocabulary()
     return Built({u: user_columns(acc, u) for u in users}, screens, instances)
@@ -187,7 +189,8 @@ class FileStore:
             stale.unlink(missing_ok=True)
         try:
             write_segment(seg, sorted(built.users.items()), built.screens, built.instances,
-                          {"file": str(piece.file), "start": piece.start, "end": piece.end})
+                          {"file": str(piece.file), "start": piece.start, "end": piece.end,
+                           "built_at_ms": int(time.time() * 1000)})
         except OSError as exc:
             log.warning("event store: could not write a segment of %s (%s); this job goes on from the "
                         "file itself", piece.file.name, exc)
@@ -200,9 +203,10 @@ class FileStore:
                  piece.end, time.perf_counter() - started)
         return built
 
-    def _read_piece(self, piece: Piece, users: list[str],
-                    should_stop: ShouldStop | None) -> tuple[dict[str, UserColumns], list[str], list[str], bool]:
-        """The users' columns in one piece: ``(columns, screens, instances, built here)``."""
+    def _read_piece(self, piece: Piece, users: list[str], should_stop: ShouldStop | None,
+                    since_ms: int | None = None) -> tuple[dict[str, UserColumns], list[str], list[str], bool]:
+        """The users' columns in one piece: ``(columns, screens, instances, fresh)``, fresh when
+        it was built here, or built since ``since_ms``."""
         seg_path, lock = self._paths(piece)
         while True:
             with locked(lock, fcntl.LOCK_SH) as fh:
@@ -211,7 +215,9 @@ class FileStore:
                     with Segment(seg_path) as seg:
                         cols = {u: c for u in users if (c := seg.read(u)) is not None}
                         os.utime(lock)  # its last use
-                        return cols, seg.screens, seg.instances, False
+                        built_at = seg.meta.get("built_at_ms")
+                        fresh = since_ms is not None and isinstance(built_at, int) and built_at >= since_ms
+                        return cols, seg.screens, seg.instances, fresh
                 except CorruptSegment as exc:
                     log.warning("event store: %s; discarded, built again from the file", exc)
                     bad = os.stat(seg_path).st_ino
@@ -233,9 +239,11 @@ class FileStore:
 
     def read(self, files: list[Path], users: list[str], lo_ms: int, hi_ms: int, *,
              should_stop: ShouldStop | None = None, on_progress: OnProgress | None = None,
-             start_at: int = 0) -> EventAccumulator:
+             start_at: int = 0, since_ms: int | None = None) -> EventAccumulator:
         """Every event of ``users`` with ``lo_ms <= t <= hi_ms``, out of the store (built first
-        where missing). ``start_at`` spreads concurrent builders over the pieces."""
+        where missing). ``start_at`` spreads concurrent builders over the pieces. ``from_source``
+        counts the events of pieces built during this read, or since ``since_ms`` (a job's start:
+        the pieces its other units built)."""
         self.root.mkdir(parents=True, exist_ok=True)
         pieces = pieces_of(files, self.names, self.chunk_bytes)
         wanted = sorted(set(users))
@@ -273,7 +281,7 @@ class FileStore:
                 cols, screens, instances = mine.pop(piece.name)
                 here = True
             else:
-                cols, screens, instances, here = self._read_piece(piece, wanted, should_stop)
+                cols, screens, instances, here = self._read_piece(piece, wanted, should_stop, since_ms)
                 here = here or piece.name in fresh
             for user, c in cols.items():
                 n = acc.add_columns(user, c.t, c.screen, c.instance, screens, instances)

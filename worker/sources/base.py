@@ -44,8 +44,12 @@ class EventSource(Protocol):
         *,
         should_stop: ShouldStop | None = None,
         on_progress: OnProgress | None = None,
+        since_ms: int | None = None,
     ) -> EventAccumulator:
         """Every event of ``users`` with ``lo_ms <= t <= hi_ms`` (both inclusive), read once.
+
+        ``since_ms`` (the job's start) lets a source with a shared store count in ``from_source``
+        what other units of the same job read from the source for it (the file store's pieces).
 
         ``on_progress(n)`` is called after each page with the number of documents scanned so
         far *by this call* (so a restart never counts twice); ``should_stop()`` is checked

@@ -72,7 +72,8 @@ class StoredElasticsearchSource:
         return self.days.counts(users, days) if days else None
 
     def read_events(self, users: list[str], lo_ms: int, hi_ms: int, *, should_stop: ShouldStop | None = None,
-                    on_progress: OnProgress | None = None) -> EventAccumulator:
+                    on_progress: OnProgress | None = None, since_ms: int | None = None) -> EventAccumulator:
+        # since_ms: a unit's users are its own, so what this read sent is all this job read for them
         wanted = sorted(set(users))
         acc = EventAccumulator(self.names, users=wanted, lo_ms=lo_ms, hi_ms=hi_ms)
         if not wanted or lo_ms > hi_ms:

@@ -74,11 +74,12 @@ class FileSource:
         *,
         should_stop: ShouldStop | None = None,
         on_progress: OnProgress | None = None,
+        since_ms: int | None = None,
     ) -> EventAccumulator:
         # concurrent units start building at different pieces (spread by their users)
         start_at = zlib.crc32("\0".join(sorted(users)).encode())
         return self.store.read(event_files(self.path), users, lo_ms, hi_ms, should_stop=should_stop,
-                               on_progress=on_progress, start_at=start_at)
+                               on_progress=on_progress, start_at=start_at, since_ms=since_ms)
 
     def counts(self, users: list[str], lo_ms: int, hi_ms: int) -> dict[str, int] | None:
         """Each user's stored event count (the whole files), or ``None`` before the store is built."""
