@@ -296,7 +296,7 @@ class FileStore:
         acc.from_source = from_source
         self.prune({p.path_key for p in pieces}, {p.name for p in pieces})
         if self.max_bytes:
-            budget.enforce(self.budget_root, self.max_bytes)
+            budget.enforce_soon(self.budget_root, self.max_bytes)
         return acc
 
     def counts(self, files: list[Path], users: list[str]) -> dict[str, int] | None:

@@ -23,7 +23,7 @@ would be served. ``benchmarks/bench_job.py`` measures the result against the NDJ
 
 A file is written under a temporary name and renamed into place (atomic on POSIX), so a crashed
 writer leaves no file under the real name; one that is truncated or corrupted after all (a full
-disk, a bit flip, a hand edit) fails the size check, the header's crc or the slice's crc, and
+disk, a power loss before the data reached the disk, a bit flip, a hand edit) fails the size check, the header's crc or the slice's crc, and
 :class:`CorruptSegment` is raised: the caller discards it and reads the source again.
 """
 
@@ -67,7 +67,11 @@ def _slice_crc(t: np.ndarray, screen: np.ndarray, instance: np.ndarray) -> int:
 
 def write_segment(path: Path, users: Iterable[tuple[str, UserColumns]], screens: list[str],
                   instances: list[str], meta: Mapping[str, Any] | None = None) -> int:
-    """Write a segment at ``path`` atomically (temporary name, fsync, rename); return its size.
+    """Write a segment at ``path`` atomically (temporary name, then rename); return its size.
+
+    No ``fsync``: a store of thousands of small day files would spend its time waiting on the
+    disk, and a segment that a power loss tears anyway fails its size or checksum test when read
+    and is read again from the source; the store is a cache, the source stays the truth.
 
     Raises ``OSError`` (a full disk, say) with nothing left under ``path``'s name.
     """
@@ -89,8 +93,6 @@ def write_segment(path: Path, users: Iterable[tuple[str, UserColumns]], screens:
             for column, dtype in (("t", np.int64), ("screen", np.int32), ("instance", np.int32)):
                 for _, c in items:
                     fh.write(np.ascontiguousarray(getattr(c, column), dtype=dtype).tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
             size = fh.tell()
         os.replace(tmp, path)
     except BaseException:

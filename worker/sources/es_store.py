@@ -129,7 +129,7 @@ class StoredElasticsearchSource:
         acc.scanned = kept + acc.invalid
         acc.from_source = sent
         if wrote and self.max_bytes:
-            budget.enforce(self.store_dir, self.max_bytes)
+            budget.enforce_soon(self.store_dir, self.max_bytes)
         return acc
 
     def _keep(self, user: str, first: int, last: int, t: np.ndarray, screen: np.ndarray, instance: np.ndarray,
