@@ -50,6 +50,18 @@ MAX_SESSION_S = Param(
     minimum=1, maximum=_YEAR_S, nullable=True,
 )
 
+# How a session is described, as analytics tools do (GA4's engaged sessions, PostHog's active
+# time): they change no boundary, only the session's ``engaged`` and ``active_s``.
+ENGAGEMENT = (
+    Param("engaged_min_s", float, 10.0,
+          "A session lasting at least this many seconds is engaged (GA4's rule).", minimum=0, maximum=_YEAR_S),
+    Param("engaged_min_views", int, 2,
+          "A session of at least this many events is engaged, whatever its length.", minimum=1, maximum=_MAX_EVENTS),
+    Param("active_gap_s", float, 300.0,
+          "active_s sums the gaps between a session's consecutive events of at most this many seconds.",
+          minimum=0, maximum=_YEAR_S),
+)
+
 METHODS: dict[str, tuple[Param, ...]] = {
     "hdbscan": (
         Param("min_cluster_size", int, 5, "Fewest events a session may have.", minimum=2, maximum=_MAX_EVENTS),
@@ -64,12 +76,14 @@ METHODS: dict[str, tuple[Param, ...]] = {
               "A block may form a single session (hdbscan's own default is false)."),
         MAX_SPAN_S,
         MAX_SESSION_S,
+        *ENGAGEMENT,
     ),
     "gap": (
         Param("max_gap_s", float, 1800.0, "A new session starts after more than this many idle seconds.",
               minimum=0, maximum=_YEAR_S, exclusive_minimum=True),
         MAX_SPAN_S,
         MAX_SESSION_S,
+        *ENGAGEMENT,
     ),
 }
 

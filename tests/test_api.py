@@ -184,7 +184,8 @@ def test_the_api_process_imports_neither_the_worker_nor_the_heavy_libraries() ->
 
 def test_every_core_parameter_can_be_set_and_bad_ones_are_named(client, queued) -> None:  # noqa: ANN001
     params = {"min_cluster_size": 8, "min_samples": 3, "cluster_selection_epsilon_s": 600, "split_idle_s": 7200,
-              "allow_single_cluster": False, "max_span_s": 3600, "max_session_s": 7200}
+              "allow_single_cluster": False, "max_span_s": 3600, "max_session_s": 7200,
+              "engaged_min_s": 30, "engaged_min_views": 3, "active_gap_s": 60}
     resp = client.post("/jobs", json={**GOOD, "params": params})
     assert resp.status_code == 202, resp.get_json()
     assert resp.get_json()["request"]["params"] == params

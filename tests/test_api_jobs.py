@@ -14,8 +14,9 @@ import time
 import orjson
 import pytest
 
-from tests.helpers import FUTURE, PAST, NewTasks, assert_problem, play_worker, session, unique
+from sessionizer.analytics import job_stats
 from sessionizer.jobstore import JobStore
+from tests.helpers import FUTURE, PAST, NewTasks, assert_problem, play_worker, session, unique
 
 KEYS = {f"k{i}": f"test-key-{i}-0123456789abcdef" for i in range(10)}
 
@@ -300,7 +301,7 @@ def finished(client, store):  # noqa: ANN001, ANN201
 def test_sessions_page_through_with_a_cursor(client, finished) -> None:  # noqa: ANN001
     job_id, everything = finished
     full = client.get(f"/jobs/{job_id}/sessions", headers=auth("k9")).get_json()
-    assert full["sessions"] == everything and full["next_cursor"] is None and full["stats"] == {"sessions": 8}
+    assert full["sessions"] == everything and full["next_cursor"] is None and full["stats"] == {"sessions": 8, **job_stats([orjson.dumps(everything)])}
     for limit in (1, 2, 3, 7, 8):
         got, cursor, pages = [], None, 0
         while True:
@@ -337,7 +338,7 @@ def test_every_sessions_answer_is_streamed(client, store, finished) -> None:  # 
         assert resp.status_code == 200 and "Content-Length" not in resp.headers, (query, accept)
         assert resp.data  # read to the end (closes the stream)
     whole = client.get(f"/jobs/{job_id}/sessions", headers=auth("k9"))
-    assert orjson.loads(whole.data) == {"job_id": job_id, "sessions": everything, "stats": {"sessions": 8},
+    assert orjson.loads(whole.data) == {"job_id": job_id, "sessions": everything, "stats": {"sessions": 8, **job_stats([orjson.dumps(everything)])},
                                         "next_cursor": None}
     # a result without any session is still one valid document
     empty = client.post("/jobs", json=unique(PAST, "empty"), headers=auth("k9")).get_json()
@@ -357,7 +358,8 @@ def test_sessions_as_ndjson_and_csv(client, finished) -> None:  # noqa: ANN001
     assert [r["start"] for r in rows] == [s["start"] for s in anes]
     assert rows[2]["truncated_end"] == "true" and rows[0]["truncated_start"] == "false" and rows[0]["duration_s"] == "30.0"
     assert list(rows[0]) == ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen",
-                             "truncated_start", "truncated_end", "split_reason"]
+                             "truncated_start", "truncated_end", "split_reason", "session_id", "screens", "engaged",
+                             "active_s"]
     assert [r["split_reason"] for r in rows] == [s["split_reason"] for s in anes]
     browser = client.get(f"/jobs/{job_id}/sessions", headers={**auth("k9"), "Accept": "text/html,*/*;q=0.8"})
     assert browser.mimetype == "application/json"  # JSON stays the default

@@ -63,8 +63,16 @@ def test_seed_body_runs_to_sessions(worker_client) -> None:  # noqa: ANN001
         assert s["split_reason"] == "idle_gap"  # the next planted session is a day later
     clustered = sum(n for ref in expected.values() for _, _, n in ref)
     # one malformed document each for romain and anes; nobody-asked's is not ours to count
+    durations = sorted(s["duration_s"] for s in sessions)
+    engaged = [s["duration_s"] >= 10 or s["events"] >= 2 for s in sessions]  # the default thresholds
+    assert [s["engaged"] for s in sessions] == engaged
+    per_user = [len(v) for v in expected.values()]
     assert body["stats"] == {"users": 2, "events": 160, "invalid_events": 2, "noise_events": 160 - clustered,
-                             "sessions": sum(map(len, expected.values()))}
+                             "sessions": sum(map(len, expected.values())), "engaged_sessions": sum(engaged),
+                             "bounce_rate": round(1 - sum(engaged) / len(sessions), 6),
+                             "median_duration_s": pytest.approx(float(np.median(durations))),
+                             "p90_duration_s": pytest.approx(float(np.quantile(durations, 0.9))),
+                             "sessions_per_user_median": float(np.median(per_user))}
 
 
 def test_gap_method_and_tiny_users(worker_client) -> None:  # noqa: ANN001

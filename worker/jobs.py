@@ -11,6 +11,7 @@ import numpy as np
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 
+from sessionizer.analytics import session_id
 from sessionizer.jobstore import JobStore, iso
 from sessionizer.settings import get_settings
 from sessionizer.status import JobStatus
@@ -115,7 +116,8 @@ def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
     return [(i, u) for i, u in enumerate(planned) if i not in done]
 
 
-def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[str], instances: list[str]) -> list[dict[str, Any]]:
+def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[str], instances: list[str],
+                  group: str = "") -> list[dict[str, Any]]:
     rows = []
     for i in np.flatnonzero(mask):
         start_ms, end_ms = int(table.start_ms[i]), int(table.end_ms[i])
@@ -132,6 +134,10 @@ def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[st
                 "truncated_start": bool(table.truncated_start[i]),
                 "truncated_end": bool(table.truncated_end[i]),
                 "split_reason": SPLIT_REASONS[int(table.split_reason[i])],
+                "session_id": session_id(ev.user, group, start_ms),
+                "screens": int(table.screens[i]),
+                "engaged": bool(table.engaged[i]),
+                "active_s": int(table.active_ms[i]) / 1000,
             }
         )
     return rows
@@ -151,11 +157,14 @@ def sessionize_user(
     in_range = (ev.t_ms >= start) & (ev.t_ms <= end)
     # one group of all the user's events, or one per instance; the whole timeline is not copied
     groups: list[Any] = [slice(None)]
+    keys = [""]  # the grouping key of each group, part of its sessions' ids
     if "instance" in request.get("group_by", ["user"]):
-        groups = [np.flatnonzero(ev.instance == code) for code in np.unique(ev.instance)]
+        codes = np.unique(ev.instance)
+        groups = [np.flatnonzero(ev.instance == code) for code in codes]
+        keys = [vocab[1][int(code)] for code in codes]
     rows: list[dict[str, Any]] = []
     noise = 0
-    for idx in groups:
+    for idx, key in zip(groups, keys):
         t = ev.t_ms[idx]
         labels, cut = label_sessions(t, method, params, return_cut=True)
         noise += int(np.count_nonzero((labels < 0) & in_range[idx]))
@@ -163,7 +172,7 @@ def sessionize_user(
             t, labels, ev.screen[idx], ev.instance[idx],
             read_start_ms=read_lo, read_end_ms=read_hi, method=method, params=params, cut=cut,
         )
-        rows += _session_rows(ev, table, select_overlapping(table, start, end), *vocab)
+        rows += _session_rows(ev, table, select_overlapping(table, start, end), *vocab, group=key)
     rows.sort(key=lambda r: (r["start"], r["instance"]))
     stats = {"users": int(bool(in_range.any())), "events": int(in_range.sum()), "noise_events": noise, "sessions": len(rows)}
     return rows, stats

@@ -31,6 +31,10 @@ SCHEMA = pa.schema([
     ("truncated_start", pa.bool_()),
     ("truncated_end", pa.bool_()),
     ("split_reason", pa.string()),
+    ("session_id", pa.string()),
+    ("screens", pa.int64()),
+    ("engaged", pa.bool_()),
+    ("active_s", pa.float64()),
 ])
 
 

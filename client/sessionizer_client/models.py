@@ -58,6 +58,10 @@ class Session:
     truncated_start: bool = False
     truncated_end: bool = False
     split_reason: str | None = None
+    session_id: str | None = None  # None (and the three below) from a service that predates them
+    screens: int | None = None
+    engaged: bool | None = None
+    active_s: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

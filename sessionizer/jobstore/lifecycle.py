@@ -14,6 +14,7 @@ import orjson
 import redis
 
 from .. import jobstats
+from ..analytics import job_stats
 from ..status import ACTIVE, TERMINAL, JobStatus
 from .idempotency import idem_key
 from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
@@ -210,6 +211,7 @@ class Lifecycle:
         for raw in self.client.hvals(JobKeys(job_id).unitstats):
             for name, value in orjson.loads(raw).items():
                 totals[name] = totals.get(name, 0) + int(value)
+        totals.update(job_stats(self.client.hvals(JobKeys(job_id).sessions)))  # medians need every session
         return self._move(job_id, JobStatus.SUCCEEDED, (JobStatus.RUNNING,), stats=orjson.dumps(totals), finished_at=iso(utcnow()))
 
     def delete(self, job_id: str) -> bool:

@@ -218,6 +218,10 @@ def test_to_pandas_parquet_and_csv_round_trip(client_stack, tmp_path) -> None:  
         assert df["truncated_start"].dtype == bool and df["truncated_end"].dtype == bool
         assert list(df["user"].astype(str)) == [s.user for s in sessions]
         assert list(df["start"]) == [pd.Timestamp(s.start) for s in sessions]
+        # the analytics fields, typed, and the same as the sessions' own
+        assert df["engaged"].dtype == bool and df["screens"].dtype == "int64" and df["active_s"].dtype == "float64"
+        assert list(df["session_id"]) == [s.session_id for s in sessions] and all(len(s.session_id) == 16 for s in sessions)
+        assert list(df["engaged"]) == [s.engaged for s in sessions] and (df["active_s"] <= df["duration_s"]).all()
         assert set(df["instance"].cat.categories) == {"i1", "i2"}
 
         back = pd.read_parquet(job.to_parquet(tmp_path / "s.parquet"))

@@ -318,6 +318,17 @@ class SessionSchema(Schema):
     truncated_end = fields.Boolean(metadata={"description": "The session may go on after the events read."})
     split_reason = fields.String(validate=validate.OneOf(tuple(SPLIT_REASONS)), metadata={
         "description": "Why the session ended: " + "; ".join(f"`{k}`: {v}" for k, v in SPLIT_REASONS.items()) + "."})
+    session_id = fields.String(metadata={"description": (
+        "16 hex characters derived from the user, the grouping key (the instance with group_by "
+        "[\"user\", \"instance\"]) and the first event's millisecond: the same session has the same id "
+        "in any range and any rerun."), "example": "3f2a9c0d4b1e7a65"})
+    screens = fields.Integer(metadata={"description": "Distinct screens among the session's events."})
+    engaged = fields.Boolean(metadata={"description": (
+        "GA4's rule: the session lasts at least `params.engaged_min_s` seconds, or has at least "
+        "`params.engaged_min_views` events.")})
+    active_s = fields.Float(metadata={"description": (
+        "Sum of the gaps between consecutive events of at most `params.active_gap_s` seconds: time "
+        "spent active, at most `duration_s`.")})
 
 
 class StatsSchema(Schema):
@@ -326,6 +337,15 @@ class StatsSchema(Schema):
     invalid_events = fields.Integer(metadata={"description": "Documents skipped because they broke the event schema."})
     noise_events = fields.Integer(metadata={"description": "Events in the range that belong to no session."})
     sessions = fields.Integer()
+    engaged_sessions = fields.Integer(metadata={"description": "Sessions that are `engaged`."})
+    bounce_rate = fields.Float(allow_none=True, metadata={"description": (
+        "1 - the share of engaged sessions (null without sessions).")})
+    median_duration_s = fields.Float(allow_none=True, metadata={"description": (
+        "Median `duration_s` of the sessions (linear interpolation; null without sessions).")})
+    p90_duration_s = fields.Float(allow_none=True, metadata={"description": (
+        "90th percentile of `duration_s` (linear interpolation, as NumPy's default; null without sessions).")})
+    sessions_per_user_median = fields.Float(allow_none=True, metadata={"description": (
+        "Median number of sessions of the users that have at least one (null without sessions).")})
 
 
 class SessionsSchema(Schema):

@@ -36,6 +36,14 @@ class SessionTable:
     split_reason : ndarray of int8
         Why the session ended, a code into :data:`worker.core.SPLIT_REASONS`
         (``idle_gap``, ``max_length``, ``density_split``, ``end_of_data``).
+    screens : ndarray of int64
+        Number of distinct screen codes among the session's events.
+    active_ms : ndarray of int64
+        Sum of the gaps between consecutive events of the session that are at most
+        ``active_gap_s`` (so at most ``end_ms - start_ms``).
+    engaged : ndarray of bool
+        GA4's rule: the session lasts at least ``engaged_min_s``, or has at least
+        ``engaged_min_views`` events.
     """
 
     start_ms: np.ndarray
@@ -47,6 +55,9 @@ class SessionTable:
     truncated_start: np.ndarray
     truncated_end: np.ndarray
     split_reason: np.ndarray
+    screens: np.ndarray
+    active_ms: np.ndarray
+    engaged: np.ndarray
 
     def __len__(self) -> int:
         return int(self.start_ms.shape[0])
@@ -146,6 +157,28 @@ def _mode_first_seen(session: np.ndarray, codes: np.ndarray, n_sessions: int) ->
     return out
 
 
+def _distinct_per_session(session: np.ndarray, codes: np.ndarray, n_sessions: int) -> np.ndarray:
+    """Per session, how many distinct codes its events have."""
+    if session.shape[0] == 0:
+        return np.zeros(n_sessions, dtype=np.int64)
+    width = int(codes.max()) + 1 if codes.size else 1
+    pairs = np.unique(session.astype(np.int64) * width + codes.astype(np.int64))
+    return np.bincount(pairs // width, minlength=n_sessions).astype(np.int64)
+
+
+def _active_ms(session: np.ndarray, t: np.ndarray, n_sessions: int, gap_ms: int) -> np.ndarray:
+    """Per session, the sum of the gaps between its consecutive events that are <= ``gap_ms``.
+
+    ``session`` and ``t`` are the member events in time order; a session's events need not be
+    contiguous (noise may fall between them), so they are grouped first, in time order."""
+    order = np.argsort(session, kind="stable")
+    s = session[order]
+    d = np.diff(t[order])
+    keep = (s[1:] == s[:-1]) & (d <= gap_ms)
+    # float64 sums of whole ms are exact below 2**53 ms (285,000 years)
+    return np.bincount(s[1:][keep], weights=d[keep], minlength=n_sessions).astype(np.int64)
+
+
 def summarize_sessions(
     t_ms: np.ndarray,
     labels: np.ndarray,
@@ -180,7 +213,8 @@ def summarize_sessions(
     Returns
     -------
     SessionTable
-        Sorted by start. ``truncated_start`` is set on every session of the first
+        Sorted by start. ``screens``, ``active_ms`` and ``engaged`` follow the
+        parameters ``active_gap_s``, ``engaged_min_s`` and ``engaged_min_views``. ``truncated_start`` is set on every session of the first
         activity block when that block starts no more than the idle threshold
         after ``read_start_ms`` (unread earlier events could belong to it);
         ``truncated_end`` likewise at the other edge. ``split_reason``: see
@@ -232,6 +266,8 @@ def summarize_sessions(
             trunc_end = block[last] == block[-1]
 
     start = t[first]
+    duration_ms = t[last] - start if k else np.zeros(0, dtype=np.int64)
+    engaged = (duration_ms >= p["engaged_min_s"] * 1000.0) | (events >= p["engaged_min_views"])
     order = np.argsort(start, kind="stable")
     table = SessionTable(
         start_ms=start,
@@ -243,6 +279,9 @@ def summarize_sessions(
         truncated_start=trunc_start,
         truncated_end=trunc_end,
         split_reason=split_reasons(last, block_end, cut, trunc_end, density=method == "hdbscan"),
+        screens=_distinct_per_session(lab, screen[member], k),
+        active_ms=_active_ms(lab, t[member], k, int(np.floor(p["active_gap_s"] * 1000.0))),
+        engaged=engaged,
     )
     return table if np.all(order[:-1] < order[1:]) else table.take(order)
 

@@ -28,6 +28,7 @@ function grow(array, size) {
 const COLUMNS = {
   start: Float64Array, end: Float64Array, duration: Float64Array, lane: Uint32Array, instance: Uint32Array,
   events: Uint32Array, entry: Uint32Array, exit: Uint32Array, reason: Int32Array, truncated: Uint8Array,
+  active: Float64Array, distinct: Int32Array, engaged: Int8Array,
 };
 
 /** One row per session: numbers in typed arrays, strings as indices into dictionaries. */
@@ -40,6 +41,7 @@ export class SessionTable {
     this.instances = new Dict();
     this.screens = new Dict();
     this.reasons = new Dict();
+    this.ids = []; // session_id of each row
   }
 
   add(s) {
@@ -59,6 +61,11 @@ export class SessionTable {
     // split_reason: why the session ended, when the API gives it
     this.reason[i] = s.split_reason == null ? -1 : this.reasons.id(String(s.split_reason));
     this.truncated[i] = (s.truncated_start ? 1 : 0) | (s.truncated_end ? 2 : 0);
+    // the analytics fields (-1 / NaN: a job from before they existed)
+    this.active[i] = Number.isFinite(s.active_s) ? s.active_s : NaN;
+    this.distinct[i] = Number.isInteger(s.screens) ? s.screens : -1;
+    this.engaged[i] = s.engaged == null ? -1 : s.engaged ? 1 : 0;
+    this.ids[i] = s.session_id ?? null;
   }
 
   /** Plain object of session i, for the tooltip. */
@@ -75,6 +82,10 @@ export class SessionTable {
       split_reason: this.reason[i] < 0 ? null : this.reasons.values[this.reason[i]],
       truncated_start: Boolean(this.truncated[i] & 1),
       truncated_end: Boolean(this.truncated[i] & 2),
+      session_id: this.ids[i],
+      screens: this.distinct[i] < 0 ? null : this.distinct[i],
+      engaged: this.engaged[i] < 0 ? null : this.engaged[i] === 1,
+      active_s: Number.isNaN(this.active[i]) ? null : this.active[i],
     };
   }
 

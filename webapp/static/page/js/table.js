@@ -16,6 +16,8 @@ const COLUMNS = [
   { key: "events", label: "events" },
   { key: "screens", label: "screens" },
   { key: "reason", label: "ended" },
+  { key: "active", label: "active" },
+  { key: "engaged", label: "engaged" },
 ];
 
 /** Each dictionary value's rank in sorted order, so strings sort as integers. */
@@ -108,6 +110,8 @@ export class SessionsTable {
       case "events": return (i) => t.events[i];
       case "screens": return (i) => this.screenRank[t.entry[i]] * 65536 + this.screenRank[t.exit[i]];
       case "reason": return (i) => (t.reason[i] < 0 ? -1 : this.reasonRank[t.reason[i]]);
+      case "active": return (i) => (Number.isNaN(t.active[i]) ? -1 : t.active[i]);
+      case "engaged": return (i) => t.engaged[i];
       default: return (i) => t.start[i];
     }
   }
@@ -145,7 +149,9 @@ export class SessionsTable {
       const row = el("div", { class: `st-row${i === this.selected ? " selected" : ""}`, role: "row", dataset: { row: String(i) } },
         el("span", {}, s.user), el("span", {}, s.instance), el("span", {}, utc(s.start)), el("span", {}, utc(s.end)),
         el("span", { class: "num" }, duration(s.duration_s)), el("span", { class: "num" }, number(s.events)),
-        el("span", {}, `${s.entry_screen} → ${s.exit_screen}`), el("span", {}, s.split_reason || ""));
+        el("span", {}, `${s.entry_screen} → ${s.exit_screen}`), el("span", {}, s.split_reason || ""),
+        el("span", { class: "num" }, s.active_s == null ? "" : duration(s.active_s)),
+        el("span", {}, s.engaged == null ? "" : s.engaged ? "yes" : "no"));
       row.style.top = `${p * ROW_H}px`;
       nodes.push(row);
     }

@@ -501,6 +501,10 @@ export class Timeline {
       ["screens", `${s.entry_screen} → ${s.exit_screen}`],
     ];
     if (s.split_reason) lines.push(["ended", s.split_reason]);
+    if (s.active_s != null) lines.push(["active", duration(s.active_s)]);
+    if (s.engaged != null) lines.push(["engaged", s.engaged ? "yes" : "no (a bounce)"]);
+    if (s.screens != null) lines.push(["distinct screens", number(s.screens)]);
+    if (s.session_id) lines.push(["id", s.session_id]);
     tip.replaceChildren(...lines.map(([a, b]) => {
       const row = document.createElement("div");
       const key = document.createElement("b");
