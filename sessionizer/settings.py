@@ -154,6 +154,18 @@ class StackSettings:
 
 
 @dataclass(frozen=True)
+class WebhooksSettings:
+    """Signed completion pushes (sessionizer/webhooks/, worker/webhooks/)."""
+
+    allow_private: bool  # http and private, loopback, link-local addresses too: development and tests only
+    retry_schedule_s: str  # seconds before each retry, comma-separated
+    timeout_s: float  # each attempt, connection to last byte
+    poll_interval_s: float  # how often each worker looks for due deliveries
+    secret: Secret | None = None  # whsec_...: the deployment's, when the API runs without keys
+    secrets: Secret | None = None  # "NAME:whsec_...,NAME2:whsec_...": one per API key name
+
+
+@dataclass(frozen=True)
 class Settings:
     redis: RedisSettings
     jobs: JobsSettings
@@ -168,6 +180,7 @@ class Settings:
     metrics: MetricsSettings
     logging: LoggingSettings
     stack: StackSettings
+    webhooks: WebhooksSettings
 
     @property
     def source_kind(self) -> str:
@@ -262,11 +275,18 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "FLOWER_PORT": ("stack", "flower_port", int),
     "FLOWER_BASIC_AUTH": ("stack", "flower_basic_auth", Secret),
     "SESSIONIZER_VAR_DIR": ("stack", "var_dir", str),
+    "WEBHOOK_ALLOW_PRIVATE": ("webhooks", "allow_private", bool),
+    "WEBHOOK_RETRY_SCHEDULE_S": ("webhooks", "retry_schedule_s", str),
+    "WEBHOOK_TIMEOUT_S": ("webhooks", "timeout_s", float),
+    "WEBHOOK_POLL_INTERVAL_S": ("webhooks", "poll_interval_s", float),
+    "WEBHOOK_SECRET": ("webhooks", "secret", Secret),
+    "WEBHOOK_SECRETS": ("webhooks", "secrets", Secret),
 }
 _SECTION_TYPES = {
     "redis": RedisSettings, "jobs": JobsSettings, "source": SourceSettings, "elasticsearch": ElasticsearchSettings,
     "celery": CelerySettings, "auth": AuthSettings, "limits": LimitsSettings, "results": ResultsSettings, "store": StoreSettings,
     "workers": WorkersSettings, "metrics": MetricsSettings, "logging": LoggingSettings, "stack": StackSettings,
+    "webhooks": WebhooksSettings,
 }
 # keys of config/credentials.yml (lower case, as in the environment otherwise)
 _CREDENTIALS = {name.lower(): name for name, (_, _, kind) in ENVIRONMENT.items() if kind is Secret}

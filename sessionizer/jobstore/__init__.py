@@ -51,6 +51,14 @@ key                                type    content                              
                                            a random token each, scored by the time (ms) its     wait; each
                                            wait ends at the latest (a server that died          token drops
                                            mid-wait leaves a token that lapses by itself)       at its score
+``sz:hook:{id}``                   hash    a job's completion push: ``url``, ``owner``,         ttl after the
+                                           ``type``, ``msg_id``, ``event_at``, ``state``,       last write
+                                           ``attempts``, ``next_ms``, ``claim``
+                                           (``sessionizer/webhooks/deliveries.py``)
+``sz:hook:{id}:attempts``          list    JSON of each attempt (time, status code or error,    "
+                                           next try), the last 100
+``sz:hooks:due``                   zset    job id -> epoch ms its push is due, or its sender's  never (members
+                                           claim lapses (a worker that died mid-send)           leave when done)
 ``sz:seq``                         string  counter ordering jobs for listings                   never (one
                                                                                                 integer)
 ``sz:secret:cursors``              string  32 random bytes, made by the first API process that   never

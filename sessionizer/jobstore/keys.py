@@ -140,6 +140,21 @@ class WaitSlots(KeyTemplate):
 
 
 
+class WebhookDelivery(KeyTemplate):
+    """hash: a job's completion push (sessionizer/webhooks/deliveries.py): ``url``, ``owner``,
+    ``type``, ``msg_id``, ``event_at``, ``state``, ``attempts`` (in the current series),
+    ``next_ms``, ``claim`` (the sender holding it)."""
+
+    key_template = "sz:hook:{id}"
+
+
+class WebhookAttempts(KeyTemplate):
+    """list: a job's push attempts, JSON each (``at``, ``status_code``, ``error``, ``next_try``)."""
+
+    key_template = "sz:hook:{id}:attempts"
+
+
+WEBHOOKS_DUE_KEY = "sz:hooks:due"  # zset: job id -> epoch ms its push is due (or its sender's claim lapses)
 SEQ_KEY = "sz:seq"  # string: counter ordering jobs for listings
 SECRET_KEY = "sz:secret:cursors"  # string: random bytes sealing the API's cursors (webapp/cursors.py)
 SCANS_KEY = "sz:stats:scans"  # string: computations started (plans that ran)
@@ -158,6 +173,7 @@ def lua_preamble() -> str:
         f"local DONE, SCANNED, SHARERS = '{JobKeys.DONE}', '{JobKeys.SCANNED}', '{JobKeys.SHARERS}'",
         f"local UNITSTATS, SESSIONS = '{JobKeys.UNITSTATS}', '{JobKeys.SESSIONS}'",
         "local FAMILY = {" + ", ".join(f"'{s}'" for s in JobKeys.SUFFIXES) + "}",
+        f"local HOOK, HOOK_LOG, HOOKS_DUE = '{WebhookDelivery.key('')}', ':attempts', '{WEBHOOKS_DUE_KEY}'",
     ]
     lines += [f"local {status.name} = '{status.value}'" for status in JobStatus]
     return "\n".join(lines) + "\n"

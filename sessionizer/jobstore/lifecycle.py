@@ -16,6 +16,7 @@ import redis
 from .. import jobstats
 from ..analytics import job_stats
 from ..status import ACTIVE, TERMINAL, JobStatus
+from ..webhooks.deliveries import Deliveries
 from .idempotency import idem_key
 from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
 from .scripts import Scripts
@@ -80,6 +81,7 @@ class Lifecycle:
         job_id: str | None = None,
         idempotency_key: str | None = None,
         max_active: int = 0,
+        callback_url: str = "",
     ) -> tuple[dict[str, Any], bool]:
         """Record a new job; return it as its client sees it, and whether it needs planning.
 
@@ -109,6 +111,7 @@ class Lifecycle:
             "units_total": 0,
             "fingerprint": fp,
             "idem": idem_key(owner, idempotency_key) if idempotency_key else "",
+            "callback_url": callback_url,  # its completion push (sessionizer/webhooks/)
         }
         flat = [item for pair in fields.items() for item in pair]
         keys = [JobKeys(job_id).hash, ShareKey.key(fp) if share else "", OwnerJobs.key(owner), OwnerActive.key(owner), SEQ_KEY]
@@ -117,6 +120,8 @@ class Lifecycle:
         if outcome == b"capped":
             raise TooManyActiveJobs(int(detail))
         jobstats.record_submitted(self.client, shared=bool(detail))
+        if detail and callback_url:  # it follows a computation that may have ended already
+            Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=False)
         return self.view(job_id), not detail  # type: ignore[attr-defined]
 
     def _touch(self, job_id: str, pipe: Any = None) -> None:
@@ -135,6 +140,7 @@ class Lifecycle:
             self._touch(job_id)
             if to in TERMINAL:
                 self._count_final(job_id, to)
+                Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=True)  # the jobs' pushes
         return moved == 1
 
     def _count_final(self, job_id: str, status: JobStatus) -> None:
@@ -181,6 +187,7 @@ class Lifecycle:
         cancelled = self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())]) == 1
         if cancelled:
             self._count_final(job_id, JobStatus.CANCELLED)
+            Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=False)
         return cancelled
 
     # A unit may still be running when its job is deleted: its writes check, in the same script,

@@ -36,6 +36,10 @@ class Scripts:
     unit_progress: Script
     complete_unit: Script
     redelivered: Script
+    hook_enqueue: Script  # the completion pushes' steps (sessionizer/webhooks/deliveries.py)
+    hook_claim: Script
+    hook_record: Script
+    hook_redeliver: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:
