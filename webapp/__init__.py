@@ -79,6 +79,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from .health import blp as health_blp
+    from .jobs import deliveries  # noqa: F401  (its routes join the jobs blueprint)
     from .jobs.views import blp as jobs_blp
     from .page import bp as page
     from .page import document_method_params, register_framing_policy

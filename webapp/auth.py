@@ -5,7 +5,8 @@ Keys are named (``API_KEYS="alice:<sha256 hex>,batch:<sha256 hex>"``, or ``[auth
 random tokens, so a plain SHA-256 suffices (no salt or slow hash is needed against guessing).
 
 ``python -m webapp.auth new NAME`` prints a fresh key and the line to configure;
-``python -m webapp.auth hash`` prints the digest of a key read from standard input.
+``python -m webapp.auth hash`` prints the digest of a key read from standard input;
+``python -m webapp.auth webhook-secret NAME`` a secret signing key NAME's completion pushes.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     new = sub.add_parser("new", help="print a new key and its API_KEYS entry")
     new.add_argument("name")
     sub.add_parser("hash", help="print the API_KEYS digest of a key read from stdin")
+    hook = sub.add_parser("webhook-secret", help="print a new secret signing key NAME's pushes, and its WEBHOOK_SECRETS entry")
+    hook.add_argument("name")
     args = parser.parse_args(argv)
+    if args.command == "webhook-secret":
+        return _webhook_secret(parser, args.name)
     if args.command == "new":
         if not NAME.match(args.name):
             parser.error("NAME: 1 to 64 letters, digits, '_', '.', '-'")
@@ -104,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"API_KEYS entry: {args.name}:{digest(key)}")
     else:
         print(digest(sys.stdin.readline().strip()))
+    return 0
+
+
+def _webhook_secret(parser: argparse.ArgumentParser, name: str) -> int:
+    from sessionizer.webhooks.signing import new_secret
+
+    if not NAME.match(name):
+        parser.error("NAME: 1 to 64 letters, digits, '_', '.', '-'")
+    secret = new_secret()
+    print(f"secret (give it to the client, to verify its pushes): {secret}")
+    print(f"WEBHOOK_SECRETS entry (environment or config/credentials.yml, next to the key's API_KEYS entry): {name}:{secret}")
     return 0
 
 

@@ -15,6 +15,7 @@ app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
 # Only the worker beats (the API's Celery app only sends tasks); readiness counts the beats.
 app.steps["consumer"].add("worker.heartbeat:Heartbeat")
+app.steps["consumer"].add("worker.webhooks.loop:WebhookSender")  # completion pushes (worker/webhooks/)
 # A lost broker connection (a Redis restart) neither stops the consumer nor leaves the units it
 # held waiting for the visibility timeout: they go back to the queue once it reconnects
 # (worker/reconnect.py).

@@ -15,9 +15,11 @@ from .errors import (  # noqa: E402
     RateLimited, ServiceUnavailable, SessionizerError, Unauthorized, WaitTimeout,
 )
 from .models import JobState, Progress, Session  # noqa: E402
+from .webhooks import InvalidSignature, verify_webhook  # noqa: E402
 
 __all__ = [
     "APIError", "AsyncClient", "AsyncJob", "Client", "Conflict", "ConnectionFailed", "InvalidRequest", "Job",
     "JobCancelled", "JobError", "JobFailed", "JobState", "NotFound", "Progress", "RateLimited", "RetryPolicy",
     "ServiceUnavailable", "Session", "SessionizerError", "Unauthorized", "WaitTimeout",
+    "InvalidSignature", "verify_webhook",
 ]

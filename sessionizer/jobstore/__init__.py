@@ -1,7 +1,8 @@
 """The job store: every Redis key Sessionizer writes, their lifetimes and their encoding.
 
 In parts: ``keys`` (the key names, one class per structure), ``scripts/*.lua`` (the atomic steps),
-``lifecycle`` (writes), ``reads`` (reads, which never write), ``sharing`` (shared results) and the
+``lifecycle`` (writes), ``reads`` (reads, which never write), ``sharing`` (shared results),
+``deliveries`` (the completion pushes) and the
 API's guards, ``rate_limit``, ``idempotency`` and ``wait_slots``; :class:`JobStore` puts them together.
 
 Key scheme (``{id}`` is a job id, ``{owner}`` the name of the API key that made it, empty when
@@ -54,7 +55,7 @@ key                                type    content                              
 ``sz:hook:{id}``                   hash    a job's completion push: ``url``, ``owner``,         ttl after the
                                            ``type``, ``msg_id``, ``event_at``, ``state``,       last write
                                            ``attempts``, ``next_ms``, ``claim``
-                                           (``sessionizer/webhooks/deliveries.py``)
+                                           (``sessionizer/jobstore/deliveries.py``)
 ``sz:hook:{id}:attempts``          list    JSON of each attempt (time, status code or error,    "
                                            next try), the last 100
 ``sz:hooks:due``                   zset    job id -> epoch ms its push is due, or its sender's  never (members

@@ -141,7 +141,7 @@ class WaitSlots(KeyTemplate):
 
 
 class WebhookDelivery(KeyTemplate):
-    """hash: a job's completion push (sessionizer/webhooks/deliveries.py): ``url``, ``owner``,
+    """hash: a job's completion push (sessionizer/jobstore/deliveries.py): ``url``, ``owner``,
     ``type``, ``msg_id``, ``event_at``, ``state``, ``attempts`` (in the current series),
     ``next_ms``, ``claim`` (the sender holding it)."""
 

@@ -16,7 +16,7 @@ import redis
 from .. import jobstats
 from ..analytics import job_stats
 from ..status import ACTIVE, TERMINAL, JobStatus
-from ..webhooks.deliveries import Deliveries
+from .deliveries import Deliveries
 from .idempotency import idem_key
 from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
 from .scripts import Scripts

@@ -36,7 +36,7 @@ class Scripts:
     unit_progress: Script
     complete_unit: Script
     redelivered: Script
-    hook_enqueue: Script  # the completion pushes' steps (sessionizer/webhooks/deliveries.py)
+    hook_enqueue: Script  # the completion pushes' steps (sessionizer/jobstore/deliveries.py)
     hook_claim: Script
     hook_record: Script
     hook_redeliver: Script

@@ -9,6 +9,7 @@ from sessionizer.methods import DEFAULT_METHOD, SPLIT_REASONS, Param, describe
 from sessionizer.methods import METHODS as SPECS
 from sessionizer.methods import defaults as declared_defaults
 from sessionizer.status import JobStatus
+from sessionizer.webhooks.guard import refusal
 
 from flask import request
 
@@ -186,6 +187,14 @@ class JobArgsSchema(Schema):
         metadata={"description": "`[\"user\"]` or `[\"user\", \"instance\"]` (sessions per user and instance)."},
     )
 
+    callback_url = Text(
+        validate=validate.Length(min=1, max=2048),
+        metadata={"description": "Where to push the job's final event (`job.succeeded`, `job.failed`, "
+                                 "`job.cancelled`), signed as Standard Webhooks specifies: an https URL whose host "
+                                 "resolves to public addresses only (README: \"Completion push\"). Polling stays "
+                                 "the source of truth.", "example": "https://example.com/hooks/sessionizer"},
+    )
+
     @pre_load
     def _accept_aliases(self, data: Any, **kwargs: Any) -> Any:
         if not isinstance(data, dict):
@@ -229,6 +238,11 @@ class JobArgsSchema(Schema):
                 errors["end"] = ["Must be after `start`."]
             elif (end - start).total_seconds() > jobs.max_range_days * 86400:
                 errors["end"] = [f"The range may span at most {jobs.max_range_days} days."]
+        url = data.get("callback_url")
+        if url is not None:
+            why = refusal(url, settings().webhooks.allow_private)
+            if why:
+                errors["callback_url"] = [why]
         method = data.get("method", DEFAULT_METHOD)
         if method in PARAMS_SCHEMAS:
             param_errors = PARAMS_SCHEMAS[method]().validate(data.get("params") or {})
@@ -243,7 +257,9 @@ class JobArgsSchema(Schema):
         # a default that derives from another parameter (None) is left to the core
         defaults = {k: v for k, v in declared_defaults(method).items() if v is not None}
         given = PARAMS_SCHEMAS[method]().load(data.get("params") or {})
-        return {
+        # a callback is the job's, not the computation's: the submit keeps it off the request
+        callback = {"callback_url": data["callback_url"]} if data.get("callback_url") else {}
+        return {**callback, 
             "users": data["users"],
             "start": to_utc_iso(data["start"]),
             "end": to_utc_iso(data["end"]),

@@ -14,6 +14,7 @@ from sessionizer import tasks
 from sessionizer.datasource import settled, source_identity
 from sessionizer.jobstore import JobStore, TooManyActiveJobs
 from sessionizer.settings import Settings
+from sessionizer.webhooks.signing import secret_for
 
 
 class SubmitRefused(Exception):
@@ -63,6 +64,27 @@ def shareable(settings: Settings, job_request: dict[str, Any], cache_control: st
     return source_identity(settings), fresh
 
 
+class NoWebhookSecret(SubmitRefused):
+    status = 422
+
+
+def without_callback(settings: Settings, owner: str, job_request: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The request as the computation sees it, and the job's ``callback_url`` (pushes are the
+    job's: two jobs sharing a computation may each have their own); refused when no secret would
+    sign the pushes."""
+    url = job_request.get("callback_url") or ""
+    if url and not push_secret(settings, owner):
+        raise NoWebhookSecret("No webhook secret is configured for this API key, so its pushes could not be signed.",
+                              errors={"callback_url": ["No webhook secret is configured for this API key "
+                                                       "(WEBHOOK_SECRETS, or WEBHOOK_SECRET without keys)."]})
+    return {k: v for k, v in job_request.items() if k != "callback_url"}, url
+
+
+def push_secret(settings: Settings, owner: str) -> str | None:
+    hooks = settings.webhooks
+    return secret_for(owner, hooks.secret and hooks.secret.value, hooks.secrets and hooks.secrets.value)
+
+
 @dataclass
 class JobSubmitter:
     """Submits an owner's jobs through one store and one Celery sender."""
@@ -97,13 +119,14 @@ class JobSubmitter:
         return Submitted(job)
 
     def _create(self, owner: str, job_request: dict[str, Any], key: str | None, cache_control: str | None) -> dict[str, Any]:
+        job_request, callback_url = without_callback(self.settings, owner, job_request)
         cap = self.settings.limits.max_active_jobs
         source, fresh = shareable(self.settings, job_request, cache_control)
         try:
             job, needs_plan = self.store.submit(
                 job_request, deadline_s=self.settings.job_deadline_s(job_request), owner=owner,
                 share=source is not None, source=source or "", across_keys=self.settings.results.share_across_keys,
-                fresh=fresh, idempotency_key=key, max_active=cap)
+                fresh=fresh, idempotency_key=key, max_active=cap, callback_url=callback_url)
         except TooManyActiveJobs as exc:
             raise ActiveJobsCapped(f"This API key already has {exc.active} jobs queued or running "
                                    f"(at most {cap}); wait for one to finish.",

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import redis
 
-from ..jobstore.keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery
-from ..jobstore.scripts import Scripts
+from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery
+from .scripts import Scripts
 
 KEPT_ATTEMPTS = 100
 FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
