@@ -32,11 +32,14 @@ class Services:
 
 def init_services(app: Flask, settings: Settings) -> None:
     """Build the services; refuse to start with auth required and no key configured."""
+    from sessionizer.webhooks.signing import parse_secrets
+
     from .auth import parse_keys
 
     digests = parse_keys(settings.auth.keys)
     if settings.auth.required and not digests:
         raise RuntimeError("AUTH_REQUIRED is on but no API key is configured (API_KEYS)")
+    parse_secrets(settings.webhooks.secrets.value if settings.webhooks.secrets else "")  # malformed: refuse to start
     app.extensions["sessionizer"] = Services(
         settings=settings,
         store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s),

@@ -63,10 +63,13 @@ def checked_addresses(host: str, port: int, allow_private: bool, resolver: Resol
     :class:`Refused` otherwise. One private address among public ones refuses the host: the
     connection could be made to any of them."""
     try:
-        infos = resolver(host, port, 0, socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        raise Refused(f"The host {host[:100]} does not resolve.") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = [str(ipaddress.ip_address(host))]  # a literal: nothing to resolve
+    except ValueError:
+        try:
+            infos = resolver(host, port, 0, socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise Refused(f"The host {host[:100]} does not resolve.") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise Refused(f"The host {host[:100]} does not resolve.")
     if not allow_private:
