@@ -242,6 +242,14 @@ def test_submit_watch_progress_then_timeline_and_csv(watched: Watched, stack: di
     session = api_get(f"{base}/jobs/{job_id}/sessions?limit=1")["sessions"][0]
     text = tip.inner_text()
     assert session["user"] in text and f"{session['entry_screen']} → {session['exit_screen']}" in text, text
+    # the analytics fields: the hovered session's id, whether it is engaged, its active time
+    everything = api_get(f"{base}/jobs/{job_id}/sessions")["sessions"]
+    hovered = [s for s in everything if s["session_id"] in text]
+    assert len(hovered) == 1, text
+    assert ("engaged yes" if hovered[0]["engaged"] else "engaged no") in text and "active " in text
+    first = min(everything, key=lambda s: (s["start"], s["user"]))
+    row = page.evaluate("[...document.querySelector('#st-scroll .st-row').children].map(c => c.textContent)")
+    assert row[0] == first["user"] and row[-1] == ("yes" if first["engaged"] else "no"), row
     page.mouse.move(1, 1)
     canvas.focus()
     page.keyboard.press("]")
