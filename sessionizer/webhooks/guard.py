@@ -67,8 +67,8 @@ def checked_addresses(host: str, port: int, allow_private: bool, resolver: Resol
     except ValueError:
         try:
             infos = resolver(host, port, 0, socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            raise Refused(f"The host {host[:100]} does not resolve.") from None
+        except (OSError, UnicodeError, ValueError):  # ValueError: a NUL in the name
+            raise Refused(f"The host {host[:100]!r} does not resolve.") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise Refused(f"The host {host[:100]} does not resolve.")
