@@ -114,6 +114,13 @@ class Deliveries:
         self.on_final(job_id, fan_out=False)  # a final job whose push was never recorded
         return bool(self._redeliver(args=[job_id, now_ms(), self.ttl_s]))
 
+    def forget(self, job_id: str) -> None:
+        """Drop a job's push and its attempts (the job was deleted); a send in flight records nothing."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(WEBHOOKS_DUE_KEY, job_id)
+        pipe.delete(WebhookDelivery.key(job_id), WebhookAttempts.key(job_id))
+        pipe.execute()
+
     def read(self, job_id: str) -> Delivery | None:
         """A job's push and its attempts, oldest first; ``None`` when it has none."""
         pipe = self.client.pipeline(transaction=False)

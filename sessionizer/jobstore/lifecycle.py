@@ -226,7 +226,10 @@ class Lifecycle:
         owner = self.client.hget(JobKeys(job_id).hash, "owner")
         if owner is None:
             return False
-        return bool(self.scripts.delete(keys=[JobKeys(job_id).hash, OwnerJobs.key(owner.decode())]))
+        deleted = bool(self.scripts.delete(keys=[JobKeys(job_id).hash, OwnerJobs.key(owner.decode())]))
+        if deleted:  # its push too: a deleted job sends nothing more
+            Deliveries(self.client, self.ttl_s, self.scripts).forget(job_id)
+        return deleted
 
     def forget_listed(self, owner: str, job_ids: list[str]) -> None:
         """Drop ids a listing met that have expired or were deleted (the listing itself only reads)."""
