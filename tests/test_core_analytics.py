@@ -95,3 +95,15 @@ def test_quantile_is_numpys_linear(n: int) -> None:
     values = sorted(np.random.default_rng(n).random(n).tolist())
     for q in (0.0, 0.5, 0.9, 1.0):
         assert quantile(values, q) == pytest.approx(float(np.quantile(values, q)))
+
+
+@pytest.mark.parametrize("width", [7, 50_000_000])
+def test_distinct_screens_by_bitmap_or_by_sorting_agree_with_sets(width: int) -> None:
+    """Few screens take the bitmap; a huge code space (sparse codes) the sorted pairs."""
+    from worker.core.sessions import _distinct_per_session
+
+    rng = np.random.default_rng(width)
+    session = np.sort(rng.integers(0, 300, 5000))
+    codes = rng.integers(0, width, 5000)
+    got = _distinct_per_session(session, codes, 300)
+    assert got.tolist() == [len(set(codes[session == s].tolist())) for s in range(300)]

@@ -162,7 +162,13 @@ def _distinct_per_session(session: np.ndarray, codes: np.ndarray, n_sessions: in
     if session.shape[0] == 0:
         return np.zeros(n_sessions, dtype=np.int64)
     width = int(codes.max()) + 1 if codes.size else 1
-    pairs = np.unique(session.astype(np.int64) * width + codes.astype(np.int64))
+    pairs = session.astype(np.int64) * width + codes.astype(np.int64)
+    if n_sessions * width <= 4 * session.shape[0] + (1 << 22):
+        # a (session, code) bitmap: linear time, where sorting the pairs dominated the summary
+        seen = np.zeros(n_sessions * width, dtype=bool)
+        seen[pairs] = True
+        return np.count_nonzero(seen.reshape(n_sessions, width), axis=1).astype(np.int64)
+    pairs = np.unique(pairs)
     return np.bincount(pairs // width, minlength=n_sessions).astype(np.int64)
 
 
