@@ -524,3 +524,36 @@ def test_a_receiver_that_fails_then_answers_is_retried_by_the_worker(hook_worker
     assert attempts[0]["status_code"] == 500 if first[0] == 500 else "timed out" in attempts[0]["error"]
     assert _ms(attempts[1]["at"]) >= _ms(attempts[0]["next_try"])  # on schedule, not before
     assert all(verified(r)["data"]["id"] == job_id for r in receiver.got("/flaky"))
+
+
+def test_each_key_signs_with_its_own_secret_and_sees_only_its_own_deliveries(
+        redis_url: str, receiver: Receiver, no_outside_connections: list[Any]) -> None:
+    from webapp import create_app
+    from webapp.auth import digest
+
+    keys = {"alice": "hook-key-alice-0123456789", "bob": "hook-key-bob-9876543210"}
+    secrets = {"alice": new_secret(), "bob": new_secret()}
+    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "AUTH_REQUIRED": True,
+                      "API_KEYS": ",".join(f"{n}:{digest(k)}" for n, k in keys.items()),
+                      "WEBHOOK_SECRETS": ",".join(f"{n}:{s}" for n, s in secrets.items()),
+                      **{k: v for k, v in HOOK_ENV.items() if k != "WEBHOOK_SECRET"}})
+    client = app.test_client()
+    auth = {n: {"Authorization": f"Bearer {k}"} for n, k in keys.items()}
+    jobs = {n: client.post("/jobs", json={**BODY, "users": [n], "callback_url": receiver.url(f"/{n}")},
+                           headers=auth[n]).get_json() for n in keys}
+    for n, job in jobs.items():
+        assert client.post(f"/jobs/{job['id']}/cancel", headers=auth[n]).status_code == 202
+    svc = app.extensions["sessionizer"]
+    with http_client(svc.settings) as http:
+        assert drain(Deliveries(svc.store.client, svc.store.ttl_s, svc.store.scripts), svc.settings, http, "t") == 2
+    for n in keys:
+        (req,) = receiver.got(f"/{n}")
+        other = secrets["bob" if n == "alice" else "alice"]
+        assert standardwebhooks.Webhook(secrets[n]).verify(req["body"], req["headers"])["data"]["id"] == jobs[n]["id"]
+        with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(other).verify(req["body"], req["headers"])
+    assert client.get(f"/jobs/{jobs['alice']['id']}/deliveries", headers=auth["alice"]).get_json()["state"] == "delivered"
+    assert_problem(client.get(f"/jobs/{jobs['alice']['id']}/deliveries", headers=auth["bob"]), 404)
+    assert_problem(client.post(f"/jobs/{jobs['alice']['id']}/deliveries/redeliver", headers=auth["bob"]), 404)
+    body = str(client.get(f"/jobs/{jobs['bob']['id']}/deliveries", headers=auth["bob"]).get_json())
+    assert not any(s in body for s in secrets.values())
