@@ -101,14 +101,15 @@ def test_group_by_instance_separates_parallel_sessions(workload_client, timeline
 def test_session_fields_hold_their_rules_and_ids_are_stable_across_ranges(workload_client, timelines) -> None:  # noqa: ANN001
     """session_id, screens, engaged and active_s on planted workloads: a week inside 8 weeks."""
     users = [f"{f}-user" for f in FAMILIES]
-    params = {"engaged_min_s": 60, "engaged_min_views": 4, "active_gap_s": 120}
+    # thresholds inside the planted families' spread (sessions of minutes to hours, tens to hundreds of events)
+    params = {"engaged_min_s": 1800, "engaged_min_views": 150, "active_gap_s": 120}
     body = {"users": users, "method": "gap", "params": params}
     week = inside(run(workload_client, {**body, "start": iso(INNER[0]), "end": iso(INNER[1])}), *INNER)
     eight = run(workload_client, {**body, "start": iso(INNER[0] - 7 * WEEK), "end": iso(INNER[1])})
     assert week and {s["session_id"]: s for s in week} == {s["session_id"]: s for s in inside(eight, *INNER)}
     assert len({s["session_id"] for s in eight}) == len(eight)  # distinct sessions, distinct ids
     assert all(len(s["session_id"]) == 16 and int(s["session_id"], 16) >= 0 for s in eight)
-    engaged = [s["duration_s"] >= 60 or s["events"] >= 4 for s in eight]
+    engaged = [s["duration_s"] >= 1800 or s["events"] >= 150 for s in eight]
     assert [s["engaged"] for s in eight] == engaged and 0 < sum(engaged) < len(eight)  # both kinds planted
     assert all(0 <= s["active_s"] <= s["duration_s"] for s in eight)
     assert any(s["active_s"] < s["duration_s"] for s in eight)  # some gaps above 120 s were left out
@@ -116,3 +117,4 @@ def test_session_fields_hold_their_rules_and_ids_are_stable_across_ranges(worklo
     # the engaged rule's thresholds are the job's: other ones give other flags, the same ids
     other = run(workload_client, {**body, "params": {}, "start": iso(INNER[0]), "end": iso(INNER[1])})
     assert [s["session_id"] for s in inside(other, *INNER)] == [s["session_id"] for s in week]
+    assert all(s["engaged"] for s in other) and not all(s["engaged"] for s in week)  # defaults: 10 s or 2 events
