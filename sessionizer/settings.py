@@ -126,6 +126,11 @@ class WorkersSettings:
     heartbeat_ttl_s: float
     metrics_port: int  # 0 = no endpoint
     metrics_addr: str
+    # Units' leases (worker/lease.py) and the reconciler that hands out again the units no live
+    # lease holds (worker/reconcile.py).
+    unit_lease_s: float = 30.0
+    unit_max_attempts: int = 3  # a unit whose worker died this many times fails its job (worker_lost)
+    reconcile_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -266,6 +271,9 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "EVENT_STORE_MAX_BYTES": ("store", "max_bytes", int),
     "WORKER_METRICS_PORT": ("workers", "metrics_port", int),
     "WORKER_METRICS_ADDR": ("workers", "metrics_addr", str),
+    "UNIT_LEASE_S": ("workers", "unit_lease_s", float),
+    "UNIT_MAX_ATTEMPTS": ("workers", "unit_max_attempts", int),
+    "RECONCILE_INTERVAL_S": ("workers", "reconcile_interval_s", float),
     "METRICS_ENABLED": ("metrics", "enabled", bool),
     "PROMETHEUS_MULTIPROC_DIR": ("metrics", "multiproc_dir", str),
     "LOG_FORMAT": ("logging", "format", str),

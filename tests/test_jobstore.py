@@ -140,9 +140,9 @@ def test_a_unit_finishing_after_its_job_was_deleted_writes_nothing_back(store: J
     store.record_progress(job["id"], 0, 10)
     store.cancel(job["id"], "deleted by the client")
     assert store.delete(job["id"])
-    # what a unit still running does next: report progress, count a redelivery, store its result
+    # what a unit still running does next: report progress, take a lease, store its result
     store.record_progress(job["id"], 1, 12, 5)
-    assert store.count_redelivery(job["id"], 1) == 0
+    assert store.acquire_unit(job["id"], 1, "w", lease_s=30, max_lost=3).outcome == "gone"
     assert store.complete_unit(job["id"], 1, 1, [{"user": "b"}], {"events": 4}) is False
     assert not store.finish(job["id"])
     assert [k for k in store.client.scan_iter(match="*") if job["id"].encode() in k] == []

@@ -12,11 +12,12 @@ import redis
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 
 from sessionizer.analytics import session_id
-from sessionizer.jobstore import JobStore, iso
+from sessionizer.jobstore import JobStore, LeaseLost, iso
 from sessionizer.settings import get_settings
 from sessionizer.status import JobStatus
 
 from .core import SPLIT_REASONS, label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
+from .lease import UnitLease
 from .metrics import InstrumentedSource
 from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
 
@@ -178,30 +179,29 @@ def sessionize_user(
     return rows, stats
 
 
-# A unit handed out again after losing its worker (killed, out of memory, host gone) runs at
-# most this many times in all: a unit that kills every worker it lands on must fail its job,
-# not loop until the deadline.
-MAX_RUNS = 3
-
-
 class UnitLost(Exception):
-    """The unit was handed out more than MAX_RUNS times: its workers keep dying."""
+    """The unit lost its worker UNIT_MAX_ATTEMPTS times: its workers keep dying."""
 
 
-def run_unit(job_id: str, index: int, users: list[str], *, redelivered: bool = False) -> str:
+def run_unit(job_id: str, index: int, users: list[str]) -> str:
     """Read a unit's events, sessionize them, store the result; finalise the job if last.
 
     Every way out records an outcome: the result is stored, or the job is failed with its
-    reason, or the job had already ended (cancelled, failed, deleted: "skipped"/"stopped").
-    Redis errors are the one exception: they are raised for the task to retry, and a task that
-    runs out of retries (or is killed at the hard time limit) fails its job through
-    :func:`give_up`.
+    reason, or the job had already ended (cancelled, failed, deleted: "skipped"/"stopped"), or
+    another copy of the unit holds its lease or has stored it ("duplicate"), or this copy lost
+    its lease on the way and its result was refused ("fenced"). Redis errors are the one
+    exception: they are raised for the task to retry, and a task that runs out of retries (or
+    is killed at the hard time limit) fails its job through :func:`give_up`.
     """
     st = store()
     try:
-        return _run_unit(st, job_id, index, users, redelivered)
+        with UnitLease(st, job_id, index) as lease:
+            return _run_unit(st, job_id, index, users, lease)
     except Stopped:
         return "stopped"
+    except LeaseLost:
+        log.warning("job %s unit %s: another worker took this unit over; its result was not stored", job_id, index)
+        return "fenced"
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
         raise  # the task retries these with backoff (worker/tasks.py)
     except Exception as exc:  # a failed job says why, instead of staying "running"
@@ -214,16 +214,17 @@ def run_unit(job_id: str, index: int, users: list[str], *, redelivered: bool = F
         return "failed"
 
 
-def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redelivered: bool) -> str:
+def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], lease: UnitLease) -> str:
     st.expire_overdue(job_id)  # a job past its deadline is failed, not run further
     job = st.get(job_id)
     if job is None or job["status"] != JobStatus.RUNNING:
         return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
-    if redelivered:
-        runs = 1 + st.count_redelivery(job_id, index)
-        if runs > MAX_RUNS:
-            raise UnitLost(f"unit {index} (users {', '.join(users)[:200]}) lost its worker {runs - 1} times "
-                           f"(killed, out of memory, or its host gone); not run again")
+    grant = lease.take()
+    if grant.outcome == "lost":
+        raise UnitLost(f"unit {index} (users {', '.join(users)[:200]}) lost its worker {grant.lost} times "
+                       f"(killed, out of memory, or its host gone); not run again")
+    if grant.outcome != "ok":
+        return "skipped" if grant.outcome == "gone" else "duplicate"  # done, or a live lease holds it
     request = job["request"]
     params, read_lo, read_hi = read_window(request)
     acc = source().read_events(
@@ -243,7 +244,7 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], redeliver
         sessions += rows
         for name, value in stats.items():
             totals[name] += value
-    if st.complete_unit(job_id, index, len(users), sessions, totals):
+    if st.complete_unit(job_id, index, len(users), sessions, totals, lease=lease.token):
         st.finish(job_id)
     return "done"
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from celery import Task
 from celery.signals import task_failure
 
 from sessionizer import tasks as names
 
 from . import jobs, metrics
+from .lease import stopping
 from .celery_app import app
+from .reconcile import send_units
 
 # Redis hiccups (a restart, a failover) are retried with backoff; a source's own transient errors
 # are retried inside the source, and anything else fails the job with its reason (worker/jobs.py).
@@ -33,20 +34,20 @@ _RETRY = {
 
 @app.task(name=names.PLAN, **_RETRY)
 def plan(job_id: str) -> int:
-    """Split a queued job into units and send them; returns how many were sent."""
+    """Split a queued job into units, record them (for the reconciler) and send them; returns
+    how many were sent."""
     units = jobs.plan_job(job_id)
-    for index, users in units:
-        unit.apply_async(args=(job_id, index, users))
+    if units:
+        jobs.store().record_units(job_id, units)
+        send_units(app, job_id, units)
     return len(units)
 
 
-@app.task(name=names.UNIT, bind=True, **_RETRY)
-def unit(self: Task, job_id: str, index: int, users: list[str]) -> str:
+@app.task(name=names.UNIT, **_RETRY)
+def unit(job_id: str, index: int, users: list[str]) -> str:
     """Sessionize one unit (a user) of a job; returns what became of it."""
-    # kombu marks a message handed out again after its worker was lost (requeued or restored)
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     with metrics.unit_run() as outcome:
-        result = jobs.run_unit(job_id, index, users, redelivered=redelivered)
+        result = jobs.run_unit(job_id, index, users)
         outcome(result)
     return result
 
@@ -60,4 +61,6 @@ def _fail_the_job(sender: Any = None, exception: BaseException | None = None, ar
     main process (the task itself never gets to run its own error handling then).
     """
     if getattr(sender, "name", None) in (plan.name, unit.name) and args:
+        if stopping.is_set():
+            return  # the worker is stopping: its units are handed back, not failed (worker/lease.py)
         jobs.give_up(str(args[0]), exception if exception is not None else RuntimeError("unknown failure"))

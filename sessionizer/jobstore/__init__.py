@@ -23,9 +23,7 @@ key                                type    content                              
                                            ``view_status``/``view_error``/``view_finished_at``
                                            (cancelled by its client while the computation goes
                                            on for others); ``deleted`` (forgotten by its
-                                           client, kept only for the jobs sharing it);
-                                           ``lost:{unit}`` (times that unit was handed out
-                                           again after losing its worker)
+                                           client, kept only for the jobs sharing it)
 ``sz:job:{id}:done``               hash    unit index -> number of users the unit covered       "
 ``sz:job:{id}:scanned``            hash    unit index -> documents that unit used, and          "
                                            ``{index}:src`` -> of those, read from the source
@@ -35,6 +33,11 @@ key                                type    content                              
 ``sz:job:{id}:sessions``           hash    unit index -> JSON array of the unit's sessions      "
 ``sz:job:{id}:sharers``            set     ids of the jobs still following this computation     "
                                            (itself included until cancelled or deleted)
+``sz:job:{id}:units``              hash    unit index -> JSON array of its users, as planned    "
+                                           (what the reconciler hands out again)
+``sz:job:{id}:leases``             hash    unit index -> JSON lease: ``token`` ('' = handed     "
+                                           back), ``owner``, ``exp`` (epoch ms, Redis' clock),
+                                           ``runs``, ``lost`` (workers it lost; ``leases.py``)
 ``sz:share:{fingerprint}``         string  id of the computation an identical request reuses    ttl, refreshed
                                                                                                 at each reuse
 ``sz:owner:{owner}:jobs``          zset    the owner's job ids, scored by ``seq`` (listing;     2 x ttl (gone
@@ -70,6 +73,11 @@ key                                type    content                              
                                            their durations (``jobstats.py``; read by /metrics)
 ``sz:workers``                     zset    worker name -> epoch ms its heartbeat expires        with the last
                                            (``liveness.py``; ``/readyz`` counts them)             beat
+``sz:live``                        zset    computations that may still need a worker -> epoch   never (ended
+                                           ms listed (submitted or started); the reconciler     ones dropped
+                                           reads it                                             each pass)
+``sz:reconciler``                  string  the reconciling worker's lock (a random token)        its ttl
+``sz:stats:reconcile``             hash    reconciler passes, units and plans handed out again  never
 =================================  ======  ===================================================  =============
 
 A job moves ``queued -> running -> succeeded | failed | cancelled``; every move is a
@@ -99,23 +107,27 @@ from redis.retry import Retry
 
 from .idempotency import IDEM_PENDING_S, Idempotency
 from .keys import JobKeys
-from .lifecycle import Lifecycle, TooManyActiveJobs, iso, utcnow
+from .leases import Lease, LeaseGrant, Leases, UnitTable
+from .lifecycle import LeaseLost, Lifecycle, TooManyActiveJobs, iso, utcnow
 from .rate_limit import RateLimit
 from .reads import JobPage, Reads
 from .scripts import Scripts
 from .sharing import fingerprint
 from .wait_slots import WaitSlots
 
-__all__ = ["IDEM_PENDING_S", "JobKeys", "JobPage", "JobStore", "TooManyActiveJobs", "fingerprint", "iso", "utcnow"]
+__all__ = ["IDEM_PENDING_S", "JobKeys", "JobPage", "JobStore", "Lease", "LeaseGrant", "LeaseLost", "TooManyActiveJobs",
+           "UnitTable", "fingerprint", "iso", "utcnow"]
 
 
 @dataclass
-class JobStore(Lifecycle, Reads):
-    """The job store on one Redis: the lifecycle's writes and the reads, plus the API's guards
-    (``rate_limit``, ``idempotency``, ``wait_slots``) as parts of their own."""
+class JobStore(Lifecycle, Leases, Reads):
+    """The job store on one Redis: the lifecycle's writes, the units' leases and the reads, plus
+    the API's guards (``rate_limit``, ``idempotency``, ``wait_slots``) as parts of their own."""
 
     client: redis.Redis
     ttl_s: int = 86_400
+    # the units' leases this process holds, (job, unit) -> (token, lease ms): a unit's progress renews its lease
+    held: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict, init=False, repr=False)
     scripts: Scripts = field(init=False, repr=False)
     rate_limit: RateLimit = field(init=False, repr=False)
     idempotency: Idempotency = field(init=False, repr=False)

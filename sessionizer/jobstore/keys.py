@@ -51,7 +51,9 @@ class JobKeys:
     UNITSTATS: ClassVar[str] = ":unitstats"  # hash: unit index -> JSON counts of the unit's events
     SESSIONS: ClassVar[str] = ":sessions"  # hash: unit index -> JSON array of the unit's sessions
     SHARERS: ClassVar[str] = ":sharers"  # set: ids of the jobs still following the computation
-    SUFFIXES: ClassVar[tuple[str, ...]] = ("", DONE, SCANNED, UNITSTATS, SESSIONS, SHARERS)
+    UNITS: ClassVar[str] = ":units"  # hash: unit index -> JSON array of the unit's users (as planned)
+    LEASES: ClassVar[str] = ":leases"  # hash: unit index -> JSON lease of the unit (jobstore/leases.py)
+    SUFFIXES: ClassVar[tuple[str, ...]] = ("", DONE, SCANNED, UNITSTATS, SESSIONS, SHARERS, UNITS, LEASES)
 
     def __post_init__(self) -> None:
         if not is_job_id(self.job_id):
@@ -80,6 +82,14 @@ class JobKeys:
     @property
     def sharers(self) -> str:
         return self.hash + self.SHARERS
+
+    @property
+    def units(self) -> str:
+        return self.hash + self.UNITS
+
+    @property
+    def leases(self) -> str:
+        return self.hash + self.LEASES
 
     def family(self) -> list[str]:
         """Every key of the job, the hash first."""
@@ -160,6 +170,9 @@ SECRET_KEY = "sz:secret:cursors"  # string: random bytes sealing the API's curso
 SCANS_KEY = "sz:stats:scans"  # string: computations started (plans that ran)
 JOB_STATS_KEY = "sz:stats:jobs"  # hash: jobs submitted, shared, finished, durations (sessionizer/jobstats.py)
 WORKERS_KEY = "sz:workers"  # zset: worker name -> epoch ms its heartbeat expires (sessionizer/liveness.py)
+LIVE_KEY = "sz:live"  # zset: computations that may still need a worker -> epoch ms they were planned or submitted
+RECONCILER_KEY = "sz:reconciler"  # string: the lock of the worker that reconciles (its random token)
+RECONCILE_STATS_KEY = "sz:stats:reconcile"  # hash: reconciler passes and what they handed out again
 
 
 def lua_preamble() -> str:
@@ -172,6 +185,7 @@ def lua_preamble() -> str:
         f"local SHARE = '{share}'",
         f"local DONE, SCANNED, SHARERS = '{JobKeys.DONE}', '{JobKeys.SCANNED}', '{JobKeys.SHARERS}'",
         f"local UNITSTATS, SESSIONS = '{JobKeys.UNITSTATS}', '{JobKeys.SESSIONS}'",
+        f"local UNITS, LEASES = '{JobKeys.UNITS}', '{JobKeys.LEASES}'",
         "local FAMILY = {" + ", ".join(f"'{s}'" for s in JobKeys.SUFFIXES) + "}",
         f"local HOOK, HOOK_LOG, HOOKS_DUE = '{WebhookDelivery.key('')}', ':attempts', '{WEBHOOKS_DUE_KEY}'",
     ]

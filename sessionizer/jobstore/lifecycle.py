@@ -23,6 +23,10 @@ from .scripts import Scripts
 from .sharing import computation_of, fingerprint
 
 
+class LeaseLost(Exception):
+    """A unit's result came from a worker that no longer holds the unit's lease: nothing was stored."""
+
+
 class TooManyActiveJobs(Exception):
     """The owner already has as many queued or running jobs as allowed."""
 
@@ -122,6 +126,8 @@ class Lifecycle:
         jobstats.record_submitted(self.client, shared=bool(detail))
         if detail and callback_url:  # it follows a computation that may have ended already
             Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=False)
+        if not detail:
+            self.register_live(job_id)  # type: ignore[attr-defined]  # (jobstore/leases.py)
         return self.view(job_id), not detail  # type: ignore[attr-defined]
 
     def _touch(self, job_id: str, pipe: Any = None) -> None:
@@ -158,6 +164,7 @@ class Lifecycle:
                            units_total=units_total, **extra)
         if moved:
             self.client.incr(SCANS_KEY)
+            self.register_live(job_id)  # type: ignore[attr-defined]
         return moved
 
     def fail(self, job_id: str, error_type: str, message: str, *, finished_at: str | None = None) -> bool:
@@ -194,23 +201,26 @@ class Lifecycle:
     # that the job is still there, so a deleted job gets no key back.
     def record_progress(self, job_id: str, unit: int, scanned: int, from_source: int | None = None) -> None:
         """A unit's counts so far: documents used, and of those read from the source itself
-        (``None``: all of them); nothing once the job is gone."""
+        (``None``: all of them); nothing once the job is gone. Progress also renews the unit's
+        lease when this process holds it (``held``, jobstore/leases.py)."""
         k = JobKeys(job_id)
         src = scanned if from_source is None else from_source
-        self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned, src])
-
-    def count_redelivery(self, job_id: str, unit: int) -> int:
-        """Count one more hand-out of a unit whose worker was lost; return the count so far
-        (0 once the job is gone)."""
-        return int(self.scripts.redelivered(keys=[JobKeys(job_id).hash], args=[f"lost:{unit}"]))
+        token, lease_ms = self.held.get((job_id, unit), ("", 0))  # type: ignore[attr-defined]
+        self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned, src, token, lease_ms])
 
     def complete_unit(
-        self, job_id: str, unit: int, users: int, sessions: list[dict[str, Any]], stats: Mapping[str, int]
+        self, job_id: str, unit: int, users: int, sessions: list[dict[str, Any]], stats: Mapping[str, int],
+        *, lease: str = "",
     ) -> bool:
         """Store a unit's result (idempotent) and return True when every unit is now done
-        (nothing is stored once the job is gone)."""
-        args = [self.ttl_s, unit, orjson.dumps(sessions), orjson.dumps(dict(stats)), users]
-        return bool(self.scripts.complete_unit(keys=[JobKeys(job_id).hash], args=args))
+        (nothing is stored once the job is gone). With ``lease`` (its token), only while that
+        lease still holds the unit: :class:`LeaseLost` otherwise, and nothing is stored."""
+        args = [self.ttl_s, unit, orjson.dumps(sessions), orjson.dumps(dict(stats)), users, lease]
+        outcome = int(self.scripts.complete_unit(keys=[JobKeys(job_id).hash], args=args))
+        self.held.pop((job_id, unit), None)  # type: ignore[attr-defined]
+        if outcome < 0:
+            raise LeaseLost(f"unit {unit} of job {job_id}: its lease was taken over")
+        return bool(outcome)
 
     def finish(self, job_id: str) -> bool:
         """``running -> succeeded`` with the summed statistics, once every unit is in."""

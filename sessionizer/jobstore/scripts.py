@@ -35,11 +35,13 @@ class Scripts:
     wait_slot: Script
     unit_progress: Script
     complete_unit: Script
-    redelivered: Script
     hook_enqueue: Script  # the completion pushes' steps (sessionizer/jobstore/deliveries.py)
     hook_claim: Script
     hook_record: Script
     hook_redeliver: Script
+    lease_acquire: Script
+    lease_renew: Script
+    lease_release: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:
