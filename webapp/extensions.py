@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 from flask import Flask, current_app
 from flask_smorest import Api
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from sessionizer.celery_app import make_celery
 from sessionizer.jobstore import JobStore
@@ -28,6 +31,8 @@ class Services:
     # Readiness reads through a client that fails fast: the store's client rides out a Redis
     # restart with ~20 s of retries, longer than any probe waits.
     workers: WorkerRegistry
+    # /healthz pings through this one: half a second at most, no retry (a probe's own budget is 1 s)
+    probe: redis.Redis
 
 
 def init_services(app: Flask, settings: Settings) -> None:
@@ -42,10 +47,12 @@ def init_services(app: Flask, settings: Settings) -> None:
     parse_secrets(settings.webhooks.secrets.value if settings.webhooks.secrets else "")  # malformed: refuse to start
     app.extensions["sessionizer"] = Services(
         settings=settings,
-        store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s),
+        store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s, fail_fast=True),
         celery=make_celery(settings),
         key_digests=digests,
         workers=WorkerRegistry(fail_fast_client(settings.redis.url), ttl_s=settings.workers.heartbeat_ttl_s),
+        probe=redis.Redis.from_url(settings.redis.url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                   retry=Retry(NoBackoff(), 0)),
     )
 
 

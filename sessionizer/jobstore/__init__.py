@@ -102,7 +102,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .idempotency import IDEM_PENDING_S, Idempotency
@@ -114,6 +114,9 @@ from .reads import JobPage, Reads
 from .scripts import Scripts
 from .sharing import fingerprint
 from .wait_slots import WaitSlots
+
+# The API's store answers or raises within this (a /jobs request makes its 503 within 2 s).
+FAIL_FAST_TIMEOUT_S = 0.8
 
 __all__ = ["IDEM_PENDING_S", "JobKeys", "JobPage", "JobStore", "Lease", "LeaseGrant", "LeaseLost", "TooManyActiveJobs",
            "UnitTable", "fingerprint", "iso", "utcnow"]
@@ -134,12 +137,23 @@ class JobStore(Lifecycle, Leases, Reads):
     wait_slots: WaitSlots = field(init=False, repr=False)
 
     @classmethod
-    def from_url(cls, url: str, ttl_s: int = 86_400) -> JobStore:
-        # A Redis restart or failover is ridden out here (about 20 s of retries with backoff)
-        # rather than failing a unit half-way; the units' writes are idempotent, so a retry is safe.
+    def from_url(cls, url: str, ttl_s: int = 86_400, *, fail_fast: bool = False) -> JobStore:
+        """A store on ``url``. The workers' (default) rides out a Redis restart or failover (about
+        20 s of retries with backoff) rather than failing a unit half-way; the units' writes are
+        idempotent, so a retry is safe. The API's (``fail_fast``) answers within a second or
+        raises, so that a request gets its 503 at once while Redis is down or hung: one retry
+        on a fresh connection (a restarted Redis leaves the pooled ones dead), none on a timeout,
+        so they never stack up. Either has socket timeouts: a Redis that accepts connections but
+        never answers (stopped, overloaded) holds no caller forever."""
+        if fail_fast:
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=FAIL_FAST_TIMEOUT_S, socket_timeout=FAIL_FAST_TIMEOUT_S,
+                health_check_interval=30, retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            )
+            return cls(client, ttl_s)
         retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=14)
         client = redis.Redis.from_url(
-            url, health_check_interval=30, retry=retry,
+            url, health_check_interval=30, retry=retry, socket_connect_timeout=5, socket_timeout=30,
             retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
         )
         return cls(client, ttl_s)
