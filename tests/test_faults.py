@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from esproto import EsProtocolServer
@@ -339,3 +340,85 @@ def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None: 
     job = wait_finished(client, job_id, timeout=90)
     assert job["status"] == "succeeded", job
     assert sessions_of(client, job_id) == undisturbed
+
+
+# --- leases and the reconciler: every unit runs, whatever dies ----------------------------------
+# Short leases and passes so a test takes seconds; the broker's visibility timeout stays at two
+# hours, as in production: only the leases can bring a lost unit back within these tests.
+LEASED = {"UNIT_LEASE_S": "3", "RECONCILE_INTERVAL_S": "1", "CELERY_VISIBILITY_TIMEOUT_S": "7200"}
+
+
+def test_a_worker_whose_main_process_dies_loses_nothing_within_the_lease(stack, es, undisturbed) -> None:  # noqa: ANN001
+    client, new_worker = stack(**LEASED)
+    es.faults.delay(0.05)
+    doomed, survivor = new_worker(), new_worker()
+    job_id = submit(client)
+    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 2, what="2 units done")
+    os.killpg(doomed.proc.pid, signal.SIGKILL)  # main process and pool: its units stay in `unacked`
+    doomed.proc.wait()
+    killed_at = time.monotonic()
+    job = wait_finished(client, job_id, timeout=90)
+    assert job["status"] == "succeeded", job
+    assert sessions_of(client, job_id) == undisturbed
+    # the bound: a lease (3 s), a reconciler lock's ttl if the dead worker led (3 s), a pass
+    # (1 s), and the units still to run; never the visibility timeout (two hours)
+    assert time.monotonic() - killed_at < 60
+    svc = client.application.extensions["sessionizer"]
+    assert int(svc.store.client.hget("sz:stats:reconcile", "units") or 0) >= 1  # the reconciler did it
+
+
+def test_sigterm_hands_running_units_back_and_the_worker_exits_within_5_s(stack, es, undisturbed) -> None:  # noqa: ANN001
+    client, new_worker = stack(**LEASED)
+    es.faults.delay(0.3)  # long units: SIGTERM lands mid-unit
+    first = new_worker()
+    job_id = submit(client)
+    svc = client.application.extensions["sessionizer"]
+    leased = lambda: [v for v in svc.store.client.hvals(f"sz:job:{job_id}:leases") if b'"token":""' not in v]  # noqa: E731
+    wait_until(lambda: len(leased()) >= 1, what="a unit running")
+    stopped_at = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    first.proc.wait(30)
+    assert time.monotonic() - stopped_at < 5.0
+    assert leased() == []  # every lease handed back: no unit waits for a lapse
+    job = client.get(f"/jobs/{job_id}").get_json()
+    assert job["status"] == "running", job  # not failed: the units were handed back
+    assert svc.store.client.hlen("unacked") == 0 and svc.store.client.llen("celery") >= 1
+    es.faults.reset()
+    new_worker()
+    job = wait_finished(client, job_id, timeout=90)
+    assert job["status"] == "succeeded", job
+    assert sessions_of(client, job_id) == undisturbed
+    leases = [orjson.loads(v) for v in svc.store.client.hvals(f"sz:job:{job_id}:leases")]
+    assert all(lease["lost"] == 0 for lease in leases)  # a clean stop is not a lost worker
+
+
+def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, es) -> None:  # noqa: ANN001
+    from sessionizer.celery_app import make_celery
+    from sessionizer.jobstore import JobStore
+    from sessionizer.settings import load_settings
+    from worker.reconcile import BrokerSnapshot, send_units
+
+    client, new_worker = stack(**{**LEASED, "UNIT_LEASE_S": "1"})
+    svc = client.application.extensions["sessionizer"]
+    url = svc.settings.redis.url
+    store = JobStore.from_url(url)
+    n = 5000
+    users = [f"nobody{i:04d}" for i in range(n)]
+    job = store.create({**REQUEST, "users": users, "method": "gap"}, deadline_s=3600)
+    assert store.start(job["id"], n)
+    units = [(i, [u]) for i, u in enumerate(users)]
+    store.record_units(job["id"], units)
+    send_units(make_celery(load_settings(overrides={"REDIS_URL": url})), job["id"], units)
+    es.faults.delay(0.02)
+    worker = new_worker(concurrency=1)  # one slow worker: the queue stays thousands long
+    wait_until(lambda: int(store.client.hget("sz:stats:reconcile", "passes") or 0) >= 5, timeout=120,
+               what="five reconciling passes")
+    worker.stop()
+    assert int(store.client.hget("sz:stats:reconcile", "units") or 0) == 0  # nothing sent twice
+    snap = BrokerSnapshot.read(store.client, "celery")
+    queued = [k for k in (BrokerSnapshot.read(store.client, "celery").queued)]
+    raw_count = store.client.llen("celery")
+    done = store.done_units(job["id"])
+    assert raw_count == len(queued) == len(snap.queued)  # no unit twice in the queue
+    assert len(done) >= 1 and {u for _, u in snap.queued} | set(done) == set(range(n))  # none lost
+    assert not snap.queued & {(job["id"], u) for u in done}
