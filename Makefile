@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test bench lock clean
+.PHONY: install demo up worker test bench lock clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 up: $(STAMP)
 	$(PY) -m worker.demo up
+
+# One more worker for a running stack, here or on another host: REDIS_URL=<as make up printed> make worker
+worker: $(STAMP)
+	$(PY) -m worker.demo worker
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -4,7 +4,9 @@
 realistic event file if there is none, submit a job over HTTP, show its progress, print the
 sessions as a table, stop everything and exit 0.
 ``python -m worker.demo up``: the same stack in the foreground until Ctrl-C / SIGINT / SIGTERM,
-which stop every process it started.
+which stop every process it started (within 10 s, even mid-job); a process of it that dies is
+started again, with backoff. ``python -m worker.demo worker`` (``make worker``): one more worker
+for a running stack, on this host or another (``REDIS_URL`` as ``make up`` printed it).
 
 Data (Redis' append-only file, logs, the demo events) goes to ``var/``, or to the folder given by
 ``--var-dir`` / ``SESSIONIZER_VAR_DIR`` (the tests use a temporary one, never the user's).
@@ -25,9 +27,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sessionizer.settings import get_settings
+from sessionizer.settings import child_environment, get_settings
 
-from .devstack import Stack, api_command, flower_command, free_port, local_secrets, redacted, wait_http, worker_command
+from .devstack import (
+    Stack,
+    Supervisor,
+    api_command,
+    flower_command,
+    free_port,
+    listening_socket,
+    local_secrets,
+    port_free,
+    redacted,
+    wait_http,
+    worker_command,
+)
 
 if TYPE_CHECKING:
     from sessionizer_client import JobState, Session
@@ -143,7 +157,7 @@ def demo(var: Path) -> int:
         print(f"wrote demo events to {events}")
     port = SETTINGS.port
     try:
-        port = port if _port_free(port) else free_port()
+        port = port if port_free(port) else free_port()
     except OSError:
         port = free_port()
     stack = Stack()
@@ -184,41 +198,54 @@ def demo(var: Path) -> int:
         stack.stop()
 
 
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def up(var: Path) -> int:
-    """Run the stack until SIGINT or SIGTERM (or until one of its processes exits)."""
-    host, port = SETTINGS.host, SETTINGS.port
+    """Run the stack until SIGINT or SIGTERM, starting again any of its processes that dies."""
+    host = SETTINGS.host
     stack = Stack()
     events = var / EVENTS_NAME
     if not stack.env.get("ELASTICSEARCH_URL") and not stack.env.get("EVENTS_PATH") and not events.exists():
         write_demo_events(events)
     stop_on_signals()
     try:
-        base = start_stack(host, port, stack, var)
-        flower_port = SETTINGS.flower_port
-        flower_port = flower_port if _port_free(flower_port) else free_port()
+        # the embedded Redis always requires a password: the var folder's, made on the first start
+        secrets_file, local = local_secrets(var)
+        stack.start_redis(var / "redis", password=local["REDIS_PASSWORD"], bind=host)
+        print(f"local passwords (Redis, Flower): {secrets_file}", flush=True)
+        stack.env.setdefault("EVENTS_PATH", str(var / EVENTS_NAME))
+        logs = var / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        # the API's port is bound here and inherited by gunicorn: taken, it moves to a free one,
+        # and it stays this stack's across the API's restarts
+        api_socket = listening_socket(host, SETTINGS.port)
+        stack.sockets.append(api_socket)
+        port = api_socket.getsockname()[1]
+        if port != SETTINGS.port:
+            print(f"port {SETTINGS.port} is taken: the API listens on {port}", flush=True)
+        base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+        flower = FlowerPort(SETTINGS.flower_port)
         # Flower always asks for a login: FLOWER_BASIC_AUTH if set, else the var folder's
-        basic_auth = SETTINGS.flower_basic_auth.value if SETTINGS.flower_basic_auth else local_secrets(var)[1]["FLOWER_BASIC_AUTH"]
-        stack.spawn(flower_command("127.0.0.1", flower_port), log=var / "logs" / "flower.log",
-                    extra_env={"FLOWER_BASIC_AUTH": basic_auth})
-        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower_port} "
-              f"(login in {local_secrets(var)[0]}), Redis {redacted(stack.env['REDIS_URL'])}; logs in {var / 'logs'}. "
-              "Ctrl-C stops everything.", flush=True)
+        basic_auth = SETTINGS.flower_basic_auth.value if SETTINGS.flower_basic_auth else local["FLOWER_BASIC_AUTH"]
+        supervisor = Supervisor(stack, say=lambda line: print(line, flush=True))
+        if stack.redis is not None:
+            supervisor.add("redis", lambda: stack.redis.start().proc, running=stack.redis.proc)  # type: ignore[union-attr]
+        supervisor.add("worker", lambda: stack.spawn(worker_command(concurrency=2), log=logs / "worker.log"))
+        supervisor.add("api", lambda: stack.spawn(api_command(host, port, fd=api_socket.fileno()), log=logs / "api.log",
+                                                  pass_fds=(api_socket.fileno(),)))
+        supervisor.add("flower", lambda: stack.spawn(flower_command("127.0.0.1", flower.take()), log=logs / "flower.log",
+                                                     extra_env={"FLOWER_BASIC_AUTH": basic_auth}))
+        wait_http(f"{base}/healthz", timeout=60)
+        if stack.redis is not None:
+            redis_url = stack.redis.public_url()
+            more = f"REDIS_URL={redis_url} make worker (PASSWORD: REDIS_PASSWORD in {secrets_file})"
+        else:
+            redis_url = redacted(stack.env["REDIS_URL"])
+            more = "REDIS_URL=<this stack's REDIS_URL> make worker"
+        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower.port} "
+              f"(login in {secrets_file}), Redis {redis_url}; logs in {logs}. Ctrl-C stops everything.\n"
+              f"More workers, on this host or another: {more}", flush=True)
         while True:
-            if any(p.poll() is not None for p in stack.procs):
-                print("a process of the stack exited; stopping", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+            supervisor.check()
+            time.sleep(0.2)
     except Stopped as sig:
         print(f"{sig}: stopping", flush=True)
         return 0
@@ -227,9 +254,38 @@ def up(var: Path) -> int:
         print("stopped", flush=True)
 
 
+class FlowerPort:
+    """Flower's port: the configured one when free, otherwise a free one, said aloud; checked at
+    each (re)start, as another stack may have taken it meanwhile (Flower cannot inherit a socket)."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted, self.port = wanted, wanted
+
+    def take(self) -> int:
+        if not port_free(self.port):
+            old, self.port = self.port, free_port()
+            print(f"port {old} is taken: Flower listens on {self.port}", flush=True)
+        return self.port
+
+
+def worker(concurrency: int) -> int:
+    """``make worker``: one more worker for a running stack (``REDIS_URL`` and the event source's
+    settings from the environment), in the foreground: Ctrl-C or SIGTERM stop it, handing its
+    running units back to the others."""
+    settings = get_settings()
+    if not os.environ.get("REDIS_URL"):
+        print("make worker needs REDIS_URL: the one `make up` printed (and the event source's settings: "
+              "EVENTS_PATH, or ELASTICSEARCH_URL and its credentials)", file=sys.stderr)
+        return 2
+    print(f"a worker for Redis {redacted(settings.redis.url)}, reading {settings.source_kind} events", flush=True)
+    command = worker_command(concurrency=concurrency, name=f"worker{os.getpid()}")
+    os.execve(command[0], command, child_environment())  # signals go to Celery itself
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["demo", "up", "events"])
+    parser.add_argument("command", choices=["demo", "up", "worker", "events"])
+    parser.add_argument("--concurrency", type=int, default=2, help="make worker: pool processes")
     parser.add_argument("--var-dir", type=Path, default=VAR,
                         help="data folder: Redis data, logs, demo events (default: var/, or SESSIONIZER_VAR_DIR)")
     args = parser.parse_args(argv)
@@ -237,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "events":
         print(write_demo_events(var / EVENTS_NAME))
         return 0
+    if args.command == "worker":
+        return worker(args.concurrency)
     return demo(var) if args.command == "demo" else up(var)
 
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +78,17 @@ class RedisServer:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    bind: str = "127.0.0.1"  # 0.0.0.0: workers on other hosts can reach it (make up with HOST=0.0.0.0)
 
     @property
     def url(self) -> str:
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def public_url(self) -> str:
+        """The URL a worker on another host uses (this host's name when Redis listens beyond
+        loopback), its password left out: ``redis://:PASSWORD@host:port/0``."""
+        host = "127.0.0.1" if self.bind.startswith("127.") else socket.getfqdn()
+        return f"redis://:PASSWORD@{host}:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> "RedisServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +100,7 @@ class RedisServer:
             fh.write(f'requirepass "{self.password}"\n')
         args = [
             redis_server_binary(), str(conf),
-            "--bind", "127.0.0.1",
+            "--bind", self.bind,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
@@ -103,7 +110,7 @@ class RedisServer:
             "--logfile", str(self.log_path),
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis.from_url(self.url)
+        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -160,12 +167,37 @@ def flower_command(host: str, port: int, basic_auth: str | None = None) -> list[
 GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
 
 
-def api_command(host: str, port: int, workers: int = 2) -> list[str]:
-    """The API under gunicorn with the project's settings (gevent workers), as in docker-compose."""
+def api_command(host: str, port: int, workers: int = 2, fd: int | None = None) -> list[str]:
+    """The API under gunicorn with the project's settings (gevent workers), as in docker-compose;
+    ``fd``: a listening socket it inherits instead (``make up`` holds its port across restarts)."""
     return [
-        PYTHON, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"{host}:{port}",
+        PYTHON, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"fd://{fd}" if fd is not None else f"{host}:{port}",
         "--workers", str(workers), "--log-level", "warning",
     ]
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``port``, or on a free port when it is taken (two stacks started at
+    the same moment never fight over it: whoever binds first has it), for a child to inherit."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.bind((host, 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -183,24 +215,28 @@ class Stack:
     env: dict[str, str] = field(default_factory=child_environment)
     procs: list[subprocess.Popen] = field(default_factory=list)
     redis: RedisServer | None = None
-    grace_s: float = 20.0
+    # workers hand their units back and exit within 5 s (worker/lease.py), gunicorn gives its
+    # requests a few seconds: the whole stack stops within 10 s, Redis last
+    grace_s: float = 7.0
+    sockets: list[socket.socket] = field(default_factory=list)
 
-    def start_redis(self, data_dir: Path, password: str | None = None) -> str:
+    def start_redis(self, data_dir: Path, password: str | None = None, bind: str = "127.0.0.1") -> str:
         if self.env.get("REDIS_URL"):
             return self.env["REDIS_URL"]
-        self.redis = RedisServer(data_dir, password=password) if password else RedisServer(data_dir)
+        self.redis = RedisServer(data_dir, bind=bind, **({"password": password} if password else {}))
         self.redis.start()  # a failed start leaves the process recorded, for stop() to end
         self.env["REDIS_URL"] = self.redis.url
         return self.redis.url
 
-    def spawn(self, args: list[str], log: Path | None = None, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    def spawn(self, args: list[str], log: Path | None = None, extra_env: Mapping[str, str] | None = None,
+              pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
         out = open(log, "ab") if log else None
         try:
             # (signals are not held back here: a child inherits the signal mask of its parent)
             proc = subprocess.Popen(
                 args, cwd=ROOT, env={**self.env, **(extra_env or {})},
                 stdout=out, stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, pass_fds=pass_fds,
             )
             self.procs.append(proc)
         finally:
@@ -225,6 +261,71 @@ class Stack:
             if self.redis:
                 self.redis.stop()
                 self.redis = None
+            for sock in self.sockets:
+                sock.close()
+            self.sockets = []
+
+    def reap(self, proc: subprocess.Popen) -> None:
+        """A child that exited by itself: kill what it left in its group, and forget it."""
+        _kill_group(proc.pid)
+        proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+
+@dataclass
+class Supervised:
+    """One process of a stack that :class:`Supervisor` starts again when it dies."""
+
+    name: str
+    start: Callable[[], subprocess.Popen]  # starts it (again), and returns its process
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    delay_s: float = 0.0  # the backoff before the next start, once it has died
+    due: float = 0.0  # when to start it again (monotonic), while it is down
+
+
+@dataclass
+class Supervisor:
+    """Starts a stack's processes and starts again any that dies, with backoff from 1 s to 30 s
+    (doubling at each death; back to 1 s once a process has stayed up a minute); says so."""
+
+    stack: Stack
+    say: Callable[[str], None] = print
+    services: list[Supervised] = field(default_factory=list)
+    BACKOFF_S: tuple[float, float] = (1.0, 30.0)
+    STABLE_S: float = 60.0
+
+    def add(self, name: str, start: Callable[[], subprocess.Popen], running: subprocess.Popen | None = None) -> Supervised:
+        """Start a process (or watch ``running``, started already) and keep it running."""
+        svc = Supervised(name, start, delay_s=self.BACKOFF_S[0])
+        svc.proc, svc.started_at = running or start(), time.monotonic()
+        self.services.append(svc)
+        return svc
+
+    def check(self) -> None:
+        """One look at every process: note the dead, start again those whose backoff is over."""
+        now = time.monotonic()
+        for svc in self.services:
+            if svc.proc is not None and svc.proc.poll() is not None:
+                code = svc.proc.returncode
+                if svc.proc in self.stack.procs:
+                    self.stack.reap(svc.proc)
+                svc.proc = None
+                if now - svc.started_at >= self.STABLE_S:
+                    svc.delay_s = self.BACKOFF_S[0]
+                svc.due = now + svc.delay_s
+                self.say(f"{svc.name} exited (code {code}); starting it again in {svc.delay_s:.0f} s")
+                svc.delay_s = min(2 * svc.delay_s, self.BACKOFF_S[1])
+            elif svc.proc is None and now >= svc.due:
+                try:
+                    svc.proc, svc.started_at = svc.start(), now
+                except (OSError, RuntimeError) as exc:  # could not start: try again after the backoff
+                    svc.due = now + svc.delay_s
+                    self.say(f"{svc.name} did not start ({exc}); trying again in {svc.delay_s:.0f} s")
+                    svc.delay_s = min(2 * svc.delay_s, self.BACKOFF_S[1])
+                    continue
+                self.say(f"{svc.name} started again (pid {svc.proc.pid})")
 
 
 @contextmanager
