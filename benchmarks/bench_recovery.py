@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from worker.devstack import ROOT, RedisServer, worker_command
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease", type=float, default=10.0, help="UNIT_LEASE_S (default 30 in production)")
     parser.add_argument("--interval", type=float, default=2.0, help="RECONCILE_INTERVAL_S (default 5 in production)")
     parser.add_argument("--units", type=int, default=500)
+    parser.add_argument("--only", choices=["recovery", "cost"], help="run one part only")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp_s, RedisServer(Path(tmp_s) / "redis") as redis_server:
@@ -122,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         lock_ttl = max(3 * args.interval, 2.0)
 
         # 1. recovery after a worker is cut
-        undisturbed, recovered = [], []
+        undisturbed: list[float] = []
+        recovered: list[float] = []
         survivor = Worker(env, tmp / "survivor.log", "survivor")
-        for run in range(args.runs):
+        for run in range(args.runs if args.only != "cost" else 0):
             doomed = Worker(env, tmp / f"doomed{run}.log", f"doomed{run}")
             started = time.perf_counter()
             wait(client, submit(client, heavy, "hdbscan"))
@@ -144,35 +147,56 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. the cost of leases, alternated
         timed: dict[str, list[float]] = {"leases": [], "no leases": []}
-        for run in range(args.runs + 1):  # the first round warms the cache up and is not counted
+        cpu: dict[str, list[float]] = {"leases": [], "no leases": []}
+        redis_proc = psutil.Process(redis_server.proc.pid)
+        for run in range(args.runs + 1 if args.only != "recovery" else 0):  # round 0 warms up, not counted
             for kind, app in (("leases", "worker.celery_app"), ("no leases", "benchmarks.bench_recovery:unleased")):
                 w = Worker({**env, "SESSIONIZER_BENCH_UNLEASED": "1"} if kind == "no leases" else env,
                            tmp / f"cost-{kind}-{run}.log", f"cost{run}", app=app)
+                tree = [psutil.Process(w.proc.pid), *psutil.Process(w.proc.pid).children(recursive=True)]
+                before = _cpu([*tree, redis_proc])
                 started = time.perf_counter()
                 wait(client, submit(client, light, "gap"))
                 elapsed = time.perf_counter() - started
+                used = _cpu([*tree, redis_proc]) - before
                 w.stop()
                 if run:
                     timed[kind].append(elapsed)
-                print(f"  run {run}{' (warm-up)' if not run else ''}: {kind}: {elapsed:.2f} s", flush=True)
+                    cpu[kind].append(used)
+                print(f"  run {run}{' (warm-up)' if not run else ''}: {kind}: {elapsed:.2f} s, "
+                      f"worker + Redis CPU {used:.2f} s", flush=True)
         ratios = [a / b for a, b in zip(timed["leases"], timed["no leases"])]
+        cpu_ratios = [a / b for a, b in zip(cpu["leases"], cpu["no leases"])]
 
-    print(f"\nrecovery: a job of 40 users x 2,500 events (hdbscan), 2 workers x 2 processes, one cut mid-job;"
+    if recovered:
+        print(f"\nrecovery: a job of 40 users x 2,500 events (hdbscan), 2 workers x 2 processes, one cut mid-job;"
           f" UNIT_LEASE_S={args.lease:g}, RECONCILE_INTERVAL_S={args.interval:g}")
-    print(f"  undisturbed job         : {spread(undisturbed)} s")
-    print(f"  cut -> job succeeded    : {spread(recovered)} s")
-    print(f"  bound (lease + lock ttl + interval + the job): {args.lease + lock_ttl + args.interval + max(undisturbed):.2f} s"
-          f"   (without leases: the visibility timeout, 7200 s)")
-    print(f"\nthe cost of leases: a job of {args.units} units (1 user x 50 events, gap), 1 worker x 2 processes")
-    print(f"  with leases   : {spread(timed['leases'])} s")
-    print(f"  without leases: {spread(timed['no leases'])} s")
-    print(f"  ratio         : {spread(ratios, '{:.3f}')}   (target <= 1.05)")
+        print(f"  undisturbed job         : {spread(undisturbed)} s")
+        print(f"  cut -> job succeeded    : {spread(recovered)} s")
+        print(f"  bound (lease + lock ttl + interval + the job): {args.lease + lock_ttl + args.interval + max(undisturbed):.2f} s"
+              f"   (without leases: the visibility timeout, 7200 s)")
+    if ratios:
+        print(f"\nthe cost of leases: a job of {args.units} units (1 user x 50 events, gap), 1 worker x 2 processes")
+        print(f"  wall, with leases      : {spread(timed['leases'])} s")
+        print(f"  wall, without leases   : {spread(timed['no leases'])} s")
+        print(f"  wall ratio             : {spread(ratios, '{:.3f}')}   (target <= 1.05)")
+        print(f"  CPU (worker + Redis), with / without: {spread(cpu['leases'])} s / {spread(cpu['no leases'])} s")
+        print(f"  CPU ratio              : {spread(cpu_ratios, '{:.3f}')}   (less sensitive than wall time to a shared machine)")
     return 0
 
 
-def _children(pid: int) -> list[int]:
-    import psutil
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
+
+def _children(pid: int) -> list[int]:
     return [c.pid for c in psutil.Process(pid).children(recursive=True)]
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 import redis
 
-from ..status import JobStatus
 from .keys import LIVE_KEY, JobKeys
 from .scripts import Scripts
 
@@ -156,5 +155,3 @@ class Leases:
         secs, micros = self.client.time()
         return int(secs) * 1000 + int(micros) // 1000
 
-
-ACTIVE_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
