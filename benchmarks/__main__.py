@@ -1,7 +1,6 @@
 """``make bench``: every benchmark, one after the other, each printing its figures.
 
-    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client, job, store_format, session_fields
-    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client, recovery
+    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client, job, store_format, session_fields, recovery
 
 Each benchmark measures its comparisons side by side in one run (alternating), with
 min/median/max over repeats, because these machines are shared and noisy.
@@ -26,12 +25,9 @@ BENCHES = {
     "serving": ("benchmarks.bench_serving", "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)"),
     "client": ("benchmarks.bench_client", "100 async clients submit then wait: Prefer: wait vs polling (issue 11)"),
     "job": ("benchmarks.bench_job", "whole 5 M-event jobs vs an orjson pass and the kernels; the event store (issue 15)"),
-<<<<<<< HEAD
     "store_format": ("benchmarks.bench_store_format", "the event store's format vs Arrow IPC, Parquet, npz: a unit's read of 20 users of 500 (issue 15)"),
     "session_fields": ("benchmarks.bench_session_fields", "the analytics session fields in the core's summary (issue 19)"),
-=======
     "recovery": ("benchmarks.bench_recovery", "a worker cut mid-job: time to the job's end; the cost of leases (issue 16)"),
->>>>>>> 378f3c9 (README: delivery guarantee, workers on other hosts, failing fast; bench_recovery)
 }
 
 
