@@ -39,7 +39,7 @@ def timed(client: httpx.Client, method: str, path: str) -> tuple[httpx.Response,
 
 
 def assert_fails_fast(client: httpx.Client) -> None:
-    for _ in range(3):  # again and again: no retries pile up behind the first
+    for _ in range(2):  # again: no retries pile up behind the first
         resp, took = timed(client, "GET", "/healthz")
         assert resp.status_code == 503 and resp.json()["redis"] == "unreachable"
         assert took < 1.0, took
