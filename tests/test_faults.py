@@ -422,3 +422,17 @@ def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, e
     assert raw_count == len(queued) == len(snap.queued)  # no unit twice in the queue
     assert len(done) >= 1 and {u for _, u in snap.queued} | set(done) == set(range(n))  # none lost
     assert not snap.queued & {(job["id"], u) for u in done}
+
+
+def test_units_longer_than_their_lease_keep_it_and_run_once(stack, es, undisturbed) -> None:  # noqa: ANN001
+    # a 1 s lease, units of several seconds (slow pages): the renewals keep every unit with its worker
+    client, new_worker = stack(**{**LEASED, "UNIT_LEASE_S": "1"})
+    es.faults.delay(0.4)
+    new_worker()
+    new_worker()
+    job = wait_finished(client, submit(client, {**REQUEST, "users": REQUEST["users"][:6]}), timeout=120)
+    assert job["status"] == "succeeded", job
+    svc = client.application.extensions["sessionizer"]
+    assert int(svc.store.client.hget("sz:stats:reconcile", "passes") or 0) >= 3
+    assert int(svc.store.client.hget("sz:stats:reconcile", "units") or 0) == 0  # no lease ever lapsed
+    assert sessions_of(client, job["id"]) == [s for s in undisturbed if s["user"] in REQUEST["users"][:6]]

@@ -60,7 +60,7 @@ def test_a_lapsed_lease_is_taken_over_and_its_old_holder_is_fenced(store: JobSto
     time.sleep(0.3)  # its holder stops renewing (paused, cut off)
     new = take(store, running, 1, "host:2")
     assert new.outcome == "ok" and new.runs == 2 and new.lost == 1
-    assert not store.renew_unit(running, 1, old.token, 30)  # the old holder learns it lost the unit
+    assert store.renew_unit(running, 1, old.token, 30) == "lost"  # the old holder learns it lost the unit
     with pytest.raises(LeaseLost):
         store.complete_unit(running, 1, 1, [{"user": "stale"}], {"sessions": 1}, lease=old.token)
     store.complete_unit(running, 1, 1, [{"user": "b"}], {"sessions": 1}, lease=new.token)
@@ -72,11 +72,13 @@ def test_renewal_and_progress_keep_a_lease_alive(store: JobStore, running: str) 
     grant = take(store, running, 2, "host:1", lease_s=0.4)
     for _ in range(3):
         time.sleep(0.2)
-        assert store.renew_unit(running, 2, grant.token, 0.4)
+        assert store.renew_unit(running, 2, grant.token, 0.4) == "renewed"
     for n in range(3):
         time.sleep(0.2)
         store.record_progress(running, 2, 10 * n)  # this process holds it: progress renews it
     assert take(store, running, 2, "host:2").outcome == "held"
+    store.complete_unit(running, 2, 1, [], {}, lease=grant.token)
+    assert store.renew_unit(running, 2, grant.token, 0.4) == "gone"  # stored: nothing to renew, nothing lost
 
 
 def test_a_unit_handed_back_is_not_a_lost_worker_but_a_dead_one_is(store: JobStore, running: str) -> None:

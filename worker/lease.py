@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -48,23 +49,21 @@ def dead_on_this_host(owner: str) -> bool:
 
 
 class UnitLease:
-    """The lease of one unit while this process runs it (a context manager; :meth:`take` inside)."""
+    """The lease of one unit while this process runs it (a context manager; :meth:`take` inside).
+    The process's :class:`Renewer` keeps it alive while it is held."""
 
     def __init__(self, store: JobStore, job_id: str, unit: int) -> None:
         s = get_settings().workers
         self.store, self.job_id, self.unit = store, job_id, unit
         self.lease_s, self.max_lost = s.unit_lease_s, s.unit_max_attempts
         self.grant = LeaseGrant("none")
-        self.lost = threading.Event()  # another worker took the unit over
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def token(self) -> str:
         return self.grant.token
 
     def take(self) -> LeaseGrant:
-        """Take the unit's lease and start renewing it (see :class:`LeaseGrant` for the outcomes)."""
+        """Take the unit's lease and have it renewed (see :class:`LeaseGrant` for the outcomes)."""
         me = owner_name()
         grant = self.store.acquire_unit(self.job_id, self.unit, me, lease_s=self.lease_s, max_lost=self.max_lost)
         if grant.outcome == "held" and (grant.holder == me or dead_on_this_host(grant.holder)):
@@ -73,28 +72,13 @@ class UnitLease:
                                             dead_token=grant.holder_token)
         self.grant = grant
         if grant.outcome == "ok":
-            self._thread = threading.Thread(target=self._renew, name=f"lease-{self.unit}", daemon=True)
-            self._thread.start()
+            Renewer.ensure(self.store, self.lease_s)
         return grant
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            try:
-                if not self.store.renew_unit(self.job_id, self.unit, self.grant.token, self.lease_s):
-                    log.warning("job %s unit %s: lease lost to another worker; its result will be refused",
-                                self.job_id, self.unit)
-                    self.lost.set()
-                    return
-            except redis.RedisError as exc:  # Redis away: try again at the next tick
-                log.warning("job %s unit %s: lease not renewed (%s)", self.job_id, self.unit, type(exc).__name__)
 
     def __enter__(self) -> UnitLease:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         if self.grant.outcome == "ok" and (self.job_id, self.unit) in self.store.held:
             # the unit ended without storing its result (a Redis error the task retries, a failed
             # job): hand it back, so that its next run takes it at once rather than after the lease
@@ -103,6 +87,38 @@ class UnitLease:
             except redis.RedisError:
                 pass  # the lease lapses by itself
         self.store.forget_lease(self.job_id, self.unit)
+
+
+class Renewer(threading.Thread):
+    """One thread per process renewing every lease the process holds (``store.held``), every
+    third of the lease: no thread to start per unit. A lease found taken over is dropped (the
+    unit's result will be refused) and logged."""
+
+    _running: Renewer | None = None
+    _guard = threading.Lock()
+
+    def __init__(self, store: JobStore, lease_s: float) -> None:
+        super().__init__(name="lease-renewer", daemon=True)
+        self.store, self.lease_s = store, lease_s
+
+    @classmethod
+    def ensure(cls, store: JobStore, lease_s: float) -> None:
+        with cls._guard:
+            if cls._running is None or not cls._running.is_alive() or cls._running.store is not store:
+                cls._running = cls(store, lease_s)
+                cls._running.start()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(self.lease_s / 3)
+            for (job_id, unit), (token, _) in list(self.store.held.items()):
+                try:
+                    if self.store.renew_unit(job_id, unit, token, self.lease_s) == "lost":
+                        log.warning("job %s unit %s: lease lost to another worker; its result will be refused",
+                                    job_id, unit)
+                        self.store.held.pop((job_id, unit), None)
+                except redis.RedisError as exc:  # Redis away: try again at the next tick
+                    log.warning("job %s unit %s: lease not renewed (%s)", job_id, unit, type(exc).__name__)
 
 
 # --- a quick, clean stop: SIGTERM hands the running units back ----------------------------------

@@ -92,9 +92,11 @@ class Leases:
             return LeaseGrant("lost", lost=int(reply[1]))
         return LeaseGrant(outcome)
 
-    def renew_unit(self, job_id: str, unit: int, token: str, lease_s: float) -> bool:
-        """Extend a lease its holder still has; False once another worker took it."""
-        return bool(self.scripts.lease_renew(keys=[JobKeys(job_id).hash], args=[unit, token, int(lease_s * 1000)]))
+    def renew_unit(self, job_id: str, unit: int, token: str, lease_s: float) -> str:
+        """Extend a lease its holder still has: ``renewed``; ``gone`` when the unit has no lease
+        any more (stored, or its job gone); ``lost`` once another worker took it over."""
+        reply = int(self.scripts.lease_renew(keys=[JobKeys(job_id).hash], args=[unit, token, int(lease_s * 1000)]))
+        return {1: "renewed", 0: "gone"}.get(reply, "lost")
 
     def release_unit(self, job_id: str, unit: int, *, token: str = "", owner: str = "") -> bool:
         """Hand a unit back (a clean stop): its lease is released, and not counted as lost.
