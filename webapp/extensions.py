@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from celery import Celery
 from flask import Flask, current_app
 from flask_smorest import Api
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from sessionizer.celery_app import make_celery
 from sessionizer.jobstore import JobStore
@@ -31,8 +28,6 @@ class Services:
     # Readiness reads through a client that fails fast: the store's client rides out a Redis
     # restart with ~20 s of retries, longer than any probe waits.
     workers: WorkerRegistry
-    # /healthz pings through this one: half a second at most, no retry (a probe's own budget is 1 s)
-    probe: redis.Redis
 
 
 def init_services(app: Flask, settings: Settings) -> None:
@@ -51,8 +46,6 @@ def init_services(app: Flask, settings: Settings) -> None:
         celery=make_celery(settings),
         key_digests=digests,
         workers=WorkerRegistry(fail_fast_client(settings.redis.url), ttl_s=settings.workers.heartbeat_ttl_s),
-        probe=redis.Redis.from_url(settings.redis.url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                   retry=Retry(NoBackoff(), 0)),
     )
 
 

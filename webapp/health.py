@@ -37,7 +37,7 @@ class Health(MethodView):
     def get(self) -> Any:
         """Is the API up, and can it reach Redis?"""
         try:
-            services().probe.ping()
+            services().store.client.ping()
         except redis.RedisError:
             return {"status": "unavailable", "redis": "unreachable"}, 503
         return {"status": "ok", "redis": "ok"}

@@ -273,7 +273,7 @@ def worker(concurrency: int) -> int:
     settings from the environment), in the foreground: Ctrl-C or SIGTERM stop it, handing its
     running units back to the others."""
     settings = get_settings()
-    if not os.environ.get("REDIS_URL"):
+    if not child_environment().get("REDIS_URL"):  # (the default URL is this host's: not a stack's)
         print("make worker needs REDIS_URL: the one `make up` printed (and the event source's settings: "
               "EVENTS_PATH, or ELASTICSEARCH_URL and its credentials)", file=sys.stderr)
         return 2

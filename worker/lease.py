@@ -135,6 +135,7 @@ def quick_stop_on_sigterm(sender: Any = None, **_: Any) -> None:
     acknowledged, so kombu puts them back in the queue as the connection closes, and another
     worker takes them at once. A second SIGTERM does not start the stop again.
     """
+    from celery.apps import worker as celery_worker
     from celery.apps.worker import during_soft_shutdown, install_worker_term_hard_handler, on_cold_shutdown
 
     worker = sender.controller
@@ -145,7 +146,14 @@ def quick_stop_on_sigterm(sender: Any = None, **_: Any) -> None:
         released = hand_back_units()
         if released:
             log.info("stopping: handed back %d running unit(s)", released)
-        on_cold_shutdown(worker)
+        # Celery's cold stop, without its console notice ("Hitting Ctrl+C again will terminate
+        # all running tasks!"): untrue here (they are handed back), and not a log line (a JSON
+        # log must stay one object a line)
+        say, celery_worker.safe_say = celery_worker.safe_say, lambda *args, **kwargs: None
+        try:
+            on_cold_shutdown(worker)
+        finally:
+            celery_worker.safe_say = say
 
     install_worker_term_hard_handler(worker, sig="SIGTERM", callback=hand_back)
 

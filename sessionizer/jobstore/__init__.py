@@ -115,8 +115,8 @@ from .scripts import Scripts
 from .sharing import fingerprint
 from .wait_slots import WaitSlots
 
-# The API's store answers or raises within this (a /jobs request makes its 503 within 2 s).
-FAIL_FAST_TIMEOUT_S = 0.8
+# The API's store answers or raises within this: /healthz within 1 s, a /jobs request's 503 within 2 s.
+FAIL_FAST_TIMEOUT_S = 0.5
 
 __all__ = ["IDEM_PENDING_S", "JobKeys", "JobPage", "JobStore", "Lease", "LeaseGrant", "LeaseLost", "TooManyActiveJobs",
            "UnitTable", "fingerprint", "iso", "utcnow"]
@@ -140,7 +140,7 @@ class JobStore(Lifecycle, Leases, Reads):
     def from_url(cls, url: str, ttl_s: int = 86_400, *, fail_fast: bool = False) -> JobStore:
         """A store on ``url``. The workers' (default) rides out a Redis restart or failover (about
         20 s of retries with backoff) rather than failing a unit half-way; the units' writes are
-        idempotent, so a retry is safe. The API's (``fail_fast``) answers within a second or
+        idempotent, so a retry is safe. The API's (``fail_fast``) answers within half a second or
         raises, so that a request gets its 503 at once while Redis is down or hung: one retry
         on a fresh connection (a restarted Redis leaves the pooled ones dead), none on a timeout,
         so they never stack up. Either has socket timeouts: a Redis that accepts connections but
