@@ -3,14 +3,14 @@
     python -m benchmarks.bench_recovery [--runs 5] [--lease 10] [--interval 2] [--units 500]
 
 1. Recovery: two workers (``--concurrency 2`` each) on a job of 40 users x 2,500 events
-   (hdbscan, file source); once both hold units, one worker's whole process group gets SIGKILL
+   (hdbscan, file source, units as the plan groups them); once both hold units, one worker's whole process group gets SIGKILL
    (a lost host: no goodbye). Reported: the time from the kill to the job's ``succeeded``
    (min/median/max over ``--runs``), beside the same job undisturbed, and the bound it should
    stay under: ``UNIT_LEASE_S`` + the reconciler's lock ttl (the killed worker may have led) +
    ``RECONCILE_INTERVAL_S`` + the job's own time. The broker's visibility timeout stays at its
    production two hours: without leases this job would wait that long.
-2. The cost of leases: a job of ``--units`` users x 50 events (gap: each unit is mostly
-   overhead, the worst case for leases), one worker with ``--concurrency 2``, with leases and
+2. The cost of leases: a job of ``--units`` units of one user x 50 events each (gap: each unit is
+   mostly overhead, the worst case for leases; planned by the benchmark, one unit per user), one worker with ``--concurrency 2``, with leases and
    without (the same worker with the lease a no-op: ``benchmarks.bench_recovery:unleased``),
    alternated run by run. Reported: the wall times and the ratio per pair (min/median/max).
 
@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from sessionizer.celery_app import make_celery
+from sessionizer.settings import load_settings
 from worker.devstack import ROOT, RedisServer, worker_command
 
 
@@ -54,6 +56,18 @@ def submit(client: Any, users: list[str], method: str) -> str:
     resp = client.post("/jobs", json=body, headers={"Cache-Control": "no-cache"})
     assert resp.status_code == 202, resp.get_json()
     return resp.get_json()["id"]
+
+
+def planned(store: Any, broker: Any, users: list[str]) -> str:
+    """A job of one unit per user, planned here (the plan task groups users by work: this part
+    wants many small units, the worst case for the leases' cost) and sent as the plan task does."""
+    from worker.reconcile import send_units
+
+    body = {"users": users, "start": "2022-09-01T00:00Z", "end": "2022-12-01T00:00Z", "method": "gap"}
+    job = store.create(body, deadline_s=3600)
+    assert store.start(job["id"], len(users), [[u] for u in users])
+    send_units(broker, job["id"], [(i, [u]) for i, u in enumerate(users)])
+    return job["id"]
 
 
 def wait(client: Any, job_id: str) -> None:
@@ -146,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         survivor.stop()
 
         # 2. the cost of leases, alternated
+        store = client.application.extensions["sessionizer"].store
+        broker = make_celery(load_settings(overrides={"REDIS_URL": redis_server.url}))
         timed: dict[str, list[float]] = {"leases": [], "no leases": []}
         cpu: dict[str, list[float]] = {"leases": [], "no leases": []}
         redis_proc = psutil.Process(redis_server.proc.pid)
@@ -156,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 tree = [psutil.Process(w.proc.pid), *psutil.Process(w.proc.pid).children(recursive=True)]
                 before = _cpu([*tree, redis_proc])
                 started = time.perf_counter()
-                wait(client, submit(client, light, "gap"))
+                wait(client, planned(store, broker, light))
                 elapsed = time.perf_counter() - started
                 used = _cpu([*tree, redis_proc]) - before
                 w.stop()

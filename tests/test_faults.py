@@ -405,9 +405,8 @@ def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, e
     n = 5000
     users = [f"nobody{i:04d}" for i in range(n)]
     job = store.create({**REQUEST, "users": users, "method": "gap"}, deadline_s=3600)
-    assert store.start(job["id"], n)
     units = [(i, [u]) for i, u in enumerate(users)]
-    store.record_units(job["id"], units)
+    assert store.start(job["id"], n, [[u] for u in users])
     send_units(make_celery(load_settings(overrides={"REDIS_URL": url})), job["id"], units)
     es.faults.delay(0.02)
     worker = new_worker(concurrency=1)  # one slow worker: the queue stays thousands long

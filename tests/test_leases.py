@@ -31,10 +31,9 @@ def store(redis_url: str) -> Iterator[JobStore]:
 
 @pytest.fixture
 def running(store: JobStore) -> str:
-    """A running computation of three units, recorded as the plan records them."""
+    """A running computation of three units, its plan recorded as the plan task records it."""
     job = store.create(REQUEST, deadline_s=600)
-    assert store.start(job["id"], len(UNITS))
-    store.record_units(job["id"], UNITS)
+    assert store.start(job["id"], len(UNITS), [users for _, users in UNITS])
     return job["id"]
 
 

@@ -34,12 +34,10 @@ _RETRY = {
 
 @app.task(name=names.PLAN, **_RETRY)
 def plan(job_id: str) -> int:
-    """Split a queued job into units, record them (for the reconciler) and send them; returns
-    how many were sent."""
+    """Split a queued job into units (recorded with the job: the reconciler sends them again from
+    there) and send them; returns how many were sent."""
     units = jobs.plan_job(job_id)
-    if units:
-        jobs.store().record_units(job_id, units)
-        send_units(app, job_id, units)
+    send_units(app, job_id, units)
     return len(units)
 
 

@@ -33,8 +33,6 @@ key                                type    content                              
 ``sz:job:{id}:sessions``           hash    unit index -> JSON array of the unit's sessions      "
 ``sz:job:{id}:sharers``            set     ids of the jobs still following this computation     "
                                            (itself included until cancelled or deleted)
-``sz:job:{id}:units``              hash    unit index -> JSON array of its users, as planned    "
-                                           (what the reconciler hands out again)
 ``sz:job:{id}:leases``             hash    unit index -> JSON lease: ``token`` ('' = handed     "
                                            back), ``owner``, ``exp`` (epoch ms, Redis' clock),
                                            ``runs``, ``lost`` (workers it lost; ``leases.py``)

@@ -51,9 +51,8 @@ class JobKeys:
     UNITSTATS: ClassVar[str] = ":unitstats"  # hash: unit index -> JSON counts of the unit's events
     SESSIONS: ClassVar[str] = ":sessions"  # hash: unit index -> JSON array of the unit's sessions
     SHARERS: ClassVar[str] = ":sharers"  # set: ids of the jobs still following the computation
-    UNITS: ClassVar[str] = ":units"  # hash: unit index -> JSON array of the unit's users (as planned)
     LEASES: ClassVar[str] = ":leases"  # hash: unit index -> JSON lease of the unit (jobstore/leases.py)
-    SUFFIXES: ClassVar[tuple[str, ...]] = ("", DONE, SCANNED, UNITSTATS, SESSIONS, SHARERS, UNITS, LEASES)
+    SUFFIXES: ClassVar[tuple[str, ...]] = ("", DONE, SCANNED, UNITSTATS, SESSIONS, SHARERS, LEASES)
 
     def __post_init__(self) -> None:
         if not is_job_id(self.job_id):
@@ -82,10 +81,6 @@ class JobKeys:
     @property
     def sharers(self) -> str:
         return self.hash + self.SHARERS
-
-    @property
-    def units(self) -> str:
-        return self.hash + self.UNITS
 
     @property
     def leases(self) -> str:
@@ -185,7 +180,7 @@ def lua_preamble() -> str:
         f"local SHARE = '{share}'",
         f"local DONE, SCANNED, SHARERS = '{JobKeys.DONE}', '{JobKeys.SCANNED}', '{JobKeys.SHARERS}'",
         f"local UNITSTATS, SESSIONS = '{JobKeys.UNITSTATS}', '{JobKeys.SESSIONS}'",
-        f"local UNITS, LEASES = '{JobKeys.UNITS}', '{JobKeys.LEASES}'",
+        f"local LEASES = '{JobKeys.LEASES}'",
         "local FAMILY = {" + ", ".join(f"'{s}'" for s in JobKeys.SUFFIXES) + "}",
         f"local HOOK, HOOK_LOG, HOOKS_DUE = '{WebhookDelivery.key('')}', ':attempts', '{WEBHOOKS_DUE_KEY}'",
     ]

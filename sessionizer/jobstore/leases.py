@@ -108,18 +108,6 @@ class Leases:
         """This process no longer works on the unit (its progress stops renewing the lease)."""
         self.held.pop((job_id, unit), None)
 
-    def record_units(self, job_id: str, units: Iterable[tuple[int, list[str]]]) -> None:
-        """Keep a computation's units as planned (for the reconciler to hand them out again), and
-        list it among the computations that may need a worker."""
-        mapping = {str(index): orjson.dumps(users) for index, users in units}
-        k = JobKeys(job_id)
-        with self.client.pipeline() as pipe:
-            if mapping:
-                pipe.hset(k.units, mapping=mapping)  # type: ignore[arg-type]
-                pipe.expire(k.units, self.ttl_s)
-            pipe.zadd(LIVE_KEY, {job_id: self.server_ms()}, nx=True)
-            pipe.execute()
-
     def register_live(self, job_id: str) -> None:
         """List a computation that needs planning (the reconciler plans it again if its plan is lost)."""
         self.client.zadd(LIVE_KEY, {job_id: self.server_ms()}, nx=True)
@@ -134,22 +122,25 @@ class Leases:
             self.client.zrem(LIVE_KEY, *ids)
 
     def unit_users(self, job_id: str, unit: int) -> list[str] | None:
-        raw = self.client.hget(JobKeys(job_id).units, str(unit))
-        return orjson.loads(raw) if raw is not None else None
+        """The users of one unit, as the job's plan recorded them (``None`` if it has no such unit)."""
+        plan = self.unit_plan(job_id)  # type: ignore[attr-defined]  # (reads.py)
+        return plan[unit] if plan is not None and 0 <= unit < len(plan) else None
 
     def unit_table(self, job_id: str) -> UnitTable:
         """The computation's status, planned units, done units and leases, read at once."""
         k = JobKeys(job_id)
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hget(k.hash, "status").hkeys(k.units).hkeys(k.done).hgetall(k.leases).time()
-            status, units, done, leases, (secs, micros) = pipe.execute()
+            pipe.hmget(k.hash, "status", "units_total", "units").hkeys(k.done).hgetall(k.leases).time()
+            (status, total, plan), done, leases, (secs, micros) = pipe.execute()
         table: dict[int, Lease] = {}
         for unit, raw in leases.items():
             d: dict[str, Any] = orjson.loads(raw)
             table[int(unit)] = Lease(d["token"], d["owner"], int(d["exp"]), int(d["runs"]), int(d["lost"]))
+        # a started job's plan is recorded with it (Lifecycle.start); without one, none is known
+        units = frozenset(range(int(total))) if plan and total else frozenset()
         return UnitTable(
             status.decode() if status is not None else None,
-            frozenset(int(u) for u in units), frozenset(int(u) for u in done), table,
+            units, frozenset(int(u) for u in done), table,
             int(secs) * 1000 + int(micros) // 1000,
         )
 
