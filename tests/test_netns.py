@@ -165,7 +165,7 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
     url = f"redis://{redis_addr}:6379/0"
     env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENTS_CACHE_DIR=str(tmp_path / "cache"),
                      UNIT_LEASE_S=str(LEASE_S), RECONCILE_INTERVAL_S=str(INTERVAL_S),
-                     CELERY_VISIBILITY_TIMEOUT_S="7200")
+                     CELERY_VISIBILITY_TIMEOUT_S="7200", ALLOWED_HOSTS=hosts.address("api"))
     logs = {role: tmp_path / f"{role}.log" for role in ROLES}
     procs = [hosts.run("redis", [redis_server_binary(), "--bind", redis_addr, "--port", "6379", "--dir",
                                  str(tmp_path), "--appendonly", "yes", "--save", ""], logs["redis"], env)]
@@ -208,31 +208,36 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
         want = client_call("GET", f"/jobs/{reference}/sessions")["sessions"]
 
         job_id = client_call("POST", "/jobs", json=REQUEST, headers={"Cache-Control": "no-cache"})["id"]
-        w1_pool = {c.pid for c in psutil.Process(procs[2].pid).children()}
+        workers = {"w1": procs[2], "w2": procs[3]}
+        pools = {w: {c.pid for c in psutil.Process(p.pid).children()} for w, p in workers.items()}
 
-        def w1_holder() -> int | None:
-            """The pid of a w1 pool process holding a lease of the job, if any (read in Redis' host)."""
+        def holder() -> tuple[str, int] | None:
+            """The worker and pool process holding a lease of the job, if any (read in Redis' host)."""
             with redis.Redis.from_url(url, socket_timeout=5) as r:
                 for raw in r.hvals(f"sz:job:{job_id}:leases"):
                     lease = json.loads(raw)
                     pid = int(lease["owner"].rsplit(":", 1)[1]) if lease["token"] else 0
-                    if pid in w1_pool:
-                        return pid
+                    for w, pool in pools.items():
+                        if pid in pool:
+                            return w, pid
             return None
 
-        # The cut must land while w1 computes a unit: its pool process is paused for the instant
-        # between finding it holding a lease and cutting its link (a unit takes ~0.1 s here).
+        # The cut must land while a worker computes a unit (units are grouped by work: this job
+        # may be a single unit): its pool process is paused for the instant between finding it
+        # holding a lease and cutting its host's link.
         deadline = time.monotonic() + 60
         while True:
-            assert time.monotonic() < deadline, "w1 never held a unit of the job"
-            pid = hosts.call_in("redis", w1_holder)
-            if pid is None:
+            assert time.monotonic() < deadline, "no worker ever held a unit of the job"
+            held = hosts.call_in("redis", holder)
+            if held is None:
                 continue
+            cut, pid = held
             os.kill(pid, signal.SIGSTOP)
-            if hosts.call_in("redis", w1_holder) == pid:
+            if hosts.call_in("redis", holder) == held:
                 break
             os.kill(pid, signal.SIGCONT)  # it finished meanwhile: try the next one
-        hosts.link("w1", up=False)
+        other = "w2" if cut == "w1" else "w1"
+        hosts.link(cut, up=False)
         cut_at = time.monotonic()
         os.kill(pid, signal.SIGCONT)  # it computes on, and its write waits for the link
         job = finished(job_id, 120)
@@ -241,21 +246,23 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
         assert client_call("GET", f"/jobs/{job_id}/sessions")["sessions"] == want
         assert took < LEASE_S + INTERVAL_S + LOCK_TTL_S + 2 * job_time + 5, (took, job_time)
 
-        hosts.link("w1", up=True)  # its writes held in flight now arrive: refused
+        hosts.link(cut, up=True)  # its writes held in flight now arrive: refused
         # Its lease was taken over: its result is refused (or, if it was still reading, it stops
         # there, its job being over): either way it writes nothing.
         deadline = time.monotonic() + 120
         while not re.search(rf"job_id={job_id} unit=\d+: Task \S+ succeeded in [\d.]+s: '(fenced|stopped)'",
-                            logs["w1"].read_text(errors="replace")):
-            assert time.monotonic() < deadline, logs["w1"].read_text()[-3000:]
+                            logs[cut].read_text(errors="replace")):
+            assert time.monotonic() < deadline, logs[cut].read_text()[-3000:]
             time.sleep(0.1)
         assert client_call("GET", f"/jobs/{job_id}/sessions")["sessions"] == want  # unchanged
 
-        # and it takes new work: a job of its own on the other side of the bridge
-        mark = logs["w1"].stat().st_size
+        # and it takes new work: the other worker stopped, a new job runs on the cut one alone
+        workers[other].send_signal(signal.SIGTERM)
+        workers[other].wait(30)
+        mark = logs[cut].stat().st_size
         again = client_call("POST", "/jobs", json=REQUEST, headers={"Cache-Control": "no-cache"})["id"]
         assert finished(again, 120)["status"] == "succeeded"
-        later = logs["w1"].read_text(errors="replace")[mark:]
+        later = logs[cut].read_text(errors="replace")[mark:]
         assert f"job_id={again}" in later and "'done'" in later, later[-3000:]
     finally:
         for p in procs:
