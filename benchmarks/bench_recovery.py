@@ -140,24 +140,28 @@ def main(argv: list[str] | None = None) -> int:
         # 1. recovery after a worker is cut
         undisturbed: list[float] = []
         recovered: list[float] = []
-        survivor = Worker(env, tmp / "survivor.log", "survivor")
+        pair = [Worker(env, tmp / "a0.log", "a0"), Worker(env, tmp / "b0.log", "b0")]
+        store = client.application.extensions["sessionizer"].store
         for run in range(args.runs if args.only != "cost" else 0):
-            doomed = Worker(env, tmp / f"doomed{run}.log", f"doomed{run}")
             started = time.perf_counter()
             wait(client, submit(client, heavy, "hdbscan"))
             undisturbed.append(time.perf_counter() - started)
             job_id = submit(client, heavy, "hdbscan")
-            pool = {p for p in _children(doomed.proc.pid)}
-            store = client.application.extensions["sessionizer"].store
-            while not any(int(json.loads(v)["owner"].rsplit(":", 1)[1]) in pool
-                          for v in store.client.hvals(f"sz:job:{job_id}:leases") if b'"token":""' not in v):
+            # units are grouped by work (this job may be one unit): cut the worker that holds one
+            doomed = None
+            while doomed is None:
+                owners = {int(json.loads(v)["owner"].rsplit(":", 1)[1])
+                          for v in store.client.hvals(f"sz:job:{job_id}:leases") if b'"token":""' not in v}
+                doomed = next((w for w in pair if owners & set(_children(w.proc.pid))), None)
                 time.sleep(0.01)
             doomed.kill()
             cut = time.perf_counter()
             wait(client, job_id)
             recovered.append(time.perf_counter() - cut)
             print(f"  run {run}: undisturbed {undisturbed[-1]:.2f} s, cut -> succeeded {recovered[-1]:.2f} s", flush=True)
-        survivor.stop()
+            pair[pair.index(doomed)] = Worker(env, tmp / f"r{run}.log", f"r{run}")  # a replacement
+        for w in pair:
+            w.stop()
 
         # 2. the cost of leases, alternated
         store = client.application.extensions["sessionizer"].store
