@@ -29,8 +29,11 @@ import logging
 from typing import Any
 
 from celery import bootsteps
+from celery.exceptions import WorkerTerminate
 from celery.worker import state
 from celery.worker.consumer import Consumer as CeleryConsumer
+
+from .lease import stopping
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,12 @@ class Consumer(CeleryConsumer):
     """Celery's consumer, minus the restore through a lost connection (see the module docstring)."""
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
+        if stopping.is_set() or state.should_stop or state.should_terminate or getattr(self.pool, "_pool", True) is None:
+            # The worker is stopping (SIGTERM handed its units back, its pool is gone) and the
+            # broker went away meanwhile (the stack stops together): nothing to reconnect for.
+            # Celery would read the stopped pool's size here and stop with an AttributeError
+            # ("Unrecoverable error"), leaving the process hung until it is killed.
+            raise WorkerTerminate(0) from exc
         channel = getattr(self.task_consumer, "channel", None)
         if channel is not None:
             channel.do_restore = False  # RestoreUnackedOnReconnect does it once reconnected

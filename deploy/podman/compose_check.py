@@ -448,9 +448,12 @@ def check(run: Run) -> dict[str, Any]:
             run.compose("stop", "--timeout", "30", check=False, timeout=300)
             # 137: still running at the end of the grace period, then killed
             killed = [c["Names"][0] for c in containers(run) if c.get("ExitCode") == 137]
+            # what a container that had to be killed was doing: the end of its log, before `down` removes it
+            tails = "\n".join(f"--- {n}\n{run.podman('logs', '--tail', '40', n, check=False, quiet=True).stderr}"
+                              for n in killed)
             down(run)
             if killed:
-                raise CheckFailed(f"not stopped by SIGTERM within 30 s: {killed}")
+                raise CheckFailed(f"not stopped by SIGTERM within 30 s: {killed}\n{tails}")
             if left := leftovers(run):
                 raise CheckFailed(f"left behind: {left}")
     return image
