@@ -18,6 +18,7 @@ import redis
 from celery import bootsteps
 
 from sessionizer.jobstore import JobStore
+from sessionizer.liveness import fail_fast_client
 from sessionizer.settings import get_settings
 from sessionizer.jobstore.deliveries import Deliveries
 
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 
 def run(stop: threading.Event) -> None:
     settings = get_settings()
-    store = JobStore.from_url(settings.redis.url, settings.jobs.ttl_s)
+    # the fail-fast client (no retries): while Redis is away a tick fails at once and the next one
+    # tries again, so the loop never sits in retries when the worker is asked to stop
+    store = JobStore(fail_fast_client(settings.redis.url), settings.jobs.ttl_s)
     deliveries = Deliveries(store.client, store.ttl_s, store.scripts)
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with http_client(settings) as client:
@@ -60,7 +63,9 @@ class WebhookSender(bootsteps.StartStopStep):
     def stop(self, c: Any) -> None:
         if self.stop_event is not None and self.thread is not None:
             self.stop_event.set()
-            self.thread.join(timeout=get_settings().webhooks.timeout_s + 5)
+            # briefly: a push still in flight keeps its claim, which lapses, and another sender
+            # (or this one, restarted) sends it again; a stop never waits out an HTTP timeout
+            self.thread.join(timeout=2.0)
         self.stop_event = self.thread = None
 
     shutdown = stop
