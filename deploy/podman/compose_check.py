@@ -445,6 +445,9 @@ def check(run: Run) -> dict[str, Any]:
             print(f"  {', '.join(workers)} healthy; targets up {wait_scraped(run, workers=2)}", flush=True)
     finally:
         with run.step("down", "every container stopped by SIGTERM; all the project's things removed"):
+            # dependents first, as Docker Compose stops them (podman-compose may stop Redis while
+            # the workers are still handing their units back): the app, then what it stands on
+            run.compose("stop", "--timeout", "30", "worker", "api", "flower", check=False, timeout=300)
             run.compose("stop", "--timeout", "30", check=False, timeout=300)
             # 137: still running at the end of the grace period, then killed
             killed = [c["Names"][0] for c in containers(run) if c.get("ExitCode") == 137]
