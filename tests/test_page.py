@@ -233,12 +233,8 @@ def test_submit_watch_progress_then_timeline_and_csv(watched: Watched, stack: di
     expect(canvas).to_have_attribute("data-sessions-drawn", str(count))
 
     # hover a bar: its session's details; keyboard focus shows one too
-    box = page.evaluate("(() => { const t = document.querySelector('#timeline').timeline; const b = t.barBox(0);"
-                        " return {x: (b.x0 + b.x1) / 2, y: b.y + b.h / 2}; })()")
-    origin = canvas.bounding_box()
-    page.mouse.move(origin["x"] + box["x"], origin["y"] + box["y"])
+    hover_bar(page, 0)
     tip = page.locator("#tooltip")
-    tip.wait_for(state="visible")
     session = api_get(f"{base}/jobs/{job_id}/sessions?limit=1")["sessions"][0]
     text = tip.inner_text()
     assert session["user"] in text and f"{session['entry_screen']} → {session['exit_screen']}" in text, text
@@ -444,6 +440,30 @@ def many_users_job(store: JobStore, users: int, instances: int = 2) -> str:
                                                   None) for d in range(1, 8)] for u, n in enumerate(names)})
 
 
+BAR_CENTRE = """(k) => {
+    const canvas = document.querySelector('#timeline');
+    const r = canvas.getBoundingClientRect(), b = canvas.timeline.barBox(k);
+    return {x: r.left + (b.x0 + b.x1) / 2, y: r.top + b.y + b.h / 2};
+}"""
+
+
+def hover_bar(page: Any, k: int, attempts: int = 3) -> None:
+    """Put the mouse on the k-th session's bar until its tooltip shows. The bar's place is read
+    and the mouse moved at once, and again if the layout moved in between (the panels below the
+    timeline appear after it is drawn, and a page that grows gains a scrollbar: the canvas
+    narrows and redraws). A tooltip that never shows still fails."""
+    for attempt in range(attempts):
+        spot = page.evaluate(BAR_CENTRE, k)
+        page.mouse.move(1, 1)
+        page.mouse.move(spot["x"], spot["y"])
+        try:
+            page.wait_for_selector("#tooltip:not([hidden])", timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+
+
 def until(page: Any, expression: str, predicate: Any = bool, timeout: float = 30.0) -> Any:
     """Evaluate ``expression`` until ``predicate`` holds for its value (Playwright's own polling
     evaluates a string as a function, which the page's CSP refuses)."""
@@ -539,15 +559,11 @@ def test_the_tooltip_is_never_cut_off(watched: Watched, stack: dict[str, Any], u
     job_id = many_users_job(stack["store"], users)
     page.goto(f"{stack['open']}/#/jobs/{job_id}")
     page.wait_for_selector("#timeline[data-sessions-drawn]")
-    canvas = page.locator("#timeline")
+    page.wait_for_selector("#dist-panel:not([hidden])")  # the last panel: the layout is whole
     for scroll in ("start", "end"):  # the timeline at the top of the window, then at its bottom
         page.evaluate(f"document.querySelector('#timeline').scrollIntoView({{block: '{scroll}'}})")
-        origin = canvas.bounding_box()
         for k in (0, users * 7 - 1):  # the first session (left) and the last one (right), bottom lane
-            spot = page.evaluate(f"(() => {{ const b = document.querySelector('#timeline').timeline.barBox({k});"
-                                 " return {x: (b.x0 + b.x1) / 2, y: b.y + b.h / 2}; })()")
-            page.mouse.move(origin["x"] + spot["x"], origin["y"] + spot["y"])
-            page.wait_for_selector("#tooltip:not([hidden])")
+            hover_bar(page, k)
             assert page.evaluate(TIP_FITS) == "ok", (users, scroll, k)
             page.mouse.move(1, 1)
     assert watched.errors == []
