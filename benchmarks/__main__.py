@@ -21,13 +21,31 @@ BENCHES = {
     "api": ("benchmarks.bench_api", "100 identical clients; poll throughput under gunicorn (issue 5)"),
     "metrics": ("benchmarks.bench_metrics", "the poll path with the API's metrics on and off (issue 12)"),
     "page": ("benchmarks.bench_page", "the job page drawing 100,000 sessions in headless chromium (issue 12)"),
-    "sessions_stream": ("benchmarks.bench_sessions_stream", "GET /jobs/<id>/sessions of 1,000,000 sessions: API memory, first byte, total (issue 10)"),
-    "serving": ("benchmarks.bench_serving", "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)"),
+    "sessions_stream": (
+        "benchmarks.bench_sessions_stream",
+        "GET /jobs/<id>/sessions of 1,000,000 sessions: API memory, first byte, total (issue 10)",
+    ),
+    "serving": (
+        "benchmarks.bench_serving",
+        "gthread vs gevent: /healthz with 64 waits and 64 slow bodies held; polls (issue 9)",
+    ),
     "client": ("benchmarks.bench_client", "100 async clients submit then wait: Prefer: wait vs polling (issue 11)"),
-    "job": ("benchmarks.bench_job", "whole 5 M-event jobs vs an orjson pass and the kernels; the event store (issue 15)"),
-    "store_format": ("benchmarks.bench_store_format", "the event store's format vs Arrow IPC, Parquet, npz: a unit's read of 20 users of 500 (issue 15)"),
-    "session_fields": ("benchmarks.bench_session_fields", "the analytics session fields in the core's summary (issue 19)"),
-    "recovery": ("benchmarks.bench_recovery", "a worker cut mid-job: time to the job's end; the cost of leases (issue 16)"),
+    "job": (
+        "benchmarks.bench_job",
+        "whole 5 M-event jobs vs an orjson pass and the kernels; the event store (issue 15)",
+    ),
+    "store_format": (
+        "benchmarks.bench_store_format",
+        "the event store's format vs Arrow IPC, Parquet, npz: a unit's read of 20 users of 500 (issue 15)",
+    ),
+    "session_fields": (
+        "benchmarks.bench_session_fields",
+        "the analytics session fields in the core's summary (issue 19)",
+    ),
+    "recovery": (
+        "benchmarks.bench_recovery",
+        "a worker cut mid-job: time to the job's end; the cost of leases (issue 16)",
+    ),
 }
 
 

@@ -50,8 +50,9 @@ def api_command(port: int, log: Path) -> list[str]:
     return [*devstack_api_command(HOST, port, 2), "--access-logfile", str(log)]
 
 
-def call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def call(
+    conn: http.client.HTTPConnection, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
     hdrs = {"Content-Type": "application/json", **(headers or {})} if data else dict(headers or {})
     conn.request(method, path, body=data, headers=hdrs)
@@ -133,7 +134,7 @@ def _poller_process(port: int, path: str, threads: int, seconds: float, every: f
                     head = buf[:head_end]
                     i = head.lower().find(b"content-length:")
                     j = head.find(b"\r\n", i)
-                    size = int(head[i + 15:j if j >= 0 else len(head)]) if i >= 0 else 0
+                    size = int(head[i + 15 : j if j >= 0 else len(head)]) if i >= 0 else 0
                     if len(buf) >= head_end + 4 + size:
                         break
                 chunk = sock.recv(65536)
@@ -143,7 +144,7 @@ def _poller_process(port: int, path: str, threads: int, seconds: float, every: f
             mine.append(time.perf_counter() - sent)
             status = int(buf[9:12])
             codes[status] = codes.get(status, 0) + 1
-            buf = buf[head_end + 4 + size:]
+            buf = buf[head_end + 4 + size :]
         sock.close()
         with lock:
             latencies.extend(mine)
@@ -174,8 +175,14 @@ def pollers(port: int, path: str, clients: int, seconds: float, every: float | N
         for c, n in st.items():
             statuses[c] = statuses.get(c, 0) + n
     n = len(latencies)
-    return {"rps": n / seconds, "p50_ms": 1000 * latencies[n // 2], "p99_ms": 1000 * latencies[int(n * 0.99)],
-            "max_ms": 1000 * latencies[-1], "statuses": statuses, "gen_cpu": gen_cpu}
+    return {
+        "rps": n / seconds,
+        "p50_ms": 1000 * latencies[n // 2],
+        "p99_ms": 1000 * latencies[int(n * 0.99)],
+        "max_ms": 1000 * latencies[-1],
+        "statuses": statuses,
+        "gen_cpu": gen_cpu,
+    }
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -211,10 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     server = RedisServer(tmp / "redis").start()
     port = free_port()
     stack = Stack()
-    stack.env.update({
-        "REDIS_URL": server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events), "EVENT_STORE_DIR": str(tmp / "cache"),
-        "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000", "MAX_ACTIVE_JOBS": "0",
-    })
+    stack.env.update(
+        {
+            "REDIS_URL": server.url,
+            "EVENT_SOURCE": "file",
+            "EVENTS_PATH": str(events),
+            "EVENT_STORE_DIR": str(tmp / "cache"),
+            "RATE_LIMIT_PER_S": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "MAX_ACTIVE_JOBS": "0",
+        }
+    )
     for k in [k for k in stack.env if k.startswith("ELASTICSEARCH_")]:
         del stack.env[k]
     r = redis.Redis.from_url(server.url)
@@ -232,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         warm = {**base, "end": "2022-10-02T23:00:00Z"}
         call(conn, "POST", "/jobs", warm, {"Prefer": "wait=60"})  # partition cache built, imports done
 
-        print(f"1. {args.clients} clients submit the same request (6 users x 4 weeks, hdbscan), poll every "
-              f"{POLL_EVERY_S} s until done; {args.runs} runs, each on a new range end")
+        print(
+            f"1. {args.clients} clients submit the same request (6 users x 4 weeks, hdbscan), poll every "
+            f"{POLL_EVERY_S} s until done; {args.runs} runs, each on a new range end"
+        )
         walls, scans = [], []
         for run in range(args.runs):
             body = {**base, "end": f"2022-10-03T00:00:{run:02d}Z"}
@@ -242,13 +258,17 @@ def main(argv: list[str] | None = None) -> int:
             walls.append(wall)
             scans.append(int(r.get("sz:stats:scans") or 0) - before)
             print(f"   run {run + 1}: {wall:5.2f} s wall, {scans[-1]} scan(s), {jobs} distinct job ids")
-        print(f"   shared results: wall {spread(walls, '{:.2f}')} s; scans per run {spread([float(s) for s in scans], '{:.0f}')}")
+        print(
+            f"   shared results: wall {spread(walls, '{:.2f}')} s; scans per run {spread([float(s) for s in scans], '{:.0f}')}"
+        )
         if not args.no_baseline:
             body = {**base, "end": "2022-10-03T00:01:00Z"}
             before = int(r.get("sz:stats:scans") or 0)
             wall, _ = identical_clients(port, args.clients, body, {"Cache-Control": "no-cache"})
-            print(f"   baseline, Cache-Control: no-cache (every client scans): {wall:.2f} s wall, "
-                  f"{int(r.get('sz:stats:scans') or 0) - before} scans (1 run)")
+            print(
+                f"   baseline, Cache-Control: no-cache (every client scans): {wall:.2f} s wall, "
+                f"{int(r.get('sz:stats:scans') or 0) - before} scans (1 run)"
+            )
         print("   (the seed: 16.2 s synchronous, 11.1 s asynchronous for its 100 requests)")
 
         conn.close()
@@ -256,9 +276,15 @@ def main(argv: list[str] | None = None) -> int:
         _, _, job = call(conn, "POST", "/jobs", warm)
         path = f"/jobs/{job['id']}"
         conn.close()
-        parties = {"api (gunicorn)": tree(api.pid), "redis": [psutil.Process(server.proc.pid)], "worker": tree(worker.pid)}
+        parties = {
+            "api (gunicorn)": tree(api.pid),
+            "redis": [psutil.Process(server.proc.pid)],
+            "worker": tree(worker.pid),
+        }
         for label, every in (("paced, 10 req/s per poller (1,000 req/s offered)", 0.1), ("saturated, no pause", None)):
-            print(f"2. {args.clients} pollers, GET {path.split('/')[1]}/<id>, {label}; {args.runs} runs of {args.poll_seconds:.0f} s")
+            print(
+                f"2. {args.clients} pollers, GET {path.split('/')[1]}/<id>, {label}; {args.runs} runs of {args.poll_seconds:.0f} s"
+            )
             rps, p50, p99 = [], [], []
             for run in range(args.runs):
                 cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
@@ -274,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                 p50.append(res["p50_ms"])
                 p99.append(res["p99_ms"])
                 ok = res["statuses"].get(200, 0) == sum(res["statuses"].values())
-                print(f"   run {run + 1}: {res['rps']:7.0f} req/s, p50 {res['p50_ms']:5.1f} ms, p99 {res['p99_ms']:6.1f} ms, "
-                      f"max {res['max_ms']:6.1f} ms, statuses {res['statuses']}{'' if ok else '  <- not all 200'}; CPU s over "
-                      f"{wall:.1f} s wall: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items()))
+                print(
+                    f"   run {run + 1}: {res['rps']:7.0f} req/s, p50 {res['p50_ms']:5.1f} ms, p99 {res['p99_ms']:6.1f} ms, "
+                    f"max {res['max_ms']:6.1f} ms, statuses {res['statuses']}{'' if ok else '  <- not all 200'}; CPU s over "
+                    f"{wall:.1f} s wall: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
+                )
             print(f"   throughput {spread(rps, '{:.0f}')} req/s; p50 {spread(p50)} ms; p99 {spread(p99)} ms")
         return 0
     finally:

@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sessionizer_client import AsyncClient
-
 from benchmarks.bench_api import spread
+from sessionizer_client import AsyncClient
 from worker.demo import DEMO_USERS, write_demo_events
 from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
 
@@ -44,10 +43,12 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
-async def submit_then_wait(url: str, clients: int, body: dict[str, Any], mode: dict[str, Any],
-                           fresh: bool = False) -> tuple[float, float]:
+async def submit_then_wait(
+    url: str, clients: int, body: dict[str, Any], mode: dict[str, Any], fresh: bool = False
+) -> tuple[float, float]:
     """(wall seconds, requests per job) for ``clients`` concurrent submit-then-wait."""
     async with AsyncClient(url, timeout=120) as client:
+
         async def one() -> str:
             job = await client.submit(**body, fresh=fresh)
             await job.wait(timeout=300, **mode)
@@ -61,7 +62,6 @@ async def submit_then_wait(url: str, clients: int, body: dict[str, Any], mode: d
         return wall, client.requests_sent / clients
 
 
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -73,10 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     server = RedisServer(tmp / "redis").start()
     port = free_port()
     stack = Stack()
-    stack.env.update({
-        "REDIS_URL": server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events), "EVENT_STORE_DIR": str(tmp / "cache"),
-        "RATE_LIMIT_PER_S": "0", "MAX_ACTIVE_JOBS": "0", "MAX_WAITS_PER_KEY": "1000",
-    })
+    stack.env.update(
+        {
+            "REDIS_URL": server.url,
+            "EVENT_SOURCE": "file",
+            "EVENTS_PATH": str(events),
+            "EVENT_STORE_DIR": str(tmp / "cache"),
+            "RATE_LIMIT_PER_S": "0",
+            "MAX_ACTIVE_JOBS": "0",
+            "MAX_WAITS_PER_KEY": "1000",
+        }
+    )
     for k in [k for k in stack.env if k.startswith(("ELASTICSEARCH_", "SESSIONIZER_"))]:
         del stack.env[k]
     try:
@@ -88,21 +95,29 @@ def main(argv: list[str] | None = None) -> int:
         warm = asyncio.run(submit_then_wait(url, 1, {**base, "end": "2022-10-02T23:00:00Z"}, {}))  # imports, cache
         print(f"warm-up: one job in {warm[0]:.2f} s")
         for fresh in (False, True):
-            scenario = ("fresh: each job its own computation (Cache-Control: no-cache), so jobs last longer"
-                        if fresh else "shared: the same request, one computation (as the seed)")
-            print(f"\n{args.clients} concurrent submit-then-wait (6 users x 4 weeks, hdbscan), AsyncClient, {scenario}; "
-                  f"{args.runs} runs, modes alternating, each run on a new range end")
+            scenario = (
+                "fresh: each job its own computation (Cache-Control: no-cache), so jobs last longer"
+                if fresh
+                else "shared: the same request, one computation (as the seed)"
+            )
+            print(
+                f"\n{args.clients} concurrent submit-then-wait (6 users x 4 weeks, hdbscan), AsyncClient, {scenario}; "
+                f"{args.runs} runs, modes alternating, each run on a new range end"
+            )
             results: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
             for run in range(args.runs):
                 for k, (name, mode) in enumerate(MODES.items()):
                     body = {**base, "end": f"2022-10-03T{int(fresh):02d}:{run:02d}:{k:02d}Z"}
                     wall, per_job = asyncio.run(submit_then_wait(url, args.clients, body, mode, fresh))
                     results[name].append((wall, per_job))
-                    print(f"   run {run + 1} {name:<22} {wall:6.2f} s wall, {per_job:5.1f} requests per job", flush=True)
+                    print(
+                        f"   run {run + 1} {name:<22} {wall:6.2f} s wall, {per_job:5.1f} requests per job", flush=True
+                    )
             print(f"   {'mode':<24}{'wall s (min / median / max)':<40}requests per job (min / median / max)")
             for name, rows in results.items():
-                print(f"   {name:<24}{spread([w for w, _ in rows], '{:.2f}'):<40}"
-                      f"{spread([r for _, r in rows], '{:.1f}')}")
+                print(
+                    f"   {name:<24}{spread([w for w, _ in rows], '{:.2f}'):<40}{spread([r for _, r in rows], '{:.1f}')}"
+                )
         print("(the seed: 16.2 s synchronous, 11.1 s asynchronous for its 100 requests; no job, no polling)")
         return 0
     finally:

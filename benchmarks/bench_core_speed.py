@@ -49,7 +49,7 @@ def _time(fn, repeats):
 
 
 def _hdbscan_global(t):
-    import hdbscan  # noqa: PLC0415
+    import hdbscan
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -57,13 +57,18 @@ def _hdbscan_global(t):
 
 
 def _hdbscan_blocks(t):
-    from worker.core._reference import hdbscan_block_labels  # noqa: PLC0415
+    from worker.core._reference import hdbscan_block_labels
 
     p = method_params("hdbscan", None)
     bounds = block_bounds(t, idle_threshold_ms("hdbscan", p))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        hdbscan_block_labels(t[lo:hi], p["min_cluster_size"], p["min_samples"],
-                             p["cluster_selection_epsilon_s"] * 1000.0, p["allow_single_cluster"])
+        hdbscan_block_labels(
+            t[lo:hi],
+            p["min_cluster_size"],
+            p["min_samples"],
+            p["cluster_selection_epsilon_s"] * 1000.0,
+            p["allow_single_cluster"],
+        )
 
 
 def main() -> None:
@@ -75,8 +80,10 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t = _timeline(args.events)
     ref = t[: args.ref_events]
-    print(f"timeline: {t.shape[0]} events over {(t[-1] - t[0]) / 86_400_000:.0f} days; "
-          f"defaults {method_params('hdbscan', None)}")
+    print(
+        f"timeline: {t.shape[0]} events over {(t[-1] - t[0]) / 86_400_000:.0f} days; "
+        f"defaults {method_params('hdbscan', None)}"
+    )
     rows = [
         (f"gap            n={t.shape[0]}", lambda: label_sessions(t, "gap"), t.shape[0], args.repeats),
         (f"hdbscan (ours) n={t.shape[0]}", lambda: label_sessions(t, "hdbscan"), t.shape[0], args.repeats),
@@ -92,9 +99,11 @@ def main() -> None:
         rates[name] = rate
         print(f"{name:<40} {secs.min():>8.3f} {np.median(secs):>9.3f} {secs.max():>8.3f} {rate:>19.3f}")
     ours = rates[rows[1][0]]
-    print(f"speed-up in events/s, ours (n={t.shape[0]}) vs hdbscan.HDBSCAN measured on n={ref.shape[0]} "
-          f"and extrapolated linearly: global {ours / rates[rows[4][0]]:.1f}x, "
-          f"per block {ours / rates[rows[3][0]]:.1f}x (targets: >= 1 Mevents/s, >= 20x)")
+    print(
+        f"speed-up in events/s, ours (n={t.shape[0]}) vs hdbscan.HDBSCAN measured on n={ref.shape[0]} "
+        f"and extrapolated linearly: global {ours / rates[rows[4][0]]:.1f}x, "
+        f"per block {ours / rates[rows[3][0]]:.1f}x (targets: >= 1 Mevents/s, >= 20x)"
+    )
 
 
 if __name__ == "__main__":

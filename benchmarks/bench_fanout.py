@@ -40,12 +40,21 @@ def write_events(path: Path, users: int, events: int, seed: int = 1) -> list[str
             t = t0 + np.cumsum(gaps)
             screens = rng.integers(0, 12, events)
             for k in range(events):
-                fh.write(json.dumps({"@timestamp": int(t[k]), "util": user, "ecran": f"s{screens[k]}",
-                                     "instance": f"instance{u % 7}"}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "@timestamp": int(t[k]),
+                            "util": user,
+                            "ecran": f"s{screens[k]}",
+                            "instance": f"instance{u % 7}",
+                        }
+                    )
+                    + "\n"
+                )
     return names
 
 
-def run_job(client, users: list[str]) -> float:  # noqa: ANN001
+def run_job(client, users: list[str]) -> float:
     body = {"users": users, "start": "2022-09-01T00:00Z", "end": "2023-06-01T00:00Z", "method": "hdbscan"}
     started = time.perf_counter()
     resp = client.post("/jobs", json=body, headers={"Cache-Control": "no-cache"})
@@ -76,20 +85,38 @@ def main(argv: list[str] | None = None) -> int:
         from webapp import create_app
 
         client = create_app({"TESTING": True, "REDIS_URL": redis_server.url}).test_client()
-        env = {**os.environ, "REDIS_URL": redis_server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events),
-               "EVENT_STORE_DIR": str(tmp / "cache")}
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_server.url,
+            "EVENT_SOURCE": "file",
+            "EVENTS_PATH": str(events),
+            "EVENT_STORE_DIR": str(tmp / "cache"),
+        }
         # partition the file once, outside the timings (every later job reads only its users' buckets)
-        subprocess.run([sys.executable, "-c", "from worker.sources import source_from_settings;"
-                        "from sessionizer.settings import get_settings;"
-                        "source_from_settings(get_settings()).read_events(['user000'], 0, 1)"],
-                       env=env, cwd=ROOT, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from worker.sources import source_from_settings;"
+                "from sessionizer.settings import get_settings;"
+                "source_from_settings(get_settings()).read_events(['user000'], 0, 1)",
+            ],
+            env=env,
+            cwd=ROOT,
+            check=True,
+        )
         times: dict[int, list[float]] = {1: [], 2: []}
         for run in range(args.runs + 1):  # the first round warms up and is not counted
             for conc in (1, 2):
                 log_path = tmp / f"worker{conc}-{run}.log"
                 with open(log_path, "wb") as log:
-                    proc = subprocess.Popen(worker_command(conc, name=f"bench{conc}", loglevel="INFO"),
-                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    proc = subprocess.Popen(
+                        worker_command(conc, name=f"bench{conc}", loglevel="INFO"),
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 try:
                     while b" ready." not in log_path.read_bytes():  # time the job, not the start-up
                         time.sleep(0.1)

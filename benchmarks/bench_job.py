@@ -44,7 +44,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,11 @@ ES = {"users": 200, "events": 5_000, "weeks": 8, "extra_events": 625}  # + a 9th
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 # --- inputs (generated once into the cache) ---------------------------------------------------------
+
 
 def _thinned(u: int, weeks: int, windows: list[tuple[int, int, int]]) -> Timeline:
     """User ``u``'s timeline of a ``workloads`` family, keeping ``k`` random events of each
@@ -122,10 +123,13 @@ def files_input(cache: Path) -> Path:
         with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
             written = sum(pool.map(_write_week, [(tmp, w) for w in range(FILES["weeks"])]))
         assert written == FILES["users"] * FILES["events"], written
-        np.savez(tmp / "arrays.npz", users=np.array([tl.user for tl in _TIMELINES]),
-                 t_ms=np.concatenate([tl.t_ms for tl in _TIMELINES]),
-                 screen=np.concatenate([tl.screen for tl in _TIMELINES]),
-                 instance=np.concatenate([tl.instance for tl in _TIMELINES]))
+        np.savez(
+            tmp / "arrays.npz",
+            users=np.array([tl.user for tl in _TIMELINES]),
+            t_ms=np.concatenate([tl.t_ms for tl in _TIMELINES]),
+            screen=np.concatenate([tl.screen for tl in _TIMELINES]),
+            instance=np.concatenate([tl.instance for tl in _TIMELINES]),
+        )
     _TIMELINES.clear()
     return target
 
@@ -145,8 +149,14 @@ def heavy_input(cache: Path) -> Path:
     gaps[0] = 0.0
     cum = np.cumsum(gaps)
     t = EPOCH_MS + (cum * ((HEAVY["weeks"] * WEEK_MS - 1) / cum[-1])).astype(np.int64)
-    tl = Timeline(HEAVY["user"], t, rng.integers(0, 8, n).astype(np.int32), np.zeros(n, np.int32),
-                  np.zeros(n, np.int64), ("instance0",))
+    tl = Timeline(
+        HEAVY["user"],
+        t,
+        rng.integers(0, 8, n).astype(np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, np.int64),
+        ("instance0",),
+    )
     with _building(target) as tmp:
         write_ndjson(tmp / "events.ndjson", [tl])
     return target
@@ -166,6 +176,7 @@ def es_input(cache: Path) -> Path:
 
 
 # --- in one process: the orjson pass and the kernels --------------------------------------------
+
 
 def orjson_pass(files: list[Path]) -> tuple[float, float, int]:
     """Every line parsed once, as the file source reads a bucket (4 MB of lines, ``map(loads)``):
@@ -193,14 +204,23 @@ def kernels_pass(arrays: dict[str, np.ndarray], method: str, lo_ms: int, hi_ms: 
     for a, b in zip(bounds[:-1], bounds[1:]):
         t = arrays["t_ms"][a:b]
         labels, cut = label_sessions(t, method, params, return_cut=True)
-        table = summarize_sessions(t, labels, arrays["screen"][a:b], arrays["instance"][a:b],
-                                   read_start_ms=lo_ms - margin, read_end_ms=hi_ms + margin,
-                                   method=method, params=params, cut=cut)
+        table = summarize_sessions(
+            t,
+            labels,
+            arrays["screen"][a:b],
+            arrays["instance"][a:b],
+            read_start_ms=lo_ms - margin,
+            read_end_ms=hi_ms + margin,
+            method=method,
+            params=params,
+            cut=cut,
+        )
         sessions += len(table.start_ms)
     return time.perf_counter() - t0, time.process_time() - c0, sessions
 
 
 # --- the stack ---------------------------------------------------------------------------------------
+
 
 def disk_bytes(path: Path) -> int:
     """Bytes ``path`` takes on disk (allocated blocks), 0 when absent."""
@@ -218,16 +238,23 @@ class BenchStack:
         self.stack = Stack()
         for k in [k for k in self.stack.env if k.startswith(("ELASTICSEARCH_", "SESSIONIZER_", "EVENT"))]:
             del self.stack.env[k]
-        self.stack.env.update({
-            "REDIS_URL": redis_url, "RATE_LIMIT_PER_S": "0", "MAX_ACTIVE_JOBS": "0", "PYTHONUNBUFFERED": "1",
-            "SESSIONIZER_VAR_DIR": str(run_dir / "var"),
-            "EVENT_STORE_DIR": str(run_dir / "store"), "EVENTS_CACHE_DIR": str(run_dir / "cache"), **env,
-        })
+        self.stack.env.update(
+            {
+                "REDIS_URL": redis_url,
+                "RATE_LIMIT_PER_S": "0",
+                "MAX_ACTIVE_JOBS": "0",
+                "PYTHONUNBUFFERED": "1",
+                "SESSIONIZER_VAR_DIR": str(run_dir / "var"),
+                "EVENT_STORE_DIR": str(run_dir / "store"),
+                "EVENTS_CACHE_DIR": str(run_dir / "cache"),
+                **env,
+            }
+        )
         self.store_dirs = [Path(self.stack.env["EVENT_STORE_DIR"]), Path(self.stack.env["EVENTS_CACHE_DIR"])]
         self.url = ""
         self.workers: list[int] = []
 
-    def __enter__(self) -> "BenchStack":
+    def __enter__(self) -> BenchStack:
         port = free_port()
         self.url = f"http://{HOST}:{port}"
         try:
@@ -285,8 +312,9 @@ class BenchStack:
             job.wait(timeout=1800)
             client_s = time.perf_counter() - t0
             data = {**job.data, "stats": job.stats(), "worker_cpu_s": self.worker_cpu_s() - cpu0}
-        data["server_s"] = (datetime.fromisoformat(data["finished_at"])
-                            - datetime.fromisoformat(data["submitted_at"])).total_seconds()
+        data["server_s"] = (
+            datetime.fromisoformat(data["finished_at"]) - datetime.fromisoformat(data["submitted_at"])
+        ).total_seconds()
         data["client_s"] = client_s
         return data
 
@@ -294,10 +322,12 @@ class BenchStack:
 def _job_line(label: str, job: dict[str, Any], extra: str = "") -> str:
     p = job["progress"]
     source = p.get("events_from_source")
-    return (f"   {label:<22} {job['server_s']:7.2f} s (client {job['client_s']:6.2f} s, workers' CPU "
-            f"{job['worker_cpu_s']:6.1f} s)  "
-            f"events_scanned {p['events_scanned']:>11,}  events_from_source "
-            f"{'n/a' if source is None else f'{source:,}':>11}  stats.events {job['stats']['events']:,}{extra}")
+    return (
+        f"   {label:<22} {job['server_s']:7.2f} s (client {job['client_s']:6.2f} s, workers' CPU "
+        f"{job['worker_cpu_s']:6.1f} s)  "
+        f"events_scanned {p['events_scanned']:>11,}  events_from_source "
+        f"{'n/a' if source is None else f'{source:,}':>11}  stats.events {job['stats']['events']:,}{extra}"
+    )
 
 
 def _load() -> str:
@@ -311,10 +341,14 @@ def _mb(n: float) -> str:
 
 # --- the parts ---------------------------------------------------------------------------------------
 
+
 def part_memory(cache: Path, run_dir: Path, redis_url: str) -> None:
     folder = heavy_input(cache)
-    print(f"\nmemory: one unit of one user with {HEAVY['events']:,} events (hdbscan, 13 weeks), "
-          "run by a fresh `--pool solo` worker each time", flush=True)
+    print(
+        f"\nmemory: one unit of one user with {HEAVY['events']:,} events (hdbscan, 13 weeks), "
+        "run by a fresh `--pool solo` worker each time",
+        flush=True,
+    )
     end = _iso(EPOCH_MS + HEAVY["weeks"] * WEEK_MS)
     with BenchStack(run_dir / "memory", redis_url, {"EVENT_SOURCE": "file", "EVENTS_PATH": str(folder)}) as bs:
         bs.clear_store()
@@ -329,8 +363,11 @@ def part_memory(cache: Path, run_dir: Path, redis_url: str) -> None:
             proc.returncode = 0
             rss = usage.ru_maxrss * 1024
             print(_job_line(f"unit {phase}", job))
-            print(f"      peak ru_maxrss {_mb(rss)}, VmHWM {_mb(hwm * 1024)} (after start-up {_mb(base * 1024)}); "
-                  f"goal <= 300 MB: {'MET' if rss <= 300 * 2**20 else 'NOT MET'}", flush=True)
+            print(
+                f"      peak ru_maxrss {_mb(rss)}, VmHWM {_mb(hwm * 1024)} (after start-up {_mb(base * 1024)}); "
+                f"goal <= 300 MB: {'MET' if rss <= 300 * 2**20 else 'NOT MET'}",
+                flush=True,
+            )
 
 
 def _vmhwm_kb(pid: int) -> int:
@@ -349,8 +386,11 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
     lo, hi = EPOCH_MS, EPOCH_MS + FILES["weeks"] * WEEK_MS
     start, end = _iso(lo), _iso(hi)
     total = FILES["users"] * FILES["events"]
-    print(f"\nfiles: {len(users)} users x {FILES['events']:,} events = {total:,} events over {FILES['weeks']} weeks, "
-          f"{len(files)} NDJSON files, {_mb(nd_bytes)}; one Celery worker, concurrency 2; {runs} runs", flush=True)
+    print(
+        f"\nfiles: {len(users)} users x {FILES['events']:,} events = {total:,} events over {FILES['weeks']} weeks, "
+        f"{len(files)} NDJSON files, {_mb(nd_bytes)}; one Celery worker, concurrency 2; {runs} runs",
+        flush=True,
+    )
     t: dict[str, list[float]] = collections.defaultdict(list)
     cpu_s: dict[str, list[float]] = collections.defaultdict(list)  # the same, in CPU seconds
     sizes: list[list[int]] = []
@@ -367,8 +407,10 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
                 secs, cpu, k = kernels_pass(arrays, method, lo, hi)
                 t[f"kernels {method}"].append(secs)
                 cpu_s[f"kernels {method}"].append(cpu)
-                print(f"   {'kernels ' + method:<22} {secs:7.2f} s (CPU {cpu:.2f} s; {k:,} sessions, one process)",
-                      flush=True)
+                print(
+                    f"   {'kernels ' + method:<22} {secs:7.2f} s (CPU {cpu:.2f} s; {k:,} sessions, one process)",
+                    flush=True,
+                )
             for method in ("gap", "hdbscan"):
                 bs.clear_store()
                 for phase in ("cold", "warm"):
@@ -390,19 +432,26 @@ def part_files(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
         warm = [w / k for w, k in zip(t[f"{method} warm"], t[f"kernels {method}"])]
         cold = [c / o for c, o in zip(t[f"{method} cold"], t["orjson"])]
         print(f"   {method + ' warm / kernels':<34}{spread(warm, '{:.1f}x')}")
-        print(f"   {method + ' cold / orjson pass':<34}{spread(cold, '{:.2f}x'):<46}goal <= 1.5x: "
-              f"{'MET' if statistics.median(cold) <= 1.5 else 'NOT MET'}")
-    print("  the same in CPU seconds (the workers' processes; this process for the passes), which a shared "
-          "machine's other loads change less")
+        print(
+            f"   {method + ' cold / orjson pass':<34}{spread(cold, '{:.2f}x'):<46}goal <= 1.5x: "
+            f"{'MET' if statistics.median(cold) <= 1.5 else 'NOT MET'}"
+        )
+    print(
+        "  the same in CPU seconds (the workers' processes; this process for the passes), which a shared "
+        "machine's other loads change less"
+    )
     for method in ("gap", "hdbscan"):
         warm = [w / k for w, k in zip(cpu_s[f"{method} warm"], cpu_s[f"kernels {method}"])]
         cold = [c / o for c, o in zip(cpu_s[f"{method} cold"], cpu_s["orjson"])]
         print(f"   {method + ' warm / kernels, CPU':<34}{spread(warm, '{:.1f}x')}")
         print(f"   {method + ' cold / orjson pass, CPU':<34}{spread(cold, '{:.2f}x')}")
     store, partitions = sizes[-1]
-    print(f"  on disk: NDJSON {_mb(nd_bytes)}; EVENT_STORE_DIR {_mb(store)} ({store / nd_bytes:.2f}x); "
-          f"EVENTS_CACHE_DIR (partitions) {_mb(partitions)} ({partitions / nd_bytes:.2f}x); "
-          f"goal: the store <= 0.5x: {'MET' if 0 < store <= nd_bytes / 2 else 'NOT MET'}", flush=True)
+    print(
+        f"  on disk: NDJSON {_mb(nd_bytes)}; EVENT_STORE_DIR {_mb(store)} ({store / nd_bytes:.2f}x); "
+        f"EVENTS_CACHE_DIR (partitions) {_mb(partitions)} ({partitions / nd_bytes:.2f}x); "
+        f"goal: the store <= 0.5x: {'MET' if 0 < store <= nd_bytes / 2 else 'NOT MET'}",
+        flush=True,
+    )
 
 
 # HOOK (issue15-es): esproto is gaining a counter of the documents it sends. Until it lands,
@@ -420,8 +469,9 @@ def _serve_es(path: str, conn: Any) -> None:
 
     page, lock = _SearchRoutes._page, threading.Lock()
 
-    def counted(self: Any, head: dict, idx: Any, slots: Any, keys: Any, sort: Any, start: int, size: int,
-                req: dict, ctx: Any) -> bytes:
+    def counted(
+        self: Any, head: dict, idx: Any, slots: Any, keys: Any, sort: Any, start: int, size: int, req: dict, ctx: Any
+    ) -> bytes:
         with lock:
             _SENT["documents"] += max(0, min(start + size, len(slots)) - start)
         return page(self, head, idx, slots, keys, sort, start, size, req, ctx)
@@ -439,8 +489,11 @@ def _serve_es(path: str, conn: Any) -> None:
 
 
 def _es_counters(server: Any) -> dict[str, int]:
-    return {"documents": _SENT["documents"], "searches": len(server.requests(path_contains="_search")),
-            "cpu_s": time.process_time()}
+    return {
+        "documents": _SENT["documents"],
+        "searches": len(server.requests(path_contains="_search")),
+        "cpu_s": time.process_time(),
+    }
 
 
 def part_es(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
@@ -453,9 +506,12 @@ def part_es(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
     url = parent.recv()
     users = [f"u{u:03d}-{FAMILIES[u % len(FAMILIES)]}" for u in range(ES["users"])]
     n8, n9 = ES["users"] * ES["events"], ES["users"] * ES["extra_events"]
-    print(f"\nelasticsearch (esproto, another process; loaded in {time.perf_counter() - t0:.0f} s): {len(users)} users x "
-          f"{ES['events']:,} events over {ES['weeks']} settled weeks ({n8:,}) + {n9:,} in a 9th week; hdbscan; "
-          f"one Celery worker, concurrency 2; {runs} runs", flush=True)
+    print(
+        f"\nelasticsearch (esproto, another process; loaded in {time.perf_counter() - t0:.0f} s): {len(users)} users x "
+        f"{ES['events']:,} events over {ES['weeks']} settled weeks ({n8:,}) + {n9:,} in a 9th week; hdbscan; "
+        f"one Celery worker, concurrency 2; {runs} runs",
+        flush=True,
+    )
     start = _iso(EPOCH_MS)
     end8, end9 = _iso(EPOCH_MS + ES["weeks"] * WEEK_MS), _iso(EPOCH_MS + (ES["weeks"] + 1) * WEEK_MS)
     cases = {"cold": end8, "again (no-cache)": end8, "extended 1 week": end9}
@@ -478,15 +534,23 @@ def part_es(cache: Path, run_dir: Path, redis_url: str, runs: int) -> None:
                     server_cpu = after["cpu_s"] - before["cpu_s"]
                     t[name].append(job["server_s"])
                     docs[name].append(sent)
-                    print(_job_line(name, job, f"  sent {sent:,} documents in {searches} _search requests "
-                                                     f"(server CPU {server_cpu:.1f} s)"), flush=True)
+                    print(
+                        _job_line(
+                            name,
+                            job,
+                            f"  sent {sent:,} documents in {searches} _search requests (server CPU {server_cpu:.1f} s)",
+                        ),
+                        flush=True,
+                    )
             store = bs.store_bytes()[0]
     finally:
         parent.send("stop")
         proc.join(30)
     print(f"\n elasticsearch, {runs} runs (load average now {_load()}): seconds; documents sent")
-    goals = {"again (no-cache)": "goal 0 (the verification aggregation only)",
-             "extended 1 week": f"goal about {n9:,} (the new week) + the read margin"}
+    goals = {
+        "again (no-cache)": "goal 0 (the verification aggregation only)",
+        "extended 1 week": f"goal about {n9:,} (the new week) + the read margin",
+    }
     for name in cases:
         print(f"   {name:<20}{spread(t[name], '{:.2f}'):<44}{spread(docs[name], '{:,.0f}'):<50}{goals.get(name, '')}")
     print(f"  EVENT_STORE_DIR after the runs: {_mb(store)}", flush=True)
@@ -497,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--es-runs", type=int, default=3)
     ap.add_argument("--parts", default="files,memory,es", help="comma-separated: files, memory, es")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("SESSIONIZER_BENCH_CACHE", "/var/tmp/sessionizer-bench")))
+    ap.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("SESSIONIZER_BENCH_CACHE", "/var/tmp/sessionizer-bench"))
+    )
     ap.add_argument("--keep", action="store_true", help="keep the run folder (logs, store) for a look")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -518,8 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
-    print(f"\nbench_job: {time.perf_counter() - started:.0f} s; this process peaked at "
-          f"{_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}")
+    print(
+        f"\nbench_job: {time.perf_counter() - started:.0f} s; this process peaked at "
+        f"{_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}"
+    )
     return 0
 
 

@@ -23,8 +23,14 @@ from benchmarks.bench_api import HOST, pollers, spread
 from sessionizer.jobstore import JobStore
 from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http
 
-REQUEST = {"users": ["romain", "anes"], "start": "2022-09-05T00:00:00Z", "end": "2022-09-12T00:00:00Z",
-           "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+REQUEST = {
+    "users": ["romain", "anes"],
+    "start": "2022-09-05T00:00:00Z",
+    "end": "2022-09-12T00:00:00Z",
+    "method": "gap",
+    "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+    "group_by": ["user"],
+}
 
 
 def finished_job(store: JobStore) -> str:
@@ -32,9 +38,18 @@ def finished_job(store: JobStore) -> str:
     job = store.create(REQUEST, deadline_s=3600)
     store.start(job["id"], 2)
     for unit, user in enumerate(REQUEST["users"]):
-        session = {"user": user, "instance": "i1", "start": "2022-09-05T09:00:00Z", "end": "2022-09-05T10:00:00Z",
-                   "duration_s": 3600.0, "events": 40, "entry_screen": "a", "exit_screen": "b",
-                   "truncated_start": False, "truncated_end": False}
+        session = {
+            "user": user,
+            "instance": "i1",
+            "start": "2022-09-05T09:00:00Z",
+            "end": "2022-09-05T10:00:00Z",
+            "duration_s": 3600.0,
+            "events": 40,
+            "entry_screen": "a",
+            "exit_screen": "b",
+            "truncated_start": False,
+            "truncated_end": False,
+        }
         stats = {"users": 1, "events": 40, "invalid_events": 0, "noise_events": 0, "sessions": 1}
         store.complete_unit(job["id"], unit, 1, [session], stats)
     assert store.finish(job["id"])
@@ -60,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job_id = finished_job(JobStore.from_url(server.url))
         for name, port in ports.items():
-            stack.spawn(api_command(HOST, port, workers=2), log=tmp / f"api-{name}.log",
-                        extra_env={"METRICS_ENABLED": "true" if name == "on" else "false"})
+            stack.spawn(
+                api_command(HOST, port, workers=2),
+                log=tmp / f"api-{name}.log",
+                extra_env={"METRICS_ENABLED": "true" if name == "on" else "false"},
+            )
         for port in ports.values():
             wait_http(f"http://{HOST}:{port}/healthz", timeout=60)
         path = f"/jobs/{job_id}"
@@ -69,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             pollers(port, path, 10, 1.0, None)
 
         figures: dict[str, dict[str, list[float]]] = {v: {"rps": [], "p99": [], "paced_p99": []} for v in ports}
-        print(f"GET {path} (a succeeded job), gunicorn 2 processes, {args.clients} keep-alive pollers, "
-              f"{args.runs} runs x {args.seconds:.0f} s each way, metrics on and off alternating")
+        print(
+            f"GET {path} (a succeeded job), gunicorn 2 processes, {args.clients} keep-alive pollers, "
+            f"{args.runs} runs x {args.seconds:.0f} s each way, metrics on and off alternating"
+        )
         for run in range(args.runs):
             order = ["on", "off"] if run % 2 == 0 else ["off", "on"]
             for variant in order:
@@ -82,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                 figures[variant]["rps"].append(sat["rps"])
                 figures[variant]["p99"].append(sat["p99_ms"])
                 figures[variant]["paced_p99"].append(paced["p99_ms"])
-                print(f"  run {run + 1} metrics {variant:3}: {sat['rps']:7.0f} req/s saturated, p99 {sat['p99_ms']:6.1f} ms; "
-                      f"paced: {paced['rps']:5.0f} req/s, p99 {paced['p99_ms']:6.1f} ms", flush=True)
+                print(
+                    f"  run {run + 1} metrics {variant:3}: {sat['rps']:7.0f} req/s saturated, p99 {sat['p99_ms']:6.1f} ms; "
+                    f"paced: {paced['rps']:5.0f} req/s, p99 {paced['p99_ms']:6.1f} ms",
+                    flush=True,
+                )
         on, off = figures["on"], figures["off"]
         print("\nthroughput, saturated (req/s)")
         print(f"  metrics on : {spread(on['rps'], '{:.0f}')}")

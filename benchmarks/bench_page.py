@@ -37,8 +37,16 @@ from sessionizer.jobstore import JobStore
 from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 
 HOST = "127.0.0.1"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START = np.datetime64("2024-01-01T00:00:00", "ms")
 DAYS = 90
 
@@ -79,17 +87,28 @@ def synthetic_sessions(users: int, per_user: int, seed: int = 7) -> dict[str, li
         span = DAYS * 86_400_000
         starts = np.sort(rng.uniform(0, span * 0.99, per_user)).astype("int64")
         next_gap = np.diff(starts, append=span)
-        durations = np.maximum(np.minimum(rng.lognormal(7.5, 1.0, per_user) * 1000, next_gap * 0.9), 1000).astype("int64")
+        durations = np.maximum(np.minimum(rng.lognormal(7.5, 1.0, per_user) * 1000, next_gap * 0.9), 1000).astype(
+            "int64"
+        )
         rows = []
         for k in range(per_user):
             start = START + np.timedelta64(int(starts[k]), "ms")
             end = start + np.timedelta64(int(durations[k]), "ms")
-            rows.append({
-                "user": f"user{u:04d}", "instance": f"instance{int(rng.integers(24)):02d}",
-                "start": f"{start}Z", "end": f"{end}Z", "duration_s": int(durations[k]) / 1000,
-                "events": int(rng.integers(2, 200)), "entry_screen": "connexion", "exit_screen": f"e{k % 7}",
-                "truncated_start": False, "truncated_end": False, "split_reason": reasons[k % 3],
-            })
+            rows.append(
+                {
+                    "user": f"user{u:04d}",
+                    "instance": f"instance{int(rng.integers(24)):02d}",
+                    "start": f"{start}Z",
+                    "end": f"{end}Z",
+                    "duration_s": int(durations[k]) / 1000,
+                    "events": int(rng.integers(2, 200)),
+                    "entry_screen": "connexion",
+                    "exit_screen": f"e{k % 7}",
+                    "truncated_start": False,
+                    "truncated_end": False,
+                    "split_reason": reasons[k % 3],
+                }
+            )
         out[f"user{u:04d}"] = rows
     return out
 
@@ -99,16 +118,32 @@ def store_synthetic_job(store: JobStore, users: int, per_user: int) -> tuple[str
     sessions = synthetic_sessions(users, per_user)
     names = list(sessions)
     end = START + np.timedelta64(DAYS, "D")
-    request = {"users": names, "start": f"{START}Z", "end": f"{end}Z", "method": "gap",
-               "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    request = {
+        "users": names,
+        "start": f"{START}Z",
+        "end": f"{end}Z",
+        "method": "gap",
+        "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+        "group_by": ["user"],
+    }
     job = store.create(request, deadline_s=86_400)
-    units = [names[i:i + 10] for i in range(0, len(names), 10)]
+    units = [names[i : i + 10] for i in range(0, len(names), 10)]
     store.start(job["id"], len(units))
     for k, unit in enumerate(units):
         rows = [s for name in unit for s in sessions[name]]
-        store.complete_unit(job["id"], k, len(unit), rows, {
-            "users": len(unit), "events": sum(s["events"] for s in rows), "invalid_events": 0,
-            "noise_events": 0, "sessions": len(rows)})
+        store.complete_unit(
+            job["id"],
+            k,
+            len(unit),
+            rows,
+            {
+                "users": len(unit),
+                "events": sum(s["events"] for s in rows),
+                "invalid_events": 0,
+                "noise_events": 0,
+                "sessions": len(rows),
+            },
+        )
     store.finish(job["id"])
     return job["id"], users * per_user
 
@@ -120,7 +155,14 @@ def spread(values: list[float]) -> str:
 def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     with open(log, "ab") as out:  # the project's gunicorn settings, one worker process
-        proc = subprocess.Popen(api_command(HOST, port, workers=1), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            api_command(HOST, port, workers=1),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     base = f"http://{HOST}:{port}"
     wait_http(f"{base}/healthz", timeout=60)
     return proc, base
@@ -128,7 +170,9 @@ def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
 
 def measure(browser: Any, base: str, job_id: str, count: int, runs: int, steps: int) -> None:
     load, read = [], []
-    frames: dict[str, dict[str, list[float]]] = {on: {"full": [], "zoom": [], "pan": []} for on in ("aggregated", "per session")}
+    frames: dict[str, dict[str, list[float]]] = {
+        on: {"full": [], "zoom": [], "pan": []} for on in ("aggregated", "per session")
+    }
     rects: dict[str, int] = {}
     modes: dict[str, str] = {}
     for run in range(runs):
@@ -210,11 +254,22 @@ def main() -> int:
         if args.screenshot:
             from worker.demo import write_demo_events
 
-            env.update(EVENT_SOURCE="file", EVENTS_PATH=str(write_demo_events(tmp / "events.ndjson")),
-                       EVENT_STORE_DIR=str(tmp / "cache"))
+            env.update(
+                EVENT_SOURCE="file",
+                EVENTS_PATH=str(write_demo_events(tmp / "events.ndjson")),
+                EVENT_STORE_DIR=str(tmp / "cache"),
+            )
             with open(tmp / "worker.log", "ab") as log:
-                procs.append(subprocess.Popen(worker_command(2, name="bench-page"), cwd=ROOT, env=env, stdout=log,
-                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+                procs.append(
+                    subprocess.Popen(
+                        worker_command(2, name="bench-page"),
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
         api, base = start_api(env, tmp / "api.log")
         procs.append(api)
         with sync_playwright() as pw:
@@ -224,8 +279,10 @@ def main() -> int:
             else:
                 started = time.perf_counter()
                 job_id, count = store_synthetic_job(JobStore.from_url(redis_server.url), args.users, args.per_user)
-                print(f"stored a synthetic job of {count:,} sessions through the job store in "
-                      f"{time.perf_counter() - started:.1f} s")
+                print(
+                    f"stored a synthetic job of {count:,} sessions through the job store in "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
                 measure(browser, base, job_id, count, args.runs, args.frames)
             browser.close()
     finally:

@@ -81,7 +81,7 @@ def boundary_f1(t: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> float:
 
 
 def seed_labels(t: np.ndarray) -> np.ndarray:
-    import hdbscan  # noqa: PLC0415
+    import hdbscan
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,8 +95,17 @@ def job_view(tl, method, params, start_ms, end_ms):
     sel = (tl.t_ms >= lo) & (tl.t_ms <= hi)
     t = tl.t_ms[sel]
     labels, cut = label_sessions(t, method, params, return_cut=True)
-    table = summarize_sessions(t, labels, tl.screen[sel], tl.instance[sel], read_start_ms=lo,
-                               read_end_ms=hi, method=method, params=params, cut=cut)
+    table = summarize_sessions(
+        t,
+        labels,
+        tl.screen[sel],
+        tl.instance[sel],
+        read_start_ms=lo,
+        read_end_ms=hi,
+        method=method,
+        params=params,
+        cut=cut,
+    )
     return table.take(select_overlapping(table, start_ms, end_ms))
 
 
@@ -137,18 +146,35 @@ def quality_table(weeks: int, seeds: int, methods=METHODS, with_seed=True, stabl
                 f1s.append(boundary_f1(tl.t_ms, tl.truth, labels))
                 if spec is not None and stable:
                     stab.append(stability(tl, spec[0], spec[1], weeks))
-            rows.append((family, name, int(np.mean([tl.t_ms.shape[0] for tl in tls])),
-                         min(aris), float(np.mean(aris)), float(np.mean(f1s)), float(np.median(secs)), stab))
+            rows.append(
+                (
+                    family,
+                    name,
+                    int(np.mean([tl.t_ms.shape[0] for tl in tls])),
+                    min(aris),
+                    float(np.mean(aris)),
+                    float(np.mean(f1s)),
+                    float(np.median(secs)),
+                    stab,
+                )
+            )
     return rows
 
 
 def print_table(rows):
-    print(f"{'family':<10} {'method':<26} {'events':>7} {'ARI min':>8} {'ARI mean':>8} "
-          f"{'bnd F1':>7} {'sec med':>8}  stable(inner week == 13 weeks)")
+    print(
+        f"{'family':<10} {'method':<26} {'events':>7} {'ARI min':>8} {'ARI mean':>8} "
+        f"{'bnd F1':>7} {'sec med':>8}  stable(inner week == 13 weeks)"
+    )
     for family, name, n, amin, amean, f1, sec, stab in rows:
-        st = "n/a" if not stab else (
-            f"{'yes' if all(s[0] for s in stab) else 'NO'} ({sum(s[1] for s in stab)} sessions, "
-            f"{sum(s[2] for s in stab)} edge-flagged)")
+        st = (
+            "n/a"
+            if not stab
+            else (
+                f"{'yes' if all(s[0] for s in stab) else 'NO'} ({sum(s[1] for s in stab)} sessions, "
+                f"{sum(s[2] for s in stab)} edge-flagged)"
+            )
+        )
         print(f"{family:<10} {name:<26} {n:>7} {amin:>8.3f} {amean:>8.3f} {f1:>7.3f} {sec:>8.3f}  {st}")
 
 
@@ -156,11 +182,16 @@ def tune(weeks: int, seeds: int) -> None:
     grid = {}
     for g in (600, 900, 1200, 1800, 2700, 3600):
         grid[f"gap max_gap_s={g}"] = ("gap", {"max_gap_s": g})
-    for mcs, eps, idle, single in itertools.product((3, 5, 10), (0, 300, 600, 1200), (1800, 2700, 3600),
-                                                    (False, True)):
+    for mcs, eps, idle, single in itertools.product((3, 5, 10), (0, 300, 600, 1200), (1800, 2700, 3600), (False, True)):
         grid[f"hdbscan mcs={mcs} eps={eps} idle={idle} single={single}"] = (
-            "hdbscan", {"min_cluster_size": mcs, "cluster_selection_epsilon_s": eps,
-                        "split_idle_s": idle, "allow_single_cluster": single})
+            "hdbscan",
+            {
+                "min_cluster_size": mcs,
+                "cluster_selection_epsilon_s": eps,
+                "split_idle_s": idle,
+                "allow_single_cluster": single,
+            },
+        )
     rows = quality_table(weeks, seeds, grid, with_seed=False, stable=False)
     summary = {}
     for family, name, _, amin, amean, f1, *_ in rows:
@@ -168,8 +199,10 @@ def tune(weeks: int, seeds: int) -> None:
     ranked = sorted(summary.items(), key=lambda kv: -min(a for a, _ in kv[1]))
     print(f"{'configuration':<52} {'worst ARI':>9} {'mean ARI':>9} {'mean F1':>8}")
     for name, vals in ranked[:25]:
-        print(f"{name:<52} {min(a for a, _ in vals):>9.3f} {np.mean([a for a, _ in vals]):>9.3f} "
-              f"{np.mean([f for _, f in vals]):>8.3f}")
+        print(
+            f"{name:<52} {min(a for a, _ in vals):>9.3f} {np.mean([a for a, _ in vals]):>9.3f} "
+            f"{np.mean([f for _, f in vals]):>8.3f}"
+        )
 
 
 def main() -> None:

@@ -48,7 +48,9 @@ def write_events(path: Path, users: list[str], events: int, seed: int = 3) -> No
             gaps = rng.exponential(60_000, events).astype(np.int64) + 1000
             gaps[rng.random(events) < 1 / 40] += 3_600_000
             for k, t in enumerate(t0 + np.cumsum(gaps)):
-                fh.write(json.dumps({"@timestamp": int(t), "util": user, "ecran": f"s{k % 9}", "instance": "i1"}) + "\n")
+                fh.write(
+                    json.dumps({"@timestamp": int(t), "util": user, "ecran": f"s{k % 9}", "instance": "i1"}) + "\n"
+                )
 
 
 def submit(client: Any, users: list[str], method: str) -> str:
@@ -85,8 +87,9 @@ class Worker:
         cmd[cmd.index("worker.celery_app")] = app
         self.log = log
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         while b" ready." not in log.read_bytes():
             if self.proc.poll() is not None:
                 raise RuntimeError(log.read_text()[-3000:])
@@ -131,10 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         from webapp import create_app
 
         client = create_app({"TESTING": True, "REDIS_URL": redis_server.url}).test_client()
-        env = {**os.environ, "REDIS_URL": redis_server.url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events),
-               "EVENTS_CACHE_DIR": str(tmp / "cache"), "UNIT_LEASE_S": str(args.lease),
-               "RECONCILE_INTERVAL_S": str(args.interval), "CELERY_VISIBILITY_TIMEOUT_S": "7200",
-               "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_server.url,
+            "EVENT_SOURCE": "file",
+            "EVENTS_PATH": str(events),
+            "EVENTS_CACHE_DIR": str(tmp / "cache"),
+            "UNIT_LEASE_S": str(args.lease),
+            "RECONCILE_INTERVAL_S": str(args.interval),
+            "CELERY_VISIBILITY_TIMEOUT_S": "7200",
+            "LOG_LEVEL": "WARNING",
+        }
         lock_ttl = max(3 * args.interval, 2.0)
 
         # 1. recovery after a worker is cut
@@ -150,15 +160,20 @@ def main(argv: list[str] | None = None) -> int:
             # units are grouped by work (this job may be one unit): cut the worker that holds one
             doomed = None
             while doomed is None:
-                owners = {int(json.loads(v)["owner"].rsplit(":", 1)[1])
-                          for v in store.client.hvals(f"sz:job:{job_id}:leases") if b'"token":""' not in v}
+                owners = {
+                    int(json.loads(v)["owner"].rsplit(":", 1)[1])
+                    for v in store.client.hvals(f"sz:job:{job_id}:leases")
+                    if b'"token":""' not in v
+                }
                 doomed = next((w for w in pair if owners & set(_children(w.proc.pid))), None)
                 time.sleep(0.01)
             doomed.kill()
             cut = time.perf_counter()
             wait(client, job_id)
             recovered.append(time.perf_counter() - cut)
-            print(f"  run {run}: undisturbed {undisturbed[-1]:.2f} s, cut -> succeeded {recovered[-1]:.2f} s", flush=True)
+            print(
+                f"  run {run}: undisturbed {undisturbed[-1]:.2f} s, cut -> succeeded {recovered[-1]:.2f} s", flush=True
+            )
             pair[pair.index(doomed)] = Worker(env, tmp / f"r{run}.log", f"r{run}")  # a replacement
         for w in pair:
             w.stop()
@@ -171,8 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         redis_proc = psutil.Process(redis_server.proc.pid)
         for run in range(args.runs + 1 if args.only != "recovery" else 0):  # round 0 warms up, not counted
             for kind, app in (("leases", "worker.celery_app"), ("no leases", "benchmarks.bench_recovery:unleased")):
-                w = Worker({**env, "SESSIONIZER_BENCH_UNLEASED": "1"} if kind == "no leases" else env,
-                           tmp / f"cost-{kind}-{run}.log", f"cost{run}", app=app)
+                w = Worker(
+                    {**env, "SESSIONIZER_BENCH_UNLEASED": "1"} if kind == "no leases" else env,
+                    tmp / f"cost-{kind}-{run}.log",
+                    f"cost{run}",
+                    app=app,
+                )
                 tree = [psutil.Process(w.proc.pid), *psutil.Process(w.proc.pid).children(recursive=True)]
                 before = _cpu([*tree, redis_proc])
                 started = time.perf_counter()
@@ -183,25 +202,34 @@ def main(argv: list[str] | None = None) -> int:
                 if run:
                     timed[kind].append(elapsed)
                     cpu[kind].append(used)
-                print(f"  run {run}{' (warm-up)' if not run else ''}: {kind}: {elapsed:.2f} s, "
-                      f"worker + Redis CPU {used:.2f} s", flush=True)
+                print(
+                    f"  run {run}{' (warm-up)' if not run else ''}: {kind}: {elapsed:.2f} s, "
+                    f"worker + Redis CPU {used:.2f} s",
+                    flush=True,
+                )
         ratios = [a / b for a, b in zip(timed["leases"], timed["no leases"])]
         cpu_ratios = [a / b for a, b in zip(cpu["leases"], cpu["no leases"])]
 
     if recovered:
-        print(f"\nrecovery: a job of 40 users x 2,500 events (hdbscan), 2 workers x 2 processes, one cut mid-job;"
-          f" UNIT_LEASE_S={args.lease:g}, RECONCILE_INTERVAL_S={args.interval:g}")
+        print(
+            f"\nrecovery: a job of 40 users x 2,500 events (hdbscan), 2 workers x 2 processes, one cut mid-job;"
+            f" UNIT_LEASE_S={args.lease:g}, RECONCILE_INTERVAL_S={args.interval:g}"
+        )
         print(f"  undisturbed job         : {spread(undisturbed)} s")
         print(f"  cut -> job succeeded    : {spread(recovered)} s")
-        print(f"  bound (lease + lock ttl + interval + the job): {args.lease + lock_ttl + args.interval + max(undisturbed):.2f} s"
-              f"   (without leases: the visibility timeout, 7200 s)")
+        print(
+            f"  bound (lease + lock ttl + interval + the job): {args.lease + lock_ttl + args.interval + max(undisturbed):.2f} s"
+            f"   (without leases: the visibility timeout, 7200 s)"
+        )
     if ratios:
         print(f"\nthe cost of leases: a job of {args.units} units (1 user x 50 events, gap), 1 worker x 2 processes")
         print(f"  wall, with leases      : {spread(timed['leases'])} s")
         print(f"  wall, without leases   : {spread(timed['no leases'])} s")
         print(f"  wall ratio             : {spread(ratios, '{:.3f}')}   (target <= 1.05)")
         print(f"  CPU (worker + Redis), with / without: {spread(cpu['leases'])} s / {spread(cpu['no leases'])} s")
-        print(f"  CPU ratio              : {spread(cpu_ratios, '{:.3f}')}   (less sensitive than wall time to a shared machine)")
+        print(
+            f"  CPU ratio              : {spread(cpu_ratios, '{:.3f}')}   (less sensitive than wall time to a shared machine)"
+        )
     return 0
 
 

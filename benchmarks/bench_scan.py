@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 INDEX = "usage-events"
@@ -45,19 +45,23 @@ OTHERS = 200_000
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _documents(n_user: int) -> Any:
     screens = [b"connexion", b"accueil", b"recherche", b"fiche", b"edition", b"export"]
     for i in range(n_user):
         t = T0 + i * STEP_MS
-        yield (b'{"@timestamp":"%s","util":"romain","ecran":"%s","instance":"instance%d"}'
-               % (_iso(t).encode(), screens[i % 6], i % 7))
+        yield (
+            b'{"@timestamp":"%s","util":"romain","ecran":"%s","instance":"instance%d"}'
+            % (_iso(t).encode(), screens[i % 6], i % 7)
+        )
     for i in range(OTHERS):
         t = T0 + (i * 7919) % (n_user * STEP_MS)
-        yield (b'{"@timestamp":"%s","util":"user%d","ecran":"%s","instance":"instance1"}'
-               % (_iso(t).encode(), i % 50, screens[i % 6]))
+        yield (
+            b'{"@timestamp":"%s","util":"user%d","ecran":"%s","instance":"instance1"}'
+            % (_iso(t).encode(), i % 50, screens[i % 6])
+        )
 
 
 def _serve(n_user: int, conn: Any) -> None:
@@ -81,13 +85,26 @@ def _seed_loop(url: str, lo_ms: int, hi_ms: int, size: int) -> int:
     from elasticsearch import Elasticsearch, helpers
 
     client = Elasticsearch(url, request_timeout=30)
-    date_min = datetime.fromtimestamp(lo_ms / 1000, timezone.utc)
-    date_max = datetime.fromtimestamp(hi_ms / 1000, timezone.utc)
-    query = {"query": {"bool": {
-        "must": [{"terms": {"util": [USER]}}],
-        "filter": [{"range": {"@timestamp": {"gte": date_min.isoformat(), "lte": date_max.isoformat(),
-                                             "format": "strict_date_optional_time"}}}],
-    }}}
+    date_min = datetime.fromtimestamp(lo_ms / 1000, UTC)
+    date_max = datetime.fromtimestamp(hi_ms / 1000, UTC)
+    query = {
+        "query": {
+            "bool": {
+                "must": [{"terms": {"util": [USER]}}],
+                "filter": [
+                    {
+                        "range": {
+                            "@timestamp": {
+                                "gte": date_min.isoformat(),
+                                "lte": date_max.isoformat(),
+                                "format": "strict_date_optional_time",
+                            }
+                        }
+                    }
+                ],
+            }
+        }
+    }
     data = []
     for doc in helpers.scan(client, index=INDEX, query=query, size=size):
         doc = doc["_source"]
@@ -162,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(proc.pid, {cores[1]})
         os.sched_setaffinity(0, {cores[0]})
     url = parent.recv()
-    print(f"server: {n_user:,} events of {USER!r} + {OTHERS:,} others, loaded in {time.perf_counter() - t0:.1f}s "
-          f"(separate process, pre-rendered pages{', server and client pinned to one core each' if pinned else ''})")
+    print(
+        f"server: {n_user:,} events of {USER!r} + {OTHERS:,} others, loaded in {time.perf_counter() - t0:.1f}s "
+        f"(separate process, pre-rendered pages{', server and client pinned to one core each' if pinned else ''})"
+    )
     try:
         _report(url, args)
     finally:
@@ -174,13 +193,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(url: str, args: argparse.Namespace) -> None:
     # first, while this process is still small: a child's ru_maxrss starts from its parent's
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scan", "--rss-child", url, str(args.rss_events)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_scan", "--rss-child", url, str(args.rss_events)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rss = json.loads(out.stdout.strip().splitlines()[-1])
     peak_mb, base_mb = rss["peak_kb"] / 1024, rss["baseline_kb"] / 1024
-    print(f"\npeak RSS reading {rss['events']:,} events of one user through read_events: {peak_mb:.0f} MB "
-          f"(baseline after imports {base_mb:.0f} MB; {rss['wall_s']:.1f}s wall); target <= 400 MB: "
-          f"{'MET' if peak_mb <= 400 else 'NOT MET'}; VmHWM {(rss['vmhwm_kb'] or 0) / 1024:.0f} MB")
+    print(
+        f"\npeak RSS reading {rss['events']:,} events of one user through read_events: {peak_mb:.0f} MB "
+        f"(baseline after imports {base_mb:.0f} MB; {rss['wall_s']:.1f}s wall); target <= 400 MB: "
+        f"{'MET' if peak_mb <= 400 else 'NOT MET'}; VmHWM {(rss['vmhwm_kb'] or 0) / 1024:.0f} MB"
+    )
     lo = T0 + 10_000 * STEP_MS
     hi = lo + (args.events - 1) * STEP_MS
     cases = {
@@ -202,18 +227,28 @@ def _report(url: str, args: argparse.Namespace) -> None:
         per_cpu = [n / c for n, _, c in runs]
         per_wall = [n / w for n, w, _ in runs]
         cpu_medians[name] = statistics.median(per_cpu)
-        print(f"{name}\n  events/s per core (client CPU): {_fmt(per_cpu)}\n"
-              f"  events/s wall clock:            {_fmt(per_wall)}")
-    paired = [(n1 / c1) / (n0 / c0) for (n0, _, c0), (n1, _, c1)
-              in zip(results["seed helpers.scan, size=1000 (as in the seed)"], results["ElasticsearchSource, 1 slice"])]
-    print(f"per-run ratio ours (1 slice) / seed, per core: min {min(paired):.2f}x  median "
-          f"{statistics.median(paired):.2f}x  max {max(paired):.2f}x")
+        print(
+            f"{name}\n  events/s per core (client CPU): {_fmt(per_cpu)}\n"
+            f"  events/s wall clock:            {_fmt(per_wall)}"
+        )
+    paired = [
+        (n1 / c1) / (n0 / c0)
+        for (n0, _, c0), (n1, _, c1) in zip(
+            results["seed helpers.scan, size=1000 (as in the seed)"], results["ElasticsearchSource, 1 slice"]
+        )
+    ]
+    print(
+        f"per-run ratio ours (1 slice) / seed, per core: min {min(paired):.2f}x  median "
+        f"{statistics.median(paired):.2f}x  max {max(paired):.2f}x"
+    )
     seed = cpu_medians["seed helpers.scan, size=1000 (as in the seed)"]
     seed_big = cpu_medians["seed helpers.scan, size=10000"]
     ours = cpu_medians["ElasticsearchSource, 1 slice"]
-    print(f"\nratio (median, per core): ours / seed = {ours / seed:.2f}x ; ours / seed(size=10000) = "
-          f"{ours / seed_big:.2f}x ; target >= 3x and >= 300,000 events/s: "
-          f"{'MET' if ours / seed >= 3 and ours >= 300_000 else 'NOT MET'}")
+    print(
+        f"\nratio (median, per core): ours / seed = {ours / seed:.2f}x ; ours / seed(size=10000) = "
+        f"{ours / seed_big:.2f}x ; target >= 3x and >= 300,000 events/s: "
+        f"{'MET' if ours / seed >= 3 and ours >= 300_000 else 'NOT MET'}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ def hold(port: int, job_id: str, held: int) -> list[socket.socket]:
         s.sendall(f"GET /jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=60\r\n\r\n".encode())
         socks.append(s)
         s = socket.create_connection((HOST, port), timeout=10)
-        s.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 1000\r\n\r\n" + b'{"users": ')
+        s.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"users": '
+        )
         socks.append(s)
     return socks
 
@@ -84,10 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     server = RedisServer(tmp / "redis").start()
-    env = {"REDIS_URL": server.url, "RATE_LIMIT_PER_S": "0", "MAX_ACTIVE_JOBS": "0",
-           "MAX_WAITS_PER_KEY": str(10 * args.held), "MAX_WAIT_S": "60"}
+    env = {
+        "REDIS_URL": server.url,
+        "RATE_LIMIT_PER_S": "0",
+        "MAX_ACTIVE_JOBS": "0",
+        "MAX_WAITS_PER_KEY": str(10 * args.held),
+        "MAX_WAIT_S": "60",
+    }
     models = {"gthread 2x8": gthread_command, "gevent 2": lambda port: api_command(HOST, port, 2)}
-    results: dict[str, dict[str, list[Any]]] = {m: {"answered": [], "lat": [], "rps": [], "p50": [], "p99": []} for m in models}
+    results: dict[str, dict[str, list[Any]]] = {
+        m: {"answered": [], "lat": [], "rps": [], "p50": [], "p99": []} for m in models
+    }
     try:
         for run in range(args.runs):
             for name, command in models.items():
@@ -114,16 +123,23 @@ def main(argv: list[str] | None = None) -> int:
                 r["rps"].append(res["rps"])
                 r["p50"].append(res["p50_ms"])
                 r["p99"].append(res["p99_ms"])
-                print(f"run {run + 1} {name:12}: /healthz with {args.held} waits + {args.held} slow bodies held: "
-                      f"{answered}/{ATTEMPTS} answered within {ATTEMPT_TIMEOUT_S:.0f} s"
-                      + (f" (median {statistics.median(lat):.1f} ms)" if lat else "")
-                      + f"; {args.clients} paced pollers: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
-                      f"p99 {res['p99_ms']:.1f} ms, statuses {res['statuses']}", flush=True)
+                print(
+                    f"run {run + 1} {name:12}: /healthz with {args.held} waits + {args.held} slow bodies held: "
+                    f"{answered}/{ATTEMPTS} answered within {ATTEMPT_TIMEOUT_S:.0f} s"
+                    + (f" (median {statistics.median(lat):.1f} ms)" if lat else "")
+                    + f"; {args.clients} paced pollers: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
+                    f"p99 {res['p99_ms']:.1f} ms, statuses {res['statuses']}",
+                    flush=True,
+                )
         print()
         for name, r in results.items():
             lat = f"; latency {spread(r['lat'])} ms" if r["lat"] else ""
-            print(f"{name:12}: /healthz answered while held {spread([float(a) for a in r['answered']], '{:.0f}')} of {ATTEMPTS}{lat}")
-            print(f"{'':12}  polls {spread(r['rps'], '{:.0f}')} req/s; p50 {spread(r['p50'])} ms; p99 {spread(r['p99'])} ms")
+            print(
+                f"{name:12}: /healthz answered while held {spread([float(a) for a in r['answered']], '{:.0f}')} of {ATTEMPTS}{lat}"
+            )
+            print(
+                f"{'':12}  polls {spread(r['rps'], '{:.0f}')} req/s; p50 {spread(r['p50'])} ms; p99 {spread(r['p99'])} ms"
+            )
         return 0
     finally:
         server.stop()

@@ -22,10 +22,16 @@ N, REPEATS = 1_000_000, 9
 def timeline(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     kind = rng.random(N)
-    gaps = np.select([kind < 0.02, kind < 0.2], [rng.integers(3_700_000, 7_200_000, N), rng.integers(60_000, 300_000, N)],
-                     rng.integers(200, 8_000, N))
-    return (np.cumsum(gaps).astype(np.int64), rng.integers(0, 40, N).astype(np.int32),
-            rng.integers(0, 3, N).astype(np.int32))
+    gaps = np.select(
+        [kind < 0.02, kind < 0.2],
+        [rng.integers(3_700_000, 7_200_000, N), rng.integers(60_000, 300_000, N)],
+        rng.integers(200, 8_000, N),
+    )
+    return (
+        np.cumsum(gaps).astype(np.int64),
+        rng.integers(0, 40, N).astype(np.int32),
+        rng.integers(0, 3, N).astype(np.int32),
+    )
 
 
 def main() -> None:
@@ -37,10 +43,13 @@ def main() -> None:
     width = int(codes.max()) + 1
     cases: dict[str, Callable[[], object]] = {
         "label_sessions (gap)": lambda: label_sessions(t, "gap", {}, return_cut=True),
-        "summarize_sessions, every field": lambda: summarize_sessions(t, labels, screen, instance, method="gap", cut=cut),
+        "summarize_sessions, every field": lambda: summarize_sessions(
+            t, labels, screen, instance, method="gap", cut=cut
+        ),
         "distinct screens: bitmap (shipped)": lambda: _distinct_per_session(lab, codes, k),
-        "distinct screens: sorted pairs": lambda: np.bincount(np.unique(lab.astype(np.int64) * width + codes) // width,
-                                                              minlength=k),
+        "distinct screens: sorted pairs": lambda: np.bincount(
+            np.unique(lab.astype(np.int64) * width + codes) // width, minlength=k
+        ),
         "active time": lambda: _active_ms(lab, t[member], k, 300_000),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}

@@ -39,7 +39,6 @@ FORMATS = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": 
 SCREENS = ["connexion", "accueil", "devis", "facture", "recherche", "deconnexion"]
 
 
-
 def unit_sessions(user: str, n: int) -> list[dict[str, Any]]:
     """``n`` plausible sessions of one user (as ``worker.jobs`` writes them), a few hours apart."""
     rows = []
@@ -47,28 +46,45 @@ def unit_sessions(user: str, n: int) -> list[dict[str, Any]]:
     for k in range(n):
         t += 3600 + (k * 7919) % 30_000
         duration = 60 + (k * 104_729) % 5400
-        rows.append({
-            "user": user, "instance": f"instance{k % 7}",
-            "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{k % 1000:03d}000Z",
-            "end": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t + duration)) + f".{(k * 7) % 1000:03d}000Z",
-            "duration_s": float(duration), "events": 5 + k % 200,
-            "entry_screen": SCREENS[k % 6], "exit_screen": SCREENS[(k + 3) % 6],
-            "truncated_start": False, "truncated_end": k == n - 1,
-        })
+        rows.append(
+            {
+                "user": user,
+                "instance": f"instance{k % 7}",
+                "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{k % 1000:03d}000Z",
+                "end": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t + duration)) + f".{(k * 7) % 1000:03d}000Z",
+                "duration_s": float(duration),
+                "events": 5 + k % 200,
+                "entry_screen": SCREENS[k % 6],
+                "exit_screen": SCREENS[(k + 3) % 6],
+                "truncated_start": False,
+                "truncated_end": k == n - 1,
+            }
+        )
     return rows
 
 
 def store_job(store: JobStore, units: int, per_unit: int) -> str:
     """A succeeded job of ``units x per_unit`` sessions, written through the job store."""
     users = [f"user{i:05d}" for i in range(units)]
-    request = {"users": users, "start": "2022-09-01T00:00:00Z", "end": "2023-09-01T00:00:00Z",
-               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    request = {
+        "users": users,
+        "start": "2022-09-01T00:00:00Z",
+        "end": "2023-09-01T00:00:00Z",
+        "method": "gap",
+        "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+        "group_by": ["user"],
+    }
     job = store.create(request, deadline_s=86_400)
     store.start(job["id"], units)
     for i, user in enumerate(users):
         rows = unit_sessions(user, per_unit)
-        stats = {"users": 1, "events": sum(r["events"] for r in rows), "invalid_events": 0,
-                 "noise_events": 0, "sessions": len(rows)}
+        stats = {
+            "users": 1,
+            "events": sum(r["events"] for r in rows),
+            "invalid_events": 0,
+            "noise_events": 0,
+            "sessions": len(rows),
+        }
         store.complete_unit(job["id"], i, 1, rows, stats)
     assert store.finish(job["id"])
     return job["id"]
@@ -98,8 +114,13 @@ def fetch(port: int, path: str, accept: str, pid: int) -> dict[str, float]:
     conn.close()
     if resp.status != 200:
         raise RuntimeError(f"{path}: HTTP {resp.status}")
-    return {"bytes": size, "ttfb_ms": 1000 * ttfb, "total_s": total,
-            "rss_before_mib": before / 1024, "peak_mib": vm_kib(pid, "VmHWM") / 1024}
+    return {
+        "bytes": size,
+        "ttfb_ms": 1000 * ttfb,
+        "total_s": total,
+        "rss_before_mib": before / 1024,
+        "peak_mib": vm_kib(pid, "VmHWM") / 1024,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = JobStore.from_url(server.url)
         t0 = time.perf_counter()
-        jobs = {"large": store_job(store, args.sessions // per_unit, per_unit),
-                "small": store_job(store, args.small // per_unit, per_unit)}
-        print(f"stored {args.sessions:,} + {args.small:,} sessions through the job store in "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        jobs = {
+            "large": store_job(store, args.sessions // per_unit, per_unit),
+            "small": store_job(store, args.small // per_unit, per_unit),
+        }
+        print(
+            f"stored {args.sessions:,} + {args.small:,} sessions through the job store in "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
         port = free_port()
         api = stack.spawn(api_command(HOST, port, 1), log=tmp / "api.log")
         wait_http(f"http://{HOST}:{port}/healthz", timeout=60)
@@ -130,18 +156,25 @@ def main(argv: list[str] | None = None) -> int:
                 for size, job_id in jobs.items():
                     r = fetch(port, f"/jobs/{job_id}/sessions", accept, worker.pid)
                     results.setdefault((fmt, size), []).append(r)
-                    print(f"run {run + 1} {fmt:6} {size:5}: {r['bytes'] / 2**20:7.1f} MiB, first byte "
-                          f"{r['ttfb_ms']:7.1f} ms, total {r['total_s']:6.2f} s, worker RSS "
-                          f"{r['rss_before_mib']:.0f} -> peak {r['peak_mib']:.0f} MiB", flush=True)
-        print(f"\nGET /jobs/<id>/sessions, gunicorn gevent worker, {args.runs} runs "
-              f"(large = {args.sessions:,} sessions, small = {args.small:,}):")
+                    print(
+                        f"run {run + 1} {fmt:6} {size:5}: {r['bytes'] / 2**20:7.1f} MiB, first byte "
+                        f"{r['ttfb_ms']:7.1f} ms, total {r['total_s']:6.2f} s, worker RSS "
+                        f"{r['rss_before_mib']:.0f} -> peak {r['peak_mib']:.0f} MiB",
+                        flush=True,
+                    )
+        print(
+            f"\nGET /jobs/<id>/sessions, gunicorn gevent worker, {args.runs} runs "
+            f"(large = {args.sessions:,} sessions, small = {args.small:,}):"
+        )
         for fmt in FORMATS:
             large, small = results[(fmt, "large")], results[(fmt, "small")]
             ratios = [a["peak_mib"] / b["peak_mib"] for a, b in zip(large, small)]
             for name, rs in (("large", large), ("small", small)):
-                print(f"  {fmt:6} {name:5}: peak RSS {spread([r['peak_mib'] for r in rs], '{:.0f}')} MiB; "
-                      f"first byte {spread([r['ttfb_ms'] for r in rs])} ms; "
-                      f"total {spread([r['total_s'] for r in rs], '{:.2f}')} s")
+                print(
+                    f"  {fmt:6} {name:5}: peak RSS {spread([r['peak_mib'] for r in rs], '{:.0f}')} MiB; "
+                    f"first byte {spread([r['ttfb_ms'] for r in rs])} ms; "
+                    f"total {spread([r['total_s'] for r in rs], '{:.2f}')} s"
+                )
             print(f"  {fmt:6} peak RSS large/small: {spread(ratios, '{:.2f}')}")
         return 0
     finally:

@@ -38,8 +38,9 @@ def make_users(n_users: int, n_events: int, seed: int = 1) -> dict[str, UserColu
     out = {}
     for k in range(n_users):
         t = np.sort(1_660_000_000_000 + rng.integers(0, 90 * 86_400_000, n_events)).astype(np.int64)
-        out[f"user{k:05d}"] = UserColumns(t, rng.integers(0, 40, n_events).astype(np.int32),
-                                          rng.integers(0, 12, n_events).astype(np.int32))
+        out[f"user{k:05d}"] = UserColumns(
+            t, rng.integers(0, 40, n_events).astype(np.int32), rng.integers(0, 12, n_events).astype(np.int32)
+        )
     return out
 
 
@@ -60,8 +61,10 @@ def write_all(folder: Path, users: dict[str, UserColumns]) -> dict[str, Path]:
             c = users[name]
             writer.write_table(pa.table([c.t, c.screen, c.instance], schema=schema))
     paths["npz"] = folder / "store.npz"
-    np.savez(paths["npz"], **{f"{name}.{col}": getattr(users[name], col) for name in names
-                              for col in ("t", "screen", "instance")})
+    np.savez(
+        paths["npz"],
+        **{f"{name}.{col}": getattr(users[name], col) for name in names for col in ("t", "screen", "instance")},
+    )
     return paths
 
 
@@ -85,8 +88,9 @@ def readers(paths: dict[str, Path], names: list[str]) -> dict[str, Callable[[lis
 
     def npz(wanted: list[str]) -> int:
         with np.load(paths["npz"]) as z:
-            return sum(z[f"{u}.t"].shape[0] + 0 * z[f"{u}.screen"].shape[0] + 0 * z[f"{u}.instance"].shape[0]
-                       for u in wanted)
+            return sum(
+                z[f"{u}.t"].shape[0] + 0 * z[f"{u}.screen"].shape[0] + 0 * z[f"{u}.instance"].shape[0] for u in wanted
+            )
 
     return {"segment": segment, "arrow-ipc": arrow, "parquet": parquet, "npz": npz}
 
@@ -115,16 +119,22 @@ def main(argv: list[str] | None = None) -> int:
                 assert fn(names) == len(names) * args.events
                 everyone[fmt].append((time.perf_counter() - started) * 1000)
         total = args.users * args.events
-        print(f"{args.users} users x {args.events} events ({total:,} events, {16 * total / 2**20:.1f} MiB of columns); "
-              f"ms over {args.runs} runs")
+        print(
+            f"{args.users} users x {args.events} events ({total:,} events, {16 * total / 2**20:.1f} MiB of columns); "
+            f"ms over {args.runs} runs"
+        )
         print(f"{'format':<10} {'20 users (ms)':<40} {'every user (ms)':<40} size on disk")
         for fmt in fns:
             size = paths[fmt].stat().st_size
-            print(f"{fmt:<10} {spread(few[fmt], '{:.2f}'):<40} {spread(everyone[fmt], '{:.1f}'):<40} "
-                  f"{size / 2**20:.1f} MiB")
+            print(
+                f"{fmt:<10} {spread(few[fmt], '{:.2f}'):<40} {spread(everyone[fmt], '{:.1f}'):<40} "
+                f"{size / 2**20:.1f} MiB"
+            )
         base = statistics.median(few["segment"])
-        print("20-user read, median against segment: " + ", ".join(
-            f"{fmt} {statistics.median(v) / base:.1f}x" for fmt, v in few.items()))
+        print(
+            "20-user read, median against segment: "
+            + ", ".join(f"{fmt} {statistics.median(v) / base:.1f}x" for fmt, v in few.items())
+        )
     return 0
 
 

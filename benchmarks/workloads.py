@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +133,9 @@ def _bot(rng, weeks, start_ms):
     return times, sess, inst
 
 
-def generate(family: str, *, weeks: int = 15, seed: int = 0, start_ms: int = EPOCH_MS,
-             user: str | None = None) -> Timeline:
+def generate(
+    family: str, *, weeks: int = 15, seed: int = 0, start_ms: int = EPOCH_MS, user: str | None = None
+) -> Timeline:
     """One user's timeline of ``weeks`` weeks from ``start_ms`` for ``family``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -162,9 +163,11 @@ def documents(timelines: Iterable[Timeline], *, iso: bool = True) -> Iterator[di
     for tl in timelines:
         for t, s, i in zip(tl.t_ms.tolist(), tl.screen.tolist(), tl.instance.tolist()):
             stamp = (
-                datetime.fromtimestamp(t / 1000.0, tz=timezone.utc).isoformat(timespec="milliseconds")
+                datetime.fromtimestamp(t / 1000.0, tz=UTC)
+                .isoformat(timespec="milliseconds")
                 .replace("+00:00", "Z")
-                if iso else t
+                if iso
+                else t
             )
             yield {"@timestamp": stamp, "util": tl.user, "ecran": SCREENS[s], "instance": tl.instance_names[i]}
 
@@ -181,25 +184,26 @@ def write_ndjson(path: str | Path, timelines: Iterable[Timeline], *, iso: bool =
 
 def write_parquet(path: str | Path, timelines: Iterable[Timeline]) -> int:
     """Write the documents as Parquet (``@timestamp`` as UTC millisecond timestamps)."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     tls = list(timelines)
     t = np.concatenate([tl.t_ms for tl in tls]) if tls else np.zeros(0, np.int64)
-    table = pa.table({
-        "@timestamp": pa.array(t, type=pa.timestamp("ms", tz="UTC")),
-        "util": pa.array([tl.user for tl in tls for _ in range(tl.t_ms.shape[0])], type=pa.string()),
-        "ecran": pa.array([SCREENS[s] for tl in tls for s in tl.screen.tolist()], type=pa.string()),
-        "instance": pa.array([tl.instance_names[i] for tl in tls for i in tl.instance.tolist()],
-                             type=pa.string()),
-    })
+    table = pa.table(
+        {
+            "@timestamp": pa.array(t, type=pa.timestamp("ms", tz="UTC")),
+            "util": pa.array([tl.user for tl in tls for _ in range(tl.t_ms.shape[0])], type=pa.string()),
+            "ecran": pa.array([SCREENS[s] for tl in tls for s in tl.screen.tolist()], type=pa.string()),
+            "instance": pa.array([tl.instance_names[i] for tl in tls for i in tl.instance.tolist()], type=pa.string()),
+        }
+    )
     pq.write_table(table, path)
     return table.num_rows
 
 
 def main() -> None:
     """``python -m benchmarks.workloads OUT_DIR``: write every family as NDJSON and Parquet."""
-    import sys  # noqa: PLC0415
+    import sys
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/data")
     out.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,10 @@ gunicorn; see README.
 
 wsgi_app = "webapp.wsgi:app"
 worker_class = "serving.worker.ProblemGeventWorker"
-worker_connections = 1000          # simultaneous connections per worker process
-preload_app = False                # see above: the app is imported after the gevent patch
-timeout = 30                       # a worker whose event loop is blocked this long is restarted
-graceful_timeout = 10              # on SIGTERM, requests still running (waits) get this long
+worker_connections = 1000  # simultaneous connections per worker process
+preload_app = False  # see above: the app is imported after the gevent patch
+timeout = 30  # a worker whose event loop is blocked this long is restarted
+graceful_timeout = 10  # on SIGTERM, requests still running (waits) get this long
 keepalive = 5
 
 # What gunicorn itself refuses (answered as problem+json by the worker class): 414, 431, 400.
@@ -48,13 +48,13 @@ from sessionizer.settings import get_settings as _get_settings  # noqa: E402
 _settings = _get_settings()
 _own_metrics_dir = _settings.metrics.enabled and not _settings.metrics.multiproc_dir
 if _settings.metrics.enabled:
-    import tempfile as _tempfile  # noqa: E402
+    import tempfile as _tempfile
 
     _metrics_dir = _settings.metrics.multiproc_dir or _tempfile.mkdtemp(prefix="sessionizer-api-metrics-")
     raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}"]  # set in the master, inherited by workers
 
 
-def on_starting(server):  # noqa: ANN001, ANN201
+def on_starting(server):
     if _settings.metrics.enabled:
         from pathlib import Path
 
@@ -63,14 +63,14 @@ def on_starting(server):  # noqa: ANN001, ANN201
             stale.unlink()
 
 
-def child_exit(server, worker):  # noqa: ANN001, ANN201
+def child_exit(server, worker):
     if _settings.metrics.enabled:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
-def on_exit(server):  # noqa: ANN001, ANN201
+def on_exit(server):
     if _own_metrics_dir:
         import shutil
 

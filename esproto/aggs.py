@@ -31,22 +31,76 @@ if TYPE_CHECKING:
 
 _MAX_BUCKETS = 65_536  # search.max_buckets
 _DAY_MS = 86_400_000
-_CALENDAR_MS = {"minute": 60_000, "1m": 60_000, "hour": 3_600_000, "1h": 3_600_000,
-                "day": _DAY_MS, "1d": _DAY_MS, "week": 7 * _DAY_MS, "1w": 7 * _DAY_MS}
+_CALENDAR_MS = {
+    "minute": 60_000,
+    "1m": 60_000,
+    "hour": 3_600_000,
+    "1h": 3_600_000,
+    "day": _DAY_MS,
+    "1d": _DAY_MS,
+    "week": 7 * _DAY_MS,
+    "1w": 7 * _DAY_MS,
+}
 _CALENDAR_UNSUPPORTED = {"month", "1M", "quarter", "1q", "year", "1y"}
 _UTC_NAMES = {"UTC", "Z", "GMT", "Etc/UTC", "Etc/GMT", "UCT", "Zulu"}
 _INT_TYPES = {"long", "integer", "short", "byte", "unsigned_long"}
 # every aggregation type ES 8 parses (an unknown name gets ES's own parsing error)
 _ES_AGGS = {
-    "adjacency_matrix", "auto_date_histogram", "avg", "boxplot", "cardinality", "categorize_text",
-    "children", "composite", "date_histogram", "date_range", "diversified_sampler", "extended_stats",
-    "filter", "filters", "frequent_item_sets", "geo_bounds", "geo_centroid", "geo_distance",
-    "geo_line", "geohash_grid", "geohex_grid", "geotile_grid", "global", "histogram", "ip_prefix",
-    "ip_range", "matrix_stats", "max", "median_absolute_deviation", "min", "missing",
-    "multi_terms", "nested", "parent", "percentile_ranks", "percentiles", "random_sampler",
-    "range", "rare_terms", "reverse_nested", "sampler", "scripted_metric", "significant_terms",
-    "significant_text", "stats", "string_stats", "sum", "t_test", "terms", "time_series",
-    "top_hits", "top_metrics", "value_count", "variable_width_histogram", "weighted_avg",
+    "adjacency_matrix",
+    "auto_date_histogram",
+    "avg",
+    "boxplot",
+    "cardinality",
+    "categorize_text",
+    "children",
+    "composite",
+    "date_histogram",
+    "date_range",
+    "diversified_sampler",
+    "extended_stats",
+    "filter",
+    "filters",
+    "frequent_item_sets",
+    "geo_bounds",
+    "geo_centroid",
+    "geo_distance",
+    "geo_line",
+    "geohash_grid",
+    "geohex_grid",
+    "geotile_grid",
+    "global",
+    "histogram",
+    "ip_prefix",
+    "ip_range",
+    "matrix_stats",
+    "max",
+    "median_absolute_deviation",
+    "min",
+    "missing",
+    "multi_terms",
+    "nested",
+    "parent",
+    "percentile_ranks",
+    "percentiles",
+    "random_sampler",
+    "range",
+    "rare_terms",
+    "reverse_nested",
+    "sampler",
+    "scripted_metric",
+    "significant_terms",
+    "significant_text",
+    "stats",
+    "string_stats",
+    "sum",
+    "t_test",
+    "terms",
+    "time_series",
+    "top_hits",
+    "top_metrics",
+    "value_count",
+    "variable_width_histogram",
+    "weighted_avg",
 }
 
 
@@ -86,12 +140,22 @@ def parse_aggs(spec: Any) -> list[_Composite]:
             raise _parsing(f"Found two aggregation type definitions in [{name}]: [{kinds[0]}] and [{kinds[1]}]")
         kind = kinds[0]
         if kind not in _ES_AGGS:
-            raise EsError(400, "parsing_exception", f"Unknown aggregation type [{kind}]",
-                          root=[{"type": "parsing_exception", "reason": f"Unknown aggregation type [{kind}]",
-                                 "line": 1, "col": 1}],
-                          extra={"line": 1, "col": 1,
-                                 "caused_by": {"type": "named_object_not_found_exception",
-                                               "reason": f"[1:1] unknown field [{kind}]"}})
+            raise EsError(
+                400,
+                "parsing_exception",
+                f"Unknown aggregation type [{kind}]",
+                root=[
+                    {"type": "parsing_exception", "reason": f"Unknown aggregation type [{kind}]", "line": 1, "col": 1}
+                ],
+                extra={
+                    "line": 1,
+                    "col": 1,
+                    "caused_by": {
+                        "type": "named_object_not_found_exception",
+                        "reason": f"[1:1] unknown field [{kind}]",
+                    },
+                },
+            )
         if kind != "composite":
             raise _bad_request(f"aggregation [{kind}] is not supported by this test server (only [composite])")
         out.append(_parse_composite(name, body[kind]))
@@ -106,12 +170,14 @@ def _parse_composite(name: str, spec: Any) -> _Composite:
         raise _x_content(f"[composite] unknown field [{sorted(unknown)[0]}]")
     sources_spec = spec.get("sources")
     if not isinstance(sources_spec, list) or not sources_spec:
-        raise _x_content("Required [sources]" if sources_spec is None else "[composite] failed to parse field [sources]")
+        raise _x_content(
+            "Required [sources]" if sources_spec is None else "[composite] failed to parse field [sources]"
+        )
     sources = []
     for item in sources_spec:
         if not isinstance(item, dict) or len(item) != 1:
             raise _x_content("[composite] failed to parse field [sources]")
-        (src_name, src_body), = item.items()
+        ((src_name, src_body),) = item.items()
         sources.append(_parse_source(src_name, src_body))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
@@ -130,15 +196,16 @@ def _parse_composite(name: str, spec: Any) -> _Composite:
             if s.name not in after:
                 raise _bad_request(f"Missing value for [after.{s.name}]")
             if after[s.name] is None and not s.missing_bucket:
-                raise _bad_request(f"Cannot set missing after key in the composite aggregation [{name}] "
-                                   f"without setting missing_bucket")
+                raise _bad_request(
+                    f"Cannot set missing after key in the composite aggregation [{name}] without setting missing_bucket"
+                )
     return _Composite(name, tuple(sources), size, after)
 
 
 def _parse_source(name: str, spec: Any) -> _Source:
     if not isinstance(spec, dict) or len(spec) != 1:
         raise _x_content(f"[{name}] failed to parse composite source")
-    (kind, body), = spec.items()
+    ((kind, body),) = spec.items()
     if kind not in ("terms", "date_histogram"):
         if kind in ("histogram", "geotile_grid"):
             raise _bad_request(f"composite source [{kind}] is not supported by this test server")
@@ -166,8 +233,14 @@ def _parse_source(name: str, spec: Any) -> _Source:
     missing_bucket = bool(body.get("missing_bucket", False))
     if missing_order != "default" and not missing_bucket:
         raise _bad_request("missingOrder can only be set if missingBucket is true")
-    src = dict(name=name, kind=kind, field=field, desc=order == "desc", missing_bucket=missing_bucket,
-               missing_order=missing_order)
+    src = dict(
+        name=name,
+        kind=kind,
+        field=field,
+        desc=order == "desc",
+        missing_bucket=missing_bucket,
+        missing_order=missing_order,
+    )
     if kind == "terms":
         return _Source(**src)
     cal, fixed = body.get("calendar_interval"), body.get("fixed_interval")
@@ -207,11 +280,15 @@ def run_aggs(aggs: list[_Composite], idx: _Index, slots: np.ndarray, typed_keys:
         start = 0
         if agg.after is not None:
             start = bisect.bisect_right(sortkeys, _after_sortkey(agg, sorted_keys, idx))
-        page = buckets[start:start + agg.size]
+        page = buckets[start : start + agg.size]
         if len(page) > _MAX_BUCKETS:
-            raise _query_error(f"Trying to create too many buckets. Must be less than or equal to: [{_MAX_BUCKETS}] "
-                               f"but this number of buckets was exceeded. This limit can be set by changing the "
-                               f"[search.max_buckets] cluster level setting.", "too_many_buckets_exception", idx.name)
+            raise _query_error(
+                f"Trying to create too many buckets. Must be less than or equal to: [{_MAX_BUCKETS}] "
+                f"but this number of buckets was exceeded. This limit can be set by changing the "
+                f"[search.max_buckets] cluster level setting.",
+                "too_many_buckets_exception",
+                idx.name,
+            )
         body: dict[str, Any] = {}
         if page:
             body["after_key"] = dict(page[-1]["key"])
@@ -278,7 +355,7 @@ def _factorize(values: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
 def _count_combinations(ranks: list[np.ndarray], cards: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of the rank columns (-1 = missing) ascending, and how often each occurs."""
     radix = [c + 1 for c in cards]
-    if float(np.prod(np.array(radix, dtype=np.float64))) < 2.0 ** 62:
+    if float(np.prod(np.array(radix, dtype=np.float64))) < 2.0**62:
         combined = np.zeros(len(ranks[0]), dtype=np.int64)
         for r, base in zip(ranks, radix):
             combined = combined * base + (r + 1)
@@ -321,8 +398,10 @@ def _after_value(src: _Source, value: Any, idx: _Index) -> Any:
     if src.kind == "date_histogram" or (col is not None and col.kind == "date"):
         got = parse_date(value) if not isinstance(value, (dict, list)) else None
         if got is None:
-            raise _bad_request(f"failed to parse date field [{value}] with format [strict_date_optional_time||epoch_millis]",
-                               "parse_exception")
+            raise _bad_request(
+                f"failed to parse date field [{value}] with format [strict_date_optional_time||epoch_millis]",
+                "parse_exception",
+            )
         return got
     if col is not None and col.kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -330,7 +409,7 @@ def _after_value(src: _Source, value: Any, idx: _Index) -> Any:
         try:
             number = float(value)
         except ValueError:
-            raise _bad_request(f"For input string: \"{value}\"", "number_format_exception") from None
+            raise _bad_request(f'For input string: "{value}"', "number_format_exception") from None
         return int(number) if idx.field_types.get(src.field) in _INT_TYPES else number
     if isinstance(value, (dict, list)):
         raise _bad_request(f"Invalid value for [after.{src.name}]: [{value}]")
@@ -360,7 +439,10 @@ def _source_values(src: _Source, idx: _Index, slots: np.ndarray, n: int) -> tupl
                 f"operations that require per-document field data like aggregations and sorting, so these "
                 f"operations are disabled by default. Please use a keyword field instead. Alternatively, set "
                 f"fielddata=true on [{src.field}] in order to load field data by uninverting the inverted index. "
-                f"Note that this can use significant memory.", "illegal_argument_exception", idx.name)
+                f"Note that this can use significant memory.",
+                "illegal_argument_exception",
+                idx.name,
+            )
         if col.kind == "keyword":
             values = col.values
             if es_type == "boolean":
@@ -370,8 +452,11 @@ def _source_values(src: _Source, idx: _Index, slots: np.ndarray, n: int) -> tupl
             return data, data == _MISSING_DATE, int
         return data, np.isnan(data), (int if es_type in _INT_TYPES else float)
     if col.kind == "keyword":
-        raise _query_error(f"Field [{src.field}] of type [{es_type}] is not supported for aggregation "
-                           f"[date_histogram]", "illegal_argument_exception", idx.name)
+        raise _query_error(
+            f"Field [{src.field}] of type [{es_type}] is not supported for aggregation [date_histogram]",
+            "illegal_argument_exception",
+            idx.name,
+        )
     if col.kind == "number":
         missing = np.isnan(data)
         data = np.where(missing, 0, np.floor(np.nan_to_num(data))).astype(np.int64)
@@ -383,12 +468,17 @@ def _source_values(src: _Source, idx: _Index, slots: np.ndarray, n: int) -> tupl
 
 
 def _parsing(reason: str) -> EsError:
-    return EsError(400, "parsing_exception", reason,
-                   root=[{"type": "parsing_exception", "reason": reason, "line": 1, "col": 1}],
-                   extra={"line": 1, "col": 1})
+    return EsError(
+        400,
+        "parsing_exception",
+        reason,
+        root=[{"type": "parsing_exception", "reason": reason, "line": 1, "col": 1}],
+        extra={"line": 1, "col": 1},
+    )
 
 
 def _x_content(reason: str) -> EsError:
     reason = f"[1:1] {reason}"
-    return EsError(400, "x_content_parse_exception", reason,
-                   root=[{"type": "x_content_parse_exception", "reason": reason}])
+    return EsError(
+        400, "x_content_parse_exception", reason, root=[{"type": "x_content_parse_exception", "reason": reason}]
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ _MISSING_DATE = np.iinfo(np.int64).min
 _SORT_MISSING = np.iinfo(np.int64).max  # what ES reports for a missing value sorted ascending
 _MAX_KEEP_ALIVE_S = 24 * 3600
 _SHARD_DOC_BASE = 1 << 32  # _shard_doc = (shard index << 32) | doc; we are "shard 1"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ISO = re.compile(
     r"^(?P<y>[+-]?\d{4,9})(?:-(?P<mo>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<h>\d{2})(?::(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?)?)?)?)?"
@@ -47,7 +47,7 @@ def parse_date(value: Any, *, round_up: bool = False) -> int | None:
         h, mi, s = int(m["h"] or 0), int(m["mi"] or 0), int(m["s"] or 0)
         frac = m["f"] or ""
         ms = int((frac + "000")[:3]) if frac else 0
-        dt = datetime(y, mo, d, h, mi, s, tzinfo=timezone.utc)
+        dt = datetime(y, mo, d, h, mi, s, tzinfo=UTC)
     except ValueError:
         return None
     tz = m["tz"]
@@ -78,7 +78,7 @@ def parse_date(value: Any, *, round_up: bool = False) -> int | None:
 
 
 def _round_up_months(year: int, month: int, offset_s: int) -> int:
-    nxt = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    nxt = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     delta = nxt - _EPOCH
     return (delta.days * 86400 + delta.seconds - offset_s) * 1000 - 1
 
@@ -89,6 +89,8 @@ _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "micros": 
 def parse_time_value(text: str, what: str = "keep_alive") -> float:
     m = re.fullmatch(r"(\d+)(d|h|m|s|ms|micros|nanos)", str(text).strip())
     if not m:
-        raise _bad_request(f"failed to parse setting [{what}] with value [{text}] as a time value: "
-                           "unit is missing or unrecognized", "parse_exception")
+        raise _bad_request(
+            f"failed to parse setting [{what}] with value [{text}] as a time value: unit is missing or unrecognized",
+            "parse_exception",
+        )
     return int(m[1]) * _UNITS[m[2]]

@@ -81,8 +81,7 @@ class Faults:
     def expire_pit_after(self, pages: int, times: int = 1) -> None:
         self.pit_expire_after_pages, self.pit_expire_times = pages, times
 
-    def require_auth(self, api_key: str | tuple[str, str] | None = None,
-                     basic: tuple[str, str] | None = None) -> None:
+    def require_auth(self, api_key: str | tuple[str, str] | None = None, basic: tuple[str, str] | None = None) -> None:
         if isinstance(api_key, tuple):
             api_key = base64.b64encode(f"{api_key[0]}:{api_key[1]}".encode()).decode()
         if api_key:
@@ -136,11 +135,16 @@ class _Reset(Exception):
 
 def _status_error(status: int) -> EsError:
     if status == 429:
-        return EsError(429, "es_rejected_execution_exception",
-                       "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
-                       "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, max_coordinating_and_primary_bytes=1]")
+        return EsError(
+            429,
+            "es_rejected_execution_exception",
+            "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
+            "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, max_coordinating_and_primary_bytes=1]",
+        )
     if status == 503:
-        return EsError(503, "cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];")
+        return EsError(
+            503, "cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];"
+        )
     if status == 401:
         return EsError(401, "security_exception", "unable to authenticate user for REST request")
     return EsError(status, "status_exception", f"injected HTTP {status}")

@@ -32,7 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     es: EsProtocolServer  # set on the bound subclass
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def setup(self) -> None:
@@ -84,8 +84,13 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
-        entry = LoggedRequest(self.command, path, query, {k.lower(): v for k, v in self.headers.items()},
-                              body if len(body) <= es.log_body_limit else None)
+        entry = LoggedRequest(
+            self.command,
+            path,
+            query,
+            {k.lower(): v for k, v in self.headers.items()},
+            body if len(body) <= es.log_body_limit else None,
+        )
         es.log.append(entry)
         accept = self.headers.get("Accept") or ""
         ctype = _VND_JSON if "vnd.elasticsearch" in accept else _JSON
@@ -112,9 +117,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _send(self, status: int, payload: bytes, ctype: str, headers: dict) -> None:
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('Unknown',))[0]}",
-                 "X-Elastic-Product: Elasticsearch", f"Content-Type: {ctype}",
-                 f"Content-Length: {len(payload)}"]
+        lines = [
+            f"HTTP/1.1 {status} {self.responses.get(status, ('Unknown',))[0]}",
+            "X-Elastic-Product: Elasticsearch",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(payload)}",
+        ]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
@@ -132,14 +140,25 @@ class _Handler(BaseHTTPRequestHandler):
             value = self.headers.get(name) or ""
             m = re.search(r"compatible-with=(\d+)", value)
             if m and m[1] not in ("7", "8"):
-                raise EsError(400, "media_type_header_exception",
-                              f"Invalid media-type value on headers [{name}]",
-                              root=[{"type": "media_type_header_exception",
-                                     "reason": f"Invalid media-type value on headers [{name}]"}],
-                              extra={"caused_by": {"type": "status_exception",
-                                                   "reason": "A compatible version is required on both Content-Type "
-                                                             "and Accept headers if either one has requested a "
-                                                             "compatible version. Compatible versions: [7, 8]"}})
+                raise EsError(
+                    400,
+                    "media_type_header_exception",
+                    f"Invalid media-type value on headers [{name}]",
+                    root=[
+                        {
+                            "type": "media_type_header_exception",
+                            "reason": f"Invalid media-type value on headers [{name}]",
+                        }
+                    ],
+                    extra={
+                        "caused_by": {
+                            "type": "status_exception",
+                            "reason": "A compatible version is required on both Content-Type "
+                            "and Accept headers if either one has requested a "
+                            "compatible version. Compatible versions: [7, 8]",
+                        }
+                    },
+                )
 
     def _dispatch(self, entry: LoggedRequest, body: bytes) -> tuple[bytes, int]:
         es, faults = self.es, self.es.faults
@@ -156,19 +175,34 @@ class _Handler(BaseHTTPRequestHandler):
         if not faults.authorized(self.headers.get("Authorization")):
             entry.fault = "auth"
             faults.count("auth")
-            reason = f"missing authentication credentials for REST request [{self.path}]" \
-                if not self.headers.get("Authorization") else "unable to authenticate user for REST request"
-            raise EsError(401, "security_exception", reason,
-                          root=[{"type": "security_exception", "reason": reason,
-                                 "header": {"WWW-Authenticate": ['Basic realm="security" charset="UTF-8"', "ApiKey"]}}],
-                          extra={"header": {"WWW-Authenticate": ['Basic realm="security" charset="UTF-8"', "ApiKey"]}},
-                          headers={"WWW-Authenticate": 'Basic realm="security" charset="UTF-8"'})
+            reason = (
+                f"missing authentication credentials for REST request [{self.path}]"
+                if not self.headers.get("Authorization")
+                else "unable to authenticate user for REST request"
+            )
+            raise EsError(
+                401,
+                "security_exception",
+                reason,
+                root=[
+                    {
+                        "type": "security_exception",
+                        "reason": reason,
+                        "header": {"WWW-Authenticate": ['Basic realm="security" charset="UTF-8"', "ApiKey"]},
+                    }
+                ],
+                extra={"header": {"WWW-Authenticate": ['Basic realm="security" charset="UTF-8"', "ApiKey"]}},
+                headers={"WWW-Authenticate": 'Basic realm="security" charset="UTF-8"'},
+            )
         if faults.forbidden:
             entry.fault = "forbidden"
             faults.count("forbidden")
-            raise EsError(403, "security_exception",
-                          f"action [indices:data/read/search] is unauthorized for user [tester] with "
-                          f"effective roles [] on indices [{path.strip('/').split('/')[0]}]")
+            raise EsError(
+                403,
+                "security_exception",
+                f"action [indices:data/read/search] is unauthorized for user [tester] with "
+                f"effective roles [] on indices [{path.strip('/').split('/')[0]}]",
+            )
         self._check_headers()
         parts = [p for p in path.split("/") if p]
         if parts and parts[-1] in ("_search", "scroll") or (len(parts) >= 2 and parts[-2:] == ["_search", "scroll"]):
@@ -182,6 +216,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             req = orjson.loads(body) if body and not path.endswith("_bulk") else None
         except orjson.JSONDecodeError as exc:
-            raise EsError(400, "x_content_parse_exception", f"[1:1] failed to parse the request body: {exc}",
-                          root=[{"type": "x_content_parse_exception", "reason": "failed to parse the request body"}]) from None
+            raise EsError(
+                400,
+                "x_content_parse_exception",
+                f"[1:1] failed to parse the request body: {exc}",
+                root=[{"type": "x_content_parse_exception", "reason": "failed to parse the request body"}],
+            ) from None
         return _Router(es, entry, req, body).route(method, parts)

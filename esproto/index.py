@@ -21,7 +21,15 @@ from .query import _QueryEval
 _DATE_TYPES = {"date", "date_nanos"}
 _KEYWORD_TYPES = {"keyword", "text", "constant_keyword", "wildcard", "match_only_text", "boolean"}
 _NUMBER_TYPES = {
-    "long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long",
+    "long",
+    "integer",
+    "short",
+    "byte",
+    "double",
+    "float",
+    "half_float",
+    "scaled_float",
+    "unsigned_long",
 }
 
 
@@ -91,8 +99,9 @@ class _Snapshot:
 class _Index:
     """One index: raw sources in one bytearray, typed columns for queries, append-only slots."""
 
-    def __init__(self, name: str, mappings: Mapping[str, Any] | None = None,
-                 settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, name: str, mappings: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> None:
         self.name = name
         self.lock = threading.RLock()
         self.mappings: dict[str, Any] = dict(mappings or {})
@@ -179,7 +188,7 @@ class _Index:
         return None
 
     def source(self, slot: int) -> bytes:
-        return bytes(self.buf[self.offsets[slot]:self.offsets[slot + 1]])
+        return bytes(self.buf[self.offsets[slot] : self.offsets[slot + 1]])
 
     def live(self, slot: int) -> bool:
         return slot < self.n and slot not in self.tombstone_seq
@@ -187,16 +196,18 @@ class _Index:
     def index_document(self, raw: bytes, doc: Any, doc_id: str | None, op: str) -> tuple[int, str, str]:
         """Store one document; returns (status, id, result). Raises EsError for a refused one."""
         if not isinstance(doc, dict):
-            raise EsError(400, "document_parsing_exception",
-                          "[1:1] failed to parse: the document is not a JSON object")
+            raise EsError(400, "document_parsing_exception", "[1:1] failed to parse: the document is not a JSON object")
         with self.lock:
             old = self.slot_of(doc_id) if doc_id is not None else None
             if old is not None and not self.live(old):
                 old = None
             if old is not None and op == "create":
-                raise EsError(409, "version_conflict_engine_exception",
-                              f"[{doc_id}]: version conflict, document already exists (current version [1])",
-                              extra={"index": self.name, "shard": "0"})
+                raise EsError(
+                    409,
+                    "version_conflict_engine_exception",
+                    f"[{doc_id}]: version conflict, document already exists (current version [1])",
+                    extra={"index": self.name, "shard": "0"},
+                )
             slot = self.n
             pending: list[tuple[_Column, Any]] = []
             for fname, value in _flatten_doc(doc):
@@ -216,11 +227,16 @@ class _Index:
                 except ValueError:
                     preview = orjson.dumps(value).decode()[:50]
                     raise EsError(
-                        400, "document_parsing_exception",
+                        400,
+                        "document_parsing_exception",
                         f"[1:2] failed to parse field [{fname}] of type [{self.field_types[fname]}] "
                         f"in document with id '{doc_id or slot}'. Preview of field's value: '{preview}'",
-                        extra={"caused_by": {"type": "illegal_argument_exception",
-                                             "reason": f"failed to parse [{preview}]"}},
+                        extra={
+                            "caused_by": {
+                                "type": "illegal_argument_exception",
+                                "reason": f"failed to parse [{preview}]",
+                            }
+                        },
                     ) from None
             for col, stored in pending:
                 data = col.data
@@ -259,8 +275,9 @@ class _Index:
                 mask[slot] = False
         return mask
 
-    def matches(self, snap: _Snapshot, query: Any, sort: list[tuple[str, bool]],
-                slice_: tuple[int, int] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    def matches(
+        self, snap: _Snapshot, query: Any, sort: list[tuple[str, bool]], slice_: tuple[int, int] | None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Slots matching ``query`` in ``sort`` order, with the sort value columns (same order)."""
         key = (snap, orjson.dumps(query, option=orjson.OPT_SORT_KEYS), tuple(sort), slice_)
         with self.lock:
@@ -282,8 +299,7 @@ class _Index:
                 else:
                     col = self.columns.get(fname)
                     if col is None or col.kind == "keyword":
-                        raise _query_error(f"No mapping found for [{fname}] in order to sort on",
-                                           index=self.name)
+                        raise _query_error(f"No mapping found for [{fname}] in order to sort on", index=self.name)
                     vals = col.view(snap.n)[slots]
                     if col.kind == "date":  # missing values sort last, both ways, as in ES
                         vals = np.where(vals == _MISSING_DATE, np.iinfo(np.int64).min if desc else _SORT_MISSING, vals)

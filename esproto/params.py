@@ -13,8 +13,12 @@ def _shards() -> dict:
 
 def _validate_index_name(name: str) -> None:
     if name != name.lower() or name.startswith(("-", "_", "+")) or any(c in name for c in '\\/*?"<>| ,#:'):
-        raise EsError(400, "invalid_index_name_exception",
-                      f"Invalid index name [{name}], must be lowercase", extra={"index": name})
+        raise EsError(
+            400,
+            "invalid_index_name_exception",
+            f"Invalid index name [{name}], must be lowercase",
+            extra={"index": name},
+        )
 
 
 def _param_value(text: str) -> Any:
@@ -42,7 +46,7 @@ def _parse_sort(spec: Any, *, pit: bool) -> list[tuple[str, bool]]:
             fname, _, order = item.partition(":")
             out.append((fname, order == "desc"))
         elif isinstance(item, dict) and len(item) == 1:
-            (fname, opts), = item.items()
+            ((fname, opts),) = item.items()
             order = opts if isinstance(opts, str) else (opts or {}).get("order", "asc")
             if order not in ("asc", "desc"):
                 raise _bad_request(f"Unknown SortOrder [{order}]")
@@ -63,6 +67,7 @@ def _parse_slice(spec: Any) -> tuple[int, int] | None:
     if not isinstance(smax, int) or smax <= 1:
         raise _bad_request("max must be greater than 1")
     if not isinstance(sid, int) or sid < 0 or sid >= smax:
-        raise _bad_request("id must be greater than or equal to 0 and lower than max" if sid != smax else
-                           "max must be greater than id")
+        raise _bad_request(
+            "id must be greater than or equal to 0 and lower than max" if sid != smax else "max must be greater than id"
+        )
     return sid, smax

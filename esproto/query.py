@@ -12,6 +12,7 @@ from .errors import EsError, _query_error
 if TYPE_CHECKING:
     from .index import _Column, _Index
 
+
 class _QueryEval:
     def __init__(self, index: _Index, n: int) -> None:
         self.index, self.n = index, n
@@ -20,13 +21,22 @@ class _QueryEval:
         if query is None:
             return np.ones(self.n, dtype=bool)
         if not isinstance(query, dict) or len(query) != 1:
-            raise EsError(400, "parsing_exception", "[_na] query malformed, must start with start_object"
-                          if not isinstance(query, dict) else "[_na] query malformed, no start_object after query name")
-        (kind, spec), = query.items()
+            raise EsError(
+                400,
+                "parsing_exception",
+                "[_na] query malformed, must start with start_object"
+                if not isinstance(query, dict)
+                else "[_na] query malformed, no start_object after query name",
+            )
+        ((kind, spec),) = query.items()
         method = getattr(self, "_q_" + kind, None)
         if method is None:
-            raise EsError(400, "parsing_exception", f"unknown query [{kind}]",
-                          root=[{"type": "parsing_exception", "reason": f"unknown query [{kind}]", "line": 1, "col": 1}])
+            raise EsError(
+                400,
+                "parsing_exception",
+                f"unknown query [{kind}]",
+                root=[{"type": "parsing_exception", "reason": f"unknown query [{kind}]", "line": 1, "col": 1}],
+            )
         return method(spec)
 
     def _list(self, spec: Any) -> list:
@@ -89,8 +99,10 @@ class _QueryEval:
         for v in values:
             parsed = parse_date(v) if col.kind == "date" else _to_float(v)
             if parsed is None:
-                raise _query_error(f"failed to create query: {qname} value [{v}] is not valid for field [{fname}]",
-                                   index=self.index.name)
+                raise _query_error(
+                    f"failed to create query: {qname} value [{v}] is not valid for field [{fname}]",
+                    index=self.index.name,
+                )
             wanted.append(parsed)
         return np.isin(data, np.array(wanted, dtype=data.dtype))
 
@@ -107,9 +119,12 @@ class _QueryEval:
         if not isinstance(values, list):
             raise EsError(400, "parsing_exception", "[terms] query does not support [" + fname + "]")
         if len(values) > 65536:
-            raise _query_error("The number of terms [%d] used in the Terms Query request has exceeded "
-                               "the allowed maximum of [65536]." % len(values), "illegal_argument_exception",
-                               self.index.name)
+            raise _query_error(
+                "The number of terms [%d] used in the Terms Query request has exceeded "
+                "the allowed maximum of [65536]." % len(values),
+                "illegal_argument_exception",
+                self.index.name,
+            )
         return self._values_mask(fname, values, "terms")
 
     def _q_ids(self, spec: Any) -> np.ndarray:
@@ -133,8 +148,21 @@ class _QueryEval:
         fname, bounds = self._field(spec, "range")
         if not isinstance(bounds, dict):
             raise EsError(400, "parsing_exception", "[range] query malformed, no start_object after query name")
-        allowed = {"gte", "gt", "lte", "lt", "from", "to", "include_lower", "include_upper",
-                   "format", "time_zone", "boost", "relation", "_name"}
+        allowed = {
+            "gte",
+            "gt",
+            "lte",
+            "lt",
+            "from",
+            "to",
+            "include_lower",
+            "include_upper",
+            "format",
+            "time_zone",
+            "boost",
+            "relation",
+            "_name",
+        }
         unknown = set(bounds) - allowed
         if unknown:
             raise EsError(400, "parsing_exception", f"[range] query does not support [{sorted(unknown)[0]}]")
@@ -142,8 +170,9 @@ class _QueryEval:
         if col is None:
             return np.zeros(self.n, dtype=bool)
         if col.kind == "keyword":
-            raise _query_error(f"range queries on keyword field [{fname}] are not supported by this test server",
-                               index=self.index.name)
+            raise _query_error(
+                f"range queries on keyword field [{fname}] are not supported by this test server", index=self.index.name
+            )
         data = col.view(self.n)
         mask = data != _MISSING_DATE if col.kind == "date" else ~np.isnan(data)
         for op in ("gte", "gt", "lte", "lt"):
@@ -155,11 +184,13 @@ class _QueryEval:
                 if value is None:
                     raise _query_error(
                         f"failed to parse date field [{raw}] with format [strict_date_optional_time||epoch_millis]",
-                        "parse_exception", self.index.name)
+                        "parse_exception",
+                        self.index.name,
+                    )
             else:
                 value = _to_float(raw)
                 if value is None:
-                    raise _query_error(f"For input string: \"{raw}\"", "number_format_exception", self.index.name)
+                    raise _query_error(f'For input string: "{raw}"', "number_format_exception", self.index.name)
             if op == "gte":
                 mask &= data >= value
             elif op == "gt":

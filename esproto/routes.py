@@ -11,13 +11,14 @@ import orjson
 from .errors import EsError, _bad_request
 from .faults import LoggedRequest
 from .index import _Index
+from .params import _shards, _validate_index_name
 from .query import _QueryEval
 from .render import _Raw, apply_filter_path, dumps
-from .params import _shards, _validate_index_name
 from .search import _SearchRoutes
 
 if TYPE_CHECKING:
     from .server import EsProtocolServer
+
 
 class _Router(_SearchRoutes):
     def __init__(self, es: EsProtocolServer, entry: LoggedRequest, req: Any, body: bytes) -> None:
@@ -68,22 +69,36 @@ class _Router(_SearchRoutes):
                 return self.delete_by_query(name), 200
             if action == "_mapping" and method == "GET" and n == 2:
                 return self._out({name: {"mappings": self.es.index(name).mapping_body()}}), 200
-        raise EsError(405 if parts else 400, "illegal_argument_exception" if parts else "illegal_argument_exception",
-                      f"Incorrect HTTP method for uri [/{'/'.join(parts)}] and method [{method}]")
+        raise EsError(
+            405 if parts else 400,
+            "illegal_argument_exception" if parts else "illegal_argument_exception",
+            f"Incorrect HTTP method for uri [/{'/'.join(parts)}] and method [{method}]",
+        )
 
     def _out(self, obj: Any) -> bytes:
         return dumps(apply_filter_path(obj, self.params.get("filter_path")))
 
     # -- cluster
     def root(self) -> bytes:
-        return self._out({
-            "name": "esproto-node", "cluster_name": "esproto", "cluster_uuid": "esproto-cluster-uuid",
-            "version": {"number": self.es.version, "build_flavor": "default", "build_type": "docker",
-                        "build_hash": "0" * 40, "build_date": "2024-08-05T10:05:34.233336849Z",
-                        "build_snapshot": False, "lucene_version": "9.11.1",
-                        "minimum_wire_compatibility_version": "7.17.0",
-                        "minimum_index_compatibility_version": "7.0.0"},
-            "tagline": "You Know, for Search"})
+        return self._out(
+            {
+                "name": "esproto-node",
+                "cluster_name": "esproto",
+                "cluster_uuid": "esproto-cluster-uuid",
+                "version": {
+                    "number": self.es.version,
+                    "build_flavor": "default",
+                    "build_type": "docker",
+                    "build_hash": "0" * 40,
+                    "build_date": "2024-08-05T10:05:34.233336849Z",
+                    "build_snapshot": False,
+                    "lucene_version": "9.11.1",
+                    "minimum_wire_compatibility_version": "7.17.0",
+                    "minimum_index_compatibility_version": "7.0.0",
+                },
+                "tagline": "You Know, for Search",
+            }
+        )
 
     # -- indices
     def index_op(self, method: str, name: str) -> tuple[bytes, int]:
@@ -99,15 +114,30 @@ class _Router(_SearchRoutes):
             return b"", 200
         if method == "GET":
             idx = es.index(name)
-            return self._out({name: {"aliases": {}, "mappings": idx.mapping_body(),
-                                     "settings": {"index": {"number_of_shards": "1", "number_of_replicas": "1",
-                                                            "uuid": idx.uuid, "provided_name": name}}}}), 200
+            return self._out(
+                {
+                    name: {
+                        "aliases": {},
+                        "mappings": idx.mapping_body(),
+                        "settings": {
+                            "index": {
+                                "number_of_shards": "1",
+                                "number_of_replicas": "1",
+                                "uuid": idx.uuid,
+                                "provided_name": name,
+                            }
+                        },
+                    }
+                }
+            ), 200
         if method == "DELETE":
             es.index(name)
             with es._lock:
                 del es._indices[name]
             return self._out({"acknowledged": True}), 200
-        raise EsError(405, "illegal_argument_exception", f"Incorrect HTTP method for uri [/{name}] and method [{method}]")
+        raise EsError(
+            405, "illegal_argument_exception", f"Incorrect HTTP method for uri [/{name}] and method [{method}]"
+        )
 
     def index_doc(self, name: str, doc_id: str | None) -> tuple[bytes, int]:
         es = self.es
@@ -118,25 +148,49 @@ class _Router(_SearchRoutes):
         idx = es.index(name)
         op = "create" if self.params.get("op_type") == "create" else "index"
         status, got_id, result = idx.index_document(self.body.strip(), self.req, doc_id, op)
-        return self._out({"_index": name, "_id": got_id, "_version": 1, "result": result,
-                          "_shards": {"total": 2, "successful": 1, "failed": 0},
-                          "_seq_no": idx.n - 1, "_primary_term": 1}), status
+        return self._out(
+            {
+                "_index": name,
+                "_id": got_id,
+                "_version": 1,
+                "result": result,
+                "_shards": {"total": 2, "successful": 1, "failed": 0},
+                "_seq_no": idx.n - 1,
+                "_primary_term": 1,
+            }
+        ), status
 
     def get_doc(self, name: str, doc_id: str) -> tuple[bytes, int]:
         idx = self.es.index(name)
         slot = idx.slot_of(doc_id)
         if slot is None or not idx.live(slot):
             return self._out({"_index": name, "_id": doc_id, "found": False}), 404
-        return self._out({"_index": name, "_id": doc_id, "_version": 1, "_seq_no": slot, "_primary_term": 1,
-                          "found": True, "_source": _Raw(idx.source(slot))}), 200
+        return self._out(
+            {
+                "_index": name,
+                "_id": doc_id,
+                "_version": 1,
+                "_seq_no": slot,
+                "_primary_term": 1,
+                "found": True,
+                "_source": _Raw(idx.source(slot)),
+            }
+        ), 200
 
     def delete_doc(self, name: str, doc_id: str) -> tuple[bytes, int]:
         idx = self.es.index(name)
         found = idx.delete_document(doc_id)
-        return self._out({"_index": name, "_id": doc_id, "_version": 2 if found else 1,
-                          "result": "deleted" if found else "not_found",
-                          "_shards": {"total": 2, "successful": 1, "failed": 0},
-                          "_seq_no": idx.n, "_primary_term": 1}), 200 if found else 404
+        return self._out(
+            {
+                "_index": name,
+                "_id": doc_id,
+                "_version": 2 if found else 1,
+                "result": "deleted" if found else "not_found",
+                "_shards": {"total": 2, "successful": 1, "failed": 0},
+                "_seq_no": idx.n,
+                "_primary_term": 1,
+            }
+        ), 200 if found else 404
 
     def delete_by_query(self, name: str) -> bytes:
         idx = self.es.index(name)
@@ -151,10 +205,22 @@ class _Router(_SearchRoutes):
             for slot in slots.tolist():
                 idx.delete_document(idx.doc_id(slot))
         took = int((time.perf_counter() - started) * 1000)
-        return self._out({"took": took, "timed_out": False, "total": len(slots), "deleted": len(slots),
-                          "batches": 1 if len(slots) else 0, "version_conflicts": 0, "noops": 0,
-                          "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0,
-                          "requests_per_second": -1.0, "throttled_until_millis": 0, "failures": []})
+        return self._out(
+            {
+                "took": took,
+                "timed_out": False,
+                "total": len(slots),
+                "deleted": len(slots),
+                "batches": 1 if len(slots) else 0,
+                "version_conflicts": 0,
+                "noops": 0,
+                "retries": {"bulk": 0, "search": 0},
+                "throttled_millis": 0,
+                "requests_per_second": -1.0,
+                "throttled_until_millis": 0,
+                "failures": [],
+            }
+        )
 
     def bulk(self, default_index: str | None) -> bytes:
         es = self.es
@@ -174,17 +240,20 @@ class _Router(_SearchRoutes):
                 continue
             try:
                 action = orjson.loads(line)
-                (op, meta), = action.items()
+                ((op, meta),) = action.items()
             except (orjson.JSONDecodeError, ValueError, AttributeError):
-                raise _bad_request(f"Malformed action/metadata line [{i}], expected START_OBJECT but found [VALUE_STRING]",
-                                   "illegal_argument_exception") from None
+                raise _bad_request(
+                    f"Malformed action/metadata line [{i}], expected START_OBJECT but found [VALUE_STRING]",
+                    "illegal_argument_exception",
+                ) from None
             if op not in ("index", "create", "delete", "update"):
-                raise _bad_request(f"Malformed action/metadata line [{i}], expected field [create], [delete], "
-                                   f"[index] or [update] but found [{op}]")
+                raise _bad_request(
+                    f"Malformed action/metadata line [{i}], expected field [create], [delete], "
+                    f"[index] or [update] but found [{op}]"
+                )
             name = meta.get("_index", default_index)
             if name is None:
-                raise EsError(400, "action_request_validation_exception",
-                              "Validation Failed: 1: index is missing;")
+                raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
             doc_id = meta.get("_id")
             doc_id = None if doc_id is None else str(doc_id)
             raw = b""
@@ -204,24 +273,38 @@ class _Router(_SearchRoutes):
                     idx = es._indices[name]
                 if op == "delete":
                     found = doc_id is not None and idx.delete_document(doc_id)
-                    item.update({"_version": 2, "result": "deleted" if found else "not_found",
-                                 "_shards": {"total": 2, "successful": 1, "failed": 0},
-                                 "_seq_no": idx.n, "_primary_term": 1, "status": 200 if found else 404})
+                    item.update(
+                        {
+                            "_version": 2,
+                            "result": "deleted" if found else "not_found",
+                            "_shards": {"total": 2, "successful": 1, "failed": 0},
+                            "_seq_no": idx.n,
+                            "_primary_term": 1,
+                            "status": 200 if found else 404,
+                        }
+                    )
                 else:
                     try:
                         doc = orjson.loads(raw)
                     except orjson.JSONDecodeError as exc:
                         raise EsError(400, "document_parsing_exception", f"[1:1] failed to parse: {exc}") from None
                     status, got_id, result = idx.index_document(raw, doc, doc_id, op)
-                    item.update({"_id": got_id, "_version": 1, "result": result,
-                                 "_shards": {"total": 2, "successful": 1, "failed": 0},
-                                 "_seq_no": idx.n - 1, "_primary_term": 1, "status": status})
+                    item.update(
+                        {
+                            "_id": got_id,
+                            "_version": 1,
+                            "result": result,
+                            "_shards": {"total": 2, "successful": 1, "failed": 0},
+                            "_seq_no": idx.n - 1,
+                            "_primary_term": 1,
+                            "status": status,
+                        }
+                    )
                 if self.params.get("refresh") in ("", "true"):
                     item["forced_refresh"] = True  # refresh=true; documents are visible at once anyway
             except EsError as exc:
                 errors = True
-                item.update({"status": exc.status,
-                             "error": {"type": exc.type, "reason": exc.reason, **exc.extra}})
+                item.update({"status": exc.status, "error": {"type": exc.type, "reason": exc.reason, **exc.extra}})
             items.append({op: item})
         took = int((time.perf_counter() - started) * 1000)
         return self._out({"errors": errors, "took": took, "items": items})

@@ -13,8 +13,8 @@ from .contexts import _Scroll
 from .dates import parse_date, parse_time_value
 from .errors import EsError, _bad_request, _context_missing, _query_error
 from .index import _Index
-from .render import _filter_source, _source_filter, apply_filter_path, dumps
 from .params import _nonneg_int, _param_value, _parse_slice, _parse_sort, _shards
+from .render import _filter_source, _source_filter, apply_filter_path, dumps
 
 
 class _SearchRoutes:
@@ -23,8 +23,9 @@ class _SearchRoutes:
     # -- point in time
     def open_pit(self, name: str) -> bytes:
         if "keep_alive" not in self.params:
-            raise EsError(400, "action_request_validation_exception",
-                          "Validation Failed: 1: [keep_alive] is not specified;")
+            raise EsError(
+                400, "action_request_validation_exception", "Validation Failed: 1: [keep_alive] is not specified;"
+            )
         pit_id = self.es.open_pit(name, self.params["keep_alive"])
         return self._out({"id": pit_id, "_shards": _shards()})
 
@@ -41,14 +42,36 @@ class _SearchRoutes:
         es, req, params = self.es, self.req or {}, self.params
         if not isinstance(req, dict):
             raise EsError(400, "parsing_exception", "request body must be an object")
-        known = {"query", "size", "from", "sort", "search_after", "slice", "track_total_hits", "_source",
-                 "pit", "timeout", "track_scores", "seq_no_primary_term", "version", "stored_fields",
-                 "explain", "terminate_after", "profile", "aggs", "aggregations"}
+        known = {
+            "query",
+            "size",
+            "from",
+            "sort",
+            "search_after",
+            "slice",
+            "track_total_hits",
+            "_source",
+            "pit",
+            "timeout",
+            "track_scores",
+            "seq_no_primary_term",
+            "version",
+            "stored_fields",
+            "explain",
+            "terminate_after",
+            "profile",
+            "aggs",
+            "aggregations",
+        }
         unknown = set(req) - known
         if unknown:
             key = sorted(unknown)[0]
-            raise EsError(400, "x_content_parse_exception", f"[1:2] [search] unknown field [{key}]",
-                          root=[{"type": "x_content_parse_exception", "reason": f"[1:2] [search] unknown field [{key}]"}])
+            raise EsError(
+                400,
+                "x_content_parse_exception",
+                f"[1:2] [search] unknown field [{key}]",
+                root=[{"type": "x_content_parse_exception", "reason": f"[1:2] [search] unknown field [{key}]"}],
+            )
         for key in ("size", "from", "track_total_hits", "_source"):
             if key in params and key not in req:
                 req[key] = _param_value(params[key])
@@ -66,23 +89,36 @@ class _SearchRoutes:
         scroll = params.get("scroll")
         if pit_spec is not None:
             if name is not None:
-                raise EsError(400, "action_request_validation_exception",
-                              "Validation Failed: 1: [indices] cannot be used with point in time. "
-                              "Do not specify any index with point in time.;")
+                raise EsError(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: [indices] cannot be used with point in time. "
+                    "Do not specify any index with point in time.;",
+                )
             if scroll is not None:
-                raise EsError(400, "action_request_validation_exception",
-                              "Validation Failed: 1: using [point in time] is not allowed in a scroll context;")
+                raise EsError(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: using [point in time] is not allowed in a scroll context;",
+                )
             return self._pit_search(req, pit_spec, size, from_, sort, slice_)
         if name is None:
             raise _bad_request("this test server needs an index in the path or a point in time")
         idx = es.index(name)
         if from_ + size > 10000 and scroll is None:
-            raise _query_error(f"Result window is too large, from + size must be less than or equal to: [10000] "
-                               f"but was [{from_ + size}]. See the scroll api for a more efficient way to request "
-                               f"large data sets.", "illegal_argument_exception", name)
+            raise _query_error(
+                f"Result window is too large, from + size must be less than or equal to: [10000] "
+                f"but was [{from_ + size}]. See the scroll api for a more efficient way to request "
+                f"large data sets.",
+                "illegal_argument_exception",
+                name,
+            )
         if slice_ is not None and scroll is None:
-            raise EsError(400, "action_request_validation_exception",
-                          "Validation Failed: 1: [slice] can only be used with [scroll] or [point-in-time] requests;")
+            raise EsError(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: [slice] can only be used with [scroll] or [point-in-time] requests;",
+            )
         snap = idx.snapshot()
         slots, keys = idx.matches(snap, req.get("query"), sort, slice_)
         start = from_ + self._after_position(req, slots, keys, sort)
@@ -90,8 +126,18 @@ class _SearchRoutes:
             ka = parse_time_value(scroll, "scroll")
             with es._lock:
                 num = next(es._ctx_counter)
-                es._scrolls[num] = _Scroll(num, idx, slots, keys, start + size, size, req, ka, es.now() + ka,
-                                           (idx.name, snap, orjson.dumps(req, option=orjson.OPT_SORT_KEYS)))
+                es._scrolls[num] = _Scroll(
+                    num,
+                    idx,
+                    slots,
+                    keys,
+                    start + size,
+                    size,
+                    req,
+                    ka,
+                    es.now() + ka,
+                    (idx.name, snap, orjson.dumps(req, option=orjson.OPT_SORT_KEYS)),
+                )
             head = {"_scroll_id": es._encode_ctx("scroll", num, 0)}
             return self._page(head, idx, slots, keys, sort, start, size, req, ("scroll", num))
         return self._page({}, idx, slots, keys, sort, start, size, req, None)
@@ -120,8 +166,12 @@ class _SearchRoutes:
             pit.generation += 1
             new_id = es._encode_ctx("pit", pit.num, pit.generation)
         if from_ + size > 10000:
-            raise _query_error(f"Result window is too large, from + size must be less than or equal to: [10000] "
-                               f"but was [{from_ + size}].", "illegal_argument_exception", pit.index.name)
+            raise _query_error(
+                f"Result window is too large, from + size must be less than or equal to: [10000] "
+                f"but was [{from_ + size}].",
+                "illegal_argument_exception",
+                pit.index.name,
+            )
         slots, keys = pit.index.matches(pit.snap, req.get("query"), sort, slice_)
         start = from_ + self._after_position(req, slots, keys, sort)
         return self._page({"pit_id": new_id}, pit.index, slots, keys, sort, start, size, req, ("pit", new_id))
@@ -154,21 +204,39 @@ class _SearchRoutes:
 
         return bisect.bisect_right(_Keys(), target)
 
-    def _page(self, head: dict, idx: _Index, slots: np.ndarray, keys: list[np.ndarray], sort: list,
-              start: int, size: int, req: dict, ctx: Any) -> bytes:
+    def _page(
+        self,
+        head: dict,
+        idx: _Index,
+        slots: np.ndarray,
+        keys: list[np.ndarray],
+        sort: list,
+        start: int,
+        size: int,
+        req: dict,
+        ctx: Any,
+    ) -> bytes:
         es = self.es
         filter_path = self.params.get("filter_path")
         cache_key = None
         placeholder = "\x00CTX\x00"
         if es.cache_pages and ctx is not None:
             body_key = {k: v for k, v in req.items() if k not in ("pit", "search_after")}
-            cache_key = (idx.name, id(slots), orjson.dumps(body_key, option=orjson.OPT_SORT_KEYS),
-                         filter_path, start, size)
+            cache_key = (
+                idx.name,
+                id(slots),
+                orjson.dumps(body_key, option=orjson.OPT_SORT_KEYS),
+                filter_path,
+                start,
+                size,
+            )
             cached = es._page_cache.get(cache_key)
             if cached is not None and cached[0] is slots:
                 es.count_sent(cached[2], bool(self.aggs))
-                return cached[1].replace(b'"\\u0000CTX\\u0000"', b'"' + str(ctx[1] if ctx[0] == "pit" else
-                                                                                 head["_scroll_id"]).encode() + b'"')
+                return cached[1].replace(
+                    b'"\\u0000CTX\\u0000"',
+                    b'"' + str(ctx[1] if ctx[0] == "pit" else head["_scroll_id"]).encode() + b'"',
+                )
         stop = min(start + size, len(slots))
         enabled, includes, excludes = _source_filter(req.get("_source"))
         partial = es.faults.draw_partial_failure()
@@ -190,10 +258,23 @@ class _SearchRoutes:
         shards = _shards()
         if partial:
             es.faults.count("partial")
-            shards = {"total": 2, "successful": 1, "skipped": 0, "failed": 1,
-                      "failures": [{"shard": 1, "index": idx.name, "node": "esproto-node",
-                                    "reason": {"type": "node_not_connected_exception",
-                                               "reason": "[esproto-node-2] Node not connected"}}]}
+            shards = {
+                "total": 2,
+                "successful": 1,
+                "skipped": 0,
+                "failed": 1,
+                "failures": [
+                    {
+                        "shard": 1,
+                        "index": idx.name,
+                        "node": "esproto-node",
+                        "reason": {
+                            "type": "node_not_connected_exception",
+                            "reason": "[esproto-node-2] Node not connected",
+                        },
+                    }
+                ],
+            }
         resp.update({"took": 1, "timed_out": False, "_shards": shards})
         hits_obj: dict[str, Any] = {}
         tth = req.get("track_total_hits", 10000)
@@ -217,8 +298,9 @@ class _SearchRoutes:
         out = dumps(filtered)
         if cache_key is not None:
             es._page_cache[cache_key] = (slots, out, sent)
-            return out.replace(b'"\\u0000CTX\\u0000"', b'"' + str(ctx[1] if ctx[0] == "pit" else
-                                                                     head["_scroll_id"]).encode() + b'"')
+            return out.replace(
+                b'"\\u0000CTX\\u0000"', b'"' + str(ctx[1] if ctx[0] == "pit" else head["_scroll_id"]).encode() + b'"'
+            )
         return out
 
     # -- scroll
@@ -238,8 +320,9 @@ class _SearchRoutes:
             start = ctx.pos
             ctx.pos += ctx.size
         sort = _parse_sort(ctx.body.get("sort"), pit=False)
-        return self._page({"_scroll_id": scroll_id}, ctx.index, ctx.slots, ctx.keys, sort, start, ctx.size,
-                          ctx.body, ("scroll", num))
+        return self._page(
+            {"_scroll_id": scroll_id}, ctx.index, ctx.slots, ctx.keys, sort, start, ctx.size, ctx.body, ("scroll", num)
+        )
 
     def clear_scroll(self, scroll_id_in_path: str | None) -> tuple[bytes, int]:
         es, req = self.es, self.req or {}

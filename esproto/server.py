@@ -34,8 +34,15 @@ class EsProtocolServer:
 
     version = "8.15.0"
 
-    def __init__(self, *, port: int = 0, cache_pages: bool = False, log_limit: int = 10_000,
-                 log_body_limit: int = 1 << 20, empty_filter_path_drops_pit_id: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        cache_pages: bool = False,
+        log_limit: int = 10_000,
+        log_body_limit: int = 1 << 20,
+        empty_filter_path_drops_pit_id: bool = True,
+    ) -> None:
         self.faults = Faults()
         self.log: deque[LoggedRequest] = deque(maxlen=log_limit)
         self.log_body_limit = log_body_limit
@@ -68,8 +75,9 @@ class EsProtocolServer:
         httpd.block_on_close = False
         httpd.handle_error = self._handle_error  # type: ignore[method-assign]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="esproto", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="esproto", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -131,13 +139,17 @@ class EsProtocolServer:
         self.time_offset_s += seconds
 
     # -- direct data access (no HTTP)
-    def create_index(self, name: str, mappings: Mapping[str, Any] | None = None,
-                     settings: Mapping[str, Any] | None = None) -> None:
+    def create_index(
+        self, name: str, mappings: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> None:
         with self._lock:
             if name in self._indices:
-                raise EsError(400, "resource_already_exists_exception",
-                              f"index [{name}/{self._indices[name].uuid}] already exists",
-                              extra={"index": name})
+                raise EsError(
+                    400,
+                    "resource_already_exists_exception",
+                    f"index [{name}/{self._indices[name].uuid}] already exists",
+                    extra={"index": name},
+                )
             self._indices[name] = _Index(name, mappings, settings)
 
     def index(self, name: str) -> _Index:
@@ -150,8 +162,9 @@ class EsProtocolServer:
     def has_index(self, name: str) -> bool:
         return name in self._indices
 
-    def add_documents(self, name: str, documents: Iterable[Mapping[str, Any] | bytes],
-                      ids: Iterable[str] | None = None) -> int:
+    def add_documents(
+        self, name: str, documents: Iterable[Mapping[str, Any] | bytes], ids: Iterable[str] | None = None
+    ) -> int:
         """Index documents (dicts, or their JSON bytes) directly; creates the index if missing.
 
         Raises :class:`EsError` on the first refused document. Returns how many were added.
@@ -201,8 +214,11 @@ class EsProtocolServer:
             return len(self._scrolls)
 
     def requests(self, method: str | None = None, path_contains: str | None = None) -> list[LoggedRequest]:
-        return [r for r in list(self.log)
-                if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)]
+        return [
+            r
+            for r in list(self.log)
+            if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)
+        ]
 
     # -- contexts
     def _reap(self) -> None:
@@ -235,8 +251,10 @@ class EsProtocolServer:
         idx = self.index(name)
         ka = parse_time_value(keep_alive)
         if ka > _MAX_KEEP_ALIVE_S:
-            raise _bad_request("Keep alive for request (1d) is too large. It must be less than (1d). "
-                               "This limit can be set by changing the [search.max_keep_alive] cluster level setting.")
+            raise _bad_request(
+                "Keep alive for request (1d) is too large. It must be less than (1d). "
+                "This limit can be set by changing the [search.max_keep_alive] cluster level setting."
+            )
         with self._lock:
             self._reap()
             num = next(self._ctx_counter)

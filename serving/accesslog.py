@@ -14,8 +14,16 @@ from gunicorn.glogging import Logger
 
 REDACTED = "<redacted>"
 # header atoms ({name}i) and environ atoms ({name}e) a format could name, that may hold secrets
-SECRET_ATOMS = ("{authorization}i", "{proxy-authorization}i", "{cookie}i", "{x-api-key}i",
-                "{http_authorization}e", "{http_proxy_authorization}e", "{http_cookie}e", "{http_x_api_key}e")
+SECRET_ATOMS = (
+    "{authorization}i",
+    "{proxy-authorization}i",
+    "{cookie}i",
+    "{x-api-key}i",
+    "{http_authorization}e",
+    "{http_proxy_authorization}e",
+    "{http_cookie}e",
+    "{http_x_api_key}e",
+)
 
 
 def redact_url(url: str) -> str:

@@ -31,7 +31,7 @@ from sessionizer.settings import MAX_BODY_BYTES
 PROBLEM = "application/problem+json"
 DETAILS = {
     400: "The request is not valid HTTP/1.1: a malformed request line, header name or value "
-         "(control characters are not allowed), or chunk.",
+    "(control characters are not allowed), or chunk.",
     403: "The request was refused by the server.",
     414: "The request line (method, path and query) is too long.",
     417: "Only `Expect: 100-continue` is supported.",
@@ -42,14 +42,20 @@ DETAILS = {
 
 def problem_response(status: int, reason: str) -> bytes:
     """A complete HTTP/1.1 answer (closing the connection) with a problem+json body."""
-    body = json.dumps({
-        "type": "about:blank", "title": reason, "status": status,
-        "detail": DETAILS.get(status, "The server could not handle this request."),
-    }).encode()
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": reason,
+            "status": status,
+            "detail": DETAILS.get(status, "The server could not handle this request."),
+        }
+    ).encode()
     # a request id of its own, as every answer has one (the request was not read far enough to
     # take the client's)
-    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {PROBLEM}\r\n"
-            f"X-Request-ID: {uuid.uuid4().hex}\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {PROBLEM}\r\n"
+        f"X-Request-ID: {uuid.uuid4().hex}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,6 +101,6 @@ def settled(request: Mapping[str, Any], settle_s: float, now: datetime | None = 
     """
     end = datetime.fromisoformat(request["end"])
     if end.tzinfo is None:
-        end = end.replace(tzinfo=timezone.utc)
+        end = end.replace(tzinfo=UTC)
     read_end = end + timedelta(seconds=read_margin_s(request.get("method", "hdbscan"), request.get("params") or {}))
-    return read_end + timedelta(seconds=settle_s) <= (now or datetime.now(timezone.utc))
+    return read_end + timedelta(seconds=settle_s) <= (now or datetime.now(UTC))

@@ -29,7 +29,7 @@ def host_name(header: str) -> str:
     """``Example.COM:8000`` -> ``example.com``; ``[::1]:8000`` -> ``::1``."""
     header = header.strip().lower()
     if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
+        return header[1 : header.find("]")] if "]" in header else header
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
@@ -37,6 +37,10 @@ def host_allowed(header: str, allowed: tuple[str, ...]) -> bool:
     """Does the ``Host`` header name one of ``allowed``?"""
     name = host_name(header)
     for pattern in allowed:
-        if pattern == "*" or name == pattern or (pattern.startswith(".") and (name.endswith(pattern) or name == pattern[1:])):
+        if (
+            pattern == "*"
+            or name == pattern
+            or (pattern.startswith(".") and (name.endswith(pattern) or name == pattern[1:]))
+        ):
             return True
     return False

@@ -99,8 +99,11 @@ def make_formatter(fmt: str, secrets: Iterable[str] = ()) -> logging.Formatter:
         from pythonjsonlogger.orjson import OrjsonFormatter
 
         inner: logging.Formatter = OrjsonFormatter(
-            ["levelname", "name", "message"], rename_fields={"levelname": "level", "name": "logger"},
-            timestamp="time", reserved_attrs=[*_RESERVED, "context"])
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+            reserved_attrs=[*_RESERVED, "context"],
+        )
     else:
         inner = logging.Formatter(TEXT_FORMAT, defaults={"context": ""})
     return RedactingFormatter(inner, Redactor(secrets))
@@ -152,7 +155,27 @@ def restyle(*loggers: logging.Logger, settings: Any) -> None:
 
 # LogRecord attributes that are not fields of a line (python-json-logger's list, plus ours)
 _RESERVED = [
-    "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName", "levelname", "levelno",
-    "lineno", "module", "msecs", "message", "msg", "name", "pathname", "process", "processName",
-    "relativeCreated", "stack_info", "thread", "threadName", "taskName",
+    "args",
+    "asctime",
+    "created",
+    "exc_info",
+    "exc_text",
+    "filename",
+    "funcName",
+    "levelname",
+    "levelno",
+    "lineno",
+    "module",
+    "msecs",
+    "message",
+    "msg",
+    "name",
+    "pathname",
+    "process",
+    "processName",
+    "relativeCreated",
+    "stack_info",
+    "thread",
+    "threadName",
+    "taskName",
 ]

@@ -38,49 +38,102 @@ class Param:
 
 
 MAX_SPAN_S = Param(
-    "max_span_s", float, 86400.0,
+    "max_span_s",
+    float,
+    86400.0,
     "Longest activity block (seconds) read whole beyond the range's edges; a longer one is flagged truncated.",
-    minimum=0, maximum=_YEAR_S, exclusive_minimum=True,
+    minimum=0,
+    maximum=_YEAR_S,
+    exclusive_minimum=True,
 )
 
 MAX_SESSION_S = Param(
-    "max_session_s", float, None,
+    "max_session_s",
+    float,
+    None,
     "Longest session in seconds (null: no limit): a longer one is cut every max_session_s from its first event, "
     "so the cuts do not depend on the range asked.",
-    minimum=1, maximum=_YEAR_S, nullable=True,
+    minimum=1,
+    maximum=_YEAR_S,
+    nullable=True,
 )
 
 # How a session is described, as analytics tools do (GA4's engaged sessions, PostHog's active
 # time): they change no boundary, only the session's ``engaged`` and ``active_s``.
 ENGAGEMENT = (
-    Param("engaged_min_s", float, 10.0,
-          "A session lasting at least this many seconds is engaged (GA4's rule).", minimum=0, maximum=_YEAR_S),
-    Param("engaged_min_views", int, 2,
-          "A session of at least this many events is engaged, whatever its length.", minimum=1, maximum=_MAX_EVENTS),
-    Param("active_gap_s", float, 300.0,
-          "active_s sums the gaps between a session's consecutive events of at most this many seconds.",
-          minimum=0, maximum=_YEAR_S),
+    Param(
+        "engaged_min_s",
+        float,
+        10.0,
+        "A session lasting at least this many seconds is engaged (GA4's rule).",
+        minimum=0,
+        maximum=_YEAR_S,
+    ),
+    Param(
+        "engaged_min_views",
+        int,
+        2,
+        "A session of at least this many events is engaged, whatever its length.",
+        minimum=1,
+        maximum=_MAX_EVENTS,
+    ),
+    Param(
+        "active_gap_s",
+        float,
+        300.0,
+        "active_s sums the gaps between a session's consecutive events of at most this many seconds.",
+        minimum=0,
+        maximum=_YEAR_S,
+    ),
 )
 
 METHODS: dict[str, tuple[Param, ...]] = {
     "hdbscan": (
         Param("min_cluster_size", int, 5, "Fewest events a session may have.", minimum=2, maximum=_MAX_EVENTS),
-        Param("min_samples", int, None, "Neighbours defining an event's core distance.", minimum=1,
-              maximum=_MAX_EVENTS, nullable=True, default_text="min_cluster_size, as hdbscan"),
-        Param("cluster_selection_epsilon_s", float, 1200.0,
-              "Sessions are never split at an idle gap shorter than this many seconds.", minimum=0, maximum=_YEAR_S),
-        Param("split_idle_s", float, 3600.0,
-              "Idle seconds that always separate two activity blocks; HDBSCAN runs per block.",
-              minimum=0, maximum=_YEAR_S, exclusive_minimum=True),
-        Param("allow_single_cluster", bool, True,
-              "A block may form a single session (hdbscan's own default is false)."),
+        Param(
+            "min_samples",
+            int,
+            None,
+            "Neighbours defining an event's core distance.",
+            minimum=1,
+            maximum=_MAX_EVENTS,
+            nullable=True,
+            default_text="min_cluster_size, as hdbscan",
+        ),
+        Param(
+            "cluster_selection_epsilon_s",
+            float,
+            1200.0,
+            "Sessions are never split at an idle gap shorter than this many seconds.",
+            minimum=0,
+            maximum=_YEAR_S,
+        ),
+        Param(
+            "split_idle_s",
+            float,
+            3600.0,
+            "Idle seconds that always separate two activity blocks; HDBSCAN runs per block.",
+            minimum=0,
+            maximum=_YEAR_S,
+            exclusive_minimum=True,
+        ),
+        Param(
+            "allow_single_cluster", bool, True, "A block may form a single session (hdbscan's own default is false)."
+        ),
         MAX_SPAN_S,
         MAX_SESSION_S,
         *ENGAGEMENT,
     ),
     "gap": (
-        Param("max_gap_s", float, 1800.0, "A new session starts after more than this many idle seconds.",
-              minimum=0, maximum=_YEAR_S, exclusive_minimum=True),
+        Param(
+            "max_gap_s",
+            float,
+            1800.0,
+            "A new session starts after more than this many idle seconds.",
+            minimum=0,
+            maximum=_YEAR_S,
+            exclusive_minimum=True,
+        ),
         MAX_SPAN_S,
         MAX_SESSION_S,
         *ENGAGEMENT,
@@ -94,7 +147,7 @@ SPLIT_REASONS: dict[str, str] = {
     "max_length": "it was cut at max_session_s; the next piece of the same session follows",
     "density_split": "hdbscan only: later events of its activity block went to other sessions or noise",
     "idle_gap": "no event of its activity block follows it: the next event, if any, comes more than the idle "
-                "threshold (max_gap_s, split_idle_s) later",
+    "threshold (max_gap_s, split_idle_s) later",
 }
 DEFAULT_METHOD = "hdbscan"
 

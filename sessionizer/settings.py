@@ -291,9 +291,19 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "WEBHOOK_SECRETS": ("webhooks", "secrets", Secret),
 }
 _SECTION_TYPES = {
-    "redis": RedisSettings, "jobs": JobsSettings, "source": SourceSettings, "elasticsearch": ElasticsearchSettings,
-    "celery": CelerySettings, "auth": AuthSettings, "limits": LimitsSettings, "results": ResultsSettings, "store": StoreSettings,
-    "workers": WorkersSettings, "metrics": MetricsSettings, "logging": LoggingSettings, "stack": StackSettings,
+    "redis": RedisSettings,
+    "jobs": JobsSettings,
+    "source": SourceSettings,
+    "elasticsearch": ElasticsearchSettings,
+    "celery": CelerySettings,
+    "auth": AuthSettings,
+    "limits": LimitsSettings,
+    "results": ResultsSettings,
+    "store": StoreSettings,
+    "workers": WorkersSettings,
+    "metrics": MetricsSettings,
+    "logging": LoggingSettings,
+    "stack": StackSettings,
     "webhooks": WebhooksSettings,
 }
 # keys of config/credentials.yml (lower case, as in the environment otherwise)
@@ -322,9 +332,12 @@ def _apply(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
     for name, value in overrides.items():
         section, key, kind = ENVIRONMENT[name]
         by_section.setdefault(section, {})[key] = _coerce(value, kind)
-    return dataclasses.replace(settings, **{
-        section: dataclasses.replace(getattr(settings, section), **values) for section, values in by_section.items()
-    })
+    return dataclasses.replace(
+        settings,
+        **{
+            section: dataclasses.replace(getattr(settings, section), **values) for section, values in by_section.items()
+        },
+    )
 
 
 def _from_file(data: Mapping[str, Mapping[str, Any]]) -> Settings:

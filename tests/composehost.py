@@ -103,7 +103,7 @@ class HostNetwork:
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
-    def for_services(cls, services: Mapping[str, Any]) -> "HostNetwork":
+    def for_services(cls, services: Mapping[str, Any]) -> HostNetwork:
         return cls({(name, p): free_port() for name, svc in services.items() for p in container_ports(name, svc)})
 
     def url_value(self, value: str) -> str:
@@ -156,8 +156,9 @@ def healthcheck_argv(test: Any) -> list[str]:
     return rest
 
 
-def run_healthcheck(name: str, service: Mapping[str, Any], env: Mapping[str, str], net: HostNetwork,
-                    cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
+def run_healthcheck(
+    name: str, service: Mapping[str, Any], env: Mapping[str, str], net: HostNetwork, cwd: Path, timeout: float = 30.0
+) -> subprocess.CompletedProcess:
     args = [net.own(name, a) for a in healthcheck_argv(service["healthcheck"]["test"])]
     if name == "redis":  # redis-cli without -h/-p means the container's own 6379
         args = [a.replace("redis-cli ", f"redis-cli -p {net.port('redis', 6379)} ") for a in args]

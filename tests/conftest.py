@@ -13,6 +13,7 @@ import redis
 from tests.helpers import RedisDatabases, WorkerProcess, planted_documents, worker_env
 from worker.devstack import RedisServer
 
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
@@ -40,7 +41,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def app(redis_url: str):  # noqa: ANN201
+def app(redis_url: str):
     """The API on this test's own database: jobs are really enqueued, and stay queued."""
     from webapp import create_app
 
@@ -48,7 +49,7 @@ def app(redis_url: str):  # noqa: ANN201
 
 
 @pytest.fixture
-def client(app):  # noqa: ANN001, ANN201
+def client(app):
     return app.test_client()
 
 
@@ -60,8 +61,9 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def file_worker(redis_databases: RedisDatabases, events_file: Path,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def file_worker(
+    redis_databases: RedisDatabases, events_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     """A worker reading the planted events file, on a database of its own for the session."""
     tmp = tmp_path_factory.mktemp("file-worker")
     url = redis_databases.take()
@@ -84,16 +86,22 @@ def worker_redis(file_worker: WorkerProcess) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def worker_app(file_worker: WorkerProcess, worker_redis: redis.Redis):  # noqa: ANN201
+def worker_app(file_worker: WorkerProcess, worker_redis: redis.Redis):
     """The API on the file worker's database: its jobs really run."""
     from webapp import create_app
 
     # configured with the worker's source, as a deployment is: the API identifies the data it
     # reads to decide what may be shared (sessionizer/datasource.py)
-    return create_app({"TESTING": True, "REDIS_URL": file_worker.redis_url, "EVENT_SOURCE": "file",
-                       "EVENTS_PATH": file_worker.env["EVENTS_PATH"]})
+    return create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": file_worker.redis_url,
+            "EVENT_SOURCE": "file",
+            "EVENTS_PATH": file_worker.env["EVENTS_PATH"],
+        }
+    )
 
 
 @pytest.fixture
-def worker_client(worker_app):  # noqa: ANN001, ANN201
+def worker_client(worker_app):
     return worker_app.test_client()

@@ -16,8 +16,9 @@ from worker.core._hdbscan1d import hdbscan_labels_blocks, number_by_first_point
 def core_distances(x: np.ndarray, k: int) -> np.ndarray:
     """Distance from each sorted point to its ``k``-th nearest other point (``n >= k + 1``)."""
     n = x.shape[0]
-    return _linkage._core_distances(np.asarray(x, dtype=np.float64), np.zeros(n, np.int64),
-                                    np.full(n, n, np.int64), np.full(n, k, np.int64))
+    return _linkage._core_distances(
+        np.asarray(x, dtype=np.float64), np.zeros(n, np.int64), np.full(n, n, np.int64), np.full(n, k, np.int64)
+    )
 
 
 def candidate_edges(x: np.ndarray, core: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,6 +45,7 @@ def hdbscan_labels_1d(
     """HDBSCAN labels of one block of sorted points, clusters numbered by first point."""
     x = np.asarray(x, dtype=np.float64)
     bounds = np.array([0, x.shape[0]], dtype=np.int64)
-    labels = hdbscan_labels_blocks(x, bounds, min_cluster_size, min_samples,
-                                   cluster_selection_epsilon, allow_single_cluster)
+    labels = hdbscan_labels_blocks(
+        x, bounds, min_cluster_size, min_samples, cluster_selection_epsilon, allow_single_cluster
+    )
     return number_by_first_point(labels)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ def planted_documents() -> list[dict[str, Any]]:
             for i in range(20):
                 t = start + int(offsets[i])
                 stamp: Any = t if i % 2 else _iso(t)
-                docs.append({"@timestamp": stamp, "util": user, "ecran": f"e{i % 4:02d}", "instance": f"instance{u}{s % 2}"})
+                docs.append(
+                    {"@timestamp": stamp, "util": user, "ecran": f"e{i % 4:02d}", "instance": f"instance{u}{s % 2}"}
+                )
     docs.append({"@timestamp": _iso(base + 3_600_000), "util": "solo", "ecran": "connexion", "instance": "i9"})
     for k in range(3):
         docs.append({"@timestamp": base + k * 10_000, "util": "rare", "ecran": "01", "instance": "i8"})
@@ -77,7 +79,7 @@ def planted_documents() -> list[dict[str, Any]]:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 class WorkerProcess:
@@ -91,13 +93,17 @@ class WorkerProcess:
     def redis_url(self) -> str:
         return self.env["REDIS_URL"]
 
-    def start(self, timeout: float = 60.0) -> "WorkerProcess":
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 worker_command(self.concurrency, name=self.name, loglevel="INFO"),
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -125,8 +131,7 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The test process's environment without event-source settings, pointed at ``redis_url``,
     with a fresh, empty event store (``EVENT_STORE_DIR``) unless ``extra`` names one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT"))}
-    env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1",
-                "EVENT_STORE_DIR": tempfile.mkdtemp(dir=_STORES.name)})
+    env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", "EVENT_STORE_DIR": tempfile.mkdtemp(dir=_STORES.name)})
     env.update(extra)
     return env
 
@@ -169,10 +174,10 @@ class Queue:
         return out
 
     def __eq__(self, other: object) -> bool:
-        return self.sent()[len(self.before):] == other
+        return self.sent()[len(self.before) :] == other
 
     def __repr__(self) -> str:
-        return repr(self.sent()[len(self.before):])
+        return repr(self.sent()[len(self.before) :])
 
 
 class NewTasks(Queue):
@@ -205,6 +210,16 @@ def play_worker(store: Any, job_id: str, per_unit: list[list[dict]]) -> None:
 
 def session(user: str, k: int) -> dict:
     """A session row as a unit stores it (the k-th of the user's, half a minute long)."""
-    return {"user": user, "instance": "i1", "start": f"2022-09-22T11:{k:02d}:00Z", "end": f"2022-09-22T11:{k:02d}:30Z",
-            "duration_s": 30.0, "events": 3, "entry_screen": "a", "exit_screen": "b",
-            "truncated_start": False, "truncated_end": k == 2, "split_reason": "end_of_data" if k == 2 else "idle_gap"}
+    return {
+        "user": user,
+        "instance": "i1",
+        "start": f"2022-09-22T11:{k:02d}:00Z",
+        "end": f"2022-09-22T11:{k:02d}:30Z",
+        "duration_s": 30.0,
+        "events": 3,
+        "entry_screen": "a",
+        "exit_screen": "b",
+        "truncated_start": False,
+        "truncated_end": k == 2,
+        "split_reason": "end_of_data" if k == 2 else "idle_gap",
+    }

@@ -38,16 +38,29 @@ class LiveServer:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.redis.start()
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
-        env.update({"REDIS_URL": self.redis.url, "AUTH_REQUIRED": "true", "PYTHONUNBUFFERED": "1",  # env may override
-                    "API_KEYS": ",".join(f"{n}:{digest(k)}" for n, k in KEYS.items()), **self.extra_env})
+        env.update(
+            {
+                "REDIS_URL": self.redis.url,
+                "AUTH_REQUIRED": "true",
+                "PYTHONUNBUFFERED": "1",  # env may override
+                "API_KEYS": ",".join(f"{n}:{digest(k)}" for n, k in KEYS.items()),
+                **self.extra_env,
+            }
+        )
         with open(self.log, "ab") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(api_command("127.0.0.1", self.port, self.workers), cwd=ROOT, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                api_command("127.0.0.1", self.port, self.workers),
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         try:
             wait_http(f"{self.base}/healthz", timeout=60)
         except RuntimeError:
@@ -93,8 +106,10 @@ def read_answer(sock: socket.socket) -> bytes:
             return buf
         buf += chunk
     head, _, body = buf.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), None)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        None,
+    )
     while length is not None and len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -111,7 +126,7 @@ def parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-def wait_until(predicate, timeout: float = 60.0, every: float = 0.1) -> None:  # noqa: ANN001
+def wait_until(predicate, timeout: float = 60.0, every: float = 0.1) -> None:
     """Poll ``predicate`` until it holds; fail (not a timing assertion: a bound on a hang) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -25,34 +25,33 @@ def auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[name]}"}
 
 
-def make_app(redis_url: str, **config):  # noqa: ANN003, ANN201
+def make_app(redis_url: str, **config):
     from webapp import create_app
     from webapp.auth import digest
 
     keys = ",".join(f"{n}:{digest(k)}" for n, k in KEYS.items())
-    return create_app({"TESTING": True, "REDIS_URL": redis_url, "API_KEYS": keys,
-                       "MAX_WAIT_S": 1, **config})
+    return create_app({"TESTING": True, "REDIS_URL": redis_url, "API_KEYS": keys, "MAX_WAIT_S": 1, **config})
 
 
 @pytest.fixture
-def app(redis_url, events_file):  # noqa: ANN001, ANN201
+def app(redis_url, events_file):
     # the shared-results tests follow one computation from several keys (the deployment opt-in),
     # on a file source the API can identify (sessionizer/datasource.py)
     return make_app(redis_url, SHARE_RESULTS_ACROSS_KEYS=True, EVENTS_PATH=str(events_file))
 
 
 @pytest.fixture
-def store(app) -> JobStore:  # noqa: ANN001
+def store(app) -> JobStore:
     return app.extensions["sessionizer"].store
 
 
 @pytest.fixture
-def queued(store):  # noqa: ANN001, ANN201
+def queued(store):
     return NewTasks(store.client)
 
 
 # --- listing ---------------------------------------------------------------------------------------
-def test_list_is_newest_first_cursor_paged_and_filtered(client, store) -> None:  # noqa: ANN001
+def test_list_is_newest_first_cursor_paged_and_filtered(client, store) -> None:
     h = auth("k1")
     ids = [client.post("/jobs", json=unique(FUTURE, f"list{i}"), headers=h).get_json()["id"] for i in range(5)]
     client.post(f"/jobs/{ids[1]}/cancel", headers=h)
@@ -74,25 +73,29 @@ def test_list_is_newest_first_cursor_paged_and_filtered(client, store) -> None: 
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "status=pending", "cursor=%%%", "cursor=bm9wZQ"])
-def test_list_refuses_bad_query_with_422(client, query) -> None:  # noqa: ANN001
+def test_list_refuses_bad_query_with_422(client, query) -> None:
     assert_problem(client.get(f"/jobs?{query}", headers=auth("k1")), 422)
 
 
 # --- delete ----------------------------------------------------------------------------------------
-def test_delete_cancels_then_forgets(client, store, queued) -> None:  # noqa: ANN001
+def test_delete_cancels_then_forgets(client, store, queued) -> None:
     h = auth("k3")
     job = client.post("/jobs", json=unique(FUTURE, "del"), headers=h).get_json()
     resp = client.delete(f"/jobs/{job['id']}", headers=h)
     assert resp.status_code == 204 and resp.data == b""
     assert store.get(job["id"]) is None or store.status(job["id"]) == "cancelled"  # the worker sees it stop
     assert store.client.keys(f"sz:job:{job['id']}*") == []
-    for resp in (client.get(f"/jobs/{job['id']}", headers=h), client.get(f"/jobs/{job['id']}/sessions", headers=h),
-                 client.post(f"/jobs/{job['id']}/cancel", headers=h), client.delete(f"/jobs/{job['id']}", headers=h)):
+    for resp in (
+        client.get(f"/jobs/{job['id']}", headers=h),
+        client.get(f"/jobs/{job['id']}/sessions", headers=h),
+        client.post(f"/jobs/{job['id']}/cancel", headers=h),
+        client.delete(f"/jobs/{job['id']}", headers=h),
+    ):
         assert_problem(resp, 404)
     assert job["id"] not in [j["id"] for j in client.get("/jobs", headers=h).get_json()["jobs"]]
 
 
-def test_delete_of_a_finished_job_removes_its_results(client, store) -> None:  # noqa: ANN001
+def test_delete_of_a_finished_job_removes_its_results(client, store) -> None:
     job = client.post("/jobs", json=unique(PAST, "delfin"), headers=auth("k3")).get_json()
     play_worker(store, job["id"], [[session("anes", 1)]])
     assert client.get(f"/jobs/{job['id']}/sessions", headers=auth("k3")).status_code == 200
@@ -102,7 +105,7 @@ def test_delete_of_a_finished_job_removes_its_results(client, store) -> None:  #
 
 
 # --- idempotent submit -----------------------------------------------------------------------------
-def test_idempotency_key_replays_the_original_job(client, queued) -> None:  # noqa: ANN001
+def test_idempotency_key_replays_the_original_job(client, queued) -> None:
     body = unique(FUTURE, "idem")
     h = {**auth("k4"), "Idempotency-Key": "order-42"}
     first = client.post("/jobs", json=body, headers=h)
@@ -115,7 +118,7 @@ def test_idempotency_key_replays_the_original_job(client, queued) -> None:  # no
     assert other.get_json()["id"] != first.get_json()["id"]
 
 
-def test_idempotency_key_with_another_body_is_422(client, queued) -> None:  # noqa: ANN001
+def test_idempotency_key_with_another_body_is_422(client, queued) -> None:
     h = {**auth("k4"), "Idempotency-Key": "order-44"}
     body = unique(FUTURE, "idem2")
     assert client.post("/jobs", json=body, headers=h).status_code == 202
@@ -124,7 +127,7 @@ def test_idempotency_key_with_another_body_is_422(client, queued) -> None:  # no
     assert len(queued.new()) == 1
 
 
-def test_idempotency_key_while_the_first_is_being_created_is_409(client, store, queued) -> None:  # noqa: ANN001
+def test_idempotency_key_while_the_first_is_being_created_is_409(client, store, queued) -> None:
     from webapp.jobs.submit import request_digest
 
     body = unique(FUTURE, "idem3")
@@ -139,14 +142,14 @@ def test_idempotency_key_while_the_first_is_being_created_is_409(client, store, 
     assert resp.headers["Retry-After"] == "1" and queued == []
 
 
-def test_idempotency_key_is_freed_when_the_submit_fails(client, store) -> None:  # noqa: ANN001
+def test_idempotency_key_is_freed_when_the_submit_fails(client, store) -> None:
     h = {**auth("k4"), "Idempotency-Key": "order-46"}
     assert_problem(client.post("/jobs", json={**FUTURE, "users": []}, headers=h), 422)
     assert store.client.get("sz:idem:k4:" + __import__("hashlib").sha256(b"order-46").hexdigest()) is None
     assert client.post("/jobs", json=unique(FUTURE, "idem4"), headers=h).status_code == 202
 
 
-def test_idempotency_key_expires_with_its_job(client, store) -> None:  # noqa: ANN001
+def test_idempotency_key_expires_with_its_job(client, store) -> None:
     h = {**auth("k4"), "Idempotency-Key": "order-47"}
     job = client.post("/jobs", json=unique(FUTURE, "idem5"), headers=h).get_json()
     ttls = [store.client.ttl(k) for k in store.client.keys("sz:idem:k4:*")]
@@ -157,11 +160,16 @@ def test_idempotency_key_expires_with_its_job(client, store) -> None:  # noqa: A
 
 
 # --- shared results --------------------------------------------------------------------------------
-def test_identical_past_requests_share_one_computation(client, store, queued) -> None:  # noqa: ANN001
+def test_identical_past_requests_share_one_computation(client, store, queued) -> None:
     body = unique(PAST, "share")
     first = client.post("/jobs", json=body, headers=auth("k5")).get_json()
     # same request: another key, users in another order, aliases, offsets: one computation
-    seed_style = {"utils": body["users"][::-1], "date_min": "2022-09-22T13:00+02:00", "date_max": PAST["end"], "method": "gap"}
+    seed_style = {
+        "utils": body["users"][::-1],
+        "date_min": "2022-09-22T13:00+02:00",
+        "date_max": PAST["end"],
+        "method": "gap",
+    }
     second = client.post("/jobs", json=seed_style, headers=auth("k6")).get_json()
     assert second["id"] != first["id"] and second["status"] == "queued"
     assert queued == [("sessionizer.plan", [first["id"]])]
@@ -185,8 +193,10 @@ def test_identical_past_requests_share_one_computation(client, store, queued) ->
     assert store.client.ttl(f"sz:job:{first['id']}:sessions") >= store.client.ttl(f"sz:job:{third['id']}") - 1
 
 
-def test_results_are_shared_across_keys_only_when_the_deployment_opts_in(redis_url, events_file, queued) -> None:  # noqa: ANN001
-    client = make_app(redis_url, EVENTS_PATH=str(events_file)).test_client()  # the default: SHARE_RESULTS_ACROSS_KEYS off
+def test_results_are_shared_across_keys_only_when_the_deployment_opts_in(redis_url, events_file, queued) -> None:
+    client = make_app(
+        redis_url, EVENTS_PATH=str(events_file)
+    ).test_client()  # the default: SHARE_RESULTS_ACROSS_KEYS off
     body = unique(PAST, "perkey")
     a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
     b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
@@ -196,7 +206,7 @@ def test_results_are_shared_across_keys_only_when_the_deployment_opts_in(redis_u
     assert store.view(same_key["id"])["computation"] == a["id"]  # within one key, shared as before
 
 
-def test_a_job_following_another_keys_computation_shows_only_its_own_times(client, store, queued) -> None:  # noqa: ANN001
+def test_a_job_following_another_keys_computation_shows_only_its_own_times(client, store, queued) -> None:
     body = unique(PAST, "times")
     first = client.post("/jobs", json=body, headers=auth("k5")).get_json()
     play_worker(store, first["id"], [[session("anes", 1)]])
@@ -209,17 +219,21 @@ def test_a_job_following_another_keys_computation_shows_only_its_own_times(clien
     assert second["deadline_at"] > second["submitted_at"]
 
 
-def test_ranges_not_fully_past_and_other_parameters_are_not_shared(client, queued) -> None:  # noqa: ANN001
+def test_ranges_not_fully_past_and_other_parameters_are_not_shared(client, queued) -> None:
     body = unique(FUTURE, "noshare")
-    ids = [client.post("/jobs", json=b, headers=auth("k5")).get_json()["id"]
-           for b in (body, body, {**unique(PAST, "p"), "params": {"max_gap_s": 60}})]
+    ids = [
+        client.post("/jobs", json=b, headers=auth("k5")).get_json()["id"]
+        for b in (body, body, {**unique(PAST, "p"), "params": {"max_gap_s": 60}})
+    ]
     assert [m for _, [m] in queued.new()] == ids
 
 
-def test_unsettled_ranges_and_unidentified_data_are_not_shared(redis_url, events_file, tmp_path) -> None:  # noqa: ANN001
+def test_unsettled_ranges_and_unidentified_data_are_not_shared(redis_url, events_file, tmp_path) -> None:
     # PAST ended in 2022: with a settle time of 20 years, what it reads has not settled yet
-    for config in ({"EVENTS_PATH": str(events_file), "SHARE_SETTLE_S": 20 * 366 * 86400},
-                   {"EVENTS_PATH": str(tmp_path / "not-here.ndjson")}):  # files the API cannot see
+    for config in (
+        {"EVENTS_PATH": str(events_file), "SHARE_SETTLE_S": 20 * 366 * 86400},
+        {"EVENTS_PATH": str(tmp_path / "not-here.ndjson")},
+    ):  # files the API cannot see
         client = make_app(redis_url, **config).test_client()
         queued = NewTasks(client.application.extensions["sessionizer"].store.client)
         body = unique(PAST, "unsettled")
@@ -228,7 +242,7 @@ def test_unsettled_ranges_and_unidentified_data_are_not_shared(redis_url, events
         assert [j["shared"] for j in jobs] == [False, False]
 
 
-def test_cancelling_a_shared_job_never_cancels_the_others(client, store, queued) -> None:  # noqa: ANN001
+def test_cancelling_a_shared_job_never_cancels_the_others(client, store, queued) -> None:
     body = unique(PAST, "sharecancel")
     a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
     b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
@@ -243,7 +257,7 @@ def test_cancelling_a_shared_job_never_cancels_the_others(client, store, queued)
     assert_problem(client.get(f"/jobs/{b['id']}", headers=auth("k6")), 404)
 
 
-def test_the_last_job_following_a_computation_cancels_it_and_deleting_frees_it(client, store) -> None:  # noqa: ANN001
+def test_the_last_job_following_a_computation_cancels_it_and_deleting_frees_it(client, store) -> None:
     body = unique(PAST, "sharelast")
     a = client.post("/jobs", json=body, headers=auth("k5")).get_json()
     b = client.post("/jobs", json=body, headers=auth("k6")).get_json()
@@ -259,14 +273,14 @@ def test_the_last_job_following_a_computation_cancels_it_and_deleting_frees_it(c
 
 
 # --- Prefer: wait ----------------------------------------------------------------------------------
-def test_without_prefer_nothing_waits_and_nothing_is_applied(client) -> None:  # noqa: ANN001
+def test_without_prefer_nothing_waits_and_nothing_is_applied(client) -> None:
     resp = client.post("/jobs", json=unique(FUTURE, "nowait"), headers=auth("k8"))
     assert resp.status_code == 202 and "Preference-Applied" not in resp.headers
     polled = client.get(resp.headers["Location"], headers={**auth("k8"), "Prefer": "respond-async"})
     assert polled.status_code == 200 and "Preference-Applied" not in polled.headers
 
 
-def test_prefer_wait_holds_until_the_time_is_up(client) -> None:  # noqa: ANN001
+def test_prefer_wait_holds_until_the_time_is_up(client) -> None:
     # MAX_WAIT_S is 1 here: wait=30 is honoured as wait=1, and the job stays queued (no worker)
     started = time.monotonic()
     resp = client.post("/jobs", json=unique(FUTURE, "wait"), headers={**auth("k8"), "Prefer": "wait=30"})
@@ -277,7 +291,7 @@ def test_prefer_wait_holds_until_the_time_is_up(client) -> None:  # noqa: ANN001
     assert polled.headers["Preference-Applied"] == "wait=1" and time.monotonic() - started >= 1.0
 
 
-def test_prefer_wait_answers_as_soon_as_the_job_finishes(client, store) -> None:  # noqa: ANN001
+def test_prefer_wait_answers_as_soon_as_the_job_finishes(client, store) -> None:
     import threading
 
     job = client.post("/jobs", json=unique(PAST, "waitdone"), headers=auth("k8")).get_json()
@@ -291,17 +305,21 @@ def test_prefer_wait_answers_as_soon_as_the_job_finishes(client, store) -> None:
 
 # --- sessions: pages, user filter, formats ---------------------------------------------------------
 @pytest.fixture
-def finished(client, store):  # noqa: ANN001, ANN201
+def finished(client, store):
     job = client.post("/jobs", json=unique(PAST, "pages"), headers=auth("k9")).get_json()
     units = [[session("anes", k) for k in range(3)], [], [session("romain", k) for k in range(4)], [session("solo", 9)]]
     play_worker(store, job["id"], units)
     return job["id"], [s for u in units for s in u]
 
 
-def test_sessions_page_through_with_a_cursor(client, finished) -> None:  # noqa: ANN001
+def test_sessions_page_through_with_a_cursor(client, finished) -> None:
     job_id, everything = finished
     full = client.get(f"/jobs/{job_id}/sessions", headers=auth("k9")).get_json()
-    assert full["sessions"] == everything and full["next_cursor"] is None and full["stats"] == {"sessions": 8, **job_stats([orjson.dumps(everything)])}
+    assert (
+        full["sessions"] == everything
+        and full["next_cursor"] is None
+        and full["stats"] == {"sessions": 8, **job_stats([orjson.dumps(everything)])}
+    )
     for limit in (1, 2, 3, 7, 8):
         got, cursor, pages = [], None, 0
         while True:
@@ -319,34 +337,44 @@ def test_sessions_page_through_with_a_cursor(client, finished) -> None:  # noqa:
         assert got == everything and pages == -(-len(everything) // limit)
 
 
-def test_sessions_of_one_user(client, finished) -> None:  # noqa: ANN001
+def test_sessions_of_one_user(client, finished) -> None:
     job_id, everything = finished
     romain = [s for s in everything if s["user"] == "romain"]
     assert client.get(f"/jobs/{job_id}/sessions?user=romain", headers=auth("k9")).get_json()["sessions"] == romain
     first = client.get(f"/jobs/{job_id}/sessions?user=romain&limit=3", headers=auth("k9")).get_json()
-    rest = client.get(f"/jobs/{job_id}/sessions?user=romain&limit=3&cursor={first['next_cursor']}", headers=auth("k9")).get_json()
+    rest = client.get(
+        f"/jobs/{job_id}/sessions?user=romain&limit=3&cursor={first['next_cursor']}", headers=auth("k9")
+    ).get_json()
     assert first["sessions"] + rest["sessions"] == romain and rest["next_cursor"] is None
     assert client.get(f"/jobs/{job_id}/sessions?user=ghost", headers=auth("k9")).get_json()["sessions"] == []
 
 
-def test_every_sessions_answer_is_streamed(client, store, finished) -> None:  # noqa: ANN001
+def test_every_sessions_answer_is_streamed(client, store, finished) -> None:
     job_id, everything = finished
-    for query, accept in (("", "application/json"), ("?user=romain", "application/json"),
-                          ("", "application/x-ndjson"), ("", "text/csv")):
+    for query, accept in (
+        ("", "application/json"),
+        ("?user=romain", "application/json"),
+        ("", "application/x-ndjson"),
+        ("", "text/csv"),
+    ):
         resp = client.get(f"/jobs/{job_id}/sessions{query}", headers={**auth("k9"), "Accept": accept})
         # streamed: sent as it is produced, so no length is known up front (a built body has one)
         assert resp.status_code == 200 and "Content-Length" not in resp.headers, (query, accept)
         assert resp.data  # read to the end (closes the stream)
     whole = client.get(f"/jobs/{job_id}/sessions", headers=auth("k9"))
-    assert orjson.loads(whole.data) == {"job_id": job_id, "sessions": everything, "stats": {"sessions": 8, **job_stats([orjson.dumps(everything)])},
-                                        "next_cursor": None}
+    assert orjson.loads(whole.data) == {
+        "job_id": job_id,
+        "sessions": everything,
+        "stats": {"sessions": 8, **job_stats([orjson.dumps(everything)])},
+        "next_cursor": None,
+    }
     # a result without any session is still one valid document
     empty = client.post("/jobs", json=unique(PAST, "empty"), headers=auth("k9")).get_json()
     play_worker(store, empty["id"], [[], []])
     assert orjson.loads(client.get(f"/jobs/{empty['id']}/sessions", headers=auth("k9")).data)["sessions"] == []
 
 
-def test_sessions_as_ndjson_and_csv(client, finished) -> None:  # noqa: ANN001
+def test_sessions_as_ndjson_and_csv(client, finished) -> None:
     job_id, everything = finished
     resp = client.get(f"/jobs/{job_id}/sessions", headers={**auth("k9"), "Accept": "application/x-ndjson"})
     assert resp.mimetype == "application/x-ndjson" and resp.is_streamed
@@ -356,22 +384,38 @@ def test_sessions_as_ndjson_and_csv(client, finished) -> None:  # noqa: ANN001
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     anes = [s for s in everything if s["user"] == "anes"]
     assert [r["start"] for r in rows] == [s["start"] for s in anes]
-    assert rows[2]["truncated_end"] == "true" and rows[0]["truncated_start"] == "false" and rows[0]["duration_s"] == "30.0"
-    assert list(rows[0]) == ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen",
-                             "truncated_start", "truncated_end", "split_reason", "session_id", "screens", "engaged",
-                             "active_s"]
+    assert (
+        rows[2]["truncated_end"] == "true" and rows[0]["truncated_start"] == "false" and rows[0]["duration_s"] == "30.0"
+    )
+    assert list(rows[0]) == [
+        "user",
+        "instance",
+        "start",
+        "end",
+        "duration_s",
+        "events",
+        "entry_screen",
+        "exit_screen",
+        "truncated_start",
+        "truncated_end",
+        "split_reason",
+        "session_id",
+        "screens",
+        "engaged",
+        "active_s",
+    ]
     assert [r["split_reason"] for r in rows] == [s["split_reason"] for s in anes]
     browser = client.get(f"/jobs/{job_id}/sessions", headers={**auth("k9"), "Accept": "text/html,*/*;q=0.8"})
     assert browser.mimetype == "application/json"  # JSON stays the default
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=10001", "cursor=abc", "cursor=MS4yLjM", "cursor=LTEuMg", "user="])
-def test_sessions_refuse_bad_query_with_422(client, finished, query) -> None:  # noqa: ANN001
+def test_sessions_refuse_bad_query_with_422(client, finished, query) -> None:
     assert_problem(client.get(f"/jobs/{finished[0]}/sessions?{query}", headers=auth("k9")), 422)
 
 
 # --- limits ----------------------------------------------------------------------------------------
-def test_rate_limit_is_per_key_and_says_when_to_retry(redis_url) -> None:  # noqa: ANN001
+def test_rate_limit_is_per_key_and_says_when_to_retry(redis_url) -> None:
     limited = make_app(redis_url, RATE_LIMIT_PER_S=0.5, RATE_LIMIT_BURST=3).test_client()
     codes = [limited.get("/jobs", headers=auth("k1")).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
@@ -384,7 +428,7 @@ def test_rate_limit_is_per_key_and_says_when_to_retry(redis_url) -> None:  # noq
     assert other.get("/jobs", headers=auth("k1")).status_code == 429
 
 
-def test_concurrent_jobs_cap_per_key(redis_url) -> None:  # noqa: ANN001
+def test_concurrent_jobs_cap_per_key(redis_url) -> None:
     app = make_app(redis_url, MAX_ACTIVE_JOBS=2)
     capped = app.test_client()
     ids = [capped.post("/jobs", json=unique(FUTURE, f"cap{i}"), headers=auth("k3")).get_json()["id"] for i in range(2)]
@@ -396,7 +440,7 @@ def test_concurrent_jobs_cap_per_key(redis_url) -> None:  # noqa: ANN001
     assert capped.post("/jobs", json=unique(FUTURE, "cap4"), headers=auth("k3")).status_code == 202
 
 
-def test_openapi_documents_the_session_rules(client) -> None:  # noqa: ANN001
+def test_openapi_documents_the_session_rules(client) -> None:
     from worker.core import SPLIT_REASONS  # the values the worker writes
 
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
@@ -408,13 +452,15 @@ def test_openapi_documents_the_session_rules(client) -> None:  # noqa: ANN001
         assert "no limit" in longest["description"]
 
 
-def test_openapi_documents_the_additions(client) -> None:  # noqa: ANN001
+def test_openapi_documents_the_additions(client) -> None:
     spec = client.get("/openapi.json").get_json()
     paths = spec["paths"]
     assert {"get", "post"} <= set(paths["/jobs"]) and "delete" in paths["/jobs/{job_id}"]
     params = {(p["in"], p["name"]) for p in paths["/jobs"]["post"]["parameters"]}
     assert {("header", "Idempotency-Key"), ("header", "Prefer"), ("header", "Cache-Control")} <= params
-    assert {("query", "status"), ("query", "limit"), ("query", "cursor")} <= {(p["in"], p["name"]) for p in paths["/jobs"]["get"]["parameters"]}
+    assert {("query", "status"), ("query", "limit"), ("query", "cursor")} <= {
+        (p["in"], p["name"]) for p in paths["/jobs"]["get"]["parameters"]
+    }
     sessions = paths["/jobs/{job_id}/sessions"]["get"]
     assert {"limit", "cursor", "user"} <= {p["name"] for p in sessions["parameters"]}
     assert {"application/json", "application/x-ndjson", "text/csv"} <= set(sessions["responses"]["200"]["content"])

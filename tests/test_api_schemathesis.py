@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     # schemathesis 3.x subclasses a jsonschema class deprecated since jsonschema 4.18
     warnings.filterwarnings("ignore", message="jsonschema.RefResolver is deprecated", category=DeprecationWarning)
     import schemathesis
-    import schemathesis.specs.openapi.references  # noqa: F401
+    import schemathesis.specs.openapi.references
 
 from tests.helpers import FUTURE, PAST, play_worker, session, unique
 from webapp.auth import digest
@@ -24,14 +24,22 @@ from webapp.auth import digest
 KEY = "fuzz-key-8Jd02nq0xP3s"
 
 
-def make_app():  # noqa: ANN201
+def make_app():
     from webapp import create_app
 
     # The session's Redis URL is not known at import time, where schemathesis needs the app:
     # the fixture below points this app at it before any request is made.
-    return create_app({"TESTING": True, "REDIS_URL": "redis://127.0.0.1:1/0",
-                       "AUTH_REQUIRED": True, "API_KEYS": f"fuzz:{digest(KEY)}", "MAX_WAIT_S": 0.2,
-                       "RATE_LIMIT_PER_S": 0, "MAX_ACTIVE_JOBS": 0})
+    return create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "AUTH_REQUIRED": True,
+            "API_KEYS": f"fuzz:{digest(KEY)}",
+            "MAX_WAIT_S": 0.2,
+            "RATE_LIMIT_PER_S": 0,
+            "MAX_ACTIVE_JOBS": 0,
+        }
+    )
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:jsonschema.RefResolver is deprecated:DeprecationWarning")
@@ -41,7 +49,7 @@ KNOWN: list[str] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def live_store(redis_databases):  # noqa: ANN001, ANN201
+def live_store(redis_databases):
     """Point the app at a clean database of this module's own and plant a queued and a succeeded job."""
     import redis
 
@@ -68,9 +76,14 @@ def live_store(redis_databases):  # noqa: ANN001, ANN201
 
 
 @schema.parametrize()
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
-def test_api_conforms_to_its_openapi_document(case) -> None:  # noqa: ANN001
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+def test_api_conforms_to_its_openapi_document(case) -> None:
     if case.path_parameters and "job_id" in case.path_parameters:
         pick = sum(map(ord, repr((case.query, case.headers)))) % 3
         if pick < 2 and case.method != "DELETE":

@@ -43,8 +43,17 @@ def write_events(path: Path) -> None:
             t = t0
             for _ in range(1200):
                 t += int(rng.exponential(60_000)) + 1000 if rng.random() < 0.97 else 3_600_000
-                fh.write(json.dumps({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(8))}",
-                                     "instance": f"i{int(rng.integers(2))}"}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "@timestamp": t,
+                            "util": user,
+                            "ecran": f"s{int(rng.integers(8))}",
+                            "instance": f"i{int(rng.integers(2))}",
+                        }
+                    )
+                    + "\n"
+                )
 
 
 class Chaos:
@@ -55,10 +64,16 @@ class Chaos:
         self.redis = RedisServer(tmp / "redis").start()
         events = tmp / "events.ndjson"
         write_events(events)
-        self.env = worker_env(self.redis.url, EVENT_SOURCE="file", EVENTS_PATH=str(events),
-                              EVENTS_CACHE_DIR=str(tmp / "cache"), UNIT_LEASE_S=str(LEASE_S),
-                              RECONCILE_INTERVAL_S=str(INTERVAL_S), CELERY_VISIBILITY_TIMEOUT_S="7200",
-                              CELERY_RESTORE_INTERVAL_S="1")
+        self.env = worker_env(
+            self.redis.url,
+            EVENT_SOURCE="file",
+            EVENTS_PATH=str(events),
+            EVENTS_CACHE_DIR=str(tmp / "cache"),
+            UNIT_LEASE_S=str(LEASE_S),
+            RECONCILE_INTERVAL_S=str(INTERVAL_S),
+            CELERY_VISIBILITY_TIMEOUT_S="7200",
+            CELERY_RESTORE_INTERVAL_S="1",
+        )
         self.workers = [self.new_worker(i) for i in range(2)]
         self.port = free_port()
         self.api: subprocess.Popen | None = None
@@ -74,8 +89,15 @@ class Chaos:
 
     def start_api(self) -> None:
         with open(self.tmp / "api.log", "ab") as out:
-            self.api = subprocess.Popen(api_command("127.0.0.1", self.port), cwd=ROOT, env=self.env, stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.api = subprocess.Popen(
+                api_command("127.0.0.1", self.port),
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         wait_http(f"{self.base}/healthz", timeout=60)
 
     def strike(self, rng: random.Random) -> str:

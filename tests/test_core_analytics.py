@@ -15,8 +15,11 @@ def planted(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Bursts of events seconds apart, separated by idle gaps of minutes to hours; a few screens."""
     rng = np.random.default_rng(seed)
     kind = rng.random(n)
-    gaps = np.select([kind < 0.12, kind < 0.3], [rng.integers(3_700_000, 7_200_000, n), rng.integers(60_000, 300_000, n)],
-                     rng.integers(200, 8_000, n))
+    gaps = np.select(
+        [kind < 0.12, kind < 0.3],
+        [rng.integers(3_700_000, 7_200_000, n), rng.integers(60_000, 300_000, n)],
+        rng.integers(200, 8_000, n),
+    )
     t = np.cumsum(gaps).astype(np.int64) + 1_600_000_000_000
     screen = rng.integers(0, 7, n).astype(np.int32)
     instance = rng.integers(0, 2, n).astype(np.int32)
@@ -51,8 +54,9 @@ def test_noise_between_a_sessions_events_is_not_its_active_time() -> None:
     # a hand-made labelling shows the grouping: session 0's events are not contiguous
     t = np.array([0, 1000, 2000, 3000, 4000], dtype=np.int64)
     labels = np.array([0, 0, -1, 0, 1])
-    table = summarize_sessions(t, labels, np.array([1, 2, 3, 2, 1]), np.zeros(5, dtype=np.int32), method="gap",
-                               params={"active_gap_s": 1.5})
+    table = summarize_sessions(
+        t, labels, np.array([1, 2, 3, 2, 1]), np.zeros(5, dtype=np.int32), method="gap", params={"active_gap_s": 1.5}
+    )
     assert table.active_ms.tolist() == [1000, 0]  # 0->1000 counts; 1000->3000 is a 2 s gap
     assert table.screens.tolist() == [2, 1]
     assert table.engaged.tolist() == [True, False]  # 3 events >= 2; one event of no length
@@ -70,14 +74,20 @@ def test_session_id_is_16_hex_of_its_three_parts_only() -> None:
     sid = session_id("anes", "", 1_600_000_000_123)
     assert len(sid) == 16 and int(sid, 16) >= 0
     assert sid == session_id("anes", "", 1_600_000_000_123)
-    others = {session_id("anes", "", 1_600_000_000_124), session_id("anes", "web", 1_600_000_000_123),
-              session_id("anes1", "", 1_600_000_000_123), session_id("anes", "1", 1_600_000_000_123)}
+    others = {
+        session_id("anes", "", 1_600_000_000_124),
+        session_id("anes", "web", 1_600_000_000_123),
+        session_id("anes1", "", 1_600_000_000_123),
+        session_id("anes", "1", 1_600_000_000_123),
+    }
     assert sid not in others and len(others) == 4
 
 
 def test_job_stats_over_every_unit() -> None:
     units = [
-        orjson.dumps([{"user": "a", "duration_s": d, "engaged": e} for d, e in ((0.0, False), (30.0, True), (10.0, True))]),
+        orjson.dumps(
+            [{"user": "a", "duration_s": d, "engaged": e} for d, e in ((0.0, False), (30.0, True), (10.0, True))]
+        ),
         orjson.dumps([]),
         orjson.dumps([{"user": "b", "duration_s": 100.0, "engaged": True}]),
     ]
@@ -86,8 +96,13 @@ def test_job_stats_over_every_unit() -> None:
     assert stats["median_duration_s"] == pytest.approx(np.median([0, 30, 10, 100]))
     assert stats["p90_duration_s"] == pytest.approx(np.quantile([0, 30, 10, 100], 0.9))
     assert stats["sessions_per_user_median"] == 2.0  # a: 3, b: 1
-    assert job_stats([orjson.dumps([])]) == {"engaged_sessions": 0, "bounce_rate": None, "median_duration_s": None,
-                                             "p90_duration_s": None, "sessions_per_user_median": None}
+    assert job_stats([orjson.dumps([])]) == {
+        "engaged_sessions": 0,
+        "bounce_rate": None,
+        "median_duration_s": None,
+        "p90_duration_s": None,
+        "sessions_per_user_median": None,
+    }
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100])

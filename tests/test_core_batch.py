@@ -40,8 +40,7 @@ def _reference_merges(x, k):
     for e in np.lexsort((v, u, raw, w)).tolist():
         ra, rb = find(int(u[e])), find(int(v[e]))
         if ra != rb:
-            merges.append((node[ra], node[rb], size[node[ra]] + size[node[rb]], float(w[e]),
-                           (int(u[e]), int(v[e]))))
+            merges.append((node[ra], node[rb], size[node[ra]] + size[node[rb]], float(w[e]), (int(u[e]), int(v[e]))))
             size.append(merges[-1][2])
             uf[rb] = ra
             node[ra] = n + len(merges) - 1
@@ -92,8 +91,10 @@ def _reference_labels(x, mcs, ms, eps, single):
             stab[c_parent[c]] += (birth[c] - birth[c_parent[c]]) * size[c]
     # A split's children, left one first (the side of the edge's left end): hdbscan
     # sums their stabilities in that order, in float32.
-    kids = {c: sorted((d for d in clusters if c_parent.get(d) == c), key=lambda d: children[parent[d]][0] != d)
-            for c in clusters}
+    kids = {
+        c: sorted((d for d in clusters if c_parent.get(d) == c), key=lambda d: children[parent[d]][0] != d)
+        for c in clusters
+    }
 
     def subtree(c):
         out, todo = [], [c]
@@ -216,15 +217,24 @@ def test_batched_blocks_equal_reference_on_random_ties(seed):
         spread = max(float(np.median(np.diff(x))) if x.shape[0] > 1 else 1.0, 1.0)
         eps = float(rng.choice([0.0, 0.5, 1.0, 3.0, 10.0, 100.0])) * spread
         got = _partition(k1d.hdbscan_labels_blocks(x, bounds, mcs, ms, eps, single))
-        assert np.array_equal(got, _reference_blocks(x, bounds, mcs, ms, eps, single)), \
-            (x.tolist(), bounds.tolist(), mcs, ms, eps, single)
+        assert np.array_equal(got, _reference_blocks(x, bounds, mcs, ms, eps, single)), (
+            x.tolist(),
+            bounds.tolist(),
+            mcs,
+            ms,
+            eps,
+            single,
+        )
 
 
-@pytest.mark.parametrize("params", [
-    None,
-    {"cluster_selection_epsilon_s": 0.0, "allow_single_cluster": False},
-    {"min_cluster_size": 3, "min_samples": 8, "cluster_selection_epsilon_s": 300.0},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        None,
+        {"cluster_selection_epsilon_s": 0.0, "allow_single_cluster": False},
+        {"min_cluster_size": 3, "min_samples": 8, "cluster_selection_epsilon_s": 300.0},
+    ],
+)
 @pytest.mark.parametrize("coarse_ms", [1, 5000])
 def test_label_sessions_equal_reference_on_workloads(params, coarse_ms):
     """Every family; coarse timestamps add many exact duplicates."""
@@ -232,8 +242,14 @@ def test_label_sessions_equal_reference_on_workloads(params, coarse_ms):
     for family in FAMILIES:
         t = generate(family, weeks=1, seed=11).t_ms // coarse_ms * coarse_ms
         bounds = block_bounds(t, idle_threshold_ms("hdbscan", p))
-        expected = _reference_blocks(t.astype(float), bounds, p["min_cluster_size"], p["min_samples"],
-                                     p["cluster_selection_epsilon_s"] * 1000.0, p["allow_single_cluster"])
+        expected = _reference_blocks(
+            t.astype(float),
+            bounds,
+            p["min_cluster_size"],
+            p["min_samples"],
+            p["cluster_selection_epsilon_s"] * 1000.0,
+            p["allow_single_cluster"],
+        )
         assert np.array_equal(label_sessions(t, "hdbscan", params), expected), family
 
 

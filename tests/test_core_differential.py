@@ -36,8 +36,45 @@ N_TIMELINES = 300
 # Row orders tried before concluding that the library never gives our partition.
 MAX_ROW_ORDERS = 40
 # worker/core/README.md: min_cluster_size 3, min_samples 6, allow_single_cluster false.
-BLOCK_34 = 2000982.0 + np.array([0, 1, 1, 3, 3, 3, 4, 4, 7, 8, 9, 9, 9, 10, 10, 13, 14, 15, 16, 17, 19, 20,
-                                 21, 22, 23, 24, 24, 24, 24, 25, 26, 27, 27, 28], dtype=float)
+BLOCK_34 = 2000982.0 + np.array(
+    [
+        0,
+        1,
+        1,
+        3,
+        3,
+        3,
+        4,
+        4,
+        7,
+        8,
+        9,
+        9,
+        9,
+        10,
+        10,
+        13,
+        14,
+        15,
+        16,
+        17,
+        19,
+        20,
+        21,
+        22,
+        23,
+        24,
+        24,
+        24,
+        24,
+        25,
+        26,
+        27,
+        27,
+        28,
+    ],
+    dtype=float,
+)
 
 
 def _partition(labels):
@@ -69,8 +106,7 @@ def _library(x, params, algorithm, rows=None):
     """The library's partition of ``x``, its points given in the order ``rows``."""
     mcs, ms, single = params
     rows = np.arange(x.shape[0]) if rows is None else rows
-    clusterer = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, allow_single_cluster=single,
-                                algorithm=algorithm)
+    clusterer = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, allow_single_cluster=single, algorithm=algorithm)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = clusterer.fit_predict(x[rows].reshape(-1, 1))
@@ -156,7 +192,9 @@ def test_equal_to_hdbscan_where_its_algorithms_agree():
         else:
             assert _library_gives(x, params, ours, seed=case), (case, x.shape[0], params)
             shown_tie_bound += 1
-    print(f"\ndifferential: {timelines} timelines, the library's algorithms agree on {agree}, "
-          f"ours equal on {equal}, the other {shown_tie_bound} given by the library for another row order")
+    print(
+        f"\ndifferential: {timelines} timelines, the library's algorithms agree on {agree}, "
+        f"ours equal on {equal}, the other {shown_tie_bound} given by the library for another row order"
+    )
     assert timelines == N_TIMELINES + 1
     assert agree >= timelines // 3 and equal >= 0.9 * agree

@@ -72,8 +72,9 @@ def _our_mst(x, k):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, 400), min_size=3, max_size=80).map(lambda v: np.sort(np.array(v, float))),
-       st.integers(1, 9))
+@given(
+    st.lists(st.integers(0, 400), min_size=3, max_size=80).map(lambda v: np.sort(np.array(v, float))), st.integers(1, 9)
+)
 def test_banded_mst_is_a_minimum_spanning_tree(x, ms):
     k = min(ms, x.shape[0] - 1)
     u, v, w, core = _our_mst(x, k)
@@ -84,8 +85,13 @@ def test_banded_mst_is_a_minimum_spanning_tree(x, ms):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, 10**5), min_size=4, max_size=150).map(lambda v: np.sort(np.array(v, float))),
-       st.integers(2, 8), st.integers(1, 10), st.booleans(), st.booleans())
+@given(
+    st.lists(st.integers(0, 10**5), min_size=4, max_size=150).map(lambda v: np.sort(np.array(v, float))),
+    st.integers(2, 8),
+    st.integers(1, 10),
+    st.booleans(),
+    st.booleans(),
+)
 def test_hdbscan_tree_code_on_our_mst_gives_our_labels(x, mcs, ms, use_eps, single):
     from hdbscan._hdbscan_linkage import label
     from hdbscan.hdbscan_ import _tree_to_labels

@@ -76,8 +76,14 @@ def test_pieces_and_reasons_on_a_timeline():
         for j in np.unique(piece).tolist():
             part = t[piece == j]
             last = j == piece.max()
-            expected.append((int(part[0]), int(part[-1]), int(part.size),
-                             "max_length" if not last else "density_split" if inside else "idle_gap"))
+            expected.append(
+                (
+                    int(part[0]),
+                    int(part[-1]),
+                    int(part.size),
+                    "max_length" if not last else "density_split" if inside else "idle_gap",
+                )
+            )
     assert sorted(expected) == list(zip(table.start_ms.tolist(), table.end_ms.tolist(), table.events.tolist(), reasons))
     assert {"max_length", "density_split", "idle_gap"} <= set(reasons)
     assert np.all(table.end_ms - table.start_ms <= 1_800_000)

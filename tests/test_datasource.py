@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sessionizer.datasource import normalised_url, settled, source_identity
@@ -11,8 +11,13 @@ from sessionizer.methods import read_margin_s
 from sessionizer.settings import load_settings
 from worker.core.params import read_margin_ms
 
-REQUEST = {"users": ["a"], "start": "2022-09-01T00:00:00Z", "end": "2022-09-02T00:00:00Z",
-           "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}}
+REQUEST = {
+    "users": ["a"],
+    "start": "2022-09-01T00:00:00Z",
+    "end": "2022-09-02T00:00:00Z",
+    "method": "gap",
+    "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+}
 
 
 def identity(**overrides: str) -> str | None:
@@ -20,16 +25,20 @@ def identity(**overrides: str) -> str | None:
 
 
 def test_a_range_settles_once_everything_it_reads_is_settle_s_old() -> None:
-    read_end = datetime(2022, 9, 2, tzinfo=timezone.utc) + timedelta(seconds=86400 + 1800)
+    read_end = datetime(2022, 9, 2, tzinfo=UTC) + timedelta(seconds=86400 + 1800)
     assert settled(REQUEST, 3600, now=read_end + timedelta(seconds=3600))
     assert not settled(REQUEST, 3600, now=read_end + timedelta(seconds=3599))
     # the read margin counts: the range's end alone would have settled long before
-    assert not settled(REQUEST, 0, now=datetime(2022, 9, 2, 12, tzinfo=timezone.utc))
+    assert not settled(REQUEST, 0, now=datetime(2022, 9, 2, 12, tzinfo=UTC))
 
 
 def test_the_apis_read_margin_is_the_cores() -> None:
-    for method, params in (("gap", {}), ("hdbscan", {}), ("gap", {"max_gap_s": 60.5, "max_span_s": 10.0}),
-                           ("hdbscan", {"split_idle_s": 7200.0, "min_samples": None})):
+    for method, params in (
+        ("gap", {}),
+        ("hdbscan", {}),
+        ("gap", {"max_gap_s": 60.5, "max_span_s": 10.0}),
+        ("hdbscan", {"split_idle_s": 7200.0, "min_samples": None}),
+    ):
         assert read_margin_ms(method, params) == int(read_margin_s(method, params) * 1000) + 1
 
 

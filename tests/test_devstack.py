@@ -28,8 +28,14 @@ def clean_env(var: Path, **extra: str) -> dict[str, str]:
 
 
 def run_demo(var: Path, port: int) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "worker.demo", "demo"], cwd=ROOT, capture_output=True, text=True,
-                         env=clean_env(var, PORT=str(port)), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.demo", "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=clean_env(var, PORT=str(port)),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return out
 
@@ -54,8 +60,12 @@ def test_demo_prints_sessions_and_a_second_demo_scans_again(tmp_path: Path) -> N
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status, json.loads(resp.read())
 
@@ -76,9 +86,14 @@ def start_up(var: Path, port: int, flower_port: int) -> tuple[subprocess.Popen, 
     once the whole stack is up, with every process it started."""
     out = var / "up.out"
     with open(out, "w") as fh:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "worker.demo", "up"], cwd=ROOT, start_new_session=True,
-                                env=clean_env(var, PORT=str(port), FLOWER_PORT=str(flower_port)),
-                                stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.demo", "up"],
+            cwd=ROOT,
+            start_new_session=True,
+            env=clean_env(var, PORT=str(port), FLOWER_PORT=str(flower_port)),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 120
     try:
         while "Sessionizer is up" not in out.read_text():
@@ -94,8 +109,11 @@ def start_up(var: Path, port: int, flower_port: int) -> tuple[subprocess.Popen, 
 
 def run_seed_job(base: str) -> str:
     """The seed's body, submitted and followed to its sessions; returns the job id."""
-    status, job = http("POST", f"{base}/jobs", {"utils": ["romain"], "date_min": "2022-09-05 11:00Z",
-                                                "date_max": "2022-09-28T12:00+02:00"})
+    status, job = http(
+        "POST",
+        f"{base}/jobs",
+        {"utils": ["romain"], "date_min": "2022-09-05 11:00Z", "date_max": "2022-09-28T12:00+02:00"},
+    )
     assert status == 202
     deadline = time.monotonic() + 60
     while job["status"] in ("queued", "running") and time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from webapp import create_app
 from worker.devstack import free_port
 
 
-def test_an_unexpected_error_is_one_traceback_with_the_request_id(app, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+def test_an_unexpected_error_is_one_traceback_with_the_request_id(app, caplog: pytest.LogCaptureFixture) -> None:
     # The API has no route that fails on purpose: this test adds one to reach the handler.
     def boom() -> str:
         raise KeyError("sz:job:secret-internal-detail")
@@ -27,7 +27,7 @@ def test_an_unexpected_error_is_one_traceback_with_the_request_id(app, caplog: p
     assert len(tracebacks) == 1 and "client-chosen-42" in tracebacks[0].getMessage()
 
 
-def test_a_request_id_that_is_not_a_plain_token_is_replaced(client) -> None:  # noqa: ANN001
+def test_a_request_id_that_is_not_a_plain_token_is_replaced(client) -> None:
     given = client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"}).headers["X-Request-ID"]
     assert given != "bad id\twith spaces" and len(given) == 32
     assert client.get("/healthz").headers["X-Request-ID"] != given  # one per request

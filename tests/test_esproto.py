@@ -45,8 +45,9 @@ def client(es: EsProtocolServer) -> Iterator[Elasticsearch]:
 
 
 def _docs(n: int) -> list[dict[str, Any]]:
-    return [{"@timestamp": T0 + i * 1000, "util": f"u{i % 3}", "ecran": f"e{i % 5}", "instance": "i1"}
-            for i in range(n)]
+    return [
+        {"@timestamp": T0 + i * 1000, "util": f"u{i % 3}", "ecran": f"e{i % 5}", "instance": "i1"} for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -69,8 +70,13 @@ def _scan_pit(client: Elasticsearch, pit_id: str, size: int, **extra: Any) -> tu
     hits_all: list[dict] = []
     after = None
     while True:
-        kw: dict[str, Any] = dict(pit={"id": pit_id, "keep_alive": "1m"}, size=size, sort=["_doc", "_shard_doc"],
-                                  track_total_hits=False, **extra)
+        kw: dict[str, Any] = dict(
+            pit={"id": pit_id, "keep_alive": "1m"},
+            size=size,
+            sort=["_doc", "_shard_doc"],
+            track_total_hits=False,
+            **extra,
+        )
         if after is not None:
             kw["search_after"] = after
         resp = client.search(**kw).body
@@ -169,8 +175,12 @@ def test_pit_ids_change_and_search_after_must_match_sort(loaded: EsProtocolServe
     assert resp["pit_id"] != pit_id
     assert "total" in resp["hits"]  # tracked by default
     with pytest.raises(BadRequestError):  # only the first sort value sent back
-        client.search(pit={"id": resp["pit_id"]}, size=3, sort=["_doc", "_shard_doc"],
-                      search_after=resp["hits"]["hits"][-1]["sort"][:1])
+        client.search(
+            pit={"id": resp["pit_id"]},
+            size=3,
+            sort=["_doc", "_shard_doc"],
+            search_after=resp["hits"]["hits"][-1]["sort"][:1],
+        )
     with pytest.raises(BadRequestError) as err:  # an index in the path together with a PIT
         client.search(index=INDEX, pit={"id": resp["pit_id"]}, size=3)
     assert err.value.error == "action_request_validation_exception"
@@ -227,11 +237,14 @@ def test_bool_terms_term_and_must_not(loaded: EsProtocolServer, client: Elastics
 
 def test_string_dates_and_numbers_compared_as_epoch_ms(es: EsProtocolServer, client: Elasticsearch) -> None:
     client.indices.create(index=INDEX, mappings=MAPPING)
-    es.add_documents(INDEX, [
-        {"@timestamp": "2022-09-22T13:00:00+02:00", "util": "a", "ecran": "e", "instance": "i"},
-        {"@timestamp": T0, "util": "b", "ecran": "e", "instance": "i"},
-        {"@timestamp": "2022-09-22T11:00:00.001Z", "util": "c", "ecran": "e", "instance": "i"},
-    ])
+    es.add_documents(
+        INDEX,
+        [
+            {"@timestamp": "2022-09-22T13:00:00+02:00", "util": "a", "ecran": "e", "instance": "i"},
+            {"@timestamp": T0, "util": "b", "ecran": "e", "instance": "i"},
+            {"@timestamp": "2022-09-22T11:00:00.001Z", "util": "c", "ecran": "e", "instance": "i"},
+        ],
+    )
     resp = client.search(index=INDEX, query={"range": {"@timestamp": {"lte": T0}}}, sort=[{"@timestamp": "asc"}])
     assert sorted(h["_source"]["util"] for h in resp["hits"]["hits"]) == ["a", "b"]
     assert parse_date("2022-09-22T13:00:00+02:00") == T0
@@ -314,7 +327,10 @@ def test_auth_required(loaded: EsProtocolServer) -> None:
     wrong = Elasticsearch(es.url, basic_auth=("elastic", "wrong"), max_retries=0)
     with pytest.raises(AuthenticationException):
         wrong.count(index=INDEX)
-    for c in (Elasticsearch(es.url, api_key=("kid", "secret")), Elasticsearch(es.url, basic_auth=("elastic", "changeme"))):
+    for c in (
+        Elasticsearch(es.url, api_key=("kid", "secret")),
+        Elasticsearch(es.url, basic_auth=("elastic", "changeme")),
+    ):
         assert c.count(index=INDEX)["count"] == 100
         c.close()
     anonymous.close()

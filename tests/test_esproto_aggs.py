@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -31,8 +31,8 @@ def _ms(value: Any) -> int:
 
 def _utc_day(ms: int) -> int:
     """The UTC midnight before ``ms``, the calendar way (independent of the server's arithmetic)."""
-    day = datetime.fromtimestamp(ms / 1000, timezone.utc).date()
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
+    day = datetime.fromtimestamp(ms / 1000, UTC).date()
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def _docs(n: int, seed: int = 5) -> list[dict[str, Any]]:
@@ -41,15 +41,20 @@ def _docs(n: int, seed: int = 5) -> list[dict[str, Any]]:
     for i in range(n):
         t = D0 + rng.randrange(20 * DAY)
         # a third as ISO strings with offsets: the day is the UTC one, not the local one
-        ts: Any = t if i % 3 else datetime.fromtimestamp(t / 1000, timezone(timedelta(hours=rng.choice([-5, 2, 9])))).isoformat()
+        ts: Any = (
+            t
+            if i % 3
+            else datetime.fromtimestamp(t / 1000, timezone(timedelta(hours=rng.choice([-5, 2, 9])))).isoformat()
+        )
         out.append({"@timestamp": ts, "util": rng.choice(USERS), "ecran": "e", "instance": "i"})
     for t in (D0 + 3 * DAY - 1, D0 + 3 * DAY):  # the last ms of a day and the first of the next
         out.append({"@timestamp": t, "util": "user01", "ecran": "edge", "instance": "i"})
     return out
 
 
-def _expected(docs: list[dict[str, Any]], users: list[str] | None = None, lo: int | None = None,
-              hi: int | None = None) -> dict[tuple[str, int], int]:
+def _expected(
+    docs: list[dict[str, Any]], users: list[str] | None = None, lo: int | None = None, hi: int | None = None
+) -> dict[tuple[str, int], int]:
     got: Counter[tuple[str, int]] = Counter()
     for d in docs:
         t = _ms(d["@timestamp"])
@@ -59,10 +64,20 @@ def _expected(docs: list[dict[str, Any]], users: list[str] | None = None, lo: in
 
 
 def _composite(size: int, after: dict | None = None, **day: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"size": size, "sources": [
-        {"user": {"terms": {"field": "util"}}},
-        {"day": {"date_histogram": {"field": "@timestamp", **(day or {"calendar_interval": "1d", "time_zone": "UTC"})}}},
-    ]}
+    spec: dict[str, Any] = {
+        "size": size,
+        "sources": [
+            {"user": {"terms": {"field": "util"}}},
+            {
+                "day": {
+                    "date_histogram": {
+                        "field": "@timestamp",
+                        **(day or {"calendar_interval": "1d", "time_zone": "UTC"}),
+                    }
+                }
+            },
+        ],
+    }
     if after is not None:
         spec["after"] = after
     return {"per_user_day": {"composite": spec}}
@@ -72,8 +87,14 @@ def _pages(client: Elasticsearch, size: int, query: dict | None = None, **kw: An
     """Every page of the composite aggregation, the last (empty) one included."""
     pages, after = [], None
     while True:
-        resp = client.search(index=INDEX, size=0, track_total_hits=False, query=query or {"match_all": {}},
-                             aggs=_composite(size, after), **kw).body
+        resp = client.search(
+            index=INDEX,
+            size=0,
+            track_total_hits=False,
+            query=query or {"match_all": {}},
+            aggs=_composite(size, after),
+            **kw,
+        ).body
         agg = resp.get("aggregations", {}).get("per_user_day", {})
         pages.append(agg)
         if not agg.get("buckets"):
@@ -106,8 +127,9 @@ def client(es: EsProtocolServer) -> Iterator[Elasticsearch]:
 @pytest.fixture
 def docs(client: Elasticsearch) -> list[dict[str, Any]]:
     out = _docs(600)
-    ok, _ = helpers.bulk(client, [{"_index": INDEX, "_id": f"d{i}", "_source": d} for i, d in enumerate(out)],
-                         refresh=True)
+    ok, _ = helpers.bulk(
+        client, [{"_index": INDEX, "_id": f"d{i}", "_source": d} for i, d in enumerate(out)], refresh=True
+    )
     assert ok == len(out)
     return out
 
@@ -128,26 +150,45 @@ def test_composite_pages_by_after_key_and_counts_every_document(client: Elastics
 
 def test_composite_filters_by_users_and_range(client: Elasticsearch, docs) -> None:
     users, lo, hi = ["user03", "user07", "nobody"], D0 + 2 * DAY + 5, D0 + 9 * DAY + 123
-    query = {"bool": {"filter": [{"terms": {"util": users}},
-                                 {"range": {"@timestamp": {"gte": lo, "lte": hi, "format": "epoch_millis"}}}]}}
+    query = {
+        "bool": {
+            "filter": [
+                {"terms": {"util": users}},
+                {"range": {"@timestamp": {"gte": lo, "lte": hi, "format": "epoch_millis"}}},
+            ]
+        }
+    }
     got = _counts(_pages(client, size=4, query=query))
     assert got == _expected(docs, users, lo, hi) and {u for u, _ in got} == {"user03", "user07"}
 
 
 def test_late_and_deleted_documents_change_the_counts(es: EsProtocolServer, client: Elasticsearch, docs) -> None:
     before = _counts(_pages(client, size=50))
-    late = [{"@timestamp": D0 + 4 * DAY + 60_000 * i, "util": "user02", "ecran": "e", "instance": "i"}
-            for i in range(5)] + [{"@timestamp": D0 + 40 * DAY, "util": "newcomer", "ecran": "e", "instance": "i"}]
+    late = [
+        {"@timestamp": D0 + 4 * DAY + 60_000 * i, "util": "user02", "ecran": "e", "instance": "i"} for i in range(5)
+    ] + [{"@timestamp": D0 + 40 * DAY, "util": "newcomer", "ecran": "e", "instance": "i"}]
     resp = client.bulk(index=INDEX, operations=[op for d in late for op in ({"index": {}}, d)], refresh=True)
     assert not resp["errors"] and all(item["index"]["forced_refresh"] for item in resp["items"])
-    gone = client.delete_by_query(index=INDEX, query={"bool": {"filter": [
-        {"term": {"util": "user05"}}, {"range": {"@timestamp": {"gte": D0 + 6 * DAY, "lt": D0 + 8 * DAY}}}]}})
+    gone = client.delete_by_query(
+        index=INDEX,
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"util": "user05"}},
+                    {"range": {"@timestamp": {"gte": D0 + 6 * DAY, "lt": D0 + 8 * DAY}}},
+                ]
+            }
+        },
+    )
     assert gone["deleted"] == gone["total"] > 0 and gone["failures"] == []
     assert client.delete(index=INDEX, id="d0")["result"] == "deleted"
     with pytest.raises(NotFoundError):
         client.delete(index=INDEX, id="d0")
-    kept = [d for i, d in enumerate(docs) if i != 0 and not (
-        d["util"] == "user05" and D0 + 6 * DAY <= _ms(d["@timestamp"]) < D0 + 8 * DAY)]
+    kept = [
+        d
+        for i, d in enumerate(docs)
+        if i != 0 and not (d["util"] == "user05" and D0 + 6 * DAY <= _ms(d["@timestamp"]) < D0 + 8 * DAY)
+    ]
     after = _counts(_pages(client, size=50))
     assert after == _expected(kept + late) != before
     assert after[("user02", D0 + 4 * DAY)] == before.get(("user02", D0 + 4 * DAY), 0) + 5
@@ -167,11 +208,13 @@ def test_filter_path_total_hits_and_typed_keys(client: Elasticsearch, docs) -> N
     assert untracked["hits"] == {"max_score": None, "hits": []}
     assert list(untracked)[-1] == "aggregations"
     nobody = {"term": {"util": "nobody"}}
-    whole = client.search(index=INDEX, size=0, query=nobody, aggs=_composite(3),
-                          filter_path="aggregations.per_user_day.buckets").body
+    whole = client.search(
+        index=INDEX, size=0, query=nobody, aggs=_composite(3), filter_path="aggregations.per_user_day.buckets"
+    ).body
     assert whole == {"aggregations": {"per_user_day": {"buckets": []}}}  # a whole matched value stays
-    inner = client.search(index=INDEX, size=0, query=nobody, aggs=_composite(3),
-                          filter_path="aggregations.per_user_day.buckets.key").body
+    inner = client.search(
+        index=INDEX, size=0, query=nobody, aggs=_composite(3), filter_path="aggregations.per_user_day.buckets.key"
+    ).body
     assert inner == {}  # nothing inside: filter_path leaves nothing, as for zero hits
     typed = client.search(index=INDEX, size=0, aggs=_composite(3), typed_keys=True).body
     assert list(typed["aggregations"]) == ["composite#per_user_day"]
@@ -182,12 +225,28 @@ def test_filter_path_total_hits_and_typed_keys(client: Elasticsearch, docs) -> N
 
 def test_sources_order_missing_bucket_intervals_and_zones(es: EsProtocolServer, client: Elasticsearch) -> None:
     t = D0 + 22 * 3_600_000  # 22:00 UTC, i.e. 00:00 the next day at +02:00; D0 is a Friday
-    es.add_documents(INDEX, [{"@timestamp": t, "util": "b"}, {"@timestamp": t + 3 * DAY, "util": "a"},
-                             {"@timestamp": t, "ecran": "no user"}, {"util": "a", "ecran": "no time"}])
+    es.add_documents(
+        INDEX,
+        [
+            {"@timestamp": t, "util": "b"},
+            {"@timestamp": t + 3 * DAY, "util": "a"},
+            {"@timestamp": t, "ecran": "no user"},
+            {"util": "a", "ecran": "no time"},
+        ],
+    )
 
     def buckets(user: dict, day: dict) -> list[tuple]:
-        agg = {"x": {"composite": {"size": 10, "sources": [{"u": {"terms": {"field": "util", **user}}},
-                                                            {"d": {"date_histogram": {"field": "@timestamp", **day}}}]}}}
+        agg = {
+            "x": {
+                "composite": {
+                    "size": 10,
+                    "sources": [
+                        {"u": {"terms": {"field": "util", **user}}},
+                        {"d": {"date_histogram": {"field": "@timestamp", **day}}},
+                    ],
+                }
+            }
+        }
         got = client.search(index=INDEX, size=0, aggs=agg)["aggregations"]["x"]["buckets"]
         return [(b["key"]["u"], b["key"]["d"], b["doc_count"]) for b in got]
 
@@ -197,7 +256,9 @@ def test_sources_order_missing_bucket_intervals_and_zones(es: EsProtocolServer, 
     assert buckets({"missing_bucket": True}, day) == [(None, D0, 1), ("a", D0 + 3 * DAY, 1), ("b", D0, 1)]
     assert buckets({"missing_bucket": True, "order": "desc"}, day)[-1] == (None, D0, 1)
     assert buckets({}, {"calendar_interval": "1d", "time_zone": "+02:00"}) == [
-        ("a", D0 + 4 * DAY - 2 * 3_600_000, 1), ("b", D0 + DAY - 2 * 3_600_000, 1)]
+        ("a", D0 + 4 * DAY - 2 * 3_600_000, 1),
+        ("b", D0 + DAY - 2 * 3_600_000, 1),
+    ]
     assert buckets({}, {"fixed_interval": "12h"}) == [("a", D0 + 3 * DAY + DAY // 2, 1), ("b", D0 + DAY // 2, 1)]
     monday = D0 - 4 * DAY  # 2022-09-05
     assert buckets({}, {"calendar_interval": "1w"}) == [("a", monday + 7 * DAY, 1), ("b", monday, 1)]
@@ -207,18 +268,39 @@ def test_sources_order_missing_bucket_intervals_and_zones(es: EsProtocolServer, 
     assert [b["key"]["user"] for b in got] == ["b"]
 
 
-@pytest.mark.parametrize(("aggs", "error", "root"), [
-    ({"x": {"no_such_agg": {}}}, "parsing_exception", "parsing_exception"),
-    ({"x": {"avg": {"field": "n"}}}, "illegal_argument_exception", "illegal_argument_exception"),
-    ({"x": {"composite": {"sources": [{"u": {"terms": {"field": "util"}}}], "after": {"u": "a", "v": 1}}}},
-     "illegal_argument_exception", "illegal_argument_exception"),
-    ({"x": {"composite": {"sources": [{"d": {"date_histogram": {"field": "@timestamp", "calendar_interval": "2d"}}}]}}},
-     "illegal_argument_exception", "illegal_argument_exception"),
-    ({"x": {"composite": {"sources": [{"d": {"date_histogram": {"field": "util", "fixed_interval": "1d"}}}]}}},
-     "search_phase_execution_exception", "illegal_argument_exception"),
-    ({"x": {"composite": {"sources": [{"u": {"terms": {"field": "util"}}}], "page": 3}}},
-     "x_content_parse_exception", "x_content_parse_exception"),
-])
+@pytest.mark.parametrize(
+    ("aggs", "error", "root"),
+    [
+        ({"x": {"no_such_agg": {}}}, "parsing_exception", "parsing_exception"),
+        ({"x": {"avg": {"field": "n"}}}, "illegal_argument_exception", "illegal_argument_exception"),
+        (
+            {"x": {"composite": {"sources": [{"u": {"terms": {"field": "util"}}}], "after": {"u": "a", "v": 1}}}},
+            "illegal_argument_exception",
+            "illegal_argument_exception",
+        ),
+        (
+            {
+                "x": {
+                    "composite": {
+                        "sources": [{"d": {"date_histogram": {"field": "@timestamp", "calendar_interval": "2d"}}}]
+                    }
+                }
+            },
+            "illegal_argument_exception",
+            "illegal_argument_exception",
+        ),
+        (
+            {"x": {"composite": {"sources": [{"d": {"date_histogram": {"field": "util", "fixed_interval": "1d"}}}]}}},
+            "search_phase_execution_exception",
+            "illegal_argument_exception",
+        ),
+        (
+            {"x": {"composite": {"sources": [{"u": {"terms": {"field": "util"}}}], "page": 3}}},
+            "x_content_parse_exception",
+            "x_content_parse_exception",
+        ),
+    ],
+)
 def test_aggregation_errors_are_400s(client: Elasticsearch, docs, aggs: dict, error: str, root: str) -> None:
     with pytest.raises(BadRequestError) as err:
         client.search(index=INDEX, size=0, aggs=aggs)
@@ -230,7 +312,9 @@ def test_text_field_terms_source_is_refused(es: EsProtocolServer, client: Elasti
     es.create_index("texts", {"properties": {"note": {"type": "text"}}})
     es.add_documents("texts", [{"note": "hello"}])
     with pytest.raises(BadRequestError) as err:
-        client.search(index="texts", size=0, aggs={"x": {"composite": {"sources": [{"n": {"terms": {"field": "note"}}}]}}})
+        client.search(
+            index="texts", size=0, aggs={"x": {"composite": {"sources": [{"n": {"terms": {"field": "note"}}}]}}}
+        )
     assert "Fielddata is disabled on [note]" in err.value.body["error"]["root_cause"][0]["reason"]
 
 
@@ -267,8 +351,12 @@ def _source(client: Elasticsearch) -> ElasticsearchSource:
 def test_day_counts_over_more_buckets_than_one_page(es: EsProtocolServer, source_client: Elasticsearch) -> None:
     users = [f"u{i:03d}" for i in range(101)]
     # 101 users x 100 days, 1 to 3 documents a day: 10,100 buckets, more than one page of 10,000
-    docs = [{"@timestamp": D0 + d * DAY + (k * 7_919_000) % DAY, "util": u, "ecran": "e", "instance": "i"}
-            for i, u in enumerate(users) for d in range(100) for k in range(1 + (i + d) % 3)]
+    docs = [
+        {"@timestamp": D0 + d * DAY + (k * 7_919_000) % DAY, "util": u, "ecran": "e", "instance": "i"}
+        for i, u in enumerate(users)
+        for d in range(100)
+        for k in range(1 + (i + d) % 3)
+    ]
     es.add_documents(INDEX, docs)
     es.add_documents(INDEX, [{"@timestamp": D0 + DAY, "util": "other", "ecran": "e", "instance": "i"}])
     es.reset_counters()
@@ -283,8 +371,11 @@ def test_day_counts_over_more_buckets_than_one_page(es: EsProtocolServer, source
     assert body["query"] == _source(source_client).query(sorted(users + ["ghost"]), D0, D0 + 100 * DAY - 1)
     comp = body["aggs"]["per_user_day"]["composite"]
     assert comp["size"] == DAY_COUNTS_PAGE and "after" not in comp
-    assert comp["sources"][1]["day"]["date_histogram"] == {"field": "@timestamp", "calendar_interval": "1d",
-                                                           "time_zone": "UTC"}
+    assert comp["sources"][1]["day"]["date_histogram"] == {
+        "field": "@timestamp",
+        "calendar_interval": "1d",
+        "time_zone": "UTC",
+    }
     assert "aggregations.per_user_day.after_key" in searches[0].query["filter_path"]
     assert searches[1].json()["aggs"]["per_user_day"]["composite"]["after"] == {"user": "u099", "day": D0 + 99 * DAY}
 
@@ -300,8 +391,9 @@ def test_day_counts_range_is_inclusive_and_follows_changes(es: EsProtocolServer,
     es.add_documents(INDEX, [{"@timestamp": hi, "util": "user04", "ecran": "e", "instance": "i"}])
     es.delete_documents(INDEX, [f"d{i}" for i, d in enumerate(docs) if d["util"] == "user09"])
     changed = src.day_counts(wanted, lo, hi)
-    assert changed == _expected([d for d in docs if d["util"] != "user09"]
-                                + [{"@timestamp": hi, "util": "user04"}], wanted, lo, hi)
+    assert changed == _expected(
+        [d for d in docs if d["util"] != "user09"] + [{"@timestamp": hi, "util": "user04"}], wanted, lo, hi
+    )
     assert not any(u == "user09" for u, _ in changed)
     assert src.day_counts([], lo, hi) == {} and src.day_counts(wanted, hi, lo) == {}
 

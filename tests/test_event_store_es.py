@@ -33,8 +33,15 @@ def _docs(seed: int = 3) -> list[dict[str, Any]]:
     out = []
     for i in range(3000):
         t = D0 + rng.randrange(20 * DAY_MS)
-        ts: Any = t if i % 3 else datetime.fromtimestamp(t / 1000, timezone(timedelta(hours=rng.choice([-5, 2])))).isoformat()
-        doc = {"@timestamp": ts, "util": rng.choice(USERS), "ecran": f"s{rng.randrange(12)}", "instance": f"i{rng.randrange(3)}"}
+        ts: Any = (
+            t if i % 3 else datetime.fromtimestamp(t / 1000, timezone(timedelta(hours=rng.choice([-5, 2])))).isoformat()
+        )
+        doc = {
+            "@timestamp": ts,
+            "util": rng.choice(USERS),
+            "ecran": f"s{rng.randrange(12)}",
+            "instance": f"i{rng.randrange(3)}",
+        }
         if i % 101 == 0:
             del doc["ecran"]  # refused by the event rules, counted as invalid
         out.append(doc)
@@ -56,10 +63,23 @@ def client(es: EsProtocolServer) -> Iterator[Elasticsearch]:
     c.close()
 
 
-def stored(client: Elasticsearch, store: Path, *, identity: str = IDENTITY, settle_s: float = 0.0,
-           now_ms: int = D0 + 400 * DAY_MS, max_bytes: int = 0) -> StoredElasticsearchSource:
-    return StoredElasticsearchSource(ElasticsearchSource(client, INDEX), store, identity, settle_s=settle_s,
-                                     max_bytes=max_bytes, clock=lambda: now_ms / 1000)
+def stored(
+    client: Elasticsearch,
+    store: Path,
+    *,
+    identity: str = IDENTITY,
+    settle_s: float = 0.0,
+    now_ms: int = D0 + 400 * DAY_MS,
+    max_bytes: int = 0,
+) -> StoredElasticsearchSource:
+    return StoredElasticsearchSource(
+        ElasticsearchSource(client, INDEX),
+        store,
+        identity,
+        settle_s=settle_s,
+        max_bytes=max_bytes,
+        clock=lambda: now_ms / 1000,
+    )
 
 
 def outcome(acc: EventAccumulator, users: list[str]) -> tuple[dict[str, list[tuple]], int, int]:
@@ -87,8 +107,9 @@ def sent(es: EsProtocolServer, fn: Any) -> tuple[Any, int, int]:
 LO, HI = D0 + 2 * DAY_MS + 3_600_000, D0 + 9 * DAY_MS + 7_200_000
 
 
-def test_repeat_overlap_and_extension_read_only_what_is_new(es: EsProtocolServer, client: Elasticsearch,
-                                                            tmp_path: Path) -> None:
+def test_repeat_overlap_and_extension_read_only_what_is_new(
+    es: EsProtocolServer, client: Elasticsearch, tmp_path: Path
+) -> None:
     users = USERS[:4] + ["nobody"]
     src = stored(client, tmp_path)
     want = cold(client, users, LO, HI)
@@ -123,9 +144,18 @@ def test_late_and_deleted_documents_are_read_again(es: EsProtocolServer, client:
     assert sum(1 for e in got[0]["user1"] if e[1] == "late") == 4
     assert 0 < n < 1000  # that one user's one day, read again
     # deleted documents: another day of another user
-    client.delete_by_query(index=INDEX, query={"bool": {"filter": [
-        {"term": {"util": "user2"}}, {"range": {"@timestamp": {"gte": D0 + 6 * DAY_MS, "lt": D0 + 7 * DAY_MS}}}]}},
-        refresh=True)
+    client.delete_by_query(
+        index=INDEX,
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"util": "user2"}},
+                    {"range": {"@timestamp": {"gte": D0 + 6 * DAY_MS, "lt": D0 + 7 * DAY_MS}}},
+                ]
+            }
+        },
+        refresh=True,
+    )
     acc, n, _ = sent(es, lambda: src.read_events(users, LO, HI))
     got = outcome(acc, users)
     assert got == cold(client, users, LO, HI)
@@ -168,8 +198,9 @@ def test_a_corrupt_day_is_read_again(es: EsProtocolServer, client: Elasticsearch
     assert sent(es, lambda: src.read_events(users, LO, HI))[1] == 0  # mended
 
 
-def test_two_jobs_needing_the_same_days_read_them_once(es: EsProtocolServer, client: Elasticsearch,
-                                                       tmp_path: Path) -> None:
+def test_two_jobs_needing_the_same_days_read_them_once(
+    es: EsProtocolServer, client: Elasticsearch, tmp_path: Path
+) -> None:
     users = USERS[:4]
     want = cold(client, users, LO, HI)
     results: list[Any] = []
@@ -191,8 +222,9 @@ def test_two_jobs_needing_the_same_days_read_them_once(es: EsProtocolServer, cli
     assert es.hits_sent == max(r[1] for r in results)
 
 
-def test_eviction_under_a_tiny_bound_never_pulls_a_day_from_its_reader(es: EsProtocolServer, client: Elasticsearch,
-                                                                       tmp_path: Path) -> None:
+def test_eviction_under_a_tiny_bound_never_pulls_a_day_from_its_reader(
+    es: EsProtocolServer, client: Elasticsearch, tmp_path: Path
+) -> None:
     users = USERS[:3]
     stored(client, tmp_path).read_events(users, LO, HI)
     before = sorted((tmp_path / "es").rglob("*.seg"))

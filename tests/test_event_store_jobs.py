@@ -17,8 +17,13 @@ from worker.sources.es_load import mapping
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 INDEX = "usage-events"
-BODY = {"users": ["romain", "anes", "claire", "solo", "ghost"], "start": "2022-09-22T00:00Z",
-        "end": "2022-09-27T00:00Z", "method": "hdbscan", "params": {"min_cluster_size": 5}}
+BODY = {
+    "users": ["romain", "anes", "claire", "solo", "ghost"],
+    "start": "2022-09-22T00:00Z",
+    "end": "2022-09-27T00:00Z",
+    "method": "hdbscan",
+    "params": {"min_cluster_size": 5},
+}
 FRESH = {"Cache-Control": "no-cache"}  # never a shared result: every job computes
 
 
@@ -26,13 +31,14 @@ FRESH = {"Cache-Control": "no-cache"}  # never a shared result: every job comput
 def es() -> Iterator[EsProtocolServer]:
     with EsProtocolServer() as server:
         server.create_index(INDEX, mapping())
-        server.add_documents(INDEX, [d for d in planted_documents() if d["@timestamp"] != "garbage"])  # a date field refuses it
+        server.add_documents(
+            INDEX, [d for d in planted_documents() if d["@timestamp"] != "garbage"]
+        )  # a date field refuses it
         yield server
 
 
 @pytest.fixture
-def deployment(es: EsProtocolServer, redis_databases: RedisDatabases,
-               tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+def deployment(es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path: Path) -> Iterator[Callable[[str], Any]]:
     """``deployment(store)``: an API client and a worker on a Redis database of their own, reading
     the test's Elasticsearch through the event store folder ``tmp_path / store``."""
     started: list[tuple[str, WorkerProcess]] = []
@@ -41,13 +47,27 @@ def deployment(es: EsProtocolServer, redis_databases: RedisDatabases,
         from webapp import create_app
 
         url = redis_databases.take()
-        env = worker_env(url, EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url, ELASTICSEARCH_INDEX=INDEX,
-                         ELASTICSEARCH_PAGE_SIZE="50", EVENT_STORE_DIR=str(tmp_path / store))
-        worker = WorkerProcess(env, tmp_path / f"{store}-{len(started)}.log", concurrency=2,
-                               name=f"{store}{len(started)}").start()
+        env = worker_env(
+            url,
+            EVENT_SOURCE="elasticsearch",
+            ELASTICSEARCH_URL=es.url,
+            ELASTICSEARCH_INDEX=INDEX,
+            ELASTICSEARCH_PAGE_SIZE="50",
+            EVENT_STORE_DIR=str(tmp_path / store),
+        )
+        worker = WorkerProcess(
+            env, tmp_path / f"{store}-{len(started)}.log", concurrency=2, name=f"{store}{len(started)}"
+        ).start()
         started.append((url, worker))
-        return create_app({"TESTING": True, "REDIS_URL": url, "EVENT_SOURCE": "elasticsearch",
-                           "ELASTICSEARCH_URL": es.url, "ELASTICSEARCH_INDEX": INDEX}).test_client()
+        return create_app(
+            {
+                "TESTING": True,
+                "REDIS_URL": url,
+                "EVENT_SOURCE": "elasticsearch",
+                "ELASTICSEARCH_URL": es.url,
+                "ELASTICSEARCH_INDEX": INDEX,
+            }
+        ).test_client()
 
     yield start
     for url, worker in started:
@@ -64,7 +84,7 @@ def run(client: Any, es: EsProtocolServer, **changes: Any) -> tuple[dict[str, An
     return job, client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"], es.hits_sent
 
 
-def test_repeat_overlap_extension_and_late_documents_equal_a_cold_scan(deployment, es) -> None:  # noqa: ANN001
+def test_repeat_overlap_extension_and_late_documents_equal_a_cold_scan(deployment, es) -> None:
     warm = deployment("store")
     first, sessions, sent = run(warm, es)
     assert sessions and sent == first["progress"]["events_from_source"] > 0
@@ -74,8 +94,10 @@ def test_repeat_overlap_extension_and_late_documents_equal_a_cold_scan(deploymen
     assert same == sessions and sent == 0 and again["progress"]["events_from_source"] == 0
     assert again["progress"]["events_scanned"] == first["progress"]["events_scanned"]
 
-    cases = [{"start": "2022-09-20T00:00Z", "end": "2022-09-25T00:00Z"},  # an overlap
-             {"end": "2022-09-30T00:00Z"}]  # an extension
+    cases = [
+        {"start": "2022-09-20T00:00Z", "end": "2022-09-25T00:00Z"},  # an overlap
+        {"end": "2022-09-30T00:00Z"},
+    ]  # an extension
     for changes in cases:
         job, got, sent = run(warm, es, **changes)
         cold, expected, cold_sent = run(deployment(f"cold{len(changes)}"), es, **changes)
@@ -83,8 +105,10 @@ def test_repeat_overlap_extension_and_late_documents_equal_a_cold_scan(deploymen
         assert sent == job["progress"]["events_from_source"] < cold_sent  # only the days the store lacked
 
     # documents indexed late into a settled day that the store holds: read again, counted
-    late = [{"@timestamp": f"2022-09-23T16:{m:02d}:00Z", "util": "romain", "ecran": "late", "instance": "i9"}
-            for m in range(0, 30, 3)]
+    late = [
+        {"@timestamp": f"2022-09-23T16:{m:02d}:00Z", "util": "romain", "ecran": "late", "instance": "i9"}
+        for m in range(0, 30, 3)
+    ]
     es.add_documents(INDEX, late)
     job, got, sent = run(warm, es)
     _, expected, _ = run(deployment("cold-late"), es)

@@ -27,8 +27,12 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-ROUTES = [("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/0b6a8f1e-1c3d-4e5f-8a9b-0c1d2e3f4a5b"),
-          ("GET", "/jobs/0b6a8f1e-1c3d-4e5f-8a9b-0c1d2e3f4a5b/sessions")]
+ROUTES = [
+    ("GET", "/jobs"),
+    ("POST", "/jobs"),
+    ("GET", "/jobs/0b6a8f1e-1c3d-4e5f-8a9b-0c1d2e3f4a5b"),
+    ("GET", "/jobs/0b6a8f1e-1c3d-4e5f-8a9b-0c1d2e3f4a5b/sessions"),
+]
 BODY = {"users": ["romain"], "start": "2022-09-20T00:00Z", "end": "2022-10-01T00:00Z"}
 
 

@@ -35,17 +35,29 @@ def crowd_documents() -> list[dict[str, Any]]:
             t = t0 + s * 43_200_000 + u * 600_000
             for _ in range(int(rng.integers(20, 40))):
                 t += int(rng.exponential(30_000)) + 1000
-                docs.append({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(9))}", "instance": f"i{u % 3}"})
+                docs.append(
+                    {"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(9))}", "instance": f"i{u % 3}"}
+                )
     return docs
 
 
 @pytest.fixture(scope="module")
 def es() -> Iterator[EsProtocolServer]:
     with EsProtocolServer() as server:
-        server.create_index(INDEX, mappings={"properties": {
-            "@timestamp": {"type": "date"}, "util": {"type": "keyword"},
-            "ecran": {"type": "keyword"}, "instance": {"type": "keyword"}}})
-        server.add_documents(INDEX, crowd_documents() + [d for d in planted_documents() if d["@timestamp"] != "garbage"])
+        server.create_index(
+            INDEX,
+            mappings={
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "util": {"type": "keyword"},
+                    "ecran": {"type": "keyword"},
+                    "instance": {"type": "keyword"},
+                }
+            },
+        )
+        server.add_documents(
+            INDEX, crowd_documents() + [d for d in planted_documents() if d["@timestamp"] != "garbage"]
+        )
         yield server
 
 
@@ -63,12 +75,23 @@ def stack(es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path: Path)
             redis_url = redis_databases.take()
             taken.append(redis_url)
         url = redis_url
-        env = worker_env(url, **{"EVENT_SOURCE": "elasticsearch", "ELASTICSEARCH_URL": es.url,
-                                 "ELASTICSEARCH_INDEX": INDEX, "ELASTICSEARCH_PAGE_SIZE": "25",
-                                 "CELERY_VISIBILITY_TIMEOUT_S": "60", "CELERY_RESTORE_INTERVAL_S": "1", **extra})
+        env = worker_env(
+            url,
+            **{
+                "EVENT_SOURCE": "elasticsearch",
+                "ELASTICSEARCH_URL": es.url,
+                "ELASTICSEARCH_INDEX": INDEX,
+                "ELASTICSEARCH_PAGE_SIZE": "25",
+                "CELERY_VISIBILITY_TIMEOUT_S": "60",
+                "CELERY_RESTORE_INTERVAL_S": "1",
+                **extra,
+            },
+        )
 
         def new_worker(concurrency: int = 2) -> WorkerProcess:
-            w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency=concurrency, name=f"w{len(started)}")
+            w = WorkerProcess(
+                env, tmp_path / f"worker{len(started)}.log", concurrency=concurrency, name=f"w{len(started)}"
+            )
             started.append(w)
             return w.start()
 
@@ -101,13 +124,20 @@ def submit(client: Any, body: dict[str, Any] = REQUEST) -> str:
 
 
 @pytest.fixture(scope="module")
-def undisturbed(es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def undisturbed(
+    es: EsProtocolServer, redis_databases: RedisDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> list[dict[str, Any]]:
     """The sessions of an undisturbed run, the yardstick of every fault test."""
     from webapp import create_app
 
     url = redis_databases.take()
-    env = worker_env(url, EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url, ELASTICSEARCH_INDEX=INDEX,
-                     ELASTICSEARCH_PAGE_SIZE="25")
+    env = worker_env(
+        url,
+        EVENT_SOURCE="elasticsearch",
+        ELASTICSEARCH_URL=es.url,
+        ELASTICSEARCH_INDEX=INDEX,
+        ELASTICSEARCH_PAGE_SIZE="25",
+    )
     worker = WorkerProcess(env, tmp_path_factory.mktemp("undisturbed") / "worker.log").start()
     try:
         client = create_app({"TESTING": True, "REDIS_URL": url}).test_client()
@@ -129,7 +159,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str =
         time.sleep(0.05)
 
 
-def test_transient_errors_are_retried_to_an_identical_result(stack, es, undisturbed) -> None:  # noqa: ANN001
+def test_transient_errors_are_retried_to_an_identical_result(stack, es, undisturbed) -> None:
     client, new_worker = stack(ELASTICSEARCH_RETRY_MAX_ATTEMPTS="12")
     new_worker()
     assert es.open_pits == 0  # (the SIGKILL test, which leaks its PITs until they expire, runs last)
@@ -141,7 +171,7 @@ def test_transient_errors_are_retried_to_an_identical_result(stack, es, undistur
     assert es.open_pits == 0  # every PIT this job opened was closed, retries included
 
 
-def test_an_elasticsearch_that_always_fails_fails_the_job_within_the_retry_bound(stack, es) -> None:  # noqa: ANN001
+def test_an_elasticsearch_that_always_fails_fails_the_job_within_the_retry_bound(stack, es) -> None:
     client, new_worker = stack(ELASTICSEARCH_RETRY_MAX_ELAPSED_S="3")
     new_worker()
     es.faults.always(503)
@@ -155,7 +185,7 @@ def test_an_elasticsearch_that_always_fails_fails_the_job_within_the_retry_bound
     assert resp.status_code == 409 and "503" in resp.get_json()["detail"]  # never a partial result
 
 
-def test_an_expired_point_in_time_restarts_the_scan_exactly(stack, es, undisturbed) -> None:  # noqa: ANN001
+def test_an_expired_point_in_time_restarts_the_scan_exactly(stack, es, undisturbed) -> None:
     client, new_worker = stack()
     new_worker()
     es.faults.expire_pit_after(2, times=3)  # even all on one unit: within its 3 restarts
@@ -165,14 +195,14 @@ def test_an_expired_point_in_time_restarts_the_scan_exactly(stack, es, undisturb
     assert sessions_of(client, job["id"]) == undisturbed
 
 
-def test_a_missing_index_fails_the_job_with_a_clear_error(stack, es) -> None:  # noqa: ANN001
+def test_a_missing_index_fails_the_job_with_a_clear_error(stack, es) -> None:
     client, new_worker = stack(ELASTICSEARCH_INDEX="no-such-index")
     new_worker()
     job = wait_finished(client, submit(client), timeout=60)
     assert job["status"] == "failed" and "no-such-index" in job["error"]["message"], job
 
 
-def test_cancel_while_running_stops_the_job(stack, es) -> None:  # noqa: ANN001
+def test_cancel_while_running_stops_the_job(stack, es) -> None:
     client, new_worker = stack()
     new_worker()
     es.faults.delay(0.1)
@@ -201,7 +231,7 @@ def units_busy(celery: Any) -> bool:
     return any(active.values()) or any(reserved.values())
 
 
-def test_a_job_deleted_mid_run_leaves_no_key_once_its_units_stop(stack, es) -> None:  # noqa: ANN001
+def test_a_job_deleted_mid_run_leaves_no_key_once_its_units_stop(stack, es) -> None:
     client, new_worker = stack()
     new_worker()
     es.faults.delay(0.1)  # slow pages: the delete lands while units run
@@ -210,15 +240,18 @@ def test_a_job_deleted_mid_run_leaves_no_key_once_its_units_stop(stack, es) -> N
     assert client.delete(f"/jobs/{job_id}").status_code == 204
     svc = client.application.extensions["sessionizer"]
     # running units stop at their next page, queued ones are skipped; none writes anything back
-    wait_until(lambda: not units_busy(svc.celery) and svc.store.client.llen("celery") == 0, timeout=90,
-               what="the job's units to stop")
+    wait_until(
+        lambda: not units_busy(svc.celery) and svc.store.client.llen("celery") == 0,
+        timeout=90,
+        what="the job's units to stop",
+    )
     left = [k.decode() for k in svc.store.client.scan_iter(match="*", count=1000) if job_id.encode() in k]
     assert left == []
     assert svc.store.client.zscore("sz:owner::jobs", job_id) is None
     assert client.get(f"/jobs/{job_id}").status_code == 404
 
 
-def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, undisturbed) -> None:  # noqa: ANN001
+def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, undisturbed) -> None:
     with RedisServer(tmp_path / "redis") as own_redis:
         client, new_worker = stack(redis_url=own_redis.url)
         new_worker()
@@ -241,7 +274,7 @@ def pits_opened(es: EsProtocolServer) -> int:
     return sum(1 for r in list(es.log) if r.method == "POST" and r.path.endswith("/_pit"))
 
 
-def test_a_point_in_time_that_keeps_expiring_fails_the_job(stack, es) -> None:  # noqa: ANN001
+def test_a_point_in_time_that_keeps_expiring_fails_the_job(stack, es) -> None:
     client, new_worker = stack()
     new_worker()
     es.faults.expire_pit_after(1, times=1000)  # every PIT dies after its first page
@@ -253,7 +286,7 @@ def test_a_point_in_time_that_keeps_expiring_fails_the_job(stack, es) -> None:  
     assert es.open_pits == 0
 
 
-def test_a_unit_past_the_soft_time_limit_fails_the_job(stack, es) -> None:  # noqa: ANN001
+def test_a_unit_past_the_soft_time_limit_fails_the_job(stack, es) -> None:
     # The limit fires while the unit waits for Elasticsearch: the transport wraps it in a
     # ConnectionError, which must not be retried as one (the unit would run on to the hard limit).
     client, new_worker = stack(CELERY_SOFT_TIME_LIMIT_S="1")
@@ -264,7 +297,7 @@ def test_a_unit_past_the_soft_time_limit_fails_the_job(stack, es) -> None:  # no
     assert "(1 s)" in job["error"]["message"]
 
 
-def test_a_unit_killed_at_the_hard_time_limit_fails_the_job(stack, es) -> None:  # noqa: ANN001
+def test_a_unit_killed_at_the_hard_time_limit_fails_the_job(stack, es) -> None:
     # No soft limit before it (0 = none; as when a unit is stuck in C code, out of reach of the
     # soft limit's signal): the pool process is killed and only the worker's main process can
     # tell the job.
@@ -276,7 +309,7 @@ def test_a_unit_killed_at_the_hard_time_limit_fails_the_job(stack, es) -> None: 
     assert "hard time limit (2 s)" in job["error"]["message"]
 
 
-def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:  # noqa: ANN001
+def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:
     import psutil
 
     client, new_worker = stack()
@@ -287,8 +320,14 @@ def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:  
     for _ in range(6):  # more than the unit may take: it must stop coming back by itself
         seen = pits_opened(es)
         try:
-            wait_until(lambda: pits_opened(es) > seen or client.get(f"/jobs/{job_id}").get_json()["status"]
-                       not in ("queued", "running"), timeout=30, what="the unit to start again")
+            wait_until(
+                lambda: (
+                    pits_opened(es) > seen
+                    or client.get(f"/jobs/{job_id}").get_json()["status"] not in ("queued", "running")
+                ),
+                timeout=30,
+                what="the unit to start again",
+            )
         except AssertionError:
             break
         if pits_opened(es) == seen:
@@ -302,7 +341,7 @@ def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:  
     assert kills == 3 and "lost its worker 3 times" in job["error"]["message"], (kills, job)
 
 
-def test_an_error_escaping_a_task_fails_the_job(stack, es, redis_databases) -> None:  # noqa: ANN001
+def test_an_error_escaping_a_task_fails_the_job(stack, es, redis_databases) -> None:
     # A job whose request the worker cannot read (written to the store by hand): the plan task
     # raises, and the failure still reaches the job instead of leaving it queued.
     from sessionizer import tasks
@@ -323,7 +362,7 @@ def test_an_error_escaping_a_task_fails_the_job(stack, es, redis_databases) -> N
     assert "KeyError" in job["error"]["message"]
 
 
-def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None:  # noqa: ANN001
+def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None:
     # last in this file: the PITs of the killed worker stay open until they expire
     # A short visibility timeout so the lost units come back within seconds. (Elsewhere it stays
     # above the longest unit, as in production: below it, a slow unit is run twice at once.)
@@ -348,7 +387,7 @@ def test_a_worker_killed_mid_job_loses_nothing(stack, es, undisturbed) -> None: 
 LEASED = {"UNIT_LEASE_S": "3", "RECONCILE_INTERVAL_S": "1", "CELERY_VISIBILITY_TIMEOUT_S": "7200"}
 
 
-def test_a_worker_whose_main_process_dies_loses_nothing_within_the_lease(stack, es, undisturbed) -> None:  # noqa: ANN001
+def test_a_worker_whose_main_process_dies_loses_nothing_within_the_lease(stack, es, undisturbed) -> None:
     client, new_worker = stack(**LEASED)
     es.faults.delay(0.05)
     doomed, survivor = new_worker(), new_worker()
@@ -367,7 +406,7 @@ def test_a_worker_whose_main_process_dies_loses_nothing_within_the_lease(stack, 
     assert int(svc.store.client.hget("sz:stats:reconcile", "units") or 0) >= 1  # the reconciler did it
 
 
-def test_sigterm_hands_running_units_back_and_the_worker_exits_within_5_s(stack, es, undisturbed) -> None:  # noqa: ANN001
+def test_sigterm_hands_running_units_back_and_the_worker_exits_within_5_s(stack, es, undisturbed) -> None:
     client, new_worker = stack(**LEASED)
     es.faults.delay(0.3)  # long units: SIGTERM lands mid-unit
     first = new_worker()
@@ -392,7 +431,7 @@ def test_sigterm_hands_running_units_back_and_the_worker_exits_within_5_s(stack,
     assert all(lease["lost"] == 0 for lease in leases)  # a clean stop is not a lost worker
 
 
-def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, es) -> None:  # noqa: ANN001
+def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, es) -> None:
     from sessionizer.celery_app import make_celery
     from sessionizer.jobstore import JobStore
     from sessionizer.settings import load_settings
@@ -410,8 +449,11 @@ def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, e
     send_units(make_celery(load_settings(overrides={"REDIS_URL": url})), job["id"], units)
     es.faults.delay(0.02)
     worker = new_worker(concurrency=1)  # one slow worker: the queue stays thousands long
-    wait_until(lambda: int(store.client.hget("sz:stats:reconcile", "passes") or 0) >= 5, timeout=120,
-               what="five reconciling passes")
+    wait_until(
+        lambda: int(store.client.hget("sz:stats:reconcile", "passes") or 0) >= 5,
+        timeout=120,
+        what="five reconciling passes",
+    )
     worker.stop()
     assert int(store.client.hget("sz:stats:reconcile", "units") or 0) == 0  # nothing sent twice
     snap = BrokerSnapshot.read(store.client, "celery")
@@ -423,7 +465,7 @@ def test_thousands_of_waiting_units_are_not_sent_again_and_none_is_lost(stack, e
     assert not snap.queued & {(job["id"], u) for u in done}
 
 
-def test_units_longer_than_their_lease_keep_it_and_run_once(stack, es, undisturbed) -> None:  # noqa: ANN001
+def test_units_longer_than_their_lease_keep_it_and_run_once(stack, es, undisturbed) -> None:
     # a 1 s lease, units of several seconds (slow pages): the renewals keep every unit with its worker
     client, new_worker = stack(**{**LEASED, "UNIT_LEASE_S": "1"})
     es.faults.delay(0.4)

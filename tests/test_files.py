@@ -37,7 +37,9 @@ def write_ndjson(path: Path, docs: list[dict]) -> Path:
     return path
 
 
-def read(src: FileSource, users: list[str], lo: int = 0, hi: int = 2**62) -> tuple[dict[str, list[int]], EventAccumulator]:
+def read(
+    src: FileSource, users: list[str], lo: int = 0, hi: int = 2**62
+) -> tuple[dict[str, list[int]], EventAccumulator]:
     acc = src.read_events(users, lo, hi)
     return {u: acc.pop_user(u).t_ms.tolist() for u in users}, acc
 
@@ -96,10 +98,14 @@ def test_parquet_and_folders(tmp_path: Path) -> None:
     folder = tmp_path / "events"
     folder.mkdir()
     write_ndjson(folder / "a.ndjson", DOCS[:2])
-    table = pa.table({
-        "@timestamp": pa.array([1663844470000, 1663844480000], pa.timestamp("ms", tz="UTC")),
-        "util": ["anes", "anes"], "ecran": ["accueil", "devis"], "instance": ["i2", "i2"],
-    })
+    table = pa.table(
+        {
+            "@timestamp": pa.array([1663844470000, 1663844480000], pa.timestamp("ms", tz="UTC")),
+            "util": ["anes", "anes"],
+            "ecran": ["accueil", "devis"],
+            "instance": ["i2", "i2"],
+        }
+    )
     pq.write_table(table, folder / "b.parquet")
     src = FileSource(folder, store_dir=tmp_path / "store")
     got, _ = read(src, ["romain", "anes"])
@@ -112,8 +118,12 @@ def synthetic(path: Path, n: int, seed: int = 7) -> Path:
     rng = random.Random(seed)
     lines = []
     for i in range(n):
-        doc = {"@timestamp": 1_660_000_000_000 + rng.randrange(0, 40) * 60_000 * rng.randrange(1, 50),
-               "util": f"u{rng.randrange(9)}", "ecran": f"s{rng.randrange(30)}", "instance": f"i{rng.randrange(4)}"}
+        doc = {
+            "@timestamp": 1_660_000_000_000 + rng.randrange(0, 40) * 60_000 * rng.randrange(1, 50),
+            "util": f"u{rng.randrange(9)}",
+            "ecran": f"s{rng.randrange(30)}",
+            "instance": f"i{rng.randrange(4)}",
+        }
         if i % 97 == 0:
             doc["@timestamp"] = "2022-09-22T11:00:00.250+02:00"
         if i % 89 == 0:
@@ -242,8 +252,16 @@ def test_two_units_needing_the_same_piece_build_it_once(tmp_path: Path) -> None:
         "acc = src.read_events(['u1', 'u2', 'u3'], 0, 2**62)\n"
         "print(json.dumps([acc.scanned, acc.from_source]))\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(store)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path), str(store)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     results = [json.loads(out) for out, _ in outputs]
     assert sum(err.count("event store: built") for _, err in outputs) == 1  # built once, by one of them
@@ -307,8 +325,13 @@ def test_a_full_disk_fails_the_store_write_not_the_read(tmp_path: Path) -> None:
         "screens, inst = acc.vocabulary(); ev = acc.pop_user('u4')\n"
         "print(json.dumps([ev.t_ms.tolist(), [screens[c] for c in ev.screen], [inst[c] for c in ev.instance]]))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "store")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "store")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert tuple(json.loads(run.stdout)) == want["u4"]
     assert "could not write a segment" in run.stderr

@@ -10,11 +10,17 @@ import pytest
 from sessionizer.jobstore import JobStore
 from sessionizer.jobstore.keys import JobKeys, OwnerJobs
 
-REQUEST = {"users": ["a", "b"], "start": "2022-09-22T00:00:00Z", "end": "2022-09-23T00:00:00Z", "method": "gap", "params": {}}
+REQUEST = {
+    "users": ["a", "b"],
+    "start": "2022-09-22T00:00:00Z",
+    "end": "2022-09-23T00:00:00Z",
+    "method": "gap",
+    "params": {},
+}
 
 
 @pytest.fixture
-def store(redis_url) -> JobStore:  # noqa: ANN001
+def store(redis_url) -> JobStore:
     return JobStore.from_url(redis_url, ttl_s=600)
 
 
@@ -105,7 +111,9 @@ def test_reads_never_write_an_overdue_job_is_recorded_failed_by_an_explicit_step
     assert store.expire_overdue(job["id"]) and not store.expire_overdue(job["id"])
     recorded = store.get(job["id"])
     assert store.status(job["id"]) == "failed" and not recorded["overdue"]
-    assert recorded["error"] == shown["error"] and recorded["finished_at"] == shown["finished_at"] == shown["deadline_at"]
+    assert (
+        recorded["error"] == shown["error"] and recorded["finished_at"] == shown["finished_at"] == shown["deadline_at"]
+    )
     assert not store.expire_overdue(store.create(REQUEST, deadline_s=60)["id"])  # in time: nothing to do
 
 
@@ -119,7 +127,7 @@ def test_the_lua_scripts_ship_as_package_data_and_spell_keys_as_keys_py() -> Non
     assert shipped == {f"{name}.lua" for name in Scripts.__dataclass_fields__}
     for name in Scripts.__dataclass_fields__:
         text = source(name)
-        assert text.startswith(lua_preamble()) and "sz:" not in text[len(lua_preamble()):]  # no key spelt twice
+        assert text.startswith(lua_preamble()) and "sz:" not in text[len(lua_preamble()) :]  # no key spelt twice
     assert f"'{JobKeys(str(uuid.uuid4())).hash.rsplit(':', 1)[0]}:'" in lua_preamble()
 
 

@@ -134,8 +134,9 @@ def pop_to_unacked(client: redis.Redis, handed_out_at: float) -> None:
     client.zadd("unacked_index", {tag: handed_out_at})
 
 
-def test_units_waiting_in_the_queue_are_never_sent_again(store: JobStore, running: str, broker: Any,
-                                                         reconciler: Reconciler) -> None:
+def test_units_waiting_in_the_queue_are_never_sent_again(
+    store: JobStore, running: str, broker: Any, reconciler: Reconciler
+) -> None:
     for index, users in UNITS:
         broker.send_task(names.UNIT, args=(running, index, users))
     time.sleep(0.6)  # older than the grace
@@ -145,8 +146,9 @@ def test_units_waiting_in_the_queue_are_never_sent_again(store: JobStore, runnin
     assert sorted(queued_keys(store.client)) == [(running, 0), (running, 1), (running, 2)]
 
 
-def test_a_unit_lost_in_transit_is_sent_again_on_the_second_pass(store: JobStore, running: str, broker: Any,
-                                                                 reconciler: Reconciler) -> None:
+def test_a_unit_lost_in_transit_is_sent_again_on_the_second_pass(
+    store: JobStore, running: str, broker: Any, reconciler: Reconciler
+) -> None:
     for index, users in UNITS:
         broker.send_task(names.UNIT, args=(running, index, users))
     store.client.rpop("celery")  # unit 0 popped by a worker that died before recording it anywhere
@@ -160,8 +162,9 @@ def test_a_unit_lost_in_transit_is_sent_again_on_the_second_pass(store: JobStore
     assert sorted(queued_keys(store.client)) == [(running, 0), (running, 1), (running, 2)]
 
 
-def test_a_lapsed_lease_is_handed_out_at_once_and_a_live_one_never(store: JobStore, running: str, broker: Any,
-                                                                   reconciler: Reconciler) -> None:
+def test_a_lapsed_lease_is_handed_out_at_once_and_a_live_one_never(
+    store: JobStore, running: str, broker: Any, reconciler: Reconciler
+) -> None:
     for index, users in UNITS:
         broker.send_task(names.UNIT, args=(running, index, users))
     pop_to_unacked(store.client, time.time())
@@ -176,8 +179,9 @@ def test_a_lapsed_lease_is_handed_out_at_once_and_a_live_one_never(store: JobSto
     assert len(reconciler.sent) == 1  # type: ignore[attr-defined]
 
 
-def test_a_reserved_unit_without_a_lease_waits_out_the_grace(store: JobStore, running: str, broker: Any,
-                                                             reconciler: Reconciler) -> None:
+def test_a_reserved_unit_without_a_lease_waits_out_the_grace(
+    store: JobStore, running: str, broker: Any, reconciler: Reconciler
+) -> None:
     broker.send_task(names.UNIT, args=(running, 2, ["c"]))
     store.complete_unit(running, 0, 1, [], {})
     store.complete_unit(running, 1, 1, [], {})

@@ -65,7 +65,7 @@ def test_unknown_format_is_refused() -> None:
         logs.configure("xml")
 
 
-def test_the_api_takes_or_makes_a_request_id(client) -> None:  # noqa: ANN001
+def test_the_api_takes_or_makes_a_request_id(client) -> None:
     given = client.get("/healthz", headers={"X-Request-ID": "trace-42.a_b"})
     assert given.headers["X-Request-ID"] == "trace-42.a_b"
     made = client.get("/healthz", headers={"X-Request-ID": "bad id\twith junk" + "x" * 200})

@@ -15,12 +15,12 @@ GOOD = {"users": ["romain"], "start": "2022-09-22T11:00Z", "end": "2022-09-28T12
 
 
 @pytest.fixture
-def documented(client) -> dict[str, dict[str, Any]]:  # noqa: ANN001
+def documented(client) -> dict[str, dict[str, Any]]:
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
     return {method: schemas[f"{method.capitalize()}Params"]["properties"] for method in METHODS}
 
 
-def test_openapi_documents_every_parameter_with_the_default_the_core_applies(documented) -> None:  # noqa: ANN001
+def test_openapi_documents_every_parameter_with_the_default_the_core_applies(documented) -> None:
     assert documented["hdbscan"]["cluster_selection_epsilon_s"]["default"] == 1200
     for method, params in METHODS.items():
         assert set(documented[method]) == {p.name for p in params}
@@ -29,16 +29,22 @@ def test_openapi_documents_every_parameter_with_the_default_the_core_applies(doc
             if "default" in prop:
                 assert method_params(method, {name: prop["default"]}) == applied, (method, name)
             else:  # a default derived from another parameter: said in words, and applied by the core
-                assert "Default min_cluster_size" in prop["description"] and applied[name] == applied["min_cluster_size"]
+                assert (
+                    "Default min_cluster_size" in prop["description"] and applied[name] == applied["min_cluster_size"]
+                )
 
 
-def test_api_and_core_accept_and_refuse_the_same_bounds(client) -> None:  # noqa: ANN001
+def test_api_and_core_accept_and_refuse_the_same_bounds(client) -> None:
     for method, params in METHODS.items():
         for p in params:
             if p.kind is bool:
                 continue
-            cases = [(p.minimum + (1 if p.exclusive_minimum else 0), True), (p.maximum, True), (p.maximum + 1, False),
-                     (p.minimum if p.exclusive_minimum else p.minimum - 1, False)]
+            cases = [
+                (p.minimum + (1 if p.exclusive_minimum else 0), True),
+                (p.maximum, True),
+                (p.maximum + 1, False),
+                (p.minimum if p.exclusive_minimum else p.minimum - 1, False),
+            ]
             for value, ok in cases:
                 value = p.kind(value)
                 resp = client.post("/jobs", json={**GOOD, "method": method, "params": {p.name: value}})

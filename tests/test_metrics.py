@@ -20,8 +20,8 @@ from esproto import EsProtocolServer
 from tests.helpers import PAST, WorkerProcess, planted_documents, worker_env
 from tests.liveserver import LiveServer, bearer
 from worker.devstack import free_port
-from worker.sources.es_load import mapping
 from worker.sources.documents import FieldNames
+from worker.sources.es_load import mapping
 
 pytestmark = pytest.mark.slow  # gunicorn and a Celery worker as subprocesses
 
@@ -83,12 +83,22 @@ def es() -> Iterator[EsProtocolServer]:
 def test_api_and_worker_metrics_after_real_jobs(es: EsProtocolServer, tmp_path: Path) -> None:
     api_metrics_dir = tmp_path / "api-metrics"
     # the API knows the source as the workers do: results are shared only for identified data
-    live = LiveServer(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(api_metrics_dir),
-                      EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url).start()
+    live = LiveServer(
+        tmp_path,
+        workers=2,
+        PROMETHEUS_MULTIPROC_DIR=str(api_metrics_dir),
+        EVENT_SOURCE="elasticsearch",
+        ELASTICSEARCH_URL=es.url,
+    ).start()
     port = free_port()
-    env = worker_env(live.redis.url, EVENT_SOURCE="elasticsearch", ELASTICSEARCH_URL=es.url,
-                     ELASTICSEARCH_RETRY_MAX_ATTEMPTS="10", WORKER_METRICS_PORT=str(port),
-                     WORKER_METRICS_ADDR="127.0.0.1")
+    env = worker_env(
+        live.redis.url,
+        EVENT_SOURCE="elasticsearch",
+        ELASTICSEARCH_URL=es.url,
+        ELASTICSEARCH_RETRY_MAX_ATTEMPTS="10",
+        WORKER_METRICS_PORT=str(port),
+        WORKER_METRICS_ADDR="127.0.0.1",
+    )
     worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2).start()
     es.faults.fail_searches(0.3, kinds=(503,), seed=3)  # transient failures, retried
     try:
@@ -126,11 +136,21 @@ def test_api_and_worker_metrics_after_real_jobs(es: EsProtocolServer, tmp_path: 
             api, types = scrape(f"{live.base}/metrics")
             conventional(types, api)
             assert value(api, "sessionizer_http_requests_total", method="POST", route="/jobs", status="202") == 3
-            polled = value(api, "sessionizer_http_requests_total", method="GET", route="/jobs/<job_id:job_id>", status="200")
+            polled = value(
+                api, "sessionizer_http_requests_total", method="GET", route="/jobs/<job_id:job_id>", status="200"
+            )
             assert polled == polls
             assert value(api, "sessionizer_http_request_duration_seconds_count", method="POST", route="/jobs") == 3
-            assert value(api, "sessionizer_http_requests_total", method="GET", route="/jobs/<job_id:job_id>/sessions",
-                         status="200") == 2
+            assert (
+                value(
+                    api,
+                    "sessionizer_http_requests_total",
+                    method="GET",
+                    route="/jobs/<job_id:job_id>/sessions",
+                    status="200",
+                )
+                == 2
+            )
             assert value(api, "sessionizer_jobs_submitted_total") == 3
             assert value(api, "sessionizer_shared_results_reused_total") == 1
             assert value(api, "sessionizer_jobs_finished_total", status="succeeded") == 2
@@ -148,8 +168,11 @@ def test_api_and_worker_metrics_after_real_jobs(es: EsProtocolServer, tmp_path: 
         assert value(wk, "sessionizer_events_scanned_total") == scanned > 0
         assert value(wk, "sessionizer_invalid_events_total") == sum(s["invalid_events"] for s in stats) > 0
         opened = value(wk, "sessionizer_elasticsearch_pits_opened_total")
-        assert opened == es.pits_opened == value(wk, "sessionizer_elasticsearch_requests_total",
-                                                  operation="open_pit", status="200")
+        assert (
+            opened
+            == es.pits_opened
+            == value(wk, "sessionizer_elasticsearch_requests_total", operation="open_pit", status="200")
+        )
         assert value(wk, "sessionizer_elasticsearch_pits_closed_total") == es.pits_closed == opened
         injected = es.faults.injected["503"]
         assert injected > 0

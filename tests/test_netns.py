@@ -93,9 +93,15 @@ class Hosts:
 
     def run(self, role: str, args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
         with open(log, "ab") as out:
-            return subprocess.Popen(["ip", "netns", "exec", self.names[role], *args], cwd=ROOT, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.names[role], *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def call_in(self, role: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in a thread that joined the role's network namespace (the test's own client)."""
@@ -147,8 +153,10 @@ def write_events(path: Path) -> None:
             t = t0
             for _ in range(2500):
                 t += int(rng.exponential(60_000)) + 1000 if rng.random() < 0.97 else 3_600_000
-                fh.write(json.dumps({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(8))}",
-                                     "instance": "i1"}) + "\n")
+                fh.write(
+                    json.dumps({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(8))}", "instance": "i1"})
+                    + "\n"
+                )
 
 
 def wait_log(path: Path, needle: str, timeout: float = 90) -> None:
@@ -163,12 +171,37 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
     write_events(events)
     redis_addr = hosts.address("redis")
     url = f"redis://{redis_addr}:6379/0"
-    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENTS_CACHE_DIR=str(tmp_path / "cache"),
-                     UNIT_LEASE_S=str(LEASE_S), RECONCILE_INTERVAL_S=str(INTERVAL_S),
-                     CELERY_VISIBILITY_TIMEOUT_S="7200", ALLOWED_HOSTS=hosts.address("api"))
+    env = worker_env(
+        url,
+        EVENT_SOURCE="file",
+        EVENTS_PATH=str(events),
+        EVENTS_CACHE_DIR=str(tmp_path / "cache"),
+        UNIT_LEASE_S=str(LEASE_S),
+        RECONCILE_INTERVAL_S=str(INTERVAL_S),
+        CELERY_VISIBILITY_TIMEOUT_S="7200",
+        ALLOWED_HOSTS=hosts.address("api"),
+    )
     logs = {role: tmp_path / f"{role}.log" for role in ROLES}
-    procs = [hosts.run("redis", [redis_server_binary(), "--bind", redis_addr, "--port", "6379", "--dir",
-                                 str(tmp_path), "--appendonly", "yes", "--save", ""], logs["redis"], env)]
+    procs = [
+        hosts.run(
+            "redis",
+            [
+                redis_server_binary(),
+                "--bind",
+                redis_addr,
+                "--port",
+                "6379",
+                "--dir",
+                str(tmp_path),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
+            logs["redis"],
+            env,
+        )
+    ]
     try:
         wait_log(logs["redis"], "Ready to accept connections")
         procs.append(hosts.run("api", api_command(hosts.address("api"), 8000), logs["api"], env))
@@ -189,6 +222,7 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
                     except httpx.TransportError:
                         assert time.monotonic() < deadline
                         time.sleep(0.2)
+
             return hosts.call_in("api", go)
 
         def finished(job_id: str, timeout: float) -> dict:
@@ -250,8 +284,10 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
         # Its lease was taken over: its result is refused (or, if it was still reading, it stops
         # there, its job being over): either way it writes nothing.
         deadline = time.monotonic() + 120
-        while not re.search(rf"job_id={job_id} unit=\d+: Task \S+ succeeded in [\d.]+s: '(fenced|stopped)'",
-                            logs[cut].read_text(errors="replace")):
+        while not re.search(
+            rf"job_id={job_id} unit=\d+: Task \S+ succeeded in [\d.]+s: '(fenced|stopped)'",
+            logs[cut].read_text(errors="replace"),
+        ):
             assert time.monotonic() < deadline, logs[cut].read_text()[-3000:]
             time.sleep(0.1)
         assert client_call("GET", f"/jobs/{job_id}/sessions")["sessions"] == want  # unchanged

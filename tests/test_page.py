@@ -31,8 +31,16 @@ pytestmark = pytest.mark.slow  # a real browser, a Celery worker and the API und
 HOST = "127.0.0.1"
 KEY = "page-test-key-0123456789abcdef"
 RANGE = {"start": "2022-09-05T00:00", "end": "2022-10-03T00:00"}
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
@@ -50,11 +58,18 @@ class Proc:
         self.args, self.env, self.log = args, env, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         if self.proc is None:
             with open(self.log, "ab") as out:
-                self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+                self.proc = subprocess.Popen(
+                    self.args,
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         return self
 
     def stop(self) -> None:
@@ -76,16 +91,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     redis_server = RedisServer(tmp / "redis").start()
     events = write_demo_events(tmp / "events.ndjson")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "API_KEYS", "AUTH_"))}
-    env.update(REDIS_URL=redis_server.url, PYTHONUNBUFFERED="1", EVENT_SOURCE="file", EVENTS_PATH=str(events),
-               EVENT_STORE_DIR=str(tmp / "cache"))
+    env.update(
+        REDIS_URL=redis_server.url,
+        PYTHONUNBUFFERED="1",
+        EVENT_SOURCE="file",
+        EVENTS_PATH=str(events),
+        EVENT_STORE_DIR=str(tmp / "cache"),
+    )
     worker = Proc(worker_command(2, name="page"), env, tmp / "worker.log")
     apis = {}
     procs = [worker]
     keyed = {"AUTH_REQUIRED": "true", "API_KEYS": f"pagetest:{hashlib.sha256(KEY.encode()).hexdigest()}"}
     # strict: two wrong keys from an address, then a lockout of about a minute (its own Redis
     # database, so its counts do not lock the other APIs out)
-    strict = {**keyed, "AUTH_FAILURES_BURST": "2", "AUTH_FAILURES_PER_S": "0.015",
-              "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/3"}
+    strict = {
+        **keyed,
+        "AUTH_FAILURES_BURST": "2",
+        "AUTH_FAILURES_PER_S": "0.015",
+        "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/3",
+    }
     for name, extra in {"open": {}, "keyed": keyed, "strict": strict}.items():
         port = free_port()
         procs.append(Proc(api_command(HOST, port, workers=1), {**env, **extra}, tmp / f"api-{name}.log").start())
@@ -121,8 +145,9 @@ def api_get(url: str, key: str | None = None, accept: str = "application/json") 
 def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
-        pytest.skip("no chromium on this machine (apt-get install chromium, as .ci/run does when root): "
-                    "browser tests not run")
+        pytest.skip(
+            "no chromium on this machine (apt-get install chromium, as .ci/run does when root): browser tests not run"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -270,8 +295,14 @@ def test_submit_watch_progress_then_timeline_and_csv(watched: Watched, stack: di
 def test_cancel_and_delete_from_the_list(watched: Watched, stack: dict[str, Any]) -> None:
     page, base, store = watched.page, stack["open"], stack["store"]
     # A job recorded in the real store but never enqueued stays queued, so there is time to cancel it.
-    request = {"users": ["romain"], "start": "2022-09-05T00:00:00Z", "end": "2022-09-06T00:00:00Z",
-               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    request = {
+        "users": ["romain"],
+        "start": "2022-09-05T00:00:00Z",
+        "end": "2022-09-06T00:00:00Z",
+        "method": "gap",
+        "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+        "group_by": ["user"],
+    }
     job = store.create(request, deadline_s=3600)
     page.on("dialog", lambda d: d.accept())
     page.goto(f"{base}/")
@@ -340,21 +371,47 @@ def test_with_a_required_key(watched: Watched, stack: dict[str, Any]) -> None:
 def store_finished_job(store: JobStore, sessions: dict[str, list[dict[str, Any]]]) -> str:
     """A succeeded job whose sessions are given, written through the real job store as the
     workers write theirs (one unit per user)."""
-    request = {"users": list(sessions), "start": "2024-01-01T00:00:00Z", "end": "2024-01-08T00:00:00Z",
-               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    request = {
+        "users": list(sessions),
+        "start": "2024-01-01T00:00:00Z",
+        "end": "2024-01-08T00:00:00Z",
+        "method": "gap",
+        "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+        "group_by": ["user"],
+    }
     job = store.create(request, deadline_s=3600)
     store.start(job["id"], len(sessions))
     for unit, rows in enumerate(sessions.values()):
-        store.complete_unit(job["id"], unit, 1, rows, {"users": 1, "events": sum(r["events"] for r in rows),
-                                                       "invalid_events": 0, "noise_events": 0, "sessions": len(rows)})
+        store.complete_unit(
+            job["id"],
+            unit,
+            1,
+            rows,
+            {
+                "users": 1,
+                "events": sum(r["events"] for r in rows),
+                "invalid_events": 0,
+                "noise_events": 0,
+                "sessions": len(rows),
+            },
+        )
     assert store.finish(job["id"])
     return job["id"]
 
 
 def session(user: str, day: int, hour: int, minutes: int, instance: str, reason: str | None) -> dict[str, Any]:
-    row = {"user": user, "instance": instance, "start": f"2024-01-{day:02d}T{hour:02d}:00:00Z",
-           "end": f"2024-01-{day:02d}T{hour:02d}:{minutes:02d}:00Z", "duration_s": minutes * 60.0, "events": 12,
-           "entry_screen": "login", "exit_screen": "logout", "truncated_start": False, "truncated_end": False}
+    row = {
+        "user": user,
+        "instance": instance,
+        "start": f"2024-01-{day:02d}T{hour:02d}:00:00Z",
+        "end": f"2024-01-{day:02d}T{hour:02d}:{minutes:02d}:00Z",
+        "duration_s": minutes * 60.0,
+        "events": 12,
+        "entry_screen": "login",
+        "exit_screen": "logout",
+        "truncated_start": False,
+        "truncated_end": False,
+    }
     if reason is not None:
         row["split_reason"] = reason
     return row
@@ -436,8 +493,16 @@ def test_key_dialog_cancel_escape_and_the_lockout(watched: Watched, stack: dict[
 def many_users_job(store: JobStore, users: int, instances: int = 2) -> str:
     """A finished job of ``users`` users, a session a day each for a week, on ``instances`` instances."""
     names = [f"user{u:03d}" for u in range(users)]
-    return store_finished_job(store, {n: [session(n, d, 8 + (u + d) % 10, 20 + (u * d) % 30, f"inst-{(u + d) % instances}",
-                                                  None) for d in range(1, 8)] for u, n in enumerate(names)})
+    return store_finished_job(
+        store,
+        {
+            n: [
+                session(n, d, 8 + (u + d) % 10, 20 + (u * d) % 30, f"inst-{(u + d) % instances}", None)
+                for d in range(1, 8)
+            ]
+            for u, n in enumerate(names)
+        },
+    )
 
 
 BAR_CENTRE = """(k) => {
@@ -452,6 +517,8 @@ def hover_bar(page: Any, k: int, attempts: int = 3) -> None:
     and the mouse moved at once, and again if the layout moved in between (the panels below the
     timeline appear after it is drawn, and a page that grows gains a scrollbar: the canvas
     narrows and redraws). A tooltip that never shows still fails."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for attempt in range(attempts):
         spot = page.evaluate(BAR_CENTRE, k)
         page.mouse.move(1, 1)
@@ -499,8 +566,10 @@ def test_wheel_scrolls_ctrl_wheel_zooms_axis_sticks_and_zoom_is_kept(watched: Wa
     page.evaluate("window.scrollBy(0, document.querySelector('#timeline').getBoundingClientRect().top + 200)")
     top = page.evaluate("document.querySelector('#timeline').getBoundingClientRect().top")
     assert top < -50, top  # the timeline's own top is above the window
-    axis = page.evaluate("(() => { const r = document.querySelector('#timeline-axis').getBoundingClientRect();"
-                         " return [r.top, r.height]; })()")
+    axis = page.evaluate(
+        "(() => { const r = document.querySelector('#timeline-axis').getBoundingClientRect();"
+        " return [r.top, r.height]; })()"
+    )
     assert abs(axis[0]) < 1 and axis[1] == 26, axis
 
     # Ctrl + wheel zooms, and the page does not move
@@ -515,8 +584,10 @@ def test_wheel_scrolls_ctrl_wheel_zooms_axis_sticks_and_zoom_is_kept(watched: Wa
     page.click("#tl-reset")
     until(page, VIEW, lambda v: v == whole)
     ab = page.locator("#timeline-axis").bounding_box()
-    want = page.evaluate(f"[{ab['x']} + 200, {ab['x']} + 400].map(x => document.querySelector('#timeline').timeline"
-                         f".timeAt(x - {ab['x']}))")
+    want = page.evaluate(
+        f"[{ab['x']} + 200, {ab['x']} + 400].map(x => document.querySelector('#timeline').timeline"
+        f".timeAt(x - {ab['x']}))"
+    )
     page.mouse.move(ab["x"] + 200, ab["y"] + 10)
     page.mouse.down()
     page.mouse.move(ab["x"] + 300, ab["y"] + 12)
@@ -587,8 +658,9 @@ OVERFLOW = """() => {
 
 
 @pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 900)])
-def test_phone_and_desktop_layouts_fit_the_screen(browser: Any, stack: dict[str, Any], tmp_path: Path, width: int,
-                                                  height: int) -> None:
+def test_phone_and_desktop_layouts_fit_the_screen(
+    browser: Any, stack: dict[str, Any], tmp_path: Path, width: int, height: int
+) -> None:
     job_id = many_users_job(stack["store"], 3, instances=3)
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
@@ -625,7 +697,7 @@ def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
 
 
 def rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+    return tuple(int(hex_colour.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
 
 
 def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Watched, stack: dict[str, Any]) -> None:
@@ -633,8 +705,13 @@ def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Wat
     rows = []
     for i in range(40):  # 40 instances, one two-hour session each
         day, hour = 1 + i // 6, 1 + (i % 6) * 4
-        rows.append({**session("ada", day, hour, 0, f"inst-{i:02d}", None),
-                     "end": f"2024-01-{day:02d}T{hour + 2:02d}:00:00Z", "duration_s": 7200.0})
+        rows.append(
+            {
+                **session("ada", day, hour, 0, f"inst-{i:02d}", None),
+                "end": f"2024-01-{day:02d}T{hour + 2:02d}:00:00Z",
+                "duration_s": 7200.0,
+            }
+        )
     bob = {**session("bob", 1, 1, 0, "inst-00", None), "end": "2024-01-01T03:00:00Z", "duration_s": 7200.0}
     job_id = store_finished_job(stack["store"], {"ada": rows, "bob": [bob]})
     page.goto(f"{stack['open']}/#/jobs/{job_id}")
@@ -655,8 +732,10 @@ def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Wat
         return {mode: c.dataset.mode, bars, styles: t.styles,
                 lanes: [px(right, 26 + t.laneH / 2), px(right, 26 + t.laneH * 1.5)]};
     }"""
-    legend = page.evaluate("[...document.querySelectorAll('#legend .chip')].map(chip => { const s = getComputedStyle("
-                           "chip.querySelector('.swatch')); return [chip.textContent, s.backgroundColor, s.backgroundImage]; })")
+    legend = page.evaluate(
+        "[...document.querySelectorAll('#legend .chip')].map(chip => { const s = getComputedStyle("
+        "chip.querySelector('.swatch')); return [chip.textContent, s.backgroundColor, s.backgroundImage]; })"
+    )
     assert len({(colour, image) for _, colour, image in legend}) == 40  # 40 instances, 40 different swatches
     for bitmap_above, mode in ((1_000_000, "rects"), (0, "bitmap")):
         out = page.evaluate(probe, bitmap_above)
@@ -680,22 +759,37 @@ def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Wat
     assert watched.errors == []
 
 
-def test_form_in_plain_words_with_presets_known_range_and_edit_resubmit(watched: Watched, stack: dict[str, Any]) -> None:
+def test_form_in_plain_words_with_presets_known_range_and_edit_resubmit(
+    watched: Watched, stack: dict[str, Any]
+) -> None:
     page, store = watched.page, stack["store"]
     # a finished job of this (open) API's owner that read events in March 2021
-    request = {"users": ["ada", "bob"], "start": "2021-03-01T00:00:00Z", "end": "2021-03-15T00:00:00Z",
-               "method": "gap", "params": {"max_gap_s": 900.0, "max_span_s": 86400.0}, "group_by": ["user", "instance"]}
+    request = {
+        "users": ["ada", "bob"],
+        "start": "2021-03-01T00:00:00Z",
+        "end": "2021-03-15T00:00:00Z",
+        "method": "gap",
+        "params": {"max_gap_s": 900.0, "max_span_s": 86400.0},
+        "group_by": ["user", "instance"],
+    }
     job = store.create(request, deadline_s=3600)
     store.start(job["id"], 1)
     store.record_progress(job["id"], 0, 250)
-    store.complete_unit(job["id"], 0, 2, [session("ada", 2, 9, 30, "i1", None)],
-                        {"users": 2, "events": 250, "invalid_events": 0, "noise_events": 0, "sessions": 1})
+    store.complete_unit(
+        job["id"],
+        0,
+        2,
+        [session("ada", 2, 9, 30, "i1", None)],
+        {"users": 2, "events": 250, "invalid_events": 0, "noise_events": 0, "sessions": 1},
+    )
     assert store.finish(job["id"])
 
     page.goto(f"{stack['open']}/")
     page.wait_for_selector("#submit-form[data-ready=true]")
     form = page.locator("#submit-form")
-    text = form.inner_text() + " ".join(page.eval_on_selector_all("#submit-form [title]", "els => els.map(e => e.title)"))
+    text = form.inner_text() + " ".join(
+        page.eval_on_selector_all("#submit-form [title]", "els => els.map(e => e.title)")
+    )
     assert "`" not in text and not re.search(r"\de[+-]?\d", text), text  # no markup nor raw floats
     assert "31,622,400" in text  # the bound of the _s parameters, as a number one can read
     # the range defaults to where this owner's jobs found events, and says so
@@ -714,7 +808,10 @@ def test_form_in_plain_words_with_presets_known_range_and_edit_resubmit(watched:
     assert page.input_value("textarea[name=users]") == "ada\nbob"
     assert page.input_value("input[name=start]") == "2021-03-01T00:00"
     assert page.input_value("input[name=end]") == "2021-03-15T00:00"
-    assert page.input_value("select[name=method]") == "gap" and page.input_value("select[name=group_by]") == "user,instance"
+    assert (
+        page.input_value("select[name=method]") == "gap"
+        and page.input_value("select[name=group_by]") == "user,instance"
+    )
     assert page.input_value("input[name='param:max_gap_s']") == "900"
     page.fill("textarea[name=users]", "ada\nchloe")
     page.click("#submit-form button[type=submit]")
@@ -741,20 +838,46 @@ def big_job(store: JobStore, users: int = 500, per_user: int = 200) -> tuple[str
         for _ in range(per_user):
             t += rng.randrange(600, 40_000)
             length = rng.randrange(30, 7200)
-            rows.append({"user": name, "instance": f"i{rng.randrange(5)}",
-                         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
-                         "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + length)),
-                         "duration_s": float(length), "events": rng.randrange(2, 300), "entry_screen": "home",
-                         "exit_screen": f"s{rng.randrange(9)}", "truncated_start": False, "truncated_end": False})
+            rows.append(
+                {
+                    "user": name,
+                    "instance": f"i{rng.randrange(5)}",
+                    "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
+                    "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + length)),
+                    "duration_s": float(length),
+                    "events": rng.randrange(2, 300),
+                    "entry_screen": "home",
+                    "exit_screen": f"s{rng.randrange(9)}",
+                    "truncated_start": False,
+                    "truncated_end": False,
+                }
+            )
             t += length
         sessions[name] = rows
-    request = {"users": list(sessions), "start": "2024-01-01T00:00:00Z", "end": "2024-12-31T00:00:00Z",
-               "method": "gap", "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0}, "group_by": ["user"]}
+    request = {
+        "users": list(sessions),
+        "start": "2024-01-01T00:00:00Z",
+        "end": "2024-12-31T00:00:00Z",
+        "method": "gap",
+        "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
+        "group_by": ["user"],
+    }
     job = store.create(request, deadline_s=3600)
     store.start(job["id"], len(sessions))
     for unit, rows in enumerate(sessions.values()):
-        store.complete_unit(job["id"], unit, 1, rows, {"users": 1, "events": sum(r["events"] for r in rows),
-                                                       "invalid_events": 0, "noise_events": 0, "sessions": len(rows)})
+        store.complete_unit(
+            job["id"],
+            unit,
+            1,
+            rows,
+            {
+                "users": 1,
+                "events": sum(r["events"] for r in rows),
+                "invalid_events": 0,
+                "noise_events": 0,
+                "sessions": len(rows),
+            },
+        )
     assert store.finish(job["id"])
     return job["id"], [r for rows in sessions.values() for r in rows]
 
@@ -784,9 +907,12 @@ def test_session_table_of_100000_rows_sorted_filtered_and_linked(watched: Watche
     top = page.evaluate(TABLE)["first"]
     assert int(top[5].replace(",", "")) == max(r["events"] for r in rows)
     page.evaluate("(() => { const s = document.querySelector('#st-scroll'); s.scrollTop = s.scrollHeight; })()")
-    last = until(page, "(() => { const r = [...document.querySelectorAll('#st-scroll .st-row')];"
-                       " return r.length ? r[r.length - 1].innerText.split(/\\t|\\n/) : null; })()",
-                 lambda v: v is not None and int(v[5].replace(",", "")) == min(r["events"] for r in rows))
+    last = until(
+        page,
+        "(() => { const r = [...document.querySelectorAll('#st-scroll .st-row')];"
+        " return r.length ? r[r.length - 1].innerText.split(/\\t|\\n/) : null; })()",
+        lambda v: v is not None and int(v[5].replace(",", "")) == min(r["events"] for r in rows),
+    )
     assert len(last) >= 6
 
     # filtered by user: that user's sessions only, and the filter is kept in the address

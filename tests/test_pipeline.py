@@ -21,9 +21,14 @@ RANGE = {"start": "2022-09-22T00:00Z", "end": "2022-09-30T00:00Z"}
 
 def reference_sessions(user: str, method: str, params: dict[str, Any]) -> list[tuple[int, int, int]]:
     """(start_ms, end_ms, events) of a user's sessions, computed directly with the core."""
-    t = np.array(sorted(timestamp_ms(d["@timestamp"]) for d in planted_documents()
-                        if d["util"] == user and isinstance(d["ecran"], str) and timestamp_ms(d["@timestamp"]) is not None),
-                 dtype=np.int64)
+    t = np.array(
+        sorted(
+            timestamp_ms(d["@timestamp"])
+            for d in planted_documents()
+            if d["util"] == user and isinstance(d["ecran"], str) and timestamp_ms(d["@timestamp"]) is not None
+        ),
+        dtype=np.int64,
+    )
     labels = label_sessions(t, method, method_params(method, params))
     out = []
     for k in range(labels.max() + 1 if len(labels) else 0):
@@ -36,9 +41,11 @@ def as_ms(iso: str) -> int:
     return timestamp_ms(iso)
 
 
-def test_seed_body_runs_to_sessions(worker_client) -> None:  # noqa: ANN001
-    resp = worker_client.post("/jobs", json={"utils": ["romain", "anes"], "date_min": "2022-09-22 00:00Z",
-                                             "date_max": "2022-09-30T02:00+02:00"})
+def test_seed_body_runs_to_sessions(worker_client) -> None:
+    resp = worker_client.post(
+        "/jobs",
+        json={"utils": ["romain", "anes"], "date_min": "2022-09-22 00:00Z", "date_max": "2022-09-30T02:00+02:00"},
+    )
     assert resp.status_code == 202
     job = wait_finished(worker_client, resp.get_json()["id"])
     assert job["status"] == "succeeded", job
@@ -55,11 +62,15 @@ def test_seed_body_runs_to_sessions(worker_client) -> None:  # noqa: ANN001
         assert all(end - start < 3_600_000 for start, end, _ in got)
     first = sessions[0]
     assert first["start"].endswith("Z") and first["duration_s"] == (as_ms(first["end"]) - as_ms(first["start"])) / 1000
-    screen_at = {(d["util"], timestamp_ms(d["@timestamp"])): d for d in planted_documents() if isinstance(d["ecran"], str)}
+    screen_at = {
+        (d["util"], timestamp_ms(d["@timestamp"])): d for d in planted_documents() if isinstance(d["ecran"], str)
+    }
     for s in sessions:
         assert s["entry_screen"] == screen_at[(s["user"], as_ms(s["start"]))]["ecran"]
         assert s["exit_screen"] == screen_at[(s["user"], as_ms(s["end"]))]["ecran"]
-        assert s["instance"] == screen_at[(s["user"], as_ms(s["start"]))]["instance"]  # one instance per planted session
+        assert (
+            s["instance"] == screen_at[(s["user"], as_ms(s["start"]))]["instance"]
+        )  # one instance per planted session
         assert s["split_reason"] == "idle_gap"  # the next planted session is a day later
     clustered = sum(n for ref in expected.values() for _, _, n in ref)
     # one malformed document each for romain and anes; nobody-asked's is not ours to count
@@ -67,17 +78,25 @@ def test_seed_body_runs_to_sessions(worker_client) -> None:  # noqa: ANN001
     engaged = [s["duration_s"] >= 10 or s["events"] >= 2 for s in sessions]  # the default thresholds
     assert [s["engaged"] for s in sessions] == engaged
     per_user = [len(v) for v in expected.values()]
-    assert body["stats"] == {"users": 2, "events": 160, "invalid_events": 2, "noise_events": 160 - clustered,
-                             "sessions": sum(map(len, expected.values())), "engaged_sessions": sum(engaged),
-                             "bounce_rate": round(1 - sum(engaged) / len(sessions), 6),
-                             "median_duration_s": pytest.approx(float(np.median(durations))),
-                             "p90_duration_s": pytest.approx(float(np.quantile(durations, 0.9))),
-                             "sessions_per_user_median": float(np.median(per_user))}
+    assert body["stats"] == {
+        "users": 2,
+        "events": 160,
+        "invalid_events": 2,
+        "noise_events": 160 - clustered,
+        "sessions": sum(map(len, expected.values())),
+        "engaged_sessions": sum(engaged),
+        "bounce_rate": round(1 - sum(engaged) / len(sessions), 6),
+        "median_duration_s": pytest.approx(float(np.median(durations))),
+        "p90_duration_s": pytest.approx(float(np.quantile(durations, 0.9))),
+        "sessions_per_user_median": float(np.median(per_user)),
+    }
 
 
-def test_gap_method_and_tiny_users(worker_client) -> None:  # noqa: ANN001
-    resp = worker_client.post("/jobs", json={"users": ["claire", "solo", "rare", "ghost"], **RANGE,
-                                             "method": "gap", "params": {"max_gap_s": 600}})
+def test_gap_method_and_tiny_users(worker_client) -> None:
+    resp = worker_client.post(
+        "/jobs",
+        json={"users": ["claire", "solo", "rare", "ghost"], **RANGE, "method": "gap", "params": {"max_gap_s": 600}},
+    )
     job = wait_finished(worker_client, resp.get_json()["id"])
     assert job["status"] == "succeeded", job
     body = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()
@@ -91,7 +110,7 @@ def test_gap_method_and_tiny_users(worker_client) -> None:  # noqa: ANN001
     assert body["stats"]["users"] == 3 and body["stats"]["noise_events"] == 0
 
 
-def test_hdbscan_on_users_with_too_few_events_is_noise_not_a_crash(worker_client) -> None:  # noqa: ANN001
+def test_hdbscan_on_users_with_too_few_events_is_noise_not_a_crash(worker_client) -> None:
     resp = worker_client.post("/jobs", json={"users": ["solo", "rare"], **RANGE})
     job = wait_finished(worker_client, resp.get_json()["id"])
     assert job["status"] == "succeeded", job
@@ -100,16 +119,17 @@ def test_hdbscan_on_users_with_too_few_events_is_noise_not_a_crash(worker_client
     assert body["stats"]["noise_events"] == 4 and body["stats"]["events"] == 4
 
 
-def test_range_filters_events(worker_client) -> None:  # noqa: ANN001
+def test_range_filters_events(worker_client) -> None:
     # only the second of romain's sessions lies in this range
-    resp = worker_client.post("/jobs", json={"users": ["romain"], "start": "2022-09-23T10:00Z", "end": "2022-09-23T12:00Z",
-                                             "method": "gap"})
+    resp = worker_client.post(
+        "/jobs", json={"users": ["romain"], "start": "2022-09-23T10:00Z", "end": "2022-09-23T12:00Z", "method": "gap"}
+    )
     job = wait_finished(worker_client, resp.get_json()["id"])
     sessions = worker_client.get(f"/jobs/{job['id']}/sessions").get_json()["sessions"]
     assert [(s["start"], s["events"]) for s in sessions] == [("2022-09-23T11:00:00Z", 20)]
 
 
-def test_job_keys_expire(worker_client, worker_redis) -> None:  # noqa: ANN001
+def test_job_keys_expire(worker_client, worker_redis) -> None:
     resp = worker_client.post("/jobs", json={"users": ["romain"], **RANGE, "method": "gap"})
     job = wait_finished(worker_client, resp.get_json()["id"])
     keys = worker_redis.keys(f"sz:job:{job['id']}*")
@@ -118,7 +138,7 @@ def test_job_keys_expire(worker_client, worker_redis) -> None:  # noqa: ANN001
     assert all(0 < ttl <= 86_400 for ttl in ttls), ttls
 
 
-def test_max_session_s_and_split_reason_in_every_format(worker_client) -> None:  # noqa: ANN001
+def test_max_session_s_and_split_reason_in_every_format(worker_client) -> None:
     """claire's four planted sessions (20 events, about ten minutes each, a day apart) cut every two minutes."""
     params = {"max_session_s": 120}
     resp = worker_client.post("/jobs", json={"users": ["claire"], **RANGE, "method": "gap", "params": params})
@@ -139,7 +159,7 @@ def test_max_session_s_and_split_reason_in_every_format(worker_client) -> None: 
     assert [row["split_reason"] for row in csv.DictReader(io.StringIO(text))] == reasons
 
 
-def test_events_scanned_counts_the_requested_users_documents_only(worker_client, worker_redis) -> None:  # noqa: ANN001
+def test_events_scanned_counts_the_requested_users_documents_only(worker_client, worker_redis) -> None:
     """1,000 users asked, 2 of whom exist: the job counts their documents in its read window
     (refused ones included), not the file's lines; a second run takes them all from the store."""
     from worker.jobs import read_window

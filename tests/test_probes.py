@@ -67,47 +67,167 @@ PROBES: list[Probe] = [
     Probe("sessions of another key's job", "GET", "/jobs/{beta}/sessions", 404),
     Probe("GET a never-issued id", "GET", "/jobs/{random}", 404),
     Probe("bad id without a key", "GET", "/jobs/{alpha}:done", 401, key=None),  # the key is checked first
-    Probe("bad id with a wrong key", "GET", "/jobs/{alpha}:done", 401, key=None,
-          headers={"Authorization": "Bearer not-a-key"}),
+    Probe(
+        "bad id with a wrong key",
+        "GET",
+        "/jobs/{alpha}:done",
+        401,
+        key=None,
+        headers={"Authorization": "Bearer not-a-key"},
+    ),
     # --- bodies: every bad input is a 4xx naming the field -----------------------------------
-    Probe("lone surrogate in a user", "POST", "/jobs", 422, "users", b'{"users": ["\\ud800"], "start": "2022-09-05", "end": "2022-09-12"}'),
-    Probe("lone low surrogate in a user", "POST", "/jobs", 422, "users", b'{"users": ["a\\udfff"], "start": "2022-09-05", "end": "2022-09-12"}'),
+    Probe(
+        "lone surrogate in a user",
+        "POST",
+        "/jobs",
+        422,
+        "users",
+        b'{"users": ["\\ud800"], "start": "2022-09-05", "end": "2022-09-12"}',
+    ),
+    Probe(
+        "lone low surrogate in a user",
+        "POST",
+        "/jobs",
+        422,
+        "users",
+        b'{"users": ["a\\udfff"], "start": "2022-09-05", "end": "2022-09-12"}',
+    ),
     Probe("lone surrogate in a params key", "POST", "/jobs", 422, "params", body_with(params={"\ud800": 1})),
-    Probe("Idempotency-Key with percent escapes, taken as it is", "POST", "/jobs", 202, None, FUTURE,
-          headers={"Idempotency-Key": "%ED%A0%80"}),
-    Probe("unknown field named by a lone surrogate", "POST", "/jobs", 422, "\ud800",
-          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "\\ud800": 1}'),
-    Probe("start year 1 with +01:00 (before year 1 in UTC)", "POST", "/jobs", 422, "start",
-          body_with(start="0001-01-01T00:30+01:00", end="2022-01-01")),
-    Probe("end year 9999 with -05:00 (after 9999 in UTC)", "POST", "/jobs", 422, "end",
-          body_with(start="9999-12-31T00:00Z", end="9999-12-31T23:00-05:00")),
+    Probe(
+        "Idempotency-Key with percent escapes, taken as it is",
+        "POST",
+        "/jobs",
+        202,
+        None,
+        FUTURE,
+        headers={"Idempotency-Key": "%ED%A0%80"},
+    ),
+    Probe(
+        "unknown field named by a lone surrogate",
+        "POST",
+        "/jobs",
+        422,
+        "\ud800",
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "\\ud800": 1}',
+    ),
+    Probe(
+        "start year 1 with +01:00 (before year 1 in UTC)",
+        "POST",
+        "/jobs",
+        422,
+        "start",
+        body_with(start="0001-01-01T00:30+01:00", end="2022-01-01"),
+    ),
+    Probe(
+        "end year 9999 with -05:00 (after 9999 in UTC)",
+        "POST",
+        "/jobs",
+        422,
+        "end",
+        body_with(start="9999-12-31T00:00Z", end="9999-12-31T23:00-05:00"),
+    ),
     Probe("start year 0", "POST", "/jobs", 422, "start", body_with(start="0000-01-01T00:00Z")),
     Probe("start year 10000", "POST", "/jobs", 422, "start", body_with(start="10000-01-01T00:00Z")),
-    Probe("start far future in range", "POST", "/jobs", 422, "start", body_with(start="9999-12-30T00:00Z", end="9999-12-31T00:00Z")),
+    Probe(
+        "start far future in range",
+        "POST",
+        "/jobs",
+        422,
+        "start",
+        body_with(start="9999-12-30T00:00Z", end="9999-12-31T00:00Z"),
+    ),
     Probe("start not a string", "POST", "/jobs", 422, "start", body_with(start=1663844400)),
     Probe("end before start", "POST", "/jobs", 422, "end", body_with(start="2022-09-12", end="2022-09-05")),
-    Probe("users nested 100,000 arrays deep", "POST", "/jobs", 422, "users",
-          b'{"users": ' + deep(100_000, "[", "", "]") + b', "start": "2022-09-05", "end": "2022-09-12"}'),
-    Probe("params nested 50,000 objects deep", "POST", "/jobs", 422, "params",
-          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "params": '
-          + deep(50_000, '{"a": ', "1", "}") + b"}"),
+    Probe(
+        "users nested 100,000 arrays deep",
+        "POST",
+        "/jobs",
+        422,
+        "users",
+        b'{"users": ' + deep(100_000, "[", "", "]") + b', "start": "2022-09-05", "end": "2022-09-12"}',
+    ),
+    Probe(
+        "params nested 50,000 objects deep",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "params": '
+        + deep(50_000, '{"a": ', "1", "}")
+        + b"}",
+    ),
     Probe("body an array nested 100,000 deep", "POST", "/jobs", 422, "_schema", deep(100_000, "[", "", "]")),
     Probe("users nested 5 deep", "POST", "/jobs", 422, "users", body_with(users=[[[[["a"]]]]])),
-    Probe("max_gap_s as a string", "POST", "/jobs", 422, "params", body_with(method="gap", params={"max_gap_s": "1800"})),
-    Probe("max_gap_s as a boolean", "POST", "/jobs", 422, "params", body_with(method="gap", params={"max_gap_s": True})),
-    Probe("max_gap_s NaN", "POST", "/jobs", 422, "params",
-          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": NaN}}'),
-    Probe("max_gap_s Infinity", "POST", "/jobs", 422, "params",
-          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": Infinity}}'),
-    Probe("max_gap_s 1e400", "POST", "/jobs", 422, "params",
-          b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": 1e400}}'),
-    Probe("allow_single_cluster as 1", "POST", "/jobs", 422, "params",
-          body_with(method="hdbscan", params={"allow_single_cluster": 1})),
-    Probe("allow_single_cluster as 'true'", "POST", "/jobs", 422, "params",
-          body_with(method="hdbscan", params={"allow_single_cluster": "true"})),
-    Probe("min_cluster_size as 5.0", "POST", "/jobs", 422, "params", body_with(method="hdbscan", params={"min_cluster_size": 5.0})),
-    Probe("min_cluster_size as true", "POST", "/jobs", 422, "params", body_with(method="hdbscan", params={"min_cluster_size": True})),
-    Probe("min_cluster_size huge", "POST", "/jobs", 422, "params", body_with(method="hdbscan", params={"min_cluster_size": 10**30})),
+    Probe(
+        "max_gap_s as a string", "POST", "/jobs", 422, "params", body_with(method="gap", params={"max_gap_s": "1800"})
+    ),
+    Probe(
+        "max_gap_s as a boolean", "POST", "/jobs", 422, "params", body_with(method="gap", params={"max_gap_s": True})
+    ),
+    Probe(
+        "max_gap_s NaN",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": NaN}}',
+    ),
+    Probe(
+        "max_gap_s Infinity",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": Infinity}}',
+    ),
+    Probe(
+        "max_gap_s 1e400",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": 1e400}}',
+    ),
+    Probe(
+        "allow_single_cluster as 1",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        body_with(method="hdbscan", params={"allow_single_cluster": 1}),
+    ),
+    Probe(
+        "allow_single_cluster as 'true'",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        body_with(method="hdbscan", params={"allow_single_cluster": "true"}),
+    ),
+    Probe(
+        "min_cluster_size as 5.0",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        body_with(method="hdbscan", params={"min_cluster_size": 5.0}),
+    ),
+    Probe(
+        "min_cluster_size as true",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        body_with(method="hdbscan", params={"min_cluster_size": True}),
+    ),
+    Probe(
+        "min_cluster_size huge",
+        "POST",
+        "/jobs",
+        422,
+        "params",
+        body_with(method="hdbscan", params={"min_cluster_size": 10**30}),
+    ),
     Probe("unknown param", "POST", "/jobs", 422, "params", body_with(method="gap", params={"min_cluster_size": 5})),
     Probe("params not an object", "POST", "/jobs", 422, "params", body_with(params=[1, 2])),
     Probe("users a string", "POST", "/jobs", 422, "users", body_with(users="romain")),
@@ -127,8 +247,23 @@ PROBES: list[Probe] = [
     Probe("body not UTF-8", "POST", "/jobs", 400, None, b'{"users": ["\xff\xfe"]}'),
     Probe("body with a BOM", "POST", "/jobs", 400, None, b"\xef\xbb\xbf" + body_with()),
     Probe("body as text/plain", "POST", "/jobs", 415, None, body_with(), headers={"Content-Type": "text/plain"}),
-    Probe("Idempotency-Key 256 chars", "POST", "/jobs", 422, "Idempotency-Key", FUTURE, headers={"Idempotency-Key": "k" * 256}),
-    Probe("Prefer over its maximum length", "GET", "/jobs/{alpha}", 422, "Prefer", headers={"Prefer": "wait=1," + "x" * 300}),
+    Probe(
+        "Idempotency-Key 256 chars",
+        "POST",
+        "/jobs",
+        422,
+        "Idempotency-Key",
+        FUTURE,
+        headers={"Idempotency-Key": "k" * 256},
+    ),
+    Probe(
+        "Prefer over its maximum length",
+        "GET",
+        "/jobs/{alpha}",
+        422,
+        "Prefer",
+        headers={"Prefer": "wait=1," + "x" * 300},
+    ),
     Probe("Prefer wait negative is ignored", "GET", "/jobs/{alpha}", 200, None, headers={"Prefer": "wait=-5"}),
     # --- query strings: unknown parameters are refused; keys only in Authorization ------------
     Probe("list with unknown parameter", "GET", "/jobs?format=csv", 422, "format"),
@@ -172,15 +307,35 @@ PROBES: list[Probe] = [
 # Sent as raw bytes: what HTTP clients would refuse to send (the server's own answers).
 RAW_PROBES: list[tuple[str, bytes, int]] = [
     ("request line over 4094 bytes", b"GET /jobs?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
-    ("150 header fields", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
-    ("a header field over 8190 bytes", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n", 431),
-    ("a control character in Authorization", b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer secret-\x01key\r\n\r\n", 400),
+    (
+        "150 header fields",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n",
+        431,
+    ),
+    (
+        "a header field over 8190 bytes",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n",
+        431,
+    ),
+    (
+        "a control character in Authorization",
+        b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer secret-\x01key\r\n\r\n",
+        400,
+    ),
     ("DEL in a header name", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad\x7f: secret\r\n\r\n", 400),
     ("NUL in the path", b"GET /\x00healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
     ("not HTTP", b"BREW /healthz HTCPCP/1.0\r\n\r\n", 400),
     ("Content-Length not a number", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ten\r\n\r\n", 400),
-    ("Content-Length and chunked", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("Authorization: Bearer without a token", b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \r\n\r\n", 401),
+    (
+        "Content-Length and chunked",
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "Authorization: Bearer without a token",
+        b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \r\n\r\n",
+        401,
+    ),
     ("Transfer-Encoding gzip", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
 ]
 
@@ -196,15 +351,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def ids(server: LiveServer) -> dict[str, str]:
     with httpx.Client(base_url=server.base, timeout=30) as http:
+
         def submit(key: str, body: dict) -> str:
             resp = http.post("/jobs", json=body, headers=bearer(key))
             assert resp.status_code == 202, resp.text
             return resp.json()["id"]
 
         alpha, beta, done = submit("alpha", FUTURE), submit("beta", FUTURE), submit("alpha", PAST)
-    play_worker(JobStore.from_url(server.redis.url), done, [[session("anes", k) for k in range(3)], [session("romain", 1)]])
-    return {"alpha": alpha, "beta": beta, "done": done, "random": str(uuid.uuid4()),
-            "alpha_hex": uuid.UUID(alpha).hex}
+    play_worker(
+        JobStore.from_url(server.redis.url), done, [[session("anes", k) for k in range(3)], [session("romain", 1)]]
+    )
+    return {"alpha": alpha, "beta": beta, "done": done, "random": str(uuid.uuid4()), "alpha_hex": uuid.UUID(alpha).hex}
 
 
 def send(server: LiveServer, probe: Probe, ids: dict[str, str]) -> httpx.Response:
@@ -251,8 +408,11 @@ def test_raw_probe(server: LiveServer, name: str, raw: bytes, status: int) -> No
     assert b"secret" not in body  # nothing of the offending request is echoed
 
 
-def test_another_keys_job_and_a_crafted_id_answer_exactly_like_a_random_id(server: LiveServer, ids: dict[str, str]) -> None:
+def test_another_keys_job_and_a_crafted_id_answer_exactly_like_a_random_id(
+    server: LiveServer, ids: dict[str, str]
+) -> None:
     """One key learns nothing of another key's jobs: the answers differ in nothing but the id named."""
+
     def answer(path: str, key: str) -> tuple[int, dict[str, Any]]:
         with httpx.Client(base_url=server.base, timeout=30) as http:
             resp = http.get(path, headers=bearer(key))
@@ -306,7 +466,7 @@ def test_the_openapi_document_is_whole(server: LiveServer) -> None:
     assert gap["max_gap_s"]["exclusiveMinimum"] is True or gap["max_gap_s"].get("minimum") is not None
 
 
-def test_failed_authentication_is_rate_limited_per_client_address(tmp_path) -> None:  # noqa: ANN001
+def test_failed_authentication_is_rate_limited_per_client_address(tmp_path) -> None:
     """After a burst of wrong keys, the address gets 429 with Retry-After for any key (a guess is
     refused before it is judged), while requests without a key are not throttled as guesses."""
     live = LiveServer(tmp_path, AUTH_FAILURES_BURST="5", AUTH_FAILURES_PER_S="0.01").start()
@@ -338,7 +498,8 @@ def answer_within(server: LiveServer, data: bytes, timeout: float = 30.0) -> tup
 def test_a_number_of_thousands_of_digits_is_a_422_naming_its_field(server: LiveServer) -> None:
     long_int, long_float = b"9" * 5000, b"1." + b"0" * 5000
     bodies = {
-        "params": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": %s}}' % long_int,
+        "params": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": %s}}'
+        % long_int,
         "users": b'{"users": [%s], "start": "2022-09-05", "end": "2022-09-12"}' % long_int,
         "unknown": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "unknown": -%s}' % long_int,
         "start": b'{"users": ["a"], "start": %s, "end": "2022-09-12"}' % long_float,
@@ -359,8 +520,9 @@ def test_a_number_of_thousands_of_digits_is_a_422_naming_its_field(server: LiveS
 
 
 def test_the_body_is_bounded_after_authentication_and_never_waited_for(server: LiveServer) -> None:
-    chunked_head = (b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Transfer-Encoding: chunked\r\n")
+    chunked_head = (
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    )
     key = f"Authorization: Bearer {KEYS['alpha']}\r\n".encode()
     # no key: the 401 comes before a byte of the body is read (the body never ends here)
     status, headers, body = answer_within(server, chunked_head + b"\r\n" + b"100000\r\n" + b"x" * 1000)
@@ -374,23 +536,30 @@ def test_the_body_is_bounded_after_authentication_and_never_waited_for(server: L
     assert status == 413 and headers["content-type"] == PROBLEM and headers["x-request-id"]
     assert json.loads(body)["status"] == 413
     # chunks adding up past the limit, each small
-    status, headers, _ = answer_within(server, chunked_head + key + b"\r\n" + b"80000\r\n" + b" " * 0x80000 + b"\r\n"
-                                       + b"80001\r\n")
+    status, headers, _ = answer_within(
+        server, chunked_head + key + b"\r\n" + b"80000\r\n" + b" " * 0x80000 + b"\r\n" + b"80001\r\n"
+    )
     assert status == 413 and headers["x-request-id"]
     # a declared Content-Length over the limit: 413 at once, even before the key is judged
-    status, headers, _ = answer_within(server, b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                       b"Content-Length: 9999999999\r\n\r\n{")
+    status, headers, _ = answer_within(
+        server,
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 9999999999\r\n\r\n{",
+    )
     assert status == 413 and headers["content-type"] == PROBLEM and headers["x-request-id"]
     # a malformed chunk: the server's 400, as problem+json with a request id
     status, headers, _ = answer_within(server, chunked_head + key + b"\r\n" + b"zz\r\nabc\r\n0\r\n\r\n")
     assert status == 400 and headers["content-type"] == PROBLEM and headers["x-request-id"]
     # routes that take no body answer without waiting for one
     for path in (b"/healthz", b"/jobs"):
-        status, headers, _ = answer_within(server, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key
-                                           + b"Transfer-Encoding: chunked\r\n\r\n10\r\nabc")
+        status, headers, _ = answer_within(
+            server,
+            b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + b"Transfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        )
         assert status == 200 and headers["x-request-id"], path
-        status, _, _ = answer_within(server, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key
-                                     + b"Content-Length: 500\r\n\r\nabc")
+        status, _, _ = answer_within(
+            server, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + b"Content-Length: 500\r\n\r\nabc"
+        )
         assert status == 200, path
 
 
@@ -408,8 +577,10 @@ def test_unauthenticated_bodies_are_never_read(server: LiveServer) -> None:
     try:
         for _ in range(40):
             sock = server.connect()
-            sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n100000\r\n" + b"x" * (1 << 16))
+            sock.sendall(
+                b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n100000\r\n" + b"x" * (1 << 16)
+            )
             socks.append(sock)
         for sock in socks:
             status, _, _ = parse_answer(read_answer(sock))
@@ -424,8 +595,10 @@ def test_a_listing_cursor_is_sealed_for_its_key_and_tells_no_counter(server: Liv
     import base64
 
     with httpx.Client(base_url=server.base, timeout=30) as http:
-        extra = [http.post("/jobs", json={**FUTURE, "users": [f"cursor-{i}"]}, headers=bearer("alpha")).json()["id"]
-                 for i in range(2)]
+        extra = [
+            http.post("/jobs", json={**FUTURE, "users": [f"cursor-{i}"]}, headers=bearer("alpha")).json()["id"]
+            for i in range(2)
+        ]
         first = http.get("/jobs", params={"limit": 1}, headers=bearer("alpha")).json()
         again = http.get("/jobs", params={"limit": 1}, headers=bearer("alpha")).json()
         cursor = first["next_cursor"]
@@ -441,8 +614,11 @@ def test_a_listing_cursor_is_sealed_for_its_key_and_tells_no_counter(server: Liv
         second = http.get("/jobs", params={"limit": 1, "cursor": cursor}, headers=bearer("alpha"))
         assert second.status_code == 200 and second.json()["jobs"][0]["id"] != first["jobs"][0]["id"]
         stolen = http.get("/jobs", params={"limit": 1, "cursor": cursor}, headers=bearer("beta"))
-        edited = http.get("/jobs", params={"limit": 1, "cursor": cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")},
-                          headers=bearer("alpha"))
+        edited = http.get(
+            "/jobs",
+            params={"limit": 1, "cursor": cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")},
+            headers=bearer("alpha"),
+        )
         for resp in (stolen, edited):
             assert resp.status_code == 422 and named(resp.json(), "cursor")
         assert stolen.json()["errors"] == edited.json()["errors"]
@@ -457,7 +633,9 @@ def test_a_listing_cursor_is_sealed_for_its_key_and_tells_no_counter(server: Liv
                 assert named(resp.json(), "cursor")
 
 
-def test_only_our_host_names_are_answered_and_nothing_redirects_to_another(server: LiveServer, ids: dict[str, str]) -> None:
+def test_only_our_host_names_are_answered_and_nothing_redirects_to_another(
+    server: LiveServer, ids: dict[str, str]
+) -> None:
     port = server.port
     with httpx.Client(base_url=server.base, timeout=30) as http:
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST"):
@@ -476,7 +654,7 @@ def test_only_our_host_names_are_answered_and_nothing_redirects_to_another(serve
         assert http.get("/healthz", headers={"Host": "10.1.2.3:8000"}).status_code == 200
 
 
-def test_the_keyless_stack_answers_only_its_own_names(tmp_path) -> None:  # noqa: ANN001
+def test_the_keyless_stack_answers_only_its_own_names(tmp_path) -> None:
     """Without keys (make up, make demo) a page on another site reaching the API by DNS rebinding
     can neither read, submit nor delete; ALLOWED_HOSTS names the hosts when the API has another."""
     live = LiveServer(tmp_path, workers=1, AUTH_REQUIRED="false", API_KEYS="").start()
@@ -486,8 +664,14 @@ def test_the_keyless_stack_answers_only_its_own_names(tmp_path) -> None:  # noqa
             assert job.status_code == 202, job.text
             job_id = job.json()["id"]
             rebound = {"Host": f"attacker.example:{live.port}"}
-            for method, path, body in (("GET", "/jobs", None), ("POST", "/jobs", FUTURE), ("GET", f"/jobs/{job_id}", None),
-                                       ("DELETE", f"/jobs/{job_id}", None), ("GET", "/", None), ("GET", "/docs", None)):
+            for method, path, body in (
+                ("GET", "/jobs", None),
+                ("POST", "/jobs", FUTURE),
+                ("GET", f"/jobs/{job_id}", None),
+                ("DELETE", f"/jobs/{job_id}", None),
+                ("GET", "/", None),
+                ("GET", "/docs", None),
+            ):
                 resp = http.request(method, path, json=body, headers=rebound)
                 assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM, (method, path)
             assert http.get(f"/jobs/{job_id}").json()["status"] == "queued"  # still there
@@ -503,10 +687,18 @@ def test_the_keyless_stack_answers_only_its_own_names(tmp_path) -> None:  # noqa
 
 
 def test_every_405_says_allow_and_docs_cannot_be_framed(server: LiveServer, ids: dict[str, str]) -> None:
-    wrong = [("PUT", "/jobs", {"GET", "POST"}), ("PATCH", "/jobs/{alpha}", {"GET", "DELETE"}),
-             ("DELETE", "/jobs/{alpha}/cancel", {"POST"}), ("POST", "/jobs/{done}/sessions", {"GET"}),
-             ("POST", "/healthz", {"GET"}), ("PUT", "/readyz", {"GET"}), ("DELETE", "/", {"GET"}),
-             ("POST", "/docs", {"GET"}), ("PUT", "/openapi.json", {"GET"}), ("POST", "/metrics", {"GET"})]
+    wrong = [
+        ("PUT", "/jobs", {"GET", "POST"}),
+        ("PATCH", "/jobs/{alpha}", {"GET", "DELETE"}),
+        ("DELETE", "/jobs/{alpha}/cancel", {"POST"}),
+        ("POST", "/jobs/{done}/sessions", {"GET"}),
+        ("POST", "/healthz", {"GET"}),
+        ("PUT", "/readyz", {"GET"}),
+        ("DELETE", "/", {"GET"}),
+        ("POST", "/docs", {"GET"}),
+        ("PUT", "/openapi.json", {"GET"}),
+        ("POST", "/metrics", {"GET"}),
+    ]
     with httpx.Client(base_url=server.base, timeout=30) as http:
         for method, path, allowed in wrong:
             resp = http.request(method, path.format(**ids), headers=bearer("alpha"))
@@ -549,7 +741,7 @@ class CuttingProxy:
             threading.Thread(target=self._pipe, args=(upstream, client, cut), daemon=True).start()
 
     @staticmethod
-    def _pipe(src, dst, cut: bool) -> None:  # noqa: ANN001
+    def _pipe(src, dst, cut: bool) -> None:
         seen = b""
         try:
             while data := src.recv(65536):
@@ -557,7 +749,7 @@ class CuttingProxy:
                     seen += data
                     head_end = seen.find(b"\r\n\r\n")
                     if head_end >= 0 and len(seen) >= head_end + 4 + 40:
-                        dst.sendall(seen[:head_end + 4 + 40])
+                        dst.sendall(seen[: head_end + 4 + 40])
                         break
                     continue
                 dst.sendall(data)
@@ -574,14 +766,17 @@ class CuttingProxy:
         self.listener.close()
 
 
-def test_every_format_pages_with_link_and_the_client_follows_and_resumes(server: LiveServer, ids: dict[str, str],
-                                                                        tmp_path) -> None:  # noqa: ANN001
+def test_every_format_pages_with_link_and_the_client_follows_and_resumes(
+    server: LiveServer, ids: dict[str, str], tmp_path
+) -> None:
     from sessionizer_client import Client, Job, RetryPolicy
     from sessionizer_client.cli import write_sessions
 
     path = f"/jobs/{ids['done']}/sessions"
     with httpx.Client(base_url=server.base, timeout=30, headers=bearer("alpha")) as http:
-        whole = [json.loads(line) for line in http.get(path, headers={"Accept": "application/x-ndjson"}).text.splitlines()]
+        whole = [
+            json.loads(line) for line in http.get(path, headers={"Accept": "application/x-ndjson"}).text.splitlines()
+        ]
         whole_csv = http.get(path, headers={"Accept": "text/csv"}).text
         assert len(whole) == 4
         for accept in ("application/x-ndjson", "text/csv", "application/json"):
@@ -646,7 +841,7 @@ def test_cancel_of_a_finished_job_is_a_409_and_a_204_has_no_body_type(server: Li
         assert "content-type" not in gone.headers and gone.headers["x-request-id"]
 
 
-def test_the_local_stack_keeps_its_passwords_and_redis_and_flower_require_them(tmp_path) -> None:  # noqa: ANN001
+def test_the_local_stack_keeps_its_passwords_and_redis_and_flower_require_them(tmp_path) -> None:
     import base64
     import os
     import stat
@@ -671,12 +866,23 @@ def test_the_local_stack_keeps_its_passwords_and_redis_and_flower_require_them(t
         assert made["REDIS_PASSWORD"] not in redacted(own.url)
         env = {**os.environ, "REDIS_URL": own.url, "PYTHONUNBUFFERED": "1"}
         port = free_port()
-        refused = subprocess.run(flower_command("127.0.0.1", port), cwd=ROOT, env={**env, "FLOWER_BASIC_AUTH": ""},
-                                 capture_output=True, text=True, timeout=60)
+        refused = subprocess.run(
+            flower_command("127.0.0.1", port),
+            cwd=ROOT,
+            env={**env, "FLOWER_BASIC_AUTH": ""},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert refused.returncode == 2 and "login" in refused.stderr  # Flower never runs open
         with open(tmp_path / "flower.log", "wb") as log:
-            flower = subprocess.Popen(flower_command("127.0.0.1", port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                      env={**env, "FLOWER_BASIC_AUTH": made["FLOWER_BASIC_AUTH"]})
+            flower = subprocess.Popen(
+                flower_command("127.0.0.1", port),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**env, "FLOWER_BASIC_AUTH": made["FLOWER_BASIC_AUTH"]},
+            )
         try:
             wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=60)
             login = {"Authorization": "Basic " + base64.b64encode(made["FLOWER_BASIC_AUTH"].encode()).decode()}

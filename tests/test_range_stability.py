@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
 FAMILIES = ("heavy", "instances", "bot")
 WEEK = timedelta(days=7)
-T0 = datetime.fromtimestamp(EPOCH_MS / 1000, timezone.utc)
+T0 = datetime.fromtimestamp(EPOCH_MS / 1000, UTC)
 INNER = (T0 + 7 * WEEK, T0 + 8 * WEEK)
 WIDE = (T0 + 1 * WEEK, T0 + 14 * WEEK)
 
@@ -33,14 +33,16 @@ def timelines() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def workload_client(redis_databases, timelines, tmp_path_factory) -> Iterator[Any]:  # noqa: ANN001
+def workload_client(redis_databases, timelines, tmp_path_factory) -> Iterator[Any]:
     """A worker reading the workload timelines, on a database of this module's own."""
     from webapp import create_app
 
     tmp: Path = tmp_path_factory.mktemp("workloads")
     write_ndjson(tmp / "events.ndjson", timelines.values())
     url = redis_databases.take()
-    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp / "events.ndjson"), EVENT_STORE_DIR=str(tmp / "cache"))
+    env = worker_env(
+        url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp / "events.ndjson"), EVENT_STORE_DIR=str(tmp / "cache")
+    )
     worker = WorkerProcess(env, tmp / "worker.log").start()
     yield create_app({"TESTING": True, "REDIS_URL": url}).test_client()
     worker.stop()
@@ -59,9 +61,11 @@ def inside(sessions: list[dict[str, Any]], lo: datetime, hi: datetime) -> list[d
     return [s for s in sessions if iso(lo) <= s["start"] and s["end"] <= iso(hi)]
 
 
-@pytest.mark.parametrize("method, params", [("hdbscan", {}), ("gap", {}),
-                                            ("hdbscan", {"max_session_s": 1800}), ("gap", {"max_session_s": 3600})])
-def test_a_week_inside_thirteen_weeks_gives_the_same_sessions(workload_client, method, params) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "method, params",
+    [("hdbscan", {}), ("gap", {}), ("hdbscan", {"max_session_s": 1800}), ("gap", {"max_session_s": 3600})],
+)
+def test_a_week_inside_thirteen_weeks_gives_the_same_sessions(workload_client, method, params) -> None:
     users = [f"{f}-user" for f in FAMILIES]
     body = {"users": users, "method": method, "params": params}
     week = run(workload_client, {**body, "start": iso(INNER[0]), "end": iso(INNER[1])})
@@ -76,10 +80,15 @@ def test_a_week_inside_thirteen_weeks_gives_the_same_sessions(workload_client, m
     assert not any(s["truncated_start"] or s["truncated_end"] for s in in_week)
 
 
-def test_group_by_instance_separates_parallel_sessions(workload_client, timelines) -> None:  # noqa: ANN001
+def test_group_by_instance_separates_parallel_sessions(workload_client, timelines) -> None:
     tl = timelines["instances"]
-    body = {"users": [tl.user], "start": iso(INNER[0]), "end": iso(INNER[1]), "method": "gap",
-            "group_by": ["user", "instance"]}
+    body = {
+        "users": [tl.user],
+        "start": iso(INNER[0]),
+        "end": iso(INNER[1]),
+        "method": "gap",
+        "group_by": ["user", "instance"],
+    }
     sessions = run(workload_client, body)
     params = method_params("gap", {})
     lo, hi = int(INNER[0].timestamp() * 1000), int(INNER[1].timestamp() * 1000)
@@ -98,7 +107,7 @@ def test_group_by_instance_separates_parallel_sessions(workload_client, timeline
     assert np.unique(tl.instance).size > 1
 
 
-def test_session_fields_hold_their_rules_and_ids_are_stable_across_ranges(workload_client, timelines) -> None:  # noqa: ANN001
+def test_session_fields_hold_their_rules_and_ids_are_stable_across_ranges(workload_client, timelines) -> None:
     """session_id, screens, engaged and active_s on planted workloads: a week inside 8 weeks."""
     users = [f"{f}-user" for f in FAMILIES]
     # thresholds inside the planted families' spread (sessions of minutes to hours, tens to hundreds of events)

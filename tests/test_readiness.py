@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from sessionizer.liveness import KEY
 from tests.helpers import WorkerProcess, worker_env
 from worker.devstack import ROOT, RedisServer
-from sessionizer.liveness import KEY
 
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
@@ -30,12 +30,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def heartbeat_worker(redis_url: str, tmp_path: Path, name: str) -> WorkerProcess:
-    env = worker_env(redis_url, EVENT_SOURCE="file", EVENTS_PATH=str(tmp_path / "none.ndjson"),
-                     WORKER_HEARTBEAT_INTERVAL_S="0.5", WORKER_HEARTBEAT_TTL_S=str(TTL_S))
+    env = worker_env(
+        redis_url,
+        EVENT_SOURCE="file",
+        EVENTS_PATH=str(tmp_path / "none.ndjson"),
+        WORKER_HEARTBEAT_INTERVAL_S="0.5",
+        WORKER_HEARTBEAT_TTL_S=str(TTL_S),
+    )
     return WorkerProcess(env, tmp_path / f"{name}.log", concurrency=1, name=name)
 
 
-def readiness_until(client, status: int, timeout: float = 30.0) -> dict:  # noqa: ANN001
+def readiness_until(client, status: int, timeout: float = 30.0) -> dict:
     """Poll /readyz until it answers ``status`` (a bound on waiting, not a speed assertion)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -48,11 +53,12 @@ def readiness_until(client, status: int, timeout: float = 30.0) -> dict:  # noqa
 
 def liveness_check(name: str, env: dict[str, str]) -> int:
     """The worker's docker-compose healthcheck, as a command."""
-    return subprocess.run([sys.executable, "-m", "worker.heartbeat", name], cwd=ROOT, env=env,
-                          capture_output=True, timeout=30).returncode
+    return subprocess.run(
+        [sys.executable, "-m", "worker.heartbeat", name], cwd=ROOT, env=env, capture_output=True, timeout=30
+    ).returncode
 
 
-def test_ready_only_while_a_worker_beats(client, redis_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ready_only_while_a_worker_beats(client, redis_url: str, tmp_path: Path) -> None:
     ready_client = client  # the API on this test's own database: no other worker beats there
     resp = ready_client.get("/readyz")
     assert resp.status_code == 503
@@ -71,7 +77,7 @@ def test_ready_only_while_a_worker_beats(client, redis_url: str, tmp_path: Path)
     assert liveness_check(name, worker.env) == 1
 
 
-def test_a_killed_worker_stops_counting_when_its_beat_expires(client, redis_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_killed_worker_stops_counting_when_its_beat_expires(client, redis_url: str, tmp_path: Path) -> None:
     ready_client = client
     worker = heartbeat_worker(redis_url, tmp_path, "doomed").start()
     name = f"doomed@{socket.gethostname()}"

@@ -33,7 +33,9 @@ def consumer_on(channel: object) -> SimpleNamespace:
     return SimpleNamespace(task_consumer=SimpleNamespace(channel=channel))
 
 
-def test_units_held_at_a_connection_loss_are_restored_and_acknowledged_when_it_is_back(own_redis: RedisServer, monkeypatch, request) -> None:  # noqa: ANN001
+def test_units_held_at_a_connection_loss_are_restored_and_acknowledged_when_it_is_back(
+    own_redis: RedisServer, monkeypatch, request
+) -> None:
     from celery.worker import state
 
     store = redis.Redis.from_url(own_redis.url)

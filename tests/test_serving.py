@@ -44,16 +44,21 @@ def submit(http: httpx.Client, key: str = "alpha", tag: str = "") -> str:
 def slow_body(server: LiveServer) -> socket.socket:
     """Headers announcing 1000 bytes of body, then 10 of them, and nothing more."""
     sock = server.connect()
-    sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 + f"Authorization: Bearer {KEYS['alpha']}\r\n".encode()
-                 + b"Content-Length: 1000\r\n\r\n" + b'{"users": ')
+    sock.sendall(
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {KEYS['alpha']}\r\n".encode()
+        + b"Content-Length: 1000\r\n\r\n"
+        + b'{"users": '
+    )
     return sock
 
 
 def waiting(server: LiveServer, job_id: str, key: str = "alpha") -> socket.socket:
     sock = server.connect()
-    sock.sendall(f"GET /jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=60\r\n"
-                 f"Authorization: Bearer {KEYS[key]}\r\n\r\n".encode())
+    sock.sendall(
+        f"GET /jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=60\r\n"
+        f"Authorization: Bearer {KEYS[key]}\r\n\r\n".encode()
+    )
     return sock
 
 
@@ -69,8 +74,9 @@ def test_slow_and_waiting_clients_do_not_stall_the_api(server: LiveServer, http:
         try:
             wait_until(lambda: held_waits(server) == HELD)  # every wait is in progress at once
         except AssertionError:
-            raise AssertionError(f"{held_waits(server)} waits held of {HELD}; server log:\n"
-                                 + server.log.read_text()[-4000:]) from None
+            raise AssertionError(
+                f"{held_waits(server)} waits held of {HELD}; server log:\n" + server.log.read_text()[-4000:]
+            ) from None
         for _ in range(10):  # meanwhile the API answers everyone else
             assert http.get("/healthz").json() == {"status": "ok", "redis": "ok"}
             poll = http.get(f"/jobs/{job_id}", headers=bearer("alpha"))
@@ -95,15 +101,18 @@ def test_slow_and_waiting_clients_do_not_stall_the_api(server: LiveServer, http:
             sock.close()
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"GET /jobs?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
-    (b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
-    (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n", 431),
-    (b"GET /healthz HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret-\x01key\r\n\r\n", 400),
-    (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad\x7f: secret\r\n\r\n", 400),
-    (b"GET /\x00healthz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
-    (b"BREW /healthz HTCPCP/1.0\r\n\r\n", 400),
-])
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /jobs?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: secret-" + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret-\x01key\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad\x7f: secret\r\n\r\n", 400),
+        (b"GET /\x00healthz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"BREW /healthz HTCPCP/1.0\r\n\r\n", 400),
+    ],
+)
 def test_the_servers_own_errors_are_problem_json(server: LiveServer, request_bytes: bytes, status: int) -> None:
     got, headers, body = parse_answer(server.raw(request_bytes))
     assert got == status
@@ -114,13 +123,15 @@ def test_the_servers_own_errors_are_problem_json(server: LiveServer, request_byt
 
 
 def chunked(body: bytes, size: int = 65536) -> bytes:
-    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    parts = [b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)]
     return b"".join(parts) + b"0\r\n\r\n"
 
 
 def post_chunked(server: LiveServer, payload: bytes) -> tuple[int, dict[str, str], bytes]:
-    head = (b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-            + f"Authorization: Bearer {KEYS['alpha']}\r\n\r\n".encode())
+    head = (
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        + f"Authorization: Bearer {KEYS['alpha']}\r\n\r\n".encode()
+    )
     return parse_answer(server.raw(head + payload))
 
 

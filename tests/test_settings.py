@@ -51,7 +51,11 @@ def test_overrides_replace_the_one_object_as_create_app_does(redis_url: str) -> 
     settings = app.extensions["sessionizer"].settings
     assert settings.redis.url == redis_url and settings.limits.max_wait_s == 1.0
     # the deadline a submitted job gets comes from the same object (it used to read the defaults)
-    job = app.test_client().post("/jobs", json={"users": ["a"], "start": "2022-09-22T00:00Z", "end": "2022-09-23T00:00Z"}).get_json()
+    job = (
+        app.test_client()
+        .post("/jobs", json={"users": ["a"], "start": "2022-09-22T00:00Z", "end": "2022-09-23T00:00Z"})
+        .get_json()
+    )
     submitted, deadline = (datetime.fromisoformat(job[k]) for k in ("submitted_at", "deadline_at"))
     assert (deadline - submitted).total_seconds() == pytest.approx(42, abs=1)
     assert "TESTING" in app.config and "REDIS_URL" not in app.config
@@ -60,7 +64,9 @@ def test_overrides_replace_the_one_object_as_create_app_does(redis_url: str) -> 
 def test_unknown_settings_in_the_defaults_file_are_refused(tmp_path: Path) -> None:
     (tmp_path / "defaults.toml").write_text((ROOT / "config" / "defaults.toml").read_text() + "\n[limits2]\nx = 1\n")
     assert load_settings({"SESSIONIZER_CONFIG_DIR": str(tmp_path)}).jobs.ttl_s == 86400  # unknown sections are ignored
-    (tmp_path / "defaults.toml").write_text((ROOT / "config" / "defaults.toml").read_text().replace("[limits]\n", "[limits]\nrate_per_sec = 1\n"))
+    (tmp_path / "defaults.toml").write_text(
+        (ROOT / "config" / "defaults.toml").read_text().replace("[limits]\n", "[limits]\nrate_per_sec = 1\n")
+    )
     with pytest.raises(ValueError, match="rate_per_sec"):
         load_settings({"SESSIONIZER_CONFIG_DIR": str(tmp_path)})
 

@@ -17,8 +17,13 @@ from tests.helpers import RedisDatabases, WorkerProcess, planted_documents, wait
 
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
-BODY = {"users": ["romain", "anes", "claire"], "start": "2022-09-22T00:00Z", "end": "2022-09-30T00:00Z",
-        "method": "gap", "params": {"max_gap_s": 900}}
+BODY = {
+    "users": ["romain", "anes", "claire"],
+    "start": "2022-09-22T00:00Z",
+    "end": "2022-09-30T00:00Z",
+    "method": "gap",
+    "params": {"max_gap_s": 900},
+}
 INDEX = "usage-events"
 
 
@@ -39,8 +44,12 @@ def deploy(redis_databases: RedisDatabases, tmp_path: Path) -> Iterator[Callable
 
         for w in workers:  # the deployment moves to the new settings: the old worker stops
             w.stop()
-        w = WorkerProcess(worker_env(url, EVENT_STORE_DIR=str(tmp_path / "cache"), **source),
-                          tmp_path / f"worker{len(workers)}.log", concurrency=1, name=f"w{len(workers)}")
+        w = WorkerProcess(
+            worker_env(url, EVENT_STORE_DIR=str(tmp_path / "cache"), **source),
+            tmp_path / f"worker{len(workers)}.log",
+            concurrency=1,
+            name=f"w{len(workers)}",
+        )
         workers.append(w.start())
         return create_app({"TESTING": True, "REDIS_URL": url, **source}).test_client()
 
@@ -62,7 +71,7 @@ def users_of(sessions: list[dict[str, Any]]) -> set[str]:
     return {s["user"] for s in sessions}
 
 
-def test_a_changed_or_moved_events_file_is_not_served_the_old_result(deploy, tmp_path) -> None:  # noqa: ANN001
+def test_a_changed_or_moved_events_file_is_not_served_the_old_result(deploy, tmp_path) -> None:
     events = write_events(tmp_path / "events.ndjson", planted_documents())
     client = deploy(EVENT_SOURCE="file", EVENTS_PATH=str(events))
     first, sessions = run(client)
@@ -92,13 +101,22 @@ def two_clusters() -> Iterator[tuple[EsProtocolServer, EsProtocolServer]]:
     docs = [d for d in planted_documents() if d["@timestamp"] != "garbage"]
     with EsProtocolServer() as a, EsProtocolServer() as b:
         for server, wanted in ((a, docs), (b, [d for d in docs if d["util"] != "claire"])):
-            server.create_index(INDEX, mappings={"properties": {"@timestamp": {"type": "date"}, "util": {"type": "keyword"},
-                                                                 "ecran": {"type": "keyword"}, "instance": {"type": "keyword"}}})
+            server.create_index(
+                INDEX,
+                mappings={
+                    "properties": {
+                        "@timestamp": {"type": "date"},
+                        "util": {"type": "keyword"},
+                        "ecran": {"type": "keyword"},
+                        "instance": {"type": "keyword"},
+                    }
+                },
+            )
             server.add_documents(INDEX, wanted)
         yield a, b
 
 
-def test_another_elasticsearch_is_not_served_the_old_result(deploy, two_clusters) -> None:  # noqa: ANN001
+def test_another_elasticsearch_is_not_served_the_old_result(deploy, two_clusters) -> None:
     a, b = two_clusters
     es = {"EVENT_SOURCE": "elasticsearch", "ELASTICSEARCH_INDEX": INDEX}
     client = deploy(**es, ELASTICSEARCH_URL=a.url)
@@ -111,15 +129,18 @@ def test_another_elasticsearch_is_not_served_the_old_result(deploy, two_clusters
     assert other["shared"] is False and users_of(on_b) == {"romain", "anes"}
     assert b.requests("POST", "_search")  # B was really read
 
-    client = deploy(**{**es, "ELASTICSEARCH_INDEX": "other-index"}, ELASTICSEARCH_URL=a.url)  # same cluster, other index
+    client = deploy(
+        **{**es, "ELASTICSEARCH_INDEX": "other-index"}, ELASTICSEARCH_URL=a.url
+    )  # same cluster, other index
     resp = client.post("/jobs", json=BODY)
     job = wait_finished(client, resp.get_json()["id"])
     assert job["status"] == "failed" and job["error"]["type"] == "index_not_found", job  # read, not shared
 
 
-def test_other_field_names_are_other_data(deploy, tmp_path) -> None:  # noqa: ANN001
-    events = write_events(tmp_path / "events.ndjson",
-                          [{**d, "who": d["util"]} if d["util"] != "anes" else d for d in planted_documents()])
+def test_other_field_names_are_other_data(deploy, tmp_path) -> None:
+    events = write_events(
+        tmp_path / "events.ndjson", [{**d, "who": d["util"]} if d["util"] != "anes" else d for d in planted_documents()]
+    )
     client = deploy(EVENT_SOURCE="file", EVENTS_PATH=str(events))
     _, by_util = run(client)
     client = deploy(EVENT_SOURCE="file", EVENTS_PATH=str(events), FIELD_USER="who")

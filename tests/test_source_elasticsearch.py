@@ -18,7 +18,8 @@ from sessionizer.settings import load_settings
 from worker.sources.base import PermanentSourceError, Stopped, TransientSourceError
 from worker.sources.documents import EventAccumulator, FieldNames
 from worker.sources.elasticsearch import FILTER_PATH, ElasticsearchSource, RetryPolicy, build_client, from_settings
-from worker.sources.es_load import bulk_load, ensure_index, main as es_load_main, mapping
+from worker.sources.es_load import bulk_load, ensure_index, mapping
+from worker.sources.es_load import main as es_load_main
 
 INDEX = "usage-events"
 T0 = 1663844400000  # 2022-09-22T11:00:00Z
@@ -39,8 +40,14 @@ def _make_docs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     for i in range(3000):
         t = T0 + rng.randrange(6 * 3_600_000)
         ts: Any = t if i % 2 else _iso(t, rng.choice([0, 2, -5]))
-        docs.append({"@timestamp": ts, "util": rng.choice(USERS), "ecran": f"screen{rng.randrange(12)}",
-                     "instance": f"instance{rng.randrange(4)}"})
+        docs.append(
+            {
+                "@timestamp": ts,
+                "util": rng.choice(USERS),
+                "ecran": f"screen{rng.randrange(12)}",
+                "instance": f"instance{rng.randrange(4)}",
+            }
+        )
     # boundaries: exactly lo and hi are in, one ms outside is out
     for t in (LO, HI, LO - 1, HI + 1):
         docs.append({"@timestamp": t, "util": "user1", "ecran": "edge", "instance": "instance0"})
@@ -59,8 +66,11 @@ def _ms(value: Any) -> int:
 
 
 def _expected(docs: list[dict[str, Any]], users: list[str], lo: int = LO, hi: int = HI) -> list[tuple]:
-    return sorted((d["util"], _ms(d["@timestamp"]), d["ecran"], d["instance"]) for d in docs
-                  if d["util"] in users and lo <= _ms(d["@timestamp"]) <= hi)
+    return sorted(
+        (d["util"], _ms(d["@timestamp"]), d["ecran"], d["instance"])
+        for d in docs
+        if d["util"] in users and lo <= _ms(d["@timestamp"]) <= hi
+    )
 
 
 def _events(acc: EventAccumulator) -> list[tuple]:
@@ -190,8 +200,9 @@ def test_bad_query_is_permanent_and_closes_the_pit(es: EsProtocolServer, client:
 
 
 @pytest.mark.parametrize("slices", [1, 3])
-def test_flaky_cluster_gives_the_identical_result(es: EsProtocolServer, client: Elasticsearch, dataset,
-                                                  slices: int) -> None:
+def test_flaky_cluster_gives_the_identical_result(
+    es: EsProtocolServer, client: Elasticsearch, dataset, slices: int
+) -> None:
     es.faults.fail_searches(0.3, kinds=(429, 503, "reset"), seed=11)
     acc = _source(client, slices=slices, page_size=40).read_events(WANTED, LO, HI)
     assert _events(acc) == _expected(dataset[0], WANTED)
@@ -261,8 +272,9 @@ def test_pit_expiring_every_time_gives_up(es: EsProtocolServer, client: Elastics
 
 
 @pytest.mark.parametrize("slices", [1, 2])
-def test_should_stop_raises_stopped_and_closes_the_pit(es: EsProtocolServer, client: Elasticsearch,
-                                                       slices: int) -> None:
+def test_should_stop_raises_stopped_and_closes_the_pit(
+    es: EsProtocolServer, client: Elasticsearch, slices: int
+) -> None:
     calls = []
 
     def should_stop() -> bool:
@@ -303,9 +315,14 @@ def test_closing_failure_is_logged_not_raised(es: EsProtocolServer, client: Elas
 
 def test_from_settings_uses_credentials_and_field_names(es: EsProtocolServer, tmp_path: Path) -> None:
     es.faults.require_auth(basic=("reader", "pa55word"))
-    environ = {"ELASTICSEARCH_URL": es.url, "ELASTICSEARCH_INDEX": INDEX, "ELASTICSEARCH_PAGE_SIZE": "500",
-               "ELASTICSEARCH_USERNAME": "reader", "ELASTICSEARCH_PASSWORD": "pa55word",
-               "SESSIONIZER_CREDENTIALS": str(tmp_path / "none.yml")}
+    environ = {
+        "ELASTICSEARCH_URL": es.url,
+        "ELASTICSEARCH_INDEX": INDEX,
+        "ELASTICSEARCH_PAGE_SIZE": "500",
+        "ELASTICSEARCH_USERNAME": "reader",
+        "ELASTICSEARCH_PASSWORD": "pa55word",
+        "SESSIONIZER_CREDENTIALS": str(tmp_path / "none.yml"),
+    }
     src = from_settings(load_settings(environ))
     try:
         assert src.page_size == 500 and src.index == INDEX and "pa55word" not in repr(src)

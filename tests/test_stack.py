@@ -40,15 +40,24 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
             t = t0
             for _ in range(2500):
                 t += int(rng.exponential(60_000)) + 1000 if rng.random() < 0.97 else 3_600_000
-                fh.write(json.dumps({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(8))}",
-                                     "instance": "i1"}) + "\n")
+                fh.write(
+                    json.dumps({"@timestamp": t, "util": user, "ecran": f"s{int(rng.integers(8))}", "instance": "i1"})
+                    + "\n"
+                )
     return path
 
 
 def env_for(var: Path, events: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
-    env.update(SESSIONIZER_VAR_DIR=str(var), EVENT_SOURCE="file", EVENTS_PATH=str(events),
-               EVENTS_CACHE_DIR=str(var / "cache"), UNIT_LEASE_S="3", RECONCILE_INTERVAL_S="1", **extra)
+    env.update(
+        SESSIONIZER_VAR_DIR=str(var),
+        EVENT_SOURCE="file",
+        EVENTS_PATH=str(events),
+        EVENTS_CACHE_DIR=str(var / "cache"),
+        UNIT_LEASE_S="3",
+        RECONCILE_INTERVAL_S="1",
+        **extra,
+    )
     return env
 
 
@@ -59,11 +68,17 @@ class Up:
         self.out = var / "up.out"
         self.offset = self.out.stat().st_size if self.out.exists() else 0
         with open(self.out, "a") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "worker.demo", "up"], cwd=ROOT, env=env,
-                                         stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.demo", "up"],
+                cwd=ROOT,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def text(self) -> str:
-        return self.out.read_text()[self.offset:]
+        return self.out.read_text()[self.offset :]
 
     def wait_for(self, needle: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -100,8 +115,12 @@ def ups() -> Iterator[list[Up]]:
 
 
 def http(method: str, url: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return resp.status, json.loads(resp.read())
 
@@ -180,6 +199,7 @@ def test_up_heals_moves_off_a_taken_port_and_stops_quickly_mid_job(tmp_path: Pat
 
 def test_make_worker_needs_the_stack_s_redis_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    out = subprocess.run([sys.executable, "-m", "worker.demo", "worker"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.demo", "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and "REDIS_URL" in out.stderr

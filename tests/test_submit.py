@@ -24,10 +24,17 @@ from worker.devstack import free_port
 
 
 @pytest.fixture
-def submitter(redis_url: str, events_file) -> JobSubmitter:  # noqa: ANN001
+def submitter(redis_url: str, events_file) -> JobSubmitter:
     # a file source the submitter can identify: results on it are shared (sessionizer/datasource.py)
-    settings = load_settings({}, overrides={"REDIS_URL": redis_url, "MAX_ACTIVE_JOBS": 0,
-                                            "EVENT_SOURCE": "file", "EVENTS_PATH": str(events_file)})
+    settings = load_settings(
+        {},
+        overrides={
+            "REDIS_URL": redis_url,
+            "MAX_ACTIVE_JOBS": 0,
+            "EVENT_SOURCE": "file",
+            "EVENTS_PATH": str(events_file),
+        },
+    )
     return JobSubmitter(JobStore.from_url(redis_url, 600), make_celery(settings), settings)
 
 
@@ -38,7 +45,9 @@ def test_a_new_job_is_queued_and_its_plan_sent(submitter: JobSubmitter, redis_cl
     assert queue == [("sessionizer.plan", [done.job["id"]])]
 
 
-def test_idempotency_replays_refuses_another_body_and_a_pending_twin(submitter: JobSubmitter, redis_client: redis.Redis) -> None:
+def test_idempotency_replays_refuses_another_body_and_a_pending_twin(
+    submitter: JobSubmitter, redis_client: redis.Redis
+) -> None:
     queue = Queue(redis_client)
     body = unique(FUTURE, "idem")
     first = submitter.submit("alice", body, idempotency_key="k-1")
@@ -80,7 +89,10 @@ def test_the_active_jobs_cap_refuses_with_retry_after(submitter: JobSubmitter) -
     with pytest.raises(ActiveJobsCapped) as capped:
         submitter.submit("carol", unique(FUTURE, "cap2"), idempotency_key="k-cap")
     assert capped.value.status == 429 and "2 jobs" in capped.value.message and capped.value.headers["Retry-After"]
-    assert submitter.store.idempotency.reserve("carol", "k-cap", "x") == ("new", None)  # the refused submit freed its key
+    assert submitter.store.idempotency.reserve("carol", "k-cap", "x") == (
+        "new",
+        None,
+    )  # the refused submit freed its key
     submitter.store.cancel(jobs[0]["id"])
     assert submitter.submit("carol", unique(FUTURE, "cap3")).job["status"] == "queued"
 

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,13 @@ from tests.liveserver import wait_until
 from worker.webhooks.sender import GuardedBackend, attempt, drain, http_client, retry_after_s
 
 SECRET = new_secret()
-HOOK_ENV = {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_SECRET": SECRET, "WEBHOOK_RETRY_SCHEDULE_S": "0.3,0.3,0.3",
-            "WEBHOOK_TIMEOUT_S": "1", "WEBHOOK_POLL_INTERVAL_S": "0.1"}
+HOOK_ENV = {
+    "WEBHOOK_ALLOW_PRIVATE": "true",
+    "WEBHOOK_SECRET": SECRET,
+    "WEBHOOK_RETRY_SCHEDULE_S": "0.3,0.3,0.3",
+    "WEBHOOK_TIMEOUT_S": "1",
+    "WEBHOOK_POLL_INTERVAL_S": "0.1",
+}
 BODY = {"users": ["romain"], "start": "2022-09-22T00:00Z", "end": "2022-09-30T00:00Z", "method": "gap"}
 
 
@@ -99,9 +105,26 @@ def test_the_socket_guard_fails_a_connect_before_it_is_made(no_outside_connectio
 
 
 # --- the SSRF guard's decisions -----------------------------------------------------------------
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "::1",
-                                     "fe80::1", "fc00::1", "100.64.0.1", "0.0.0.0", "224.0.0.1", "::ffff:10.0.0.1",
-                                     "::ffff:127.0.0.1", "255.255.255.255", "::"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:127.0.0.1",
+        "255.255.255.255",
+        "::",
+    ],
+)
 def test_private_loopback_link_local_and_reserved_addresses_are_not_public(address: str) -> None:
     assert not is_public(address)
 
@@ -113,17 +136,27 @@ def test_public_addresses_are_public(address: str) -> None:
 
 def stub_resolver(table: dict[str, list[str]]) -> Any:
     """``getaddrinfo`` from a table: no DNS server is ever asked."""
+
     def resolve(host: str, port: int, *args: Any) -> list[tuple[Any, ...]]:
         if host not in table:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]
+        ]
+
     return resolve
 
 
 def test_names_are_judged_on_every_address_they_resolve_to() -> None:
-    resolve = stub_resolver({"hooks.example.com": ["93.184.216.34"], "inside.example.com": ["10.0.0.7"],
-                             "mixed.example.com": ["93.184.216.34", "192.168.0.2"], "v6.example.com": ["fd00::5"],
-                             "meta.example.com": ["169.254.169.254"]})
+    resolve = stub_resolver(
+        {
+            "hooks.example.com": ["93.184.216.34"],
+            "inside.example.com": ["10.0.0.7"],
+            "mixed.example.com": ["93.184.216.34", "192.168.0.2"],
+            "v6.example.com": ["fd00::5"],
+            "meta.example.com": ["169.254.169.254"],
+        }
+    )
     assert checked_addresses("hooks.example.com", 443, False, resolve) == ["93.184.216.34"]
     assert refusal("https://hooks.example.com/x", False, resolve) is None
     for name in ("inside", "mixed", "v6", "meta"):
@@ -133,12 +166,22 @@ def test_names_are_judged_on_every_address_they_resolve_to() -> None:
     assert "does not resolve" in refusal("https://nowhere.example.com/", False, resolve)
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("http://93.184.216.34/hook", "Only https"), ("ftp://93.184.216.34/", "Only https"), ("not a url", "Only https"),
-    ("https://", "no host"), ("https://user:pw@93.184.216.34/", "credentials"), ("https://93.184.216.34:99999/", "Not a URL"),
-    ("https://127.0.0.1/hook", "private"), ("https://10.0.0.1/", "private"), ("https://169.254.169.254/latest", "private"),
-    ("https://[::1]:8443/", "private"), ("https://[::ffff:10.0.0.1]/", "private"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://93.184.216.34/hook", "Only https"),
+        ("ftp://93.184.216.34/", "Only https"),
+        ("not a url", "Only https"),
+        ("https://", "no host"),
+        ("https://user:pw@93.184.216.34/", "credentials"),
+        ("https://93.184.216.34:99999/", "Not a URL"),
+        ("https://127.0.0.1/hook", "private"),
+        ("https://10.0.0.1/", "private"),
+        ("https://169.254.169.254/latest", "private"),
+        ("https://[::1]:8443/", "private"),
+        ("https://[::ffff:10.0.0.1]/", "private"),
+    ],
+)
 def test_urls_refused_without_the_development_flag(url: str, reason: str) -> None:
     why = refusal(url, False, stub_resolver({}))  # literals need no resolver: getaddrinfo parses them
     assert why is not None and reason in why, (url, why)
@@ -178,7 +221,11 @@ def _push(url: str) -> Any:
 def test_our_signature_verifies_with_the_standardwebhooks_package() -> None:
     body = orjson.dumps({"type": "job.succeeded", "timestamp": "2026-01-01T00:00:00Z", "data": {"id": "x"}})
     stamp = int(time.time())
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(stamp), "webhook-signature": sign(SECRET, "msg_1", stamp, body)}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(SECRET, "msg_1", stamp, body),
+    }
     assert standardwebhooks.Webhook(SECRET).verify(body, headers)["data"]["id"] == "x"
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
         standardwebhooks.Webhook(new_secret()).verify(body, headers)
@@ -188,11 +235,15 @@ def test_the_clients_verifier_accepts_the_packages_signatures_and_refuses_the_re
     hook = standardwebhooks.Webhook(SECRET)
     body = b'{"type":"job.failed","timestamp":"2026-01-01T00:00:00Z","data":{"id":"j"}}'
     now = time.time()
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def headers(at: float, payload: bytes = body) -> dict[str, str]:
-        stamp = datetime.fromtimestamp(at, timezone.utc)
-        return {"Webhook-Id": "msg_j", "Webhook-Timestamp": str(int(at)), "Webhook-Signature": hook.sign("msg_j", stamp, payload)}
+        stamp = datetime.fromtimestamp(at, UTC)
+        return {
+            "Webhook-Id": "msg_j",
+            "Webhook-Timestamp": str(int(at)),
+            "Webhook-Signature": hook.sign("msg_j", stamp, payload),
+        }
 
     assert verify_webhook(headers(now), body, SECRET)["type"] == "job.failed"
     assert verify_webhook(headers(now - 290), body, SECRET)["data"] == {"id": "j"}  # within 5 minutes of skew
@@ -237,11 +288,13 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with outer.lock:
                     n = sum(1 for r in outer.requests if r["path"] == self.path)
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body, "at": time.time()})
+                    outer.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body, "at": time.time()}
+                    )
                     script = outer.scripts.get(self.path, [(200, {}, 0.0)])
                 status, headers, hang = script[min(n, len(script) - 1)]
                 if hang:
@@ -291,20 +344,30 @@ def hook_app(redis_url: str) -> Any:
     return create_app({"TESTING": True, "REDIS_URL": redis_url, "WEBHOOK_SECRET": SECRET})
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("not a url", "Only https"), ("http://93.184.216.34/hook", "Only https"), ("https://127.0.0.1/hook", "private"),
-    ("https://10.0.0.1/hook", "private"), ("https://169.254.169.254/latest/meta-data", "private"),
-    ("https://[::1]/hook", "private"), ("https://localhost:8443/hook", "private"),
-    ("https://user:pw@93.184.216.34/hook", "credentials"), ("https://" + "a" * 2100 + ".com/", "2048"),
-])
-def test_a_refused_callback_url_is_a_422_naming_it(hook_app: Any, no_outside_connections: list[Any], url: str,
-                                                   reason: str) -> None:
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("not a url", "Only https"),
+        ("http://93.184.216.34/hook", "Only https"),
+        ("https://127.0.0.1/hook", "private"),
+        ("https://10.0.0.1/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data", "private"),
+        ("https://[::1]/hook", "private"),
+        ("https://localhost:8443/hook", "private"),
+        ("https://user:pw@93.184.216.34/hook", "credentials"),
+        ("https://" + "a" * 2100 + ".com/", "2048"),
+    ],
+)
+def test_a_refused_callback_url_is_a_422_naming_it(
+    hook_app: Any, no_outside_connections: list[Any], url: str, reason: str
+) -> None:
     body = assert_problem(hook_app.test_client().post("/jobs", json={**BODY, "callback_url": url}), 422)
     assert list(body["errors"]) == ["callback_url"] and reason in " ".join(body["errors"]["callback_url"]), body
 
 
-def test_a_public_callback_is_accepted_without_connecting_and_needs_a_secret(redis_url: str, hook_app: Any,
-                                                                             no_outside_connections: list[Any]) -> None:
+def test_a_public_callback_is_accepted_without_connecting_and_needs_a_secret(
+    redis_url: str, hook_app: Any, no_outside_connections: list[Any]
+) -> None:
     from webapp import create_app
 
     client = hook_app.test_client()
@@ -313,8 +376,14 @@ def test_a_public_callback_is_accepted_without_connecting_and_needs_a_secret(red
     job = resp.get_json()
     assert "callback_url" not in job["request"]  # the job's, not the computation's
     got = client.get(f"/jobs/{job['id']}/deliveries").get_json()
-    assert got == {"callback_url": "https://93.184.216.34/hook", "type": None, "webhook_id": None, "state": "waiting",
-                   "next_try": None, "attempts": []}
+    assert got == {
+        "callback_url": "https://93.184.216.34/hook",
+        "type": None,
+        "webhook_id": None,
+        "state": "waiting",
+        "next_try": None,
+        "attempts": [],
+    }
     assert assert_problem(client.post(f"/jobs/{job['id']}/deliveries/redeliver"), 409)
     unsigned = create_app({"TESTING": True, "REDIS_URL": redis_url}).test_client()
     body = assert_problem(unsigned.post("/jobs", json={**BODY, "callback_url": "https://93.184.216.34/h"}), 422)
@@ -333,8 +402,9 @@ def local(redis_url: str, events_file: Path) -> Any:
     and the sender run here, on demand."""
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events_file),
-                      **HOOK_ENV})
+    app = create_app(
+        {"TESTING": True, "REDIS_URL": redis_url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events_file), **HOOK_ENV}
+    )
     svc = app.extensions["sessionizer"]
     deliveries = Deliveries(svc.store.client, svc.store.ttl_s, svc.store.scripts)
 
@@ -351,8 +421,9 @@ def local(redis_url: str, events_file: Path) -> Any:
     return Local
 
 
-def test_cancelled_and_failed_jobs_push_their_event_once(local: Any, receiver: Receiver,
-                                                         no_outside_connections: list[Any]) -> None:
+def test_cancelled_and_failed_jobs_push_their_event_once(
+    local: Any, receiver: Receiver, no_outside_connections: list[Any]
+) -> None:
     cancelled = local.client.post("/jobs", json={**BODY, "callback_url": receiver.url("/c")}).get_json()
     failed = local.client.post("/jobs", json={**BODY, "users": ["anes"], "callback_url": receiver.url("/f")}).get_json()
     assert local.send() == 0  # nothing has ended
@@ -361,17 +432,24 @@ def test_cancelled_and_failed_jobs_push_their_event_once(local: Any, receiver: R
     assert local.client.post(f"/jobs/{cancelled['id']}/cancel").status_code == 202  # again: no second push
     assert local.send() == 2
     (c,), (f,) = receiver.got("/c"), receiver.got("/f")
-    assert verified(c) == {"type": "job.cancelled", "timestamp": verified(c)["timestamp"],
-                           "data": {"id": cancelled["id"], "status": "cancelled",
-                                    "links": {"self": f"/jobs/{cancelled['id']}", "sessions": f"/jobs/{cancelled['id']}/sessions"}}}
+    assert verified(c) == {
+        "type": "job.cancelled",
+        "timestamp": verified(c)["timestamp"],
+        "data": {
+            "id": cancelled["id"],
+            "status": "cancelled",
+            "links": {"self": f"/jobs/{cancelled['id']}", "sessions": f"/jobs/{cancelled['id']}/sessions"},
+        },
+    }
     assert verified(f)["type"] == "job.failed" and verified(f)["data"]["id"] == failed["id"]
     assert c["headers"]["webhook-id"] == f"msg_{cancelled['id']}" and c["headers"]["content-type"] == "application/json"
-    assert b"sessions\":[" not in f["body"]  # the event, never the sessions
+    assert b'sessions":[' not in f["body"]  # the event, never the sessions
     assert local.send() == 0
 
 
-def test_jobs_sharing_a_computation_each_get_their_own_push(local: Any, receiver: Receiver,
-                                                            no_outside_connections: list[Any]) -> None:
+def test_jobs_sharing_a_computation_each_get_their_own_push(
+    local: Any, receiver: Receiver, no_outside_connections: list[Any]
+) -> None:
     shared = {**BODY, "start": PAST["start"], "end": PAST["end"], "users": ["romain", "anes"]}
     first = local.client.post("/jobs", json={**shared, "callback_url": receiver.url("/a")}).get_json()
     second = local.client.post("/jobs", json={**shared, "callback_url": receiver.url("/b")}).get_json()
@@ -387,8 +465,9 @@ def test_jobs_sharing_a_computation_each_get_their_own_push(local: Any, receiver
     assert len(receiver.requests) == 3
 
 
-def test_retries_follow_the_schedule_and_retry_after_and_survive_a_new_sender(local: Any, receiver: Receiver,
-                                                                              no_outside_connections: list[Any]) -> None:
+def test_retries_follow_the_schedule_and_retry_after_and_survive_a_new_sender(
+    local: Any, receiver: Receiver, no_outside_connections: list[Any]
+) -> None:
     receiver.scripts["/r"] = [(503, {"Retry-After": "2"}, 0.0), (500, {}, 0.0), (200, {}, 0.0)]
     job = local.client.post("/jobs", json={**BODY, "callback_url": receiver.url("/r")}).get_json()
     local.client.post(f"/jobs/{job['id']}/cancel")
@@ -409,12 +488,15 @@ def test_retries_follow_the_schedule_and_retry_after_and_survive_a_new_sender(lo
     assert local.store.client.zscore(WEBHOOKS_DUE_KEY, job["id"]) is None
 
 
-def test_a_410_stops_and_an_exhausted_schedule_fails(local: Any, receiver: Receiver,
-                                                     no_outside_connections: list[Any]) -> None:
+def test_a_410_stops_and_an_exhausted_schedule_fails(
+    local: Any, receiver: Receiver, no_outside_connections: list[Any]
+) -> None:
     receiver.scripts["/gone"] = [(410, {}, 0.0)]
     receiver.scripts["/down"] = [(500, {}, 0.0)]
     gone = local.client.post("/jobs", json={**BODY, "callback_url": receiver.url("/gone")}).get_json()
-    down = local.client.post("/jobs", json={**BODY, "users": ["anes"], "callback_url": receiver.url("/down")}).get_json()
+    down = local.client.post(
+        "/jobs", json={**BODY, "users": ["anes"], "callback_url": receiver.url("/down")}
+    ).get_json()
     for job in (gone, down):
         local.client.post(f"/jobs/{job['id']}/cancel")
     wait_until(lambda: (local.send(), local.store.client.zcard(WEBHOOKS_DUE_KEY) == 0)[1], timeout=30)
@@ -445,8 +527,9 @@ def test_a_deleted_job_sends_nothing_more(local: Any, receiver: Receiver, no_out
     assert local.send() == 0 and len(receiver.got("/d")) == 1
 
 
-def test_a_push_whose_job_is_gone_is_dropped_by_its_sender(local: Any, receiver: Receiver,
-                                                           no_outside_connections: list[Any]) -> None:
+def test_a_push_whose_job_is_gone_is_dropped_by_its_sender(
+    local: Any, receiver: Receiver, no_outside_connections: list[Any]
+) -> None:
     job = local.client.post("/jobs", json={**BODY, "callback_url": receiver.url("/x")}).get_json()
     local.client.post(f"/jobs/{job['id']}/cancel")
     local.store.client.delete(JobKeys(job["id"]).hash)  # as if it had expired
@@ -481,9 +564,13 @@ def hook_worker(redis_databases: Any, events_file: Path, tmp_path_factory: pytes
 
     tmp = tmp_path_factory.mktemp("hook-worker")
     url = redis_databases.take()
-    env = worker_env(url, EVENT_SOURCE="file", EVENTS_PATH=str(events_file), EVENT_STORE_DIR=str(tmp / "cache"), **HOOK_ENV)
+    env = worker_env(
+        url, EVENT_SOURCE="file", EVENTS_PATH=str(events_file), EVENT_STORE_DIR=str(tmp / "cache"), **HOOK_ENV
+    )
     worker = WorkerProcess(env, tmp / "worker.log").start()
-    app = create_app({"TESTING": True, "REDIS_URL": url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events_file), **HOOK_ENV})
+    app = create_app(
+        {"TESTING": True, "REDIS_URL": url, "EVENT_SOURCE": "file", "EVENTS_PATH": str(events_file), **HOOK_ENV}
+    )
     yield app.test_client()
     worker.stop()
     with redis.Redis.from_url(url) as r:
@@ -493,8 +580,9 @@ def hook_worker(redis_databases: Any, events_file: Path, tmp_path_factory: pytes
 
 @pytest.mark.slow
 def test_a_finished_job_pushes_a_signed_event_from_the_worker(hook_worker: Any, receiver: Receiver) -> None:
-    resp = hook_worker.post("/jobs", json={**BODY, "callback_url": receiver.url("/done")},
-                            headers={"Cache-Control": "no-cache"})
+    resp = hook_worker.post(
+        "/jobs", json={**BODY, "callback_url": receiver.url("/done")}, headers={"Cache-Control": "no-cache"}
+    )
     job = wait_finished(hook_worker, resp.get_json()["id"])
     assert job["status"] == "succeeded"
     wait_until(lambda: receiver.got("/done"), timeout=30)
@@ -511,11 +599,15 @@ def test_a_finished_job_pushes_a_signed_event_from_the_worker(hook_worker: Any, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("first", [(500, {}, 0.0), (200, {}, 3.0)], ids=["500", "hangs"])
-def test_a_receiver_that_fails_then_answers_is_retried_by_the_worker(hook_worker: Any, receiver: Receiver,
-                                                                      first: tuple[int, dict[str, str], float]) -> None:
+def test_a_receiver_that_fails_then_answers_is_retried_by_the_worker(
+    hook_worker: Any, receiver: Receiver, first: tuple[int, dict[str, str], float]
+) -> None:
     receiver.scripts["/flaky"] = [first, (200, {}, 0.0)]
-    resp = hook_worker.post("/jobs", json={**BODY, "users": ["anes"], "callback_url": receiver.url("/flaky")},
-                            headers={"Cache-Control": "no-cache"})
+    resp = hook_worker.post(
+        "/jobs",
+        json={**BODY, "users": ["anes"], "callback_url": receiver.url("/flaky")},
+        headers={"Cache-Control": "no-cache"},
+    )
     job_id = resp.get_json()["id"]
     wait_finished(hook_worker, job_id)
     wait_until(lambda: hook_worker.get(f"/jobs/{job_id}/deliveries").get_json()["state"] == "delivered", timeout=30)
@@ -527,20 +619,31 @@ def test_a_receiver_that_fails_then_answers_is_retried_by_the_worker(hook_worker
 
 
 def test_each_key_signs_with_its_own_secret_and_sees_only_its_own_deliveries(
-        redis_url: str, receiver: Receiver, no_outside_connections: list[Any]) -> None:
+    redis_url: str, receiver: Receiver, no_outside_connections: list[Any]
+) -> None:
     from webapp import create_app
     from webapp.auth import digest
 
     keys = {"alice": "hook-key-alice-0123456789", "bob": "hook-key-bob-9876543210"}
     secrets = {"alice": new_secret(), "bob": new_secret()}
-    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "AUTH_REQUIRED": True,
-                      "API_KEYS": ",".join(f"{n}:{digest(k)}" for n, k in keys.items()),
-                      "WEBHOOK_SECRETS": ",".join(f"{n}:{s}" for n, s in secrets.items()),
-                      **{k: v for k, v in HOOK_ENV.items() if k != "WEBHOOK_SECRET"}})
+    app = create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": redis_url,
+            "AUTH_REQUIRED": True,
+            "API_KEYS": ",".join(f"{n}:{digest(k)}" for n, k in keys.items()),
+            "WEBHOOK_SECRETS": ",".join(f"{n}:{s}" for n, s in secrets.items()),
+            **{k: v for k, v in HOOK_ENV.items() if k != "WEBHOOK_SECRET"},
+        }
+    )
     client = app.test_client()
     auth = {n: {"Authorization": f"Bearer {k}"} for n, k in keys.items()}
-    jobs = {n: client.post("/jobs", json={**BODY, "users": [n], "callback_url": receiver.url(f"/{n}")},
-                           headers=auth[n]).get_json() for n in keys}
+    jobs = {
+        n: client.post(
+            "/jobs", json={**BODY, "users": [n], "callback_url": receiver.url(f"/{n}")}, headers=auth[n]
+        ).get_json()
+        for n in keys
+    }
     for n, job in jobs.items():
         assert client.post(f"/jobs/{job['id']}/cancel", headers=auth[n]).status_code == 202
     svc = app.extensions["sessionizer"]
@@ -552,7 +655,9 @@ def test_each_key_signs_with_its_own_secret_and_sees_only_its_own_deliveries(
         assert standardwebhooks.Webhook(secrets[n]).verify(req["body"], req["headers"])["data"]["id"] == jobs[n]["id"]
         with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
             standardwebhooks.Webhook(other).verify(req["body"], req["headers"])
-    assert client.get(f"/jobs/{jobs['alice']['id']}/deliveries", headers=auth["alice"]).get_json()["state"] == "delivered"
+    assert (
+        client.get(f"/jobs/{jobs['alice']['id']}/deliveries", headers=auth["alice"]).get_json()["state"] == "delivered"
+    )
     assert_problem(client.get(f"/jobs/{jobs['alice']['id']}/deliveries", headers=auth["bob"]), 404)
     assert_problem(client.post(f"/jobs/{jobs['alice']['id']}/deliveries/redeliver", headers=auth["bob"]), 404)
     body = str(client.get(f"/jobs/{jobs['bob']['id']}/deliveries", headers=auth["bob"]).get_json())

@@ -13,10 +13,10 @@ from flask import Flask
 from sessionizer.settings import ENVIRONMENT, MAX_BODY_BYTES, Settings, load_settings
 
 from .bodylimit import register_body_limit
-from .hosts import register_allowed_hosts
-from .jobids import register_job_id_converter
 from .errors import register_error_handlers
 from .extensions import api, init_services
+from .hosts import register_allowed_hosts
+from .jobids import register_job_id_converter
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

@@ -41,7 +41,9 @@ def parse_keys(spec: str) -> dict[str, str]:
         name, _, value = entry.partition(":")
         value = value.strip().lower()
         if not NAME.match(name.strip()) or not DIGEST.match(value):
-            raise ValueError(f"API_KEYS entry {i + 1} is not NAME:SHA256HEX (make one with `python -m webapp.auth new NAME`)")
+            raise ValueError(
+                f"API_KEYS entry {i + 1} is not NAME:SHA256HEX (make one with `python -m webapp.auth new NAME`)"
+            )
         out[value] = name.strip()
     return out
 
@@ -81,8 +83,15 @@ def refuse_key_in_query() -> None:
     refused even beside a valid ``Authorization`` header."""
     sent = sorted(name for name in request.args if name.lower() in KEY_PARAMETERS)
     if sent:
-        abort(422, messages={"query": {name: ["API keys are accepted only in the `Authorization: Bearer` header, "
-                                              "never in a URL."] for name in sent}})
+        abort(
+            422,
+            messages={
+                "query": {
+                    name: ["API keys are accepted only in the `Authorization: Bearer` header, never in a URL."]
+                    for name in sent
+                }
+            },
+        )
 
 
 def deny(why: str) -> NoReturn:
@@ -96,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     new = sub.add_parser("new", help="print a new key and its API_KEYS entry")
     new.add_argument("name")
     sub.add_parser("hash", help="print the API_KEYS digest of a key read from stdin")
-    hook = sub.add_parser("webhook-secret", help="print a new secret signing key NAME's pushes, and its WEBHOOK_SECRETS entry")
+    hook = sub.add_parser(
+        "webhook-secret", help="print a new secret signing key NAME's pushes, and its WEBHOOK_SECRETS entry"
+    )
     hook.add_argument("name")
     args = parser.parse_args(argv)
     if args.command == "webhook-secret":
@@ -119,7 +130,9 @@ def _webhook_secret(parser: argparse.ArgumentParser, name: str) -> int:
         parser.error("NAME: 1 to 64 letters, digits, '_', '.', '-'")
     secret = new_secret()
     print(f"secret (give it to the client, to verify its pushes): {secret}")
-    print(f"WEBHOOK_SECRETS entry (environment or config/credentials.yml, next to the key's API_KEYS entry): {name}:{secret}")
+    print(
+        f"WEBHOOK_SECRETS entry (environment or config/credentials.yml, next to the key's API_KEYS entry): {name}:{secret}"
+    )
     return 0
 
 

@@ -39,8 +39,10 @@ def _keys() -> tuple[bytes, bytes]:
         from .extensions import services
 
         secret = services().store.cursor_secret()
-        cached = (hmac.digest(secret, b"cursor-encrypt", hashlib.sha256),
-                  hmac.digest(secret, b"cursor-authenticate", hashlib.sha256))
+        cached = (
+            hmac.digest(secret, b"cursor-encrypt", hashlib.sha256),
+            hmac.digest(secret, b"cursor-authenticate", hashlib.sha256),
+        )
         current_app.extensions["sessionizer.cursor_keys"] = cached
     return cached
 

@@ -31,7 +31,7 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
 def _field_errors(messages: Any) -> Any:
     # webargs nests messages under their location ({"json": {...}}); clients want the fields.
     if isinstance(messages, dict) and len(messages) == 1:
-        (location, inner), = messages.items()
+        ((location, inner),) = messages.items()
         if location in {"json", "query", "headers", "path", "view_args", "form"}:
             return inner
     return messages
@@ -60,7 +60,14 @@ class ProblemApi(Api):
                 detail = f"The request is invalid: see `errors` ({fields})." if fields else "The request is invalid."
             elif errors == ["Invalid JSON body."] or (isinstance(errors, list) and errors):
                 detail = "; ".join(map(str, errors))
-        extra.update({k: v for k, v in data.items() if k not in {"message", "messages", "headers", "exc", "schema"} and isinstance(v, (str, int, float, dict, list))})
+        extra.update(
+            {
+                k: v
+                for k, v in data.items()
+                if k not in {"message", "messages", "headers", "exc", "schema"}
+                and isinstance(v, (str, int, float, dict, list))
+            }
+        )
         response = problem(error.code or 500, error.name, detail, **extra)
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
@@ -77,10 +84,16 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
     def store_unavailable(error: redis.RedisError) -> Response:
-        log.error("job store unreachable (request %s %s %s): %s", request_id(), request.method, request.path,
-                  type(error).__name__)
-        response = problem(503, ServiceUnavailable().name, "The job store is unreachable; retry later.",
-                           request_id=request_id())
+        log.error(
+            "job store unreachable (request %s %s %s): %s",
+            request_id(),
+            request.method,
+            request.path,
+            type(error).__name__,
+        )
+        response = problem(
+            503, ServiceUnavailable().name, "The job store is unreachable; retry later.", request_id=request_id()
+        )
         response.headers["Retry-After"] = "5"
         return response
 
@@ -89,6 +102,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error (request %s %s %s)", request_id(), request.method, request.path)
-        return problem(500, InternalServerError().name,
-                       f"An unexpected error occurred; it has been logged with request id {request_id()}.",
-                       request_id=request_id())
+        return problem(
+            500,
+            InternalServerError().name,
+            f"An unexpected error occurred; it has been logged with request id {request_id()}.",
+            request_id=request_id(),
+        )

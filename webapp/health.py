@@ -57,7 +57,9 @@ def broker_answers(celery: Celery) -> bool:
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.response(200, ReadinessSchema)
-    @blp.alt_response(503, schema=ReadinessSchema, description="Redis or the broker does not answer, or no worker is alive")
+    @blp.alt_response(
+        503, schema=ReadinessSchema, description="Redis or the broker does not answer, or no worker is alive"
+    )
     def get(self) -> Any:
         """Can a job submitted now run: Redis and the broker answer, and at least one worker is alive?"""
         svc = services()
@@ -68,5 +70,10 @@ class Readiness(MethodView):
             workers, redis_state = 0, "unreachable"
         broker = "ok" if broker_answers(svc.celery) else "unreachable"
         ready = redis_state == "ok" and broker == "ok" and workers > 0
-        body = {"status": "ready" if ready else "unavailable", "redis": redis_state, "broker": broker, "workers": workers}
+        body = {
+            "status": "ready" if ready else "unavailable",
+            "redis": redis_state,
+            "broker": broker,
+            "workers": workers,
+        }
         return body, 200 if ready else 503

@@ -21,14 +21,23 @@ def admit(store: JobStore, owner: str | None, why: str) -> str:
     counted), 429 once the key has spent its burst faster than its rate."""
     cfg = settings()
     verdict, wait = store.rate_limit.admit(
-        request.remote_addr or "-", owner, failures_per_s=cfg.auth.failures_per_s,
-        failures_burst=cfg.auth.failures_burst, rate_per_s=cfg.limits.rate_per_s, burst=cfg.limits.rate_burst)
+        request.remote_addr or "-",
+        owner,
+        failures_per_s=cfg.auth.failures_per_s,
+        failures_burst=cfg.auth.failures_burst,
+        rate_per_s=cfg.limits.rate_per_s,
+        burst=cfg.limits.rate_burst,
+    )
     retry = {"Retry-After": str(max(1, math.ceil(wait)))}
     if verdict == "blocked":
         abort(429, message="Too many failed authentications from this address; retry later.", headers=retry)
     if verdict == "denied" or owner is None:
         deny(why)
     if verdict == "rate":
-        abort(429, message=f"Too many requests for this API key: at most {cfg.limits.rate_per_s:g} per second "
-              f"(bursts of {cfg.limits.rate_burst}).", headers=retry)
+        abort(
+            429,
+            message=f"Too many requests for this API key: at most {cfg.limits.rate_per_s:g} per second "
+            f"(bursts of {cfg.limits.rate_burst}).",
+            headers=retry,
+        )
     return owner

@@ -34,12 +34,17 @@ from sessionizer.settings import Settings
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "<unmatched>"  # a path no route serves: one label value, whatever the path was
 
-REQUESTS = Counter("sessionizer_http_requests_total", "HTTP requests answered, by method, route and status",
-                   ["method", "route", "status"])
-LATENCY = Histogram("sessionizer_http_request_duration_seconds",
-                    "Time to produce an HTTP answer, by method and route (a streamed body may take longer "
-                    "to send)", ["method", "route"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+REQUESTS = Counter(
+    "sessionizer_http_requests_total",
+    "HTTP requests answered, by method, route and status",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "sessionizer_http_request_duration_seconds",
+    "Time to produce an HTTP answer, by method and route (a streamed body may take longer to send)",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 def _start() -> None:
@@ -67,21 +72,30 @@ class StoreCollector(Collector):
             families = list(self._read())
         except redis.RedisError:  # Redis away: say so, and still serve the HTTP figures
             families = []
-        yield GaugeMetricFamily("sessionizer_store_up", "1 when the job store (Redis) answered this scrape",
-                                value=1 if families else 0)
+        yield GaugeMetricFamily(
+            "sessionizer_store_up", "1 when the job store (Redis) answered this scrape", value=1 if families else 0
+        )
         yield from families
 
     def _read(self) -> Iterator[Metric]:
         svc = self.services
         counts = jobstats.read(svc.workers.client)  # the fail-fast client: a scrape must not wait out retries
         yield CounterMetricFamily("sessionizer_jobs_submitted", "Jobs accepted", value=counts.submitted)
-        yield CounterMetricFamily("sessionizer_shared_results_reused", "Jobs that reused the computation of "
-                                  "an identical earlier request instead of scanning again", value=counts.shared)
-        finished = CounterMetricFamily("sessionizer_jobs_finished", "Computations that succeeded or failed, "
-                                       "and jobs their client cancelled (a job that reused a shared result is "
-                                       "counted in sessionizer_shared_results_reused_total)", labels=["status"])
-        durations = HistogramMetricFamily("sessionizer_job_duration_seconds", "Time from a job's submission "
-                                          "to its final status", labels=["status"])
+        yield CounterMetricFamily(
+            "sessionizer_shared_results_reused",
+            "Jobs that reused the computation of an identical earlier request instead of scanning again",
+            value=counts.shared,
+        )
+        finished = CounterMetricFamily(
+            "sessionizer_jobs_finished",
+            "Computations that succeeded or failed, "
+            "and jobs their client cancelled (a job that reused a shared result is "
+            "counted in sessionizer_shared_results_reused_total)",
+            labels=["status"],
+        )
+        durations = HistogramMetricFamily(
+            "sessionizer_job_duration_seconds", "Time from a job's submission to its final status", labels=["status"]
+        )
         for status, n in counts.finished.items():
             finished.add_metric([status], n)
             buckets, total = counts.durations[status]
@@ -89,14 +103,18 @@ class StoreCollector(Collector):
         yield finished
         yield durations
         queue = svc.celery.conf.task_default_queue
-        depth = GaugeMetricFamily("sessionizer_queue_depth", "Tasks waiting in the broker's queue, and tasks "
-                                  "handed to a worker and not yet acknowledged", labels=["state"])
+        depth = GaugeMetricFamily(
+            "sessionizer_queue_depth",
+            "Tasks waiting in the broker's queue, and tasks handed to a worker and not yet acknowledged",
+            labels=["state"],
+        )
         client = svc.workers.client
         depth.add_metric(["waiting"], client.llen(queue))
         depth.add_metric(["unacked"], client.hlen("unacked"))  # kombu's Redis transport keeps them there
         yield depth
-        yield GaugeMetricFamily("sessionizer_workers_alive", "Celery workers with a live heartbeat",
-                                value=svc.workers.alive())
+        yield GaugeMetricFamily(
+            "sessionizer_workers_alive", "Celery workers with a live heartbeat", value=svc.workers.alive()
+        )
 
 
 def _le(bound: float) -> str:

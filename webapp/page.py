@@ -8,7 +8,6 @@ documented there too (:func:`document_method_params`), with the defaults the cor
 
 from __future__ import annotations
 
-
 from flask import Blueprint, Flask, Response, render_template
 from flask_smorest import Api
 
@@ -16,12 +15,18 @@ from .extensions import services
 from .jobs.schemas import PARAMS_SCHEMAS
 
 bp = Blueprint(
-    "page", __name__, static_folder="static/page", static_url_path="/page/static", template_folder="templates",
+    "page",
+    __name__,
+    static_folder="static/page",
+    static_url_path="/page/static",
+    template_folder="templates",
 )
 
 # Only the page's own files: a CDN or an injected script would be refused by the browser.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def auth_mode() -> str:
@@ -37,9 +42,15 @@ def auth_mode() -> str:
 def index() -> Response:
     """The page (jobs, submit form, a job's timeline); everything else is fetched from the API."""
     html = render_template("page/index.html", auth=auth_mode())
-    return Response(html, mimetype="text/html", headers={
-        "Content-Security-Policy": CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-    })
+    return Response(
+        html,
+        mimetype="text/html",
+        headers={
+            "Content-Security-Policy": CSP,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def register_framing_policy(app: Flask) -> None:

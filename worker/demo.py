@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,10 +52,21 @@ VAR = get_settings().var_dir()
 EVENTS_NAME = "demo-events.ndjson"
 DEMO_EVENTS = VAR / EVENTS_NAME
 DEMO_USERS = ["romain", "anes", "claire", "malik", "sofia", "jules"]
-DEMO_START = datetime(2022, 9, 5, tzinfo=timezone.utc)  # a Monday
+DEMO_START = datetime(2022, 9, 5, tzinfo=UTC)  # a Monday
 DEMO_WEEKS = 4
 DEMO_ROWS = 60
-SCREENS = ["connexion", "accueil", "recherche", "fiche_client", "devis", "facture", "planning", "stats", "parametres", "deconnexion"]
+SCREENS = [
+    "connexion",
+    "accueil",
+    "recherche",
+    "fiche_client",
+    "devis",
+    "facture",
+    "planning",
+    "stats",
+    "parametres",
+    "deconnexion",
+]
 
 
 def demo_documents(seed: int = 7) -> list[dict[str, Any]]:
@@ -107,8 +118,11 @@ def _print_progress(job: JobState) -> None:
 
 def print_table(sessions: list[Session]) -> None:
     cols = ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen"]
-    cells = {"start": lambda s: s.start.isoformat(), "end": lambda s: s.end.isoformat(),
-             "duration_s": lambda s: f"{s.duration_s:.0f}"}
+    cells = {
+        "start": lambda s: s.start.isoformat(),
+        "end": lambda s: s.end.isoformat(),
+        "duration_s": lambda s: f"{s.duration_s:.0f}",
+    }
     rows = [[cells[c](s) if c in cells else str(getattr(s, c)) for c in cols] for s in sessions]
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
@@ -187,8 +201,10 @@ def demo(var: Path) -> int:
             print_table(list(itertools.islice(job.sessions(), DEMO_ROWS)))
             if stats["sessions"] > DEMO_ROWS:
                 # the stack stops as the demo ends: point at one that stays up, not at this one
-                print(f"... {stats['sessions'] - DEMO_ROWS} more; to browse them all, `make up` keeps the stack "
-                      f"running (then http://127.0.0.1:8000/ or `sessionizer sessions JOB_ID`)")
+                print(
+                    f"... {stats['sessions'] - DEMO_ROWS} more; to browse them all, `make up` keeps the stack "
+                    f"running (then http://127.0.0.1:8000/ or `sessionizer sessions JOB_ID`)"
+                )
             print(f"stats: {json.dumps(stats)}")
         return 0
     except Stopped as sig:
@@ -229,10 +245,20 @@ def up(var: Path) -> int:
         if stack.redis is not None:
             supervisor.add("redis", lambda: stack.redis.start().proc, running=stack.redis.proc)  # type: ignore[union-attr]
         supervisor.add("worker", lambda: stack.spawn(worker_command(concurrency=2), log=logs / "worker.log"))
-        supervisor.add("api", lambda: stack.spawn(api_command(host, port, fd=api_socket.fileno()), log=logs / "api.log",
-                                                  pass_fds=(api_socket.fileno(),)))
-        supervisor.add("flower", lambda: stack.spawn(flower_command("127.0.0.1", flower.take()), log=logs / "flower.log",
-                                                     extra_env={"FLOWER_BASIC_AUTH": basic_auth}))
+        supervisor.add(
+            "api",
+            lambda: stack.spawn(
+                api_command(host, port, fd=api_socket.fileno()), log=logs / "api.log", pass_fds=(api_socket.fileno(),)
+            ),
+        )
+        supervisor.add(
+            "flower",
+            lambda: stack.spawn(
+                flower_command("127.0.0.1", flower.take()),
+                log=logs / "flower.log",
+                extra_env={"FLOWER_BASIC_AUTH": basic_auth},
+            ),
+        )
         wait_http(f"{base}/healthz", timeout=60)
         if stack.redis is not None:
             redis_url = stack.redis.public_url()
@@ -240,9 +266,12 @@ def up(var: Path) -> int:
         else:
             redis_url = redacted(stack.env["REDIS_URL"])
             more = "REDIS_URL=<this stack's REDIS_URL> make worker"
-        print(f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower.port} "
-              f"(login in {secrets_file}), Redis {redis_url}; logs in {logs}. Ctrl-C stops everything.\n"
-              f"More workers, on this host or another: {more}", flush=True)
+        print(
+            f"Sessionizer is up: API {base} (Swagger UI {base}/docs), Flower http://127.0.0.1:{flower.port} "
+            f"(login in {secrets_file}), Redis {redis_url}; logs in {logs}. Ctrl-C stops everything.\n"
+            f"More workers, on this host or another: {more}",
+            flush=True,
+        )
         while True:
             supervisor.check()
             time.sleep(0.2)
@@ -274,8 +303,11 @@ def worker(concurrency: int) -> int:
     running units back to the others."""
     settings = get_settings()
     if not child_environment().get("REDIS_URL"):  # (the default URL is this host's: not a stack's)
-        print("make worker needs REDIS_URL: the one `make up` printed (and the event source's settings: "
-              "EVENTS_PATH, or ELASTICSEARCH_URL and its credentials)", file=sys.stderr)
+        print(
+            "make worker needs REDIS_URL: the one `make up` printed (and the event source's settings: "
+            "EVENTS_PATH, or ELASTICSEARCH_URL and its credentials)",
+            file=sys.stderr,
+        )
         return 2
     print(f"a worker for Redis {redacted(settings.redis.url)}, reading {settings.source_kind} events", flush=True)
     command = worker_command(concurrency=concurrency, name=f"worker{os.getpid()}")
@@ -286,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["demo", "up", "worker", "events"])
     parser.add_argument("--concurrency", type=int, default=2, help="make worker: pool processes")
-    parser.add_argument("--var-dir", type=Path, default=VAR,
-                        help="data folder: Redis data, logs, demo events (default: var/, or SESSIONIZER_VAR_DIR)")
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=VAR,
+        help="data folder: Redis data, logs, demo events (default: var/, or SESSIONIZER_VAR_DIR)",
+    )
     args = parser.parse_args(argv)
     var = args.var_dir.resolve()
     if args.command == "events":

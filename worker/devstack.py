@@ -56,7 +56,9 @@ def local_secrets(var: Path) -> tuple[Path, dict[str, str]]:
         pass
     else:
         with os.fdopen(fd, "w") as fh:
-            fh.write(f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\nFLOWER_BASIC_AUTH=admin:{secrets.token_urlsafe(18)}\n")
+            fh.write(
+                f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\nFLOWER_BASIC_AUTH=admin:{secrets.token_urlsafe(18)}\n"
+            )
     os.chmod(path, 0o600)
     values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return path, values
@@ -90,7 +92,7 @@ class RedisServer:
         host = "127.0.0.1" if self.bind.startswith("127.") else socket.getfqdn()
         return f"redis://:PASSWORD@{host}:{self.port}/0"
 
-    def start(self, timeout: float = 15.0) -> "RedisServer":
+    def start(self, timeout: float = 15.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.log_path = self.data_dir / "redis.log"
@@ -99,15 +101,24 @@ class RedisServer:
         with os.fdopen(fd, "w") as fh:
             fh.write(f'requirepass "{self.password}"\n')
         args = [
-            redis_server_binary(), str(conf),
-            "--bind", self.bind,
-            "--port", str(self.port),
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(self.log_path),
+            redis_server_binary(),
+            str(conf),
+            "--bind",
+            self.bind,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.log_path),
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
@@ -138,7 +149,7 @@ class RedisServer:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -147,9 +158,20 @@ class RedisServer:
 
 def worker_command(concurrency: int = 2, name: str = "worker", loglevel: str = "INFO") -> list[str]:
     return [
-        PYTHON, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--loglevel", loglevel, "--concurrency", str(concurrency),
-        "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
         "--events",
     ]
 
@@ -171,8 +193,17 @@ def api_command(host: str, port: int, workers: int = 2, fd: int | None = None) -
     """The API under gunicorn with the project's settings (gevent workers), as in docker-compose;
     ``fd``: a listening socket it inherits instead (``make up`` holds its port across restarts)."""
     return [
-        PYTHON, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"fd://{fd}" if fd is not None else f"{host}:{port}",
-        "--workers", str(workers), "--log-level", "warning",
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(GUNICORN_CONF),
+        "--bind",
+        f"fd://{fd}" if fd is not None else f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
     ]
 
 
@@ -228,15 +259,25 @@ class Stack:
         self.env["REDIS_URL"] = self.redis.url
         return self.redis.url
 
-    def spawn(self, args: list[str], log: Path | None = None, extra_env: Mapping[str, str] | None = None,
-              pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    def spawn(
+        self,
+        args: list[str],
+        log: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> subprocess.Popen:
         out = open(log, "ab") if log else None
         try:
             # (signals are not held back here: a child inherits the signal mask of its parent)
             proc = subprocess.Popen(
-                args, cwd=ROOT, env={**self.env, **(extra_env or {})},
-                stdout=out, stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
-                start_new_session=True, pass_fds=pass_fds,
+                args,
+                cwd=ROOT,
+                env={**self.env, **(extra_env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=pass_fds,
             )
             self.procs.append(proc)
         finally:
@@ -296,7 +337,9 @@ class Supervisor:
     BACKOFF_S: tuple[float, float] = (1.0, 30.0)
     STABLE_S: float = 60.0
 
-    def add(self, name: str, start: Callable[[], subprocess.Popen], running: subprocess.Popen | None = None) -> Supervised:
+    def add(
+        self, name: str, start: Callable[[], subprocess.Popen], running: subprocess.Popen | None = None
+    ) -> Supervised:
         """Start a process (or watch ``running``, started already) and keep it running."""
         svc = Supervised(name, start, delay_s=self.BACKOFF_S[0])
         svc.proc, svc.started_at = running or start(), time.monotonic()

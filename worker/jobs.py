@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -40,7 +40,7 @@ def source() -> EventSource:
 def epoch_ms(value: str) -> int:
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -55,7 +55,7 @@ def plan_units(users: list[str], counts: dict[str, int] | None) -> list[list[str
     """Users (sorted) grouped into units of roughly equal work, in user order."""
     if counts is None:
         size = max(1, -(-len(users) // UNKNOWN_UNITS))
-        return [users[i:i + size] for i in range(0, len(users), size)]
+        return [users[i : i + size] for i in range(0, len(users), size)]
     units: list[list[str]] = []
     current: list[str] = []
     load = 0
@@ -117,8 +117,9 @@ def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
     return [(i, u) for i, u in enumerate(planned) if i not in done]
 
 
-def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[str], instances: list[str],
-                  group: str = "") -> list[dict[str, Any]]:
+def _session_rows(
+    ev: UserEvents, table: Any, mask: np.ndarray, screens: list[str], instances: list[str], group: str = ""
+) -> list[dict[str, Any]]:
     rows = []
     for i in np.flatnonzero(mask):
         start_ms, end_ms = int(table.start_ms[i]), int(table.end_ms[i])
@@ -126,8 +127,8 @@ def _session_rows(ev: UserEvents, table: Any, mask: np.ndarray, screens: list[st
             {
                 "user": ev.user,
                 "instance": instances[int(table.instance[i])],
-                "start": iso(datetime.fromtimestamp(start_ms / 1000, timezone.utc)),
-                "end": iso(datetime.fromtimestamp(end_ms / 1000, timezone.utc)),
+                "start": iso(datetime.fromtimestamp(start_ms / 1000, UTC)),
+                "end": iso(datetime.fromtimestamp(end_ms / 1000, UTC)),
                 "duration_s": (end_ms - start_ms) / 1000,
                 "events": int(table.events[i]),
                 "entry_screen": screens[int(table.entry_screen[i])],
@@ -170,12 +171,24 @@ def sessionize_user(
         labels, cut = label_sessions(t, method, params, return_cut=True)
         noise += int(np.count_nonzero((labels < 0) & in_range[idx]))
         table = summarize_sessions(
-            t, labels, ev.screen[idx], ev.instance[idx],
-            read_start_ms=read_lo, read_end_ms=read_hi, method=method, params=params, cut=cut,
+            t,
+            labels,
+            ev.screen[idx],
+            ev.instance[idx],
+            read_start_ms=read_lo,
+            read_end_ms=read_hi,
+            method=method,
+            params=params,
+            cut=cut,
         )
         rows += _session_rows(ev, table, select_overlapping(table, start, end), *vocab, group=key)
     rows.sort(key=lambda r: (r["start"], r["instance"]))
-    stats = {"users": int(bool(in_range.any())), "events": int(in_range.sum()), "noise_events": noise, "sessions": len(rows)}
+    stats = {
+        "users": int(bool(in_range.any())),
+        "events": int(in_range.sum()),
+        "noise_events": noise,
+        "sessions": len(rows),
+    }
     return rows, stats
 
 
@@ -221,8 +234,10 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], lease: Un
         return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
     grant = lease.take()
     if grant.outcome == "lost":
-        raise UnitLost(f"unit {index} (users {', '.join(users)[:200]}) lost its worker {grant.lost} times "
-                       f"(killed, out of memory, or its host gone); not run again")
+        raise UnitLost(
+            f"unit {index} (users {', '.join(users)[:200]}) lost its worker {grant.lost} times "
+            f"(killed, out of memory, or its host gone); not run again"
+        )
     if grant.outcome != "ok":
         return "skipped" if grant.outcome == "gone" else "duplicate"  # done, or a live lease holds it
     request = job["request"]

@@ -68,8 +68,9 @@ class UnitLease:
         grant = self.store.acquire_unit(self.job_id, self.unit, me, lease_s=self.lease_s, max_lost=self.max_lost)
         if grant.outcome == "held" and (grant.holder == me or dead_on_this_host(grant.holder)):
             # a pool process runs one unit at a time: a lease of its own is from a run that ended
-            grant = self.store.acquire_unit(self.job_id, self.unit, me, lease_s=self.lease_s, max_lost=self.max_lost,
-                                            dead_token=grant.holder_token)
+            grant = self.store.acquire_unit(
+                self.job_id, self.unit, me, lease_s=self.lease_s, max_lost=self.max_lost, dead_token=grant.holder_token
+            )
         self.grant = grant
         if grant.outcome == "ok":
             Renewer.ensure(self.store, self.lease_s)
@@ -114,8 +115,9 @@ class Renewer(threading.Thread):
             for (job_id, unit), (token, _) in list(self.store.held.items()):
                 try:
                     if self.store.renew_unit(job_id, unit, token, self.lease_s) == "lost":
-                        log.warning("job %s unit %s: lease lost to another worker; its result will be refused",
-                                    job_id, unit)
+                        log.warning(
+                            "job %s unit %s: lease lost to another worker; its result will be refused", job_id, unit
+                        )
                         self.store.held.pop((job_id, unit), None)
                 except redis.RedisError as exc:  # Redis away: try again at the next tick
                     log.warning("job %s unit %s: lease not renewed (%s)", job_id, unit, type(exc).__name__)
@@ -172,7 +174,9 @@ def hand_back_units() -> int:
         if request.name != names.UNIT or not request.worker_pid or len(request.args) < 2:
             continue
         try:
-            released += store.release_unit(str(request.args[0]), int(request.args[1]), owner=owner_name(request.worker_pid))
+            released += store.release_unit(
+                str(request.args[0]), int(request.args[1]), owner=owner_name(request.worker_pid)
+            )
         except redis.RedisError:
             pass  # Redis away: the lease lapses by itself, and the reconciler hands the unit out
     return released

@@ -20,26 +20,51 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 
 log = logging.getLogger(__name__)
 
-UNITS = Counter("sessionizer_units_total", "Units run, by outcome: done, failed, stopped (job cancelled), "
-                "skipped (job no longer running), error (retried by Celery)", ["outcome"])
-UNIT_SECONDS = Histogram("sessionizer_unit_duration_seconds", "Time a unit took, by outcome", ["outcome"],
-                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600))
-EVENTS_SCANNED = Counter("sessionizer_events_scanned_total", "Documents of the requested users that units "
-                         "used (from the event source or the event store)")
-EVENTS_FROM_SOURCE = Counter("sessionizer_events_from_source_total", "Documents units read from the event "
-                             "source itself (Elasticsearch or the files), not from the event store")
-INVALID_EVENTS = Counter("sessionizer_invalid_events_total",
-                         "Documents of the requested users that broke the event rules (skipped)")
-SOURCE_FAILURES = Counter("sessionizer_source_failures_total", "Units failed by their event source, by "
-                          "source and kind (unavailable after retries, unauthorized, index_not_found, ...)",
-                          ["source", "kind"])
-ES_REQUESTS = Counter("sessionizer_elasticsearch_requests_total", "Requests sent to Elasticsearch, by operation "
-                      "and HTTP status (`error` when no answer came)", ["operation", "status"])
-ES_SECONDS = Histogram("sessionizer_elasticsearch_request_duration_seconds",
-                       "Elasticsearch request latency, by operation", ["operation"],
-                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-ES_RETRIES = Counter("sessionizer_elasticsearch_retries_total",
-                     "Transient Elasticsearch failures retried after a backoff, by operation", ["operation"])
+UNITS = Counter(
+    "sessionizer_units_total",
+    "Units run, by outcome: done, failed, stopped (job cancelled), "
+    "skipped (job no longer running), error (retried by Celery)",
+    ["outcome"],
+)
+UNIT_SECONDS = Histogram(
+    "sessionizer_unit_duration_seconds",
+    "Time a unit took, by outcome",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+)
+EVENTS_SCANNED = Counter(
+    "sessionizer_events_scanned_total",
+    "Documents of the requested users that units used (from the event source or the event store)",
+)
+EVENTS_FROM_SOURCE = Counter(
+    "sessionizer_events_from_source_total",
+    "Documents units read from the event source itself (Elasticsearch or the files), not from the event store",
+)
+INVALID_EVENTS = Counter(
+    "sessionizer_invalid_events_total", "Documents of the requested users that broke the event rules (skipped)"
+)
+SOURCE_FAILURES = Counter(
+    "sessionizer_source_failures_total",
+    "Units failed by their event source, by "
+    "source and kind (unavailable after retries, unauthorized, index_not_found, ...)",
+    ["source", "kind"],
+)
+ES_REQUESTS = Counter(
+    "sessionizer_elasticsearch_requests_total",
+    "Requests sent to Elasticsearch, by operation and HTTP status (`error` when no answer came)",
+    ["operation", "status"],
+)
+ES_SECONDS = Histogram(
+    "sessionizer_elasticsearch_request_duration_seconds",
+    "Elasticsearch request latency, by operation",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ES_RETRIES = Counter(
+    "sessionizer_elasticsearch_retries_total",
+    "Transient Elasticsearch failures retried after a backoff, by operation",
+    ["operation"],
+)
 PITS_OPENED = Counter("sessionizer_elasticsearch_pits_opened_total", "Points in time opened")
 PITS_CLOSED = Counter("sessionizer_elasticsearch_pits_closed_total", "Points in time closed")
 
@@ -66,8 +91,12 @@ def record_es_request(method: str, target: str, status: int | None, seconds: flo
         PITS_CLOSED.inc()
 
 
-_RETRIED = {"open a point in time on": "open_pit", "search": "search", "close the point in time on": "close_pit",
-            "count the documents per user and day of": "search"}
+_RETRIED = {
+    "open a point in time on": "open_pit",
+    "search": "search",
+    "close the point in time on": "close_pit",
+    "count the documents per user and day of": "search",
+}
 
 
 def record_es_retry(what: str) -> None:
@@ -94,13 +123,22 @@ class InstrumentedSource:
         self.inner, self.kind = inner, kind
         self.names = inner.names
 
-    def read_events(self, users: list[str], lo_ms: int, hi_ms: int, *, should_stop: Any = None,
-                    on_progress: Callable[[int], None] | None = None, since_ms: int | None = None) -> Any:
+    def read_events(
+        self,
+        users: list[str],
+        lo_ms: int,
+        hi_ms: int,
+        *,
+        should_stop: Any = None,
+        on_progress: Callable[[int], None] | None = None,
+        since_ms: int | None = None,
+    ) -> Any:
         from .sources import SourceError
 
         try:
-            acc = self.inner.read_events(users, lo_ms, hi_ms, should_stop=should_stop, on_progress=on_progress,
-                                         since_ms=since_ms)
+            acc = self.inner.read_events(
+                users, lo_ms, hi_ms, should_stop=should_stop, on_progress=on_progress, since_ms=since_ms
+            )
         except SourceError as exc:
             SOURCE_FAILURES.labels(self.kind, exc.kind).inc()
             raise

@@ -189,8 +189,12 @@ class Reconciling(threading.Thread):
         super().__init__(name="reconciler", daemon=True)
         s = get_settings().workers
         self.interval = s.reconcile_interval_s
-        self.reconciler = Reconciler(store, lambda name, args: celery.send_task(name, args=args),
-                                     queue=celery.conf.task_default_queue, grace_ms=int(s.unit_lease_s * 1000))
+        self.reconciler = Reconciler(
+            store,
+            lambda name, args: celery.send_task(name, args=args),
+            queue=celery.conf.task_default_queue,
+            grace_ms=int(s.unit_lease_s * 1000),
+        )
         # the lock outlives a few missed passes, not more: a dead leader is replaced within its ttl
         self.lock = store.client.lock(RECONCILER_KEY, timeout=max(3 * self.interval, 2.0), thread_local=False)
         self.stopping = threading.Event()
@@ -202,8 +206,12 @@ class Reconciling(threading.Thread):
                     continue
                 report = self.reconciler.run_once()
                 if report.units_sent or report.plans_sent:
-                    log.info("reconciled %d job(s): %d unit(s) and %d plan(s) handed out again",
-                             report.computations, report.units_sent, report.plans_sent)
+                    log.info(
+                        "reconciled %d job(s): %d unit(s) and %d plan(s) handed out again",
+                        report.computations,
+                        report.units_sent,
+                        report.plans_sent,
+                    )
             except redis.RedisError as exc:  # Redis away: the next pass tries again
                 log.warning("reconciler pass skipped: %s", type(exc).__name__)
             except Exception:  # never let the thread die: the next pass tries again
@@ -246,4 +254,3 @@ class ReconcilerStep(bootsteps.StartStopStep):
             self.thread = None
 
     shutdown = stop
-

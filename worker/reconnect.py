@@ -42,7 +42,12 @@ class Consumer(CeleryConsumer):
     """Celery's consumer, minus the restore through a lost connection (see the module docstring)."""
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
-        if stopping.is_set() or state.should_stop or state.should_terminate or getattr(self.pool, "_pool", True) is None:
+        if (
+            stopping.is_set()
+            or state.should_stop
+            or state.should_terminate
+            or getattr(self.pool, "_pool", True) is None
+        ):
             # The worker is stopping (SIGTERM handed its units back, its pool is gone) and the
             # broker went away meanwhile (the stack stops together): nothing to reconnect for.
             # Celery would read the stopped pool's size here and stop with an AttributeError
@@ -78,7 +83,7 @@ class RestoreUnackedOnReconnect(bootsteps.StartStopStep):
             return
         running = {getattr(r.message, "delivery_tag", None) for r in tuple(state.active_requests)}
         self.held |= set(delivered) - running
-        self.orphans = [*self.orphans, qos][-self.ORPHANS:]
+        self.orphans = [*self.orphans, qos][-self.ORPHANS :]
 
     def start(self, c: Any) -> None:
         # A unit running when the connection dropped is acknowledged, when it ends, through the

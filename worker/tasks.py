@@ -17,8 +17,8 @@ from celery.signals import task_failure
 from sessionizer import tasks as names
 
 from . import jobs, metrics
-from .lease import stopping
 from .celery_app import app
+from .lease import stopping
 from .reconcile import send_units
 
 # Redis hiccups (a restart, a failover) are retried with backoff; a source's own transient errors

@@ -17,7 +17,16 @@ from . import __version__
 from ._retry import RetryPolicy, log, parse_retry_after
 from .errors import ConnectionFailed, WaitTimeout, error_from_response
 from .models import (
-    CSV, NDJSON, JobState, Session, atomic_file, check_outcome, next_wait, poll_pause, resolve, submit_body,
+    CSV,
+    NDJSON,
+    JobState,
+    Session,
+    atomic_file,
+    check_outcome,
+    next_wait,
+    poll_pause,
+    resolve,
+    submit_body,
 )
 from .progress import display
 
@@ -28,9 +37,16 @@ if TYPE_CHECKING:
 class AsyncClient:
     """As ``Client``, for asyncio: every method is a coroutine (``jobs()`` an async iterator)."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0, *,
-                 retry: RetryPolicy | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 limits: httpx.Limits | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        *,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
+    ) -> None:
         self.url, key = resolve(url, api_key)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -38,9 +54,14 @@ class AsyncClient:
         headers = {"User-Agent": f"sessionizer-client/{__version__}"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
-                                       limits=limits or httpx.Limits(max_connections=100),
-                                       event_hooks={"request": [self._count]})
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=limits or httpx.Limits(max_connections=100),
+            event_hooks={"request": [self._count]},
+        )
 
     async def _count(self, request: httpx.Request) -> None:
         self.requests_sent += 1
@@ -48,14 +69,15 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _send(self, method: str, path: str, *, stream: bool = False, submit: bool = False, wait_s: int = 0,
-                    **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, stream: bool = False, submit: bool = False, wait_s: int = 0, **kwargs: Any
+    ) -> httpx.Response:
         timeout = httpx.Timeout(self.timeout, read=self.timeout + wait_s)
         attempt = 0
         while True:
@@ -83,10 +105,17 @@ class AsyncClient:
         response = await self._send("GET", f"/jobs/{job_id}", headers=headers, wait_s=wait_s)
         return response.json(), response
 
-    async def submit(self, users: Iterable[str] | str, start: datetime | str, end: datetime | str,
-                     method: str | None = None, params: Mapping[str, Any] | None = None,
-                     group_by: Iterable[str] | None = None, fresh: bool = False,
-                     idempotency_key: str | None = None) -> "AsyncJob":
+    async def submit(
+        self,
+        users: Iterable[str] | str,
+        start: datetime | str,
+        end: datetime | str,
+        method: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        group_by: Iterable[str] | None = None,
+        fresh: bool = False,
+        idempotency_key: str | None = None,
+    ) -> AsyncJob:
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         if fresh:
             headers["Cache-Control"] = "no-cache"
@@ -94,11 +123,11 @@ class AsyncClient:
         response = await self._send("POST", "/jobs", json=body, headers=headers, submit=True)
         return AsyncJob(self, response.json(), response)
 
-    async def job(self, job_id: str) -> "AsyncJob":
+    async def job(self, job_id: str) -> AsyncJob:
         data, response = await self._job_data(job_id)
         return AsyncJob(self, data, response)
 
-    async def jobs(self, status: str | None = None, page_size: int = 100) -> AsyncIterator["AsyncJob"]:
+    async def jobs(self, status: str | None = None, page_size: int = 100) -> AsyncIterator[AsyncJob]:
         params: dict[str, Any] = {"limit": page_size}
         if status:
             params["status"] = status
@@ -128,12 +157,18 @@ class AsyncJob(JobState):
         self.data, response = await self._client._job_data(self.id, wait_s)
         self._saw(response)
 
-    async def refresh(self) -> "AsyncJob":
+    async def refresh(self) -> AsyncJob:
         await self._fetch()
         return self
 
-    async def wait(self, timeout: float | None = None, progress: bool | Callable[[JobState], None] = False, *,
-                   long_poll: bool = True, poll_interval: float | None = None) -> "AsyncJob":
+    async def wait(
+        self,
+        timeout: float | None = None,
+        progress: bool | Callable[[JobState], None] = False,
+        *,
+        long_poll: bool = True,
+        poll_interval: float | None = None,
+    ) -> AsyncJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         with display(progress) as show:
             show(self)
@@ -185,16 +220,21 @@ class AsyncJob(JobState):
         """As ``Job._iter_bytes``: one stream, resumed page by page if it breaks off."""
         given = 0
         params = {"user": user} if user else None
-        response = await self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
-                                            params=params, stream=True)
+        response = await self._client._send(
+            "GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept}, params=params, stream=True
+        )
         try:
             async for chunk in response.aiter_bytes():
                 given += len(chunk)
                 yield chunk
             return
         except httpx.TransportError as exc:
-            log.info("job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
-                     self.id, given, type(exc).__name__)
+            log.info(
+                "job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
+                self.id,
+                given,
+                type(exc).__name__,
+            )
         finally:
             await response.aclose()
         async for body in self._pages(accept, user):
@@ -221,7 +261,7 @@ class AsyncJob(JobState):
     async def stats(self) -> dict[str, Any]:
         return (await self._client._send("GET", f"/jobs/{self.id}/sessions", params={"limit": 1})).json()["stats"]
 
-    async def to_pandas(self, user: str | None = None) -> "pandas.DataFrame":
+    async def to_pandas(self, user: str | None = None) -> pandas.DataFrame:
         from .frames import TableBuilder
 
         builder = TableBuilder()
@@ -243,7 +283,7 @@ class AsyncJob(JobState):
                 fh.write(chunk)
         return Path(path)
 
-    async def cancel(self) -> "AsyncJob":
+    async def cancel(self) -> AsyncJob:
         self.data = (await self._client._send("POST", f"/jobs/{self.id}/cancel")).json()
         return self
 

@@ -46,7 +46,7 @@ class RetryPolicy:
         given = parse_retry_after(retry_after)
         if given is not None:
             return min(given, self.max_delay_s)
-        return random.uniform(0, min(self.max_delay_s, self.backoff_s * 2 ** attempt))
+        return random.uniform(0, min(self.max_delay_s, self.backoff_s * 2**attempt))
 
     def after_status(self, attempt: int, response: httpx.Response, *, submit: bool = False) -> float | None:
         """Seconds to wait before retrying this answer, or ``None`` to keep it."""
@@ -54,8 +54,14 @@ class RetryPolicy:
         if attempt + 1 >= self.attempts or not (code in RETRY_STATUSES or (submit and code == 409)):
             return None
         delay = self.delay(attempt, response.headers.get("Retry-After"))
-        log.info("%s %s answered %d: retry %d in %.2f s", response.request.method, response.request.url.path,
-                 code, attempt + 1, delay)
+        log.info(
+            "%s %s answered %d: retry %d in %.2f s",
+            response.request.method,
+            response.request.url.path,
+            code,
+            attempt + 1,
+            delay,
+        )
         return delay
 
     def after_error(self, attempt: int, request: httpx.Request, exc: httpx.TransportError) -> float | None:
@@ -63,6 +69,7 @@ class RetryPolicy:
         if attempt + 1 >= self.attempts or isinstance(exc, httpx.UnsupportedProtocol):
             return None
         delay = self.delay(attempt)
-        log.info("%s %s: %s: retry %d in %.2f s", request.method, request.url.path, type(exc).__name__,
-                 attempt + 1, delay)
+        log.info(
+            "%s %s: %s: retry %d in %.2f s", request.method, request.url.path, type(exc).__name__, attempt + 1, delay
+        )
         return delay

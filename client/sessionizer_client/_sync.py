@@ -16,7 +16,16 @@ from . import __version__
 from ._retry import RetryPolicy, log, parse_retry_after
 from .errors import ConnectionFailed, WaitTimeout, error_from_response
 from .models import (
-    CSV, NDJSON, JobState, Session, atomic_file, check_outcome, next_wait, poll_pause, resolve, submit_body,
+    CSV,
+    NDJSON,
+    JobState,
+    Session,
+    atomic_file,
+    check_outcome,
+    next_wait,
+    poll_pause,
+    resolve,
+    submit_body,
 )
 from .progress import display
 
@@ -31,8 +40,15 @@ class Client:
     ``requests_sent`` counts the HTTP requests made, retries included.
     """
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0, *,
-                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        *,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url, key = resolve(url, api_key)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -40,8 +56,13 @@ class Client:
         headers = {"User-Agent": f"sessionizer-client/{__version__}"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
-                                  event_hooks={"request": [self._count]})
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks={"request": [self._count]},
+        )
 
     def _count(self, request: httpx.Request) -> None:
         self.requests_sent += 1
@@ -49,14 +70,15 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, method: str, path: str, *, stream: bool = False, submit: bool = False, wait_s: int = 0,
-              **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, stream: bool = False, submit: bool = False, wait_s: int = 0, **kwargs: Any
+    ) -> httpx.Response:
         """One call, retried as ``self.retry`` says; an error answer raises its typed error."""
         timeout = httpx.Timeout(self.timeout, read=self.timeout + wait_s)
         attempt = 0
@@ -85,9 +107,17 @@ class Client:
         response = self._send("GET", f"/jobs/{job_id}", headers=headers, wait_s=wait_s)
         return response.json(), response
 
-    def submit(self, users: Iterable[str] | str, start: datetime | str, end: datetime | str, method: str | None = None,
-               params: Mapping[str, Any] | None = None, group_by: Iterable[str] | None = None, fresh: bool = False,
-               idempotency_key: str | None = None) -> "Job":
+    def submit(
+        self,
+        users: Iterable[str] | str,
+        start: datetime | str,
+        end: datetime | str,
+        method: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        group_by: Iterable[str] | None = None,
+        fresh: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Job:
         """Submit a job; retried safely under one ``Idempotency-Key`` (generated when not given)."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         if fresh:
@@ -96,12 +126,12 @@ class Client:
         response = self._send("POST", "/jobs", json=body, headers=headers, submit=True)
         return Job(self, response.json(), response)
 
-    def job(self, job_id: str) -> "Job":
+    def job(self, job_id: str) -> Job:
         """A job by id (its continuation token), from this process or any other."""
         data, response = self._job_data(job_id)
         return Job(self, data, response)
 
-    def jobs(self, status: str | None = None, page_size: int = 100) -> Iterator["Job"]:
+    def jobs(self, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
         """Every job of this API key, newest first, following ``next_cursor`` page after page."""
         params: dict[str, Any] = {"limit": page_size}
         if status:
@@ -132,12 +162,18 @@ class Job(JobState):
         self.data, response = self._client._job_data(self.id, wait_s)
         self._saw(response)
 
-    def refresh(self) -> "Job":
+    def refresh(self) -> Job:
         self._fetch()
         return self
 
-    def wait(self, timeout: float | None = None, progress: bool | Callable[[JobState], None] = False, *,
-             long_poll: bool = True, poll_interval: float | None = None) -> "Job":
+    def wait(
+        self,
+        timeout: float | None = None,
+        progress: bool | Callable[[JobState], None] = False,
+        *,
+        long_poll: bool = True,
+        poll_interval: float | None = None,
+    ) -> Job:
         """Until the job has finished: ``Prefer: wait`` long polls (or plain polls every
         ``poll_interval``, default the service's ``Retry-After``). Raises ``JobFailed``/``JobCancelled``
         with the service's reason; ``WaitTimeout`` after ``timeout`` s (the job goes on)."""
@@ -197,16 +233,21 @@ class Job(JobState):
         skipping the bytes already given: the pages join into the same bytes)."""
         given = 0
         params = {"user": user} if user else None
-        response = self._client._send("GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept},
-                                      params=params, stream=True)
+        response = self._client._send(
+            "GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept}, params=params, stream=True
+        )
         try:
             for chunk in response.iter_bytes():
                 given += len(chunk)
                 yield chunk
             return
         except httpx.TransportError as exc:
-            log.info("job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
-                     self.id, given, type(exc).__name__)
+            log.info(
+                "job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
+                self.id,
+                given,
+                type(exc).__name__,
+            )
         finally:
             response.close()
         for body in self._pages(accept, user):
@@ -236,7 +277,7 @@ class Job(JobState):
         """The result's counts: users, events, invalid_events, noise_events, sessions."""
         return self._client._send("GET", f"/jobs/{self.id}/sessions", params={"limit": 1}).json()["stats"]
 
-    def to_pandas(self, user: str | None = None) -> "pandas.DataFrame":
+    def to_pandas(self, user: str | None = None) -> pandas.DataFrame:
         """A DataFrame: UTC datetimes, categorical user and instance, integer events, booleans."""
         from .frames import TableBuilder
 
@@ -262,7 +303,7 @@ class Job(JobState):
                 fh.write(chunk)
         return Path(path)
 
-    def cancel(self) -> "Job":
+    def cancel(self) -> Job:
         """Ask the service to cancel the job; one that already succeeded or failed raises
         ``Conflict`` (``.job_status``), a cancelled one stays cancelled."""
         self.data = self._client._send("POST", f"/jobs/{self.id}/cancel").json()

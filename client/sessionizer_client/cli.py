@@ -11,12 +11,17 @@ from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
 from . import __version__
-from .errors import (
-    APIError, ConnectionFailed, InvalidRequest, JobError, ServiceUnavailable, SessionizerError,
-)
 from ._retry import RetryPolicy
 from ._sync import Client, Job
-from .models import CSV, DEFAULT_URL, NDJSON, atomic_file
+from .errors import (
+    APIError,
+    ConnectionFailed,
+    InvalidRequest,
+    JobError,
+    ServiceUnavailable,
+    SessionizerError,
+)
+from .models import CSV, DEFAULT_URL, atomic_file
 
 FORMATS = ("table", "csv", "ndjson", "json", "parquet")
 EPILOG = """\
@@ -111,8 +116,18 @@ def _table(rows: list[list[str]], columns: list[str], path: str | None) -> None:
 
 def _session_row(s: dict[str, Any]) -> list[str]:
     flags = ("<" if s.get("truncated_start") else "") + (">" if s.get("truncated_end") else "")
-    return [s["user"], s["instance"], s["start"], s["end"], f"{s['duration_s']:.0f}", str(s["events"]),
-            s["entry_screen"], s["exit_screen"], flags, s.get("split_reason") or ""]
+    return [
+        s["user"],
+        s["instance"],
+        s["start"],
+        s["end"],
+        f"{s['duration_s']:.0f}",
+        str(s["events"]),
+        s["entry_screen"],
+        s["exit_screen"],
+        flags,
+        s.get("split_reason") or "",
+    ]
 
 
 def check_output(fmt: str, path: str | None) -> None:
@@ -153,8 +168,18 @@ def write_sessions(job: Job, fmt: str, path: str | None) -> None:
             out.write(b"\n]\n" if fmt == "json" else b"")
     else:
         rows = [_session_row(r) for r in job._rows()]
-        columns = ["user", "instance", "start", "end", "duration_s", "events", "entry_screen", "exit_screen",
-                   "truncated", "split_reason"]
+        columns = [
+            "user",
+            "instance",
+            "start",
+            "end",
+            "duration_s",
+            "events",
+            "entry_screen",
+            "exit_screen",
+            "truncated",
+            "split_reason",
+        ]
         _table(rows, columns, path)
 
 
@@ -163,13 +188,18 @@ def _wait(job: Job) -> Job:
     try:
         return job.wait(progress=sys.stderr.isatty())
     except KeyboardInterrupt:
-        print(f"\ninterrupted: job {job.id} goes on (last seen {job.status}). Resume with:\n"
-              f"  sessionizer wait {job.id}\n  sessionizer sessions {job.id}", file=sys.stderr)
+        print(
+            f"\ninterrupted: job {job.id} goes on (last seen {job.status}). Resume with:\n"
+            f"  sessionizer wait {job.id}\n  sessionizer sessions {job.id}",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(_url(args.url), args.api_key, timeout=args.timeout, retry=RetryPolicy(attempts=max(1, args.retries + 1)))
+    return Client(
+        _url(args.url), args.api_key, timeout=args.timeout, retry=RetryPolicy(attempts=max(1, args.retries + 1))
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -179,8 +209,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         check_output(args.format, args.output)  # before submitting: a refused output must not leave a job behind
     group_by = ["user", "instance"] if args.group_by_instance else None
     with _client(args) as client:
-        job = client.submit(args.users, args.start, args.end, method=args.method, params=dict(args.param or []),
-                            group_by=group_by, fresh=args.fresh, idempotency_key=args.idempotency_key)
+        job = client.submit(
+            args.users,
+            args.start,
+            args.end,
+            method=args.method,
+            params=dict(args.param or []),
+            group_by=group_by,
+            fresh=args.fresh,
+            idempotency_key=args.idempotency_key,
+        )
         if not args.wait:
             print(job.id)
             print(f"submitted job {job.id} ({job.status}); wait for it: sessionizer wait {job.id}", file=sys.stderr)
@@ -220,8 +258,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for job in jobs:
             req, p = job.request, job.progress
             users = ",".join(req.get("users", []))
-            rows.append([job.id, job.status, users if len(users) <= 30 else users[:29] + "…", req.get("start", ""),
-                         req.get("end", ""), f"{p.users_done}/{p.users_total}", job.data.get("submitted_at", "")])
+            rows.append(
+                [
+                    job.id,
+                    job.status,
+                    users if len(users) <= 30 else users[:29] + "…",
+                    req.get("start", ""),
+                    req.get("end", ""),
+                    f"{p.users_done}/{p.users_total}",
+                    job.data.get("submitted_at", ""),
+                ]
+            )
         _table(rows, ["id", "status", "users", "start", "end", "done", "submitted_at"], None)
     return 0
 
@@ -242,24 +289,39 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="service URL, http:// assumed when no scheme is given "
-                                      "(default: $SESSIONIZER_URL, else http://127.0.0.1:8000)")
+    common.add_argument(
+        "--url",
+        help="service URL, http:// assumed when no scheme is given "
+        "(default: $SESSIONIZER_URL, else http://127.0.0.1:8000)",
+    )
     common.add_argument("--api-key", help="API key (default: $SESSIONIZER_API_KEY)")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
-    common.add_argument("--retries", type=int, default=5, metavar="N",
-                        help="retries of a request on connection errors, 429, 502/503/504 (default 5)")
+    common.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retries of a request on connection errors, 429, 502/503/504 (default 5)",
+    )
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--format", choices=FORMATS, default="table", help="sessions as (default table)")
     out.add_argument("-o", "--output", metavar="FILE", help="write to FILE (required for parquet)")
 
-    parser = Parser(prog="sessionizer", description=__doc__, epilog=EPILOG,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="sessionizer", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def add(name: str, func: Any, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, parents=[common, *parents], epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            parents=[common, *parents],
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=func)
         return p
 
@@ -268,16 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", required=True, help="range start, ISO-8601 (no offset = UTC)")
     p.add_argument("--end", required=True, help="range end, ISO-8601")
     p.add_argument("--method", choices=("hdbscan", "gap"), help="default hdbscan")
-    p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE",
-                   help="a method parameter, e.g. max_gap_s=900 (repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=_param,
+        metavar="KEY=VALUE",
+        help="a method parameter, e.g. max_gap_s=900 (repeatable)",
+    )
     p.add_argument("--group-by-instance", action="store_true", help="sessions per user and instance")
     p.add_argument("--fresh", action="store_true", help="run afresh (Cache-Control: no-cache)")
     p.add_argument("--idempotency-key", help="default: a new random key (a retried submit never runs twice)")
     p.add_argument("--wait", action="store_true", help="wait for the job, then print its sessions")
-    for name, func, text in (("status", cmd_status, "print a job's state as JSON"),
-                             ("wait", cmd_wait, "wait for a job (progress bar on a terminal); exit 1 if it failed"),
-                             ("cancel", cmd_cancel, "cancel a job"),
-                             ("delete", cmd_delete, "cancel if running, then forget a job and its sessions")):
+    for name, func, text in (
+        ("status", cmd_status, "print a job's state as JSON"),
+        ("wait", cmd_wait, "wait for a job (progress bar on a terminal); exit 1 if it failed"),
+        ("cancel", cmd_cancel, "cancel a job"),
+        ("delete", cmd_delete, "cancel if running, then forget a job and its sessions"),
+    ):
         add(name, func, text, []).add_argument("id", help="job id")
     add("sessions", cmd_sessions, "print or save a finished job's sessions", [out]).add_argument("id", help="job id")
     p = add("jobs", cmd_jobs, "list your jobs, newest first", [])

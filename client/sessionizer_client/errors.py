@@ -101,9 +101,17 @@ class WaitTimeout(SessionizerError, TimeoutError):
 
 
 _BY_STATUS: dict[int, type[APIError]] = {
-    400: InvalidRequest, 413: InvalidRequest, 415: InvalidRequest, 422: InvalidRequest,
-    401: Unauthorized, 404: NotFound, 409: Conflict, 429: RateLimited,
-    502: ServiceUnavailable, 503: ServiceUnavailable, 504: ServiceUnavailable,
+    400: InvalidRequest,
+    413: InvalidRequest,
+    415: InvalidRequest,
+    422: InvalidRequest,
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    429: RateLimited,
+    502: ServiceUnavailable,
+    503: ServiceUnavailable,
+    504: ServiceUnavailable,
 }
 
 
@@ -121,7 +129,7 @@ class _Text(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._in:
-            del self._in[len(self._in) - 1 - self._in[::-1].index(tag):]
+            del self._in[len(self._in) - 1 - self._in[::-1].index(tag) :]
 
     def handle_data(self, data: str) -> None:
         if "script" in self._in or "style" in self._in:

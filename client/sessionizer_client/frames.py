@@ -19,23 +19,25 @@ if TYPE_CHECKING:
     import pandas
 
 BATCH = 10_000
-SCHEMA = pa.schema([
-    ("user", pa.dictionary(pa.int32(), pa.string())),
-    ("instance", pa.dictionary(pa.int32(), pa.string())),
-    ("start", pa.timestamp("us", tz="UTC")),
-    ("end", pa.timestamp("us", tz="UTC")),
-    ("duration_s", pa.float64()),
-    ("events", pa.int64()),
-    ("entry_screen", pa.string()),
-    ("exit_screen", pa.string()),
-    ("truncated_start", pa.bool_()),
-    ("truncated_end", pa.bool_()),
-    ("split_reason", pa.string()),
-    ("session_id", pa.string()),
-    ("screens", pa.int64()),
-    ("engaged", pa.bool_()),
-    ("active_s", pa.float64()),
-])
+SCHEMA = pa.schema(
+    [
+        ("user", pa.dictionary(pa.int32(), pa.string())),
+        ("instance", pa.dictionary(pa.int32(), pa.string())),
+        ("start", pa.timestamp("us", tz="UTC")),
+        ("end", pa.timestamp("us", tz="UTC")),
+        ("duration_s", pa.float64()),
+        ("events", pa.int64()),
+        ("entry_screen", pa.string()),
+        ("exit_screen", pa.string()),
+        ("truncated_start", pa.bool_()),
+        ("truncated_end", pa.bool_()),
+        ("split_reason", pa.string()),
+        ("session_id", pa.string()),
+        ("screens", pa.int64()),
+        ("engaged", pa.bool_()),
+        ("active_s", pa.float64()),
+    ]
+)
 
 
 def to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
@@ -71,7 +73,7 @@ class TableBuilder:
             self.rows = []
         return pa.Table.from_batches(self.batches, schema=SCHEMA).unify_dictionaries()
 
-    def to_pandas(self) -> "pandas.DataFrame":
+    def to_pandas(self) -> pandas.DataFrame:
         # dictionary -> categorical, timestamp[UTC] -> datetime64[.., UTC], int64, bool (never object)
         return self.table().to_pandas()
 
@@ -92,7 +94,7 @@ class ParquetSink:
         self.writer.write_batch(to_batch(self.rows))
         self.rows = []
 
-    def __enter__(self) -> "ParquetSink":
+    def __enter__(self) -> ParquetSink:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .errors import JobCancelled, JobFailed
@@ -32,15 +32,19 @@ class Progress:
     events_from_source: int = 0  # of those, read from the source itself (the rest from the event store)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> "Progress":
+    def from_json(cls, data: Mapping[str, Any] | None) -> Progress:
         data = data or {}
-        return cls(int(data.get("users_total", 0)), int(data.get("users_done", 0)), int(data.get("events_scanned", 0)),
-                   int(data.get("events_from_source", 0)))
+        return cls(
+            int(data.get("users_total", 0)),
+            int(data.get("users_done", 0)),
+            int(data.get("events_scanned", 0)),
+            int(data.get("events_from_source", 0)),
+        )
 
 
 def _utc(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class Session:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, row: Mapping[str, Any]) -> "Session":
+    def from_json(cls, row: Mapping[str, Any]) -> Session:
         known = {k: row[k] for k in SESSION_FIELDS if k in row}
         known["start"], known["end"] = _utc(row["start"]), _utc(row["end"])
         return cls(**known, extra={k: v for k, v in row.items() if k not in SESSION_FIELDS})
@@ -84,11 +88,20 @@ def _iso(value: datetime | str) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def submit_body(users: Iterable[str] | str, start: datetime | str, end: datetime | str, method: str | None,
-                params: Mapping[str, Any] | None, group_by: Iterable[str] | None) -> dict[str, Any]:
+def submit_body(
+    users: Iterable[str] | str,
+    start: datetime | str,
+    end: datetime | str,
+    method: str | None,
+    params: Mapping[str, Any] | None,
+    group_by: Iterable[str] | None,
+) -> dict[str, Any]:
     """The ``POST /jobs`` body; unset options are left to the service's defaults."""
-    body: dict[str, Any] = {"users": [users] if isinstance(users, str) else list(users),
-                            "start": _iso(start), "end": _iso(end)}
+    body: dict[str, Any] = {
+        "users": [users] if isinstance(users, str) else list(users),
+        "start": _iso(start),
+        "end": _iso(end),
+    }
     if method is not None:
         body["method"] = method
     if params:

@@ -19,21 +19,31 @@ class Bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("users"), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("users"),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[events]:,} events scanned ({task.fields[fresh]:,} from the source)"),
             TimeElapsedColumn(),
-            console=Console(stderr=True), transient=False,
+            console=Console(stderr=True),
+            transient=False,
         )
         self.task: Any = None
 
     def __call__(self, job: JobState) -> None:
         p = job.progress
         if self.task is None:
-            self.task = self.progress.add_task(f"{job.id[:8]} {job.status}", total=p.users_total or None, events=0,
-                                               fresh=0)
-        self.progress.update(self.task, description=f"{job.id[:8]} {job.status}", total=p.users_total or None,
-                             completed=p.users_done, events=p.events_scanned,
-                             fresh=p.events_from_source)
+            self.task = self.progress.add_task(
+                f"{job.id[:8]} {job.status}", total=p.users_total or None, events=0, fresh=0
+            )
+        self.progress.update(
+            self.task,
+            description=f"{job.id[:8]} {job.status}",
+            total=p.users_total or None,
+            completed=p.users_done,
+            events=p.events_scanned,
+            fresh=p.events_from_source,
+        )
 
 
 @contextlib.contextmanager

@@ -34,8 +34,14 @@ def _key(secret: str) -> bytes:
         raise ValueError("a webhook secret is whsec_ followed by base64") from None
 
 
-def verify_webhook(headers: Mapping[str, str], body: bytes | str, secret: str, *,
-                   tolerance_s: float = TOLERANCE_S, now: float | None = None) -> dict[str, Any]:
+def verify_webhook(
+    headers: Mapping[str, str],
+    body: bytes | str,
+    secret: str,
+    *,
+    tolerance_s: float = TOLERANCE_S,
+    now: float | None = None,
+) -> dict[str, Any]:
     """The event (``{"type", "timestamp", "data"}``) when ``body`` was signed with ``secret``
     within ``tolerance_s`` of ``now``; :class:`InvalidSignature` otherwise."""
     lower = {str(k).lower(): str(v) for k, v in headers.items()}

@@ -91,8 +91,9 @@ class Run:
             text = text.replace(value, "***")
         return text
 
-    def sh(self, args: list[str], *, check: bool = True, timeout: float = 900, log: str | None = None,
-           quiet: bool = False) -> subprocess.CompletedProcess:
+    def sh(
+        self, args: list[str], *, check: bool = True, timeout: float = 900, log: str | None = None, quiet: bool = False
+    ) -> subprocess.CompletedProcess:
         """A command in the checkout with this run's environment; its output goes to ``log`` (in
         the run's folder), shown masked when it fails."""
         proc = subprocess.run(args, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -111,8 +112,15 @@ class Run:
 
     def compose(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
         files = [a for f in [*COMPOSE_FILES, str(self.tmp / "ports.yml")] for a in ("-f", f)]
-        cmd = [str(CACHE / "tools" / "bin" / "podman-compose"), "--project-name", PROJECT,
-               "--env-file", str(self.tmp / ".env"), *files, *args]
+        cmd = [
+            str(CACHE / "tools" / "bin" / "podman-compose"),
+            "--project-name",
+            PROJECT,
+            "--env-file",
+            str(self.tmp / ".env"),
+            *files,
+            *args,
+        ]
         return self.sh(cmd, log="podman-compose.log", **kw)
 
     @contextmanager
@@ -127,6 +135,7 @@ class Run:
 
 # -- 1. base images ---------------------------------------------------------------------------
 
+
 def podman_compose_tool(run: Run) -> None:
     """podman-compose from PyPI, in a virtual environment of the cache folder."""
     venv = CACHE / "tools"
@@ -137,10 +146,12 @@ def podman_compose_tool(run: Run) -> None:
 
 # -- 2. the project's image -------------------------------------------------------------------
 
+
 def host_pip_config(env: dict[str, str] | None = None) -> dict[str, str]:
     """What ``pip config list`` says the host's pip uses (its files merged, then PIP_* variables)."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                         check=True, env=env).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True, env=env
+    ).stdout
     found: dict[str, str] = {}
     for section in ("global", "install", ":env:"):  # later sections win, as in pip
         for line in out.splitlines():
@@ -163,8 +174,10 @@ def build_options(config: dict[str, str]) -> list[str]:
         opts += ["--build-arg", f"PIP_EXTRA_INDEX_URL={' '.join(extra)}"]
     for url in [index, *extra]:
         if re.match(r"^[a-z+]+://[^/@]+@", url):
-            raise CheckFailed("the host's pip index URL carries credentials; a build argument would keep "
-                              "them in the image's history: give it to the build as a secret instead")
+            raise CheckFailed(
+                "the host's pip index URL carries credentials; a build argument would keep "
+                "them in the image's history: give it to the build as a secret instead"
+            )
         if url.startswith("file://") and Path(url[7:]).is_dir():
             local = Path(url[7:]).resolve().parent  # a simple index's pages link to ../files/
             opts += ["-v", f"{local}:{local}:ro"]
@@ -187,8 +200,11 @@ def check_image(run: Run) -> dict[str, Any]:
     if user in ("", "root", "0") or uid == "0":
         raise CheckFailed(f"the image runs as root (User {user!r}, uid {uid})")
     deps = ROOT / "deploy" / "podman" / "image_deps.py"
-    found = json.loads(run.podman("run", "--rm", "-v", f"{deps}:/tmp/image_deps.py:ro", IMAGE,
-                                  "python", "/tmp/image_deps.py", quiet=True).stdout)
+    found = json.loads(
+        run.podman(
+            "run", "--rm", "-v", f"{deps}:/tmp/image_deps.py:ro", IMAGE, "python", "/tmp/image_deps.py", quiet=True
+        ).stdout
+    )
     if found["unneeded"]:
         raise CheckFailed(f"installed in the image but not needed by the project: {found['unneeded']}")
     if "sessionizer" not in found["installed"]:
@@ -202,15 +218,21 @@ def check_image(run: Run) -> dict[str, Any]:
         raise CheckFailed(f"in the image's /app: {sorted(leaked)}")
     size = int(info["Size"])
     layers = [ln for ln in history.splitlines() if ln.strip()]
-    print(f"  {IMAGE}: {size / 1e6:.0f} MB, user {user} (uid {uid}), {len(found['installed'])} "
-          f"distributions, all needed; {len(layers)} history entries, no credential", flush=True)
+    print(
+        f"  {IMAGE}: {size / 1e6:.0f} MB, user {user} (uid {uid}), {len(found['installed'])} "
+        f"distributions, all needed; {len(layers)} history entries, no credential",
+        flush=True,
+    )
     return {"size_mb": round(size / 1e6), "user": user}
 
 
 # -- 3-4. the stack up and healthy ------------------------------------------------------------
 
+
 def containers(run: Run) -> list[dict[str, Any]]:
-    return json.loads(run.podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "json", quiet=True).stdout or "[]")
+    return json.loads(
+        run.podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "json", quiet=True).stdout or "[]"
+    )
 
 
 def service_of(ctr: dict[str, Any]) -> str:
@@ -234,23 +256,27 @@ def wait_healthy(run: Run, timeout: float = 240) -> list[str]:
         if not pending and ctrs:
             return sorted(c["Names"][0] for c in ctrs)
         if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {n}\n{run.podman('logs', '--tail', '30', n, check=False, quiet=True).stderr}"
-                             for n in pending)
+            logs = "\n".join(
+                f"--- {n}\n{run.podman('logs', '--tail', '30', n, check=False, quiet=True).stderr}" for n in pending
+            )
             raise CheckFailed(f"not healthy: {pending}\n{run.masked(logs)[-6000:]}")
         time.sleep(2)
 
 
 # -- 6-7. jobs --------------------------------------------------------------------------------
 
-def call(method: str, url: str, key: str | None = None, body: Any = None, auth: str | None = None,
-         **headers: str) -> tuple[int, Any]:
+
+def call(
+    method: str, url: str, key: str | None = None, body: Any = None, auth: str | None = None, **headers: str
+) -> tuple[int, Any]:
     hdrs = {"Content-Type": "application/json", **headers}
     if key:
         hdrs["Authorization"] = f"Bearer {key}"
     if auth:
         hdrs["Authorization"] = auth
-    req = urllib.request.Request(url, method=method, headers=hdrs,
-                                 data=json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(
+        url, method=method, headers=hdrs, data=json.dumps(body).encode() if body is not None else None
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             raw = resp.read()
@@ -285,8 +311,10 @@ def same_sessions(containers_result: dict[str, Any], host_result: dict[str, Any]
     a, b = containers_result["sessions"], host_result["sessions"]
     if a != b:
         diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        raise CheckFailed(f"sessions differ ({len(a)} in containers, {len(b)} on the host); first at {diff}: "
-                          f"{a[diff] if diff < len(a) else None} != {b[diff] if diff < len(b) else None}")
+        raise CheckFailed(
+            f"sessions differ ({len(a)} in containers, {len(b)} on the host); first at {diff}: "
+            f"{a[diff] if diff < len(a) else None} != {b[diff] if diff < len(b) else None}"
+        )
     counts = ("users", "sessions", "events", "invalid_events")
     sa = {k: containers_result["stats"].get(k) for k in counts}
     sb = {k: host_result["stats"].get(k) for k in counts}
@@ -299,12 +327,17 @@ def host_job(run: Run) -> dict[str, Any]:
     runs them), reading the same events from the elasticsearch container's published port."""
     var = run.tmp / "host-var"
     stack = Stack()
-    stack.env.update({
-        "SESSIONIZER_VAR_DIR": str(var), "EVENT_SOURCE": "elasticsearch",
-        "ELASTICSEARCH_URL": f"http://127.0.0.1:{run.ports['ES']}", "ELASTICSEARCH_INDEX": "usage-events",
-        "ELASTICSEARCH_API_KEY": run.dotenv["ELASTICSEARCH_API_KEY"],
-        "AUTH_REQUIRED": "true", "API_KEYS": run.dotenv["API_KEYS"],
-    })
+    stack.env.update(
+        {
+            "SESSIONIZER_VAR_DIR": str(var),
+            "EVENT_SOURCE": "elasticsearch",
+            "ELASTICSEARCH_URL": f"http://127.0.0.1:{run.ports['ES']}",
+            "ELASTICSEARCH_INDEX": "usage-events",
+            "ELASTICSEARCH_API_KEY": run.dotenv["ELASTICSEARCH_API_KEY"],
+            "AUTH_REQUIRED": "true",
+            "API_KEYS": run.dotenv["API_KEYS"],
+        }
+    )
     stack.env.pop("REDIS_URL", None)
     try:
         stack.start_redis(var / "redis")
@@ -319,6 +352,7 @@ def host_job(run: Run) -> dict[str, Any]:
 
 
 # -- 8. Prometheus and Flower -----------------------------------------------------------------
+
 
 def wait_scraped(run: Run, workers: int, timeout: float = 150) -> dict[str, int]:
     """Prometheus has the API and ``workers`` worker targets, all up, and has read the API's job
@@ -356,6 +390,7 @@ def check_flower(run: Run) -> None:
 
 # -- 10. down ---------------------------------------------------------------------------------
 
+
 def leftovers(run: Run) -> dict[str, list[str]]:
     found = {
         "containers": run.podman("ps", "-aq", "--filter", f"label={LABEL}", quiet=True).stdout.split(),
@@ -381,6 +416,7 @@ def down(run: Run) -> None:
 
 # -- the whole check --------------------------------------------------------------------------
 
+
 def new_run(tmp: Path) -> Run:
     key = secrets.token_urlsafe(24)
     dotenv = {
@@ -394,11 +430,20 @@ def new_run(tmp: Path) -> Run:
     (tmp / ".env").chmod(0o600)
     (tmp / "containers.conf").write_text(CONTAINERS_CONF)
     # free loopback ports for what the stack publishes, so that it runs beside one already up
-    services = {"API": ("api", 8000), "ES": ("elasticsearch", 9200), "FLOWER": ("flower", 5555),
-                "PROMETHEUS": ("prometheus", 9090)}
+    services = {
+        "API": ("api", 8000),
+        "ES": ("elasticsearch", 9200),
+        "FLOWER": ("flower", 5555),
+        "PROMETHEUS": ("prometheus", 9090),
+    }
     ports = {name: free_port() for name in services}
-    (tmp / "ports.yml").write_text("services:\n" + "".join(
-        f'  {svc}:\n    ports: !override ["127.0.0.1:{ports[name]}:{cport}"]\n' for name, (svc, cport) in services.items()))
+    (tmp / "ports.yml").write_text(
+        "services:\n"
+        + "".join(
+            f'  {svc}:\n    ports: !override ["127.0.0.1:{ports[name]}:{cport}"]\n'
+            for name, (svc, cport) in services.items()
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k not in dotenv}
     env.update({"CONTAINERS_CONF": str(tmp / "containers.conf"), "SESSIONIZER_PODMAN_CACHE": str(CACHE)})
     return Run(tmp, env, dotenv, key, ports)
@@ -420,8 +465,11 @@ def check(run: Run) -> dict[str, Any]:
             print("  " + ", ".join(wait_healthy(run)), flush=True)
         with run.step("load", "the load-demo service loads the demo events"):
             run.compose("--profile", "load", "run", "--rm", "load-demo", timeout=600)
-            status, count = call("GET", f"http://127.0.0.1:{run.ports['ES']}/usage-events/_count",
-                                 auth="ApiKey " + run.dotenv["ELASTICSEARCH_API_KEY"])
+            status, count = call(
+                "GET",
+                f"http://127.0.0.1:{run.ports['ES']}/usage-events/_count",
+                auth="ApiKey " + run.dotenv["ELASTICSEARCH_API_KEY"],
+            )
             if status != 200 or count["count"] < 1000:
                 raise CheckFailed(f"usage-events holds {count} after the load")
             print(f"  {count['count']} events in usage-events", flush=True)
@@ -452,8 +500,9 @@ def check(run: Run) -> dict[str, Any]:
             # 137: still running at the end of the grace period, then killed
             killed = [c["Names"][0] for c in containers(run) if c.get("ExitCode") == 137]
             # what a container that had to be killed was doing: the end of its log, before `down` removes it
-            tails = "\n".join(f"--- {n}\n{run.podman('logs', '--tail', '40', n, check=False, quiet=True).stderr}"
-                              for n in killed)
+            tails = "\n".join(
+                f"--- {n}\n{run.podman('logs', '--tail', '40', n, check=False, quiet=True).stderr}" for n in killed
+            )
             down(run)
             if killed:
                 raise CheckFailed(f"not stopped by SIGTERM within 30 s: {killed}\n{tails}")
@@ -466,8 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)
     if shutil.which("podman") is None or shutil.which("mmdebstrap") is None:
-        print("compose-check needs podman, runc and mmdebstrap (apt-get install podman runc mmdebstrap)",
-              file=sys.stderr)
+        print(
+            "compose-check needs podman, runc and mmdebstrap (apt-get install podman runc mmdebstrap)", file=sys.stderr
+        )
         return 2
     CACHE.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -489,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     total = time.monotonic() - start
     times = ", ".join(f"{name} {took:.0f} s" for name, took in run.times)
-    print(f"[compose-check] passed in {total:.0f} s ({times}); image {IMAGE} {image['size_mb']} MB, user {image['user']}")
+    print(
+        f"[compose-check] passed in {total:.0f} s ({times}); image {IMAGE} {image['size_mb']} MB, user {image['user']}"
+    )
     return 0
 
 

@@ -31,8 +31,10 @@ class _OnHost(ThreadingHTTPServer):
 
 def health() -> int:
     key = os.environ.get("ESPROTO_API_KEY")
-    req = urllib.request.Request(f"http://127.0.0.1:{os.environ.get('ESPROTO_PORT', '9200')}/",
-                                 headers={"Authorization": f"ApiKey {key}"} if key else {})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{os.environ.get('ESPROTO_PORT', '9200')}/",
+        headers={"Authorization": f"ApiKey {key}"} if key else {},
+    )
     with urllib.request.urlopen(req, timeout=3):  # an error status raises: the check fails
         return 0
 

@@ -116,8 +116,20 @@ from .wait_slots import WaitSlots
 # The API's store answers or raises within this: /healthz within 1 s, a /jobs request's 503 within 2 s.
 FAIL_FAST_TIMEOUT_S = 0.5
 
-__all__ = ["IDEM_PENDING_S", "JobKeys", "JobPage", "JobStore", "Lease", "LeaseGrant", "LeaseLost", "TooManyActiveJobs",
-           "UnitTable", "fingerprint", "iso", "utcnow"]
+__all__ = [
+    "IDEM_PENDING_S",
+    "JobKeys",
+    "JobPage",
+    "JobStore",
+    "Lease",
+    "LeaseGrant",
+    "LeaseLost",
+    "TooManyActiveJobs",
+    "UnitTable",
+    "fingerprint",
+    "iso",
+    "utcnow",
+]
 
 
 @dataclass
@@ -145,13 +157,20 @@ class JobStore(Lifecycle, Leases, Reads):
         never answers (stopped, overloaded) holds no caller forever."""
         if fail_fast:
             client = redis.Redis.from_url(
-                url, socket_connect_timeout=FAIL_FAST_TIMEOUT_S, socket_timeout=FAIL_FAST_TIMEOUT_S,
-                health_check_interval=30, retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+                url,
+                socket_connect_timeout=FAIL_FAST_TIMEOUT_S,
+                socket_timeout=FAIL_FAST_TIMEOUT_S,
+                health_check_interval=30,
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
             return cls(client, ttl_s)
         retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=14)
         client = redis.Redis.from_url(
-            url, health_check_interval=30, retry=retry, socket_connect_timeout=5, socket_timeout=30,
+            url,
+            health_check_interval=30,
+            retry=retry,
+            socket_connect_timeout=5,
+            socket_timeout=30,
             retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
         )
         return cls(client, ttl_s)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ def now_ms() -> int:
 
 
 def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,17 @@ class Push:
     def body(self) -> bytes:
         """The event, never the sessions: the client fetches those from ``links.sessions``."""
         base = f"/jobs/{self.job_id}"
-        return orjson.dumps({
-            "type": self.type,
-            "timestamp": self.event_at,
-            "data": {"id": self.job_id, "status": self.type.removeprefix("job."),
-                     "links": {"self": base, "sessions": f"{base}/sessions"}},
-        })
+        return orjson.dumps(
+            {
+                "type": self.type,
+                "timestamp": self.event_at,
+                "data": {
+                    "id": self.job_id,
+                    "status": self.type.removeprefix("job."),
+                    "links": {"self": base, "sessions": f"{base}/sessions"},
+                },
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,16 @@ class Deliveries:
         if not isinstance(res, list):
             return None
         h = {res[i].decode(): res[i + 1].decode() for i in range(0, len(res), 2)}
-        return Push(job_id, h["url"], h.get("owner", ""), h["type"], h["msg_id"], h["event_at"],
-                    int(h.get("attempts", 0)), token)
+        return Push(
+            job_id,
+            h["url"],
+            h.get("owner", ""),
+            h["type"],
+            h["msg_id"],
+            h["event_at"],
+            int(h.get("attempts", 0)),
+            token,
+        )
 
     def record(self, push: Push, attempt: dict[str, Any], outcome: str, next_ms: int | None = None) -> bool:
         """Record an attempt and what follows: ``retry`` at ``next_ms``, or ``delivered``,
@@ -131,6 +144,11 @@ class Deliveries:
             return None
         h = {k.decode(): v.decode() for k, v in raw.items()}
         next_ms = h.get("next_ms")
-        return Delivery(h["url"], h["type"], h["msg_id"], h["state"],
-                        iso_ms(int(next_ms)) if h["state"] == "pending" and next_ms else None,
-                        [orjson.loads(a) for a in attempts])
+        return Delivery(
+            h["url"],
+            h["type"],
+            h["msg_id"],
+            h["state"],
+            iso_ms(int(next_ms)) if h["state"] == "pending" and next_ms else None,
+            [orjson.loads(a) for a in attempts],
+        )

@@ -97,19 +97,16 @@ class OwnerJobs(KeyTemplate):
     key_template = "sz:owner:{owner}:jobs"
 
 
-
 class OwnerActive(KeyTemplate):
     """set: an owner's job ids that may still be active (the concurrent-jobs cap)."""
 
     key_template = "sz:owner:{owner}:active"
 
 
-
 class ShareKey(KeyTemplate):
     """string: the id of the computation an identical request reuses."""
 
     key_template = "sz:share:{fingerprint}"
-
 
 
 class IdempotencyKey(KeyTemplate):
@@ -119,12 +116,10 @@ class IdempotencyKey(KeyTemplate):
     key_template = "sz:idem:{owner}:{digest}"
 
 
-
 class RateBucket(KeyTemplate):
     """hash: an owner's token bucket (``tokens``, ``ts_ms``)."""
 
     key_template = "sz:rate:{owner}"
-
 
 
 class AuthFailures(KeyTemplate):
@@ -142,7 +137,6 @@ class WaitSlots(KeyTemplate):
     """zset: an owner's ``Prefer: wait`` requests in progress, a token each scored by when it lapses."""
 
     key_template = "sz:waits:{owner}"
-
 
 
 class WebhookDelivery(KeyTemplate):

@@ -140,11 +140,12 @@ class Leases:
         units = frozenset(range(int(total))) if plan and total else frozenset()
         return UnitTable(
             status.decode() if status is not None else None,
-            units, frozenset(int(u) for u in done), table,
+            units,
+            frozenset(int(u) for u in done),
+            table,
             int(secs) * 1000 + int(micros) // 1000,
         )
 
     def server_ms(self) -> int:
         secs, micros = self.client.time()
         return int(secs) * 1000 + int(micros) // 1000
-

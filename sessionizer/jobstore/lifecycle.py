@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -36,11 +36,11 @@ class TooManyActiveJobs(Exception):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def overdue(h: Mapping[str, str], now: datetime) -> bool:
@@ -118,8 +118,22 @@ class Lifecycle:
             "callback_url": callback_url,  # its completion push (sessionizer/webhooks/)
         }
         flat = [item for pair in fields.items() for item in pair]
-        keys = [JobKeys(job_id).hash, ShareKey.key(fp) if share else "", OwnerJobs.key(owner), OwnerActive.key(owner), SEQ_KEY]
-        args = [job_id, self.ttl_s, self.list_ttl_s, "1" if fresh else "0", int(now.timestamp() * 1000), max_active, *flat]
+        keys = [
+            JobKeys(job_id).hash,
+            ShareKey.key(fp) if share else "",
+            OwnerJobs.key(owner),
+            OwnerActive.key(owner),
+            SEQ_KEY,
+        ]
+        args = [
+            job_id,
+            self.ttl_s,
+            self.list_ttl_s,
+            "1" if fresh else "0",
+            int(now.timestamp() * 1000),
+            max_active,
+            *flat,
+        ]
         outcome, detail = self.scripts.submit(keys=keys, args=args)
         if outcome == b"capped":
             raise TooManyActiveJobs(int(detail))
@@ -137,7 +151,9 @@ class Lifecycle:
         if pipe is None:
             run.execute()
 
-    def _move(self, job_id: str, to: JobStatus, allowed_from: frozenset[JobStatus] | tuple[JobStatus, ...], **fields: Any) -> bool:
+    def _move(
+        self, job_id: str, to: JobStatus, allowed_from: frozenset[JobStatus] | tuple[JobStatus, ...], **fields: Any
+    ) -> bool:
         args: list[Any] = [to, ",".join(allowed_from)]
         for name, value in fields.items():
             args += [name, value]
@@ -160,8 +176,9 @@ class Lifecycle:
         the units' users: a plan sent again reads them back (:meth:`unit_plan`) rather than
         planning anew, so a unit's index always means the same users."""
         extra = {"units": orjson.dumps(units)} if units is not None else {}
-        moved = self._move(job_id, JobStatus.RUNNING, (JobStatus.QUEUED,), started_at=iso(utcnow()),
-                           units_total=units_total, **extra)
+        moved = self._move(
+            job_id, JobStatus.RUNNING, (JobStatus.QUEUED,), started_at=iso(utcnow()), units_total=units_total, **extra
+        )
         if moved:
             self.client.incr(SCANS_KEY)
             self.register_live(job_id)  # type: ignore[attr-defined]
@@ -209,8 +226,14 @@ class Lifecycle:
         self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned, src, token, lease_ms])
 
     def complete_unit(
-        self, job_id: str, unit: int, users: int, sessions: list[dict[str, Any]], stats: Mapping[str, int],
-        *, lease: str = "",
+        self,
+        job_id: str,
+        unit: int,
+        users: int,
+        sessions: list[dict[str, Any]],
+        stats: Mapping[str, int],
+        *,
+        lease: str = "",
     ) -> bool:
         """Store a unit's result (idempotent) and return True when every unit is now done
         (nothing is stored once the job is gone). With ``lease`` (its token), only while that
@@ -229,7 +252,9 @@ class Lifecycle:
             for name, value in orjson.loads(raw).items():
                 totals[name] = totals.get(name, 0) + int(value)
         totals.update(job_stats(self.client.hvals(JobKeys(job_id).sessions)))  # medians need every session
-        return self._move(job_id, JobStatus.SUCCEEDED, (JobStatus.RUNNING,), stats=orjson.dumps(totals), finished_at=iso(utcnow()))
+        return self._move(
+            job_id, JobStatus.SUCCEEDED, (JobStatus.RUNNING,), stats=orjson.dumps(totals), finished_at=iso(utcnow())
+        )
 
     def delete(self, job_id: str) -> bool:
         """Forget a job (cancel it first to stop its work); shared results stay for the others."""

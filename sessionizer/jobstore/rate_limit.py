@@ -14,8 +14,16 @@ from .keys import AuthFailures, RateBucket
 class RateLimit:
     script: Script
 
-    def admit(self, address: str, owner: str | None, *, failures_per_s: float, failures_burst: int,
-              rate_per_s: float, burst: int) -> tuple[str, float]:
+    def admit(
+        self,
+        address: str,
+        owner: str | None,
+        *,
+        failures_per_s: float,
+        failures_burst: int,
+        rate_per_s: float,
+        burst: int,
+    ) -> tuple[str, float]:
         """Judge a request: ``("blocked", s)`` when its client address has spent its failed
         authentications (any key is then refused), ``("denied", 0)`` for a wrong key (``owner``
         None; counted), ``("rate", s)`` when the key is over its rate, else ``("ok", 0)``;

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
 import redis
-
-from datetime import datetime
 
 from ..status import JobStatus
 from .keys import SCANS_KEY, JobKeys, OwnerJobs, is_job_id
@@ -78,12 +77,21 @@ class Reads:
         cid = own.get("primary") or job_id
         h = comp if own.get("primary") else own
         if not h:  # the computation expired before the job following it (it should not)
-            h = dict(own, status=JobStatus.FAILED, error=orjson.dumps({"type": "result_expired",
-                     "message": "the shared result this job followed has expired"}).decode())
+            h = dict(
+                own,
+                status=JobStatus.FAILED,
+                error=orjson.dumps(
+                    {"type": "result_expired", "message": "the shared result this job followed has expired"}
+                ).decode(),
+            )
         late = overdue(h, utcnow())
         if late:
-            h = dict(h, status=JobStatus.FAILED, error=orjson.dumps(deadline_error(h["deadline_at"])).decode(),
-                     finished_at=h["deadline_at"])
+            h = dict(
+                h,
+                status=JobStatus.FAILED,
+                error=orjson.dumps(deadline_error(h["deadline_at"])).decode(),
+                finished_at=h["deadline_at"],
+            )
         status, error, finished = h["status"], h.get("error"), h.get("finished_at")
         started, deadline = h.get("started_at"), h.get("deadline_at")
         if client_view and own.get("view_status"):
@@ -139,16 +147,18 @@ class Reads:
         key = JobKeys(computation_of(self.client, job_id)).sessions
         units = sorted(int(k) for k in self.client.hkeys(key))
         for i in range(0, len(units), batch):
-            for raw in self.client.hmget(key, units[i:i + batch]):
+            for raw in self.client.hmget(key, units[i : i + batch]):
                 if raw is not None:
                     yield raw
 
-    def iter_sessions(self, job_id: str, unit: int = 0, offset: int = 0, batch: int = 8) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    def iter_sessions(
+        self, job_id: str, unit: int = 0, offset: int = 0, batch: int = 8
+    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
         """``(unit, offset, session)`` from a position on, reading the units a batch at a time."""
         key = JobKeys(computation_of(self.client, job_id)).sessions
         units = sorted(u for u in (int(k) for k in self.client.hkeys(key)) if u >= unit)
         for i in range(0, len(units), batch):
-            chunk = units[i:i + batch]
+            chunk = units[i : i + batch]
             for u, raw in zip(chunk, self.client.hmget(key, chunk)):
                 if raw is None:
                     continue
@@ -156,8 +166,9 @@ class Reads:
                 for k in range(offset if u == unit else 0, len(rows)):
                     yield u, k, rows[k]
 
-    def list_jobs(self, owner: str, *, limit: int, before_seq: int | None = None,
-                  status: str | None = None, scan_max: int = 1000) -> JobPage:
+    def list_jobs(
+        self, owner: str, *, limit: int, before_seq: int | None = None, status: str | None = None, scan_max: int = 1000
+    ) -> JobPage:
         """The owner's jobs, newest first, from ``before_seq`` down. At most ``scan_max`` ids are
         looked at per call, so a page filtered by status may hold fewer than ``limit`` jobs yet
         have a next cursor."""
@@ -166,7 +177,9 @@ class Reads:
         page = JobPage([], None)
         scanned = 0
         while scanned < scan_max:
-            ids = self.client.zrevrangebyscore(key, top, "-inf", start=0, num=min(limit + 1, scan_max - scanned), withscores=True)
+            ids = self.client.zrevrangebyscore(
+                key, top, "-inf", start=0, num=min(limit + 1, scan_max - scanned), withscores=True
+            )
             if not ids:
                 page.next_seq = None
                 return page

@@ -47,8 +47,11 @@ def split_url(url: str, allow_private: bool) -> tuple[str, int]:
         raise Refused("Not a URL.") from None
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes:
-        raise Refused("Only https URLs are called." if parts.scheme in ("http", "https") or not allow_private
-                      else "Only http and https URLs are called.")
+        raise Refused(
+            "Only https URLs are called."
+            if parts.scheme in ("http", "https") or not allow_private
+            else "Only http and https URLs are called."
+        )
     if not parts.hostname:
         raise Refused("Not a URL: no host.")
     if parts.username is not None or parts.password is not None:
@@ -75,8 +78,10 @@ def checked_addresses(host: str, port: int, allow_private: bool, resolver: Resol
     if not allow_private:
         for address in addresses:
             if not is_public(address):
-                raise Refused(f"The host {host[:100]} resolves to a private, loopback, link-local or reserved "
-                              f"address ({address}); only public addresses are called.")
+                raise Refused(
+                    f"The host {host[:100]} resolves to a private, loopback, link-local or reserved "
+                    f"address ({address}); only public addresses are called."
+                )
     return addresses
 
 

@@ -26,7 +26,7 @@ def secret_bytes(secret: str) -> bytes:
     if not secret.startswith(PREFIX):
         raise ValueError("a webhook secret starts with whsec_")
     try:
-        key = base64.b64decode(secret[len(PREFIX):], validate=True)
+        key = base64.b64decode(secret[len(PREFIX) :], validate=True)
     except binascii.Error:
         raise ValueError("a webhook secret is whsec_ followed by base64") from None
     if len(key) < 24 or len(key) > 64:
@@ -47,8 +47,10 @@ def parse_secrets(spec: str) -> dict[str, str]:
                 raise ValueError
             secret_bytes(value.strip())
         except ValueError:
-            raise ValueError(f"WEBHOOK_SECRETS entry {i + 1} is not NAME:whsec_BASE64 "
-                             "(make one with `python -m webapp.auth webhook-secret NAME`)") from None
+            raise ValueError(
+                f"WEBHOOK_SECRETS entry {i + 1} is not NAME:whsec_BASE64 "
+                "(make one with `python -m webapp.auth webhook-secret NAME`)"
+            ) from None
         out[name.strip()] = value.strip()
     return out
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,15 +32,24 @@ KEYS = {name: f"test-key-{name}-0123456789abcdef" for name in ("alice", "bob", "
 
 def write_events(path: Path) -> Path:
     """Three days of four users, two sessions a day each (12 events ~40 s apart, on two instances)."""
-    base = datetime(2022, 9, 5, 8, tzinfo=timezone.utc)
+    base = datetime(2022, 9, 5, 8, tzinfo=UTC)
     with open(path, "w") as fh:
         for u, user in enumerate(USERS):
             for day in range(3):
                 for s in range(2):
                     t = base + timedelta(days=day, hours=4 * s + u, minutes=7 * u)
                     for i in range(12):
-                        fh.write(json.dumps({"@timestamp": (t + timedelta(seconds=40 * i + (i * u) % 9)).isoformat(),
-                                             "util": user, "ecran": f"screen{i % 3}", "instance": f"i{s + 1}"}) + "\n")
+                        fh.write(
+                            json.dumps(
+                                {
+                                    "@timestamp": (t + timedelta(seconds=40 * i + (i * u) % 9)).isoformat(),
+                                    "util": user,
+                                    "ecran": f"screen{i % 3}",
+                                    "instance": f"i{s + 1}",
+                                }
+                            )
+                            + "\n"
+                        )
     return path
 
 
@@ -73,19 +82,41 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientSta
     ports = [free_port() for _ in range(3)]
     stack = ClientStack(*(f"http://127.0.0.1:{p}" for p in ports), tmp=tmp)
     specs = [
-        (worker_command(concurrency=2, name="client-tests"),
-         _env(f"{base}/0", EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENT_STORE_DIR=str(tmp / "cache")), "worker"),
-        (api_command("127.0.0.1", ports[0], workers=1),
-         _env(f"{base}/0", API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"), "api"),
-        (api_command("127.0.0.1", ports[1], workers=1), _env(f"{base}/1", RATE_LIMIT_PER_S="0", MAX_WAITS_PER_KEY="1"), "idle"),
-        (api_command("127.0.0.1", ports[2], workers=1),
-         _env(f"{base}/2", JOB_DEADLINE_S="1", RATE_LIMIT_PER_S="2", RATE_LIMIT_BURST="5"), "doomed"),
+        (
+            worker_command(concurrency=2, name="client-tests"),
+            _env(f"{base}/0", EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENT_STORE_DIR=str(tmp / "cache")),
+            "worker",
+        ),
+        (
+            api_command("127.0.0.1", ports[0], workers=1),
+            _env(f"{base}/0", API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"),
+            "api",
+        ),
+        (
+            api_command("127.0.0.1", ports[1], workers=1),
+            _env(f"{base}/1", RATE_LIMIT_PER_S="0", MAX_WAITS_PER_KEY="1"),
+            "idle",
+        ),
+        (
+            api_command("127.0.0.1", ports[2], workers=1),
+            _env(f"{base}/2", JOB_DEADLINE_S="1", RATE_LIMIT_PER_S="2", RATE_LIMIT_BURST="5"),
+            "doomed",
+        ),
     ]
     try:
         for args, env, name in specs:
             with open(tmp / f"{name}.log", "ab") as log:
-                stack.procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL, start_new_session=True))
+                stack.procs.append(
+                    subprocess.Popen(
+                        args,
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
         for url in (stack.api, stack.idle, stack.doomed):
             wait_http(f"{url}/healthz", timeout=90)
         deadline = time.monotonic() + 90
@@ -117,8 +148,9 @@ class Proxy:
     client under test opens a new connection after each (the answers close theirs).
     """
 
-    def __init__(self, upstream_port: int, *, drop_first_post: bool = False, fail_first: int = 0,
-                 retry_after: str = "1") -> None:
+    def __init__(
+        self, upstream_port: int, *, drop_first_post: bool = False, fail_first: int = 0, retry_after: str = "1"
+    ) -> None:
         self.upstream_port, self.drop_first_post, self.fail_first = upstream_port, drop_first_post, fail_first
         self.retry_after = retry_after
         self.requests: list[bytes] = []  # first line of each connection's first request
@@ -152,8 +184,14 @@ class Proxy:
                 return data
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
         while len(body) < length:
             body += conn.recv(65536)
         return head + b"\r\n\r\n" + body
@@ -171,9 +209,11 @@ class Proxy:
             self.dropped += drop
         if refuse:
             body = b'{"type": "about:blank", "title": "Service Unavailable", "status": 503}'
-            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-                         b"Retry-After: " + self.retry_after.encode() + b"\r\nConnection: close\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            conn.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+                b"Retry-After: " + self.retry_after.encode() + b"\r\nConnection: close\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
             conn.close()
             return
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))

@@ -54,7 +54,7 @@ def test_version() -> None:
     assert out.returncode == 0 and out.stdout.strip() == f"sessionizer {__version__}"
 
 
-def test_usage_errors_are_one_line_exit_2_before_any_request(listener, tmp_path: Path) -> None:  # noqa: ANN001
+def test_usage_errors_are_one_line_exit_2_before_any_request(listener, tmp_path: Path) -> None:
     address, accepted = listener
     cases = [
         ([*SUBMIT, "--users", f"@{tmp_path / 'missing.txt'}"], "missing.txt"),
@@ -77,11 +77,13 @@ def test_usage_errors_are_one_line_exit_2_before_any_request(listener, tmp_path:
 class HTMLErrors(http.server.BaseHTTPRequestHandler):
     """What a proxy in front of the API may answer: an HTML page, with a script and a style."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         status = 502 if "/jobs/gateway" in self.path else 404
-        page = (f"<!doctype html><html><head><title>{status} {self.responses[status][0]}</title>"
-                "<style>body { color: red }</style><script>var x = 1;</script></head>"
-                f"<body><h1>{self.responses[status][0]}</h1><p>nginx/1.25</p></body></html>").encode()
+        page = (
+            f"<!doctype html><html><head><title>{status} {self.responses[status][0]}</title>"
+            "<style>body { color: red }</style><script>var x = 1;</script></head>"
+            f"<body><h1>{self.responses[status][0]}</h1><p>nginx/1.25</p></body></html>"
+        ).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(page)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import subprocess
 import sys
@@ -17,11 +16,23 @@ import pandas as pd
 import pytest
 
 from sessionizer_client import (
-    AsyncClient, AsyncJob, Client, Conflict, ConnectionFailed, InvalidRequest, Job, JobCancelled, JobFailed,
-    NotFound, RateLimited, RetryPolicy, Session, Unauthorized, WaitTimeout,
+    AsyncClient,
+    AsyncJob,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    InvalidRequest,
+    Job,
+    JobCancelled,
+    JobFailed,
+    NotFound,
+    RateLimited,
+    RetryPolicy,
+    Session,
+    Unauthorized,
+    WaitTimeout,
 )
 from sessionizer_client._retry import parse_retry_after
-
 from worker.devstack import free_port
 
 from .conftest import END, KEYS, START, USERS
@@ -36,7 +47,7 @@ def raw_sessions(url: str, key: str, job_id: str) -> list[dict]:
     return resp.json()["sessions"]
 
 
-def test_submit_wait_and_stream_sessions(client_stack) -> None:  # noqa: ANN001
+def test_submit_wait_and_stream_sessions(client_stack) -> None:
     with Client(client_stack.api, KEYS["alice"]) as client:
         job = client.submit(USERS, START, END, method="gap", params={"max_gap_s": 900}, fresh=True)
         assert job.status in ("queued", "running", "succeeded") and job.continuation_token() == job.id
@@ -47,15 +58,16 @@ def test_submit_wait_and_stream_sessions(client_stack) -> None:  # noqa: ANN001
         sessions = list(job.sessions())
         raw = raw_sessions(client_stack.api, KEYS["alice"], job.id)
         assert all(isinstance(s, Session) for s in sessions)
-        assert [(s.user, s.start.isoformat().replace("+00:00", "Z")) for s in sessions] == \
-               [(r["user"], r["start"]) for r in raw]
+        assert [(s.user, s.start.isoformat().replace("+00:00", "Z")) for s in sessions] == [
+            (r["user"], r["start"]) for r in raw
+        ]
         assert len(sessions) == job.stats()["sessions"] == 4 * 3 * 2  # two a day, four users, three days
         assert all(s.start.tzinfo is not None and s.events == 12 for s in sessions)
         assert {s.user for s in job.sessions(user="01")} == {"01"}  # "01" stays a string
         assert job.refresh().status == "succeeded"
 
 
-def test_sessions_are_streamed_lazily(client_stack) -> None:  # noqa: ANN001
+def test_sessions_are_streamed_lazily(client_stack) -> None:
     with Client(client_stack.api, KEYS["alice"]) as client:
         job = client.submit(USERS, START, END).wait(timeout=60)
         stream = job.sessions()
@@ -66,29 +78,42 @@ def test_sessions_are_streamed_lazily(client_stack) -> None:  # noqa: ANN001
 
 
 def test_session_tolerates_fields_it_does_not_know() -> None:
-    row = {"user": "a", "instance": "i", "start": "2022-09-05T08:00:00Z", "end": "2022-09-05T09:00:00.5Z",
-           "duration_s": 3600.5, "events": 3, "entry_screen": "x", "exit_screen": "y", "truncated_start": False,
-           "truncated_end": True, "split_reason": "idle", "a_later_field": [1]}
+    row = {
+        "user": "a",
+        "instance": "i",
+        "start": "2022-09-05T08:00:00Z",
+        "end": "2022-09-05T09:00:00.5Z",
+        "duration_s": 3600.5,
+        "events": 3,
+        "entry_screen": "x",
+        "exit_screen": "y",
+        "truncated_start": False,
+        "truncated_end": True,
+        "split_reason": "idle",
+        "a_later_field": [1],
+    }
     s = Session.from_json(row)
     assert s.split_reason == "idle" and s.extra == {"a_later_field": [1]} and s.end.microsecond == 500000
     del row["split_reason"], row["a_later_field"]
     assert Session.from_json(row).split_reason is None
 
 
-def test_resume_by_id_in_a_new_process(client_stack) -> None:  # noqa: ANN001
+def test_resume_by_id_in_a_new_process(client_stack) -> None:
     with Client(client_stack.api, KEYS["alice"]) as client:
         job = client.submit(USERS[:2], START, END, fresh=True)
         token = job.continuation_token()
-    code = ("import sys; from sessionizer_client import Client\n"
-            "job = Client().job(sys.argv[1]).wait(timeout=60)\n"
-            "print(job.status, sum(1 for _ in job.sessions()))")
+    code = (
+        "import sys; from sessionizer_client import Client\n"
+        "job = Client().job(sys.argv[1]).wait(timeout=60)\n"
+        "print(job.status, sum(1 for _ in job.sessions()))"
+    )
     env = {"SESSIONIZER_URL": client_stack.api, "SESSIONIZER_API_KEY": KEYS["alice"], "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code, token], env=env, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["succeeded", str(len(raw_sessions(client_stack.api, KEYS["alice"], token)))]
 
 
-def test_a_failed_job_raises_with_its_reason(client_stack) -> None:  # noqa: ANN001
+def test_a_failed_job_raises_with_its_reason(client_stack) -> None:
     with Client(client_stack.doomed) as client:
         job = client.submit(["ana"], START, END)
         with pytest.raises(JobFailed) as info:
@@ -100,7 +125,7 @@ def test_a_failed_job_raises_with_its_reason(client_stack) -> None:  # noqa: ANN
         assert conflict.value.job_status == "failed" and "deadline" in conflict.value.detail
 
 
-def test_a_timeout_leaves_the_job_then_cancel_and_delete(client_stack) -> None:  # noqa: ANN001
+def test_a_timeout_leaves_the_job_then_cancel_and_delete(client_stack) -> None:
     with Client(client_stack.idle) as client:  # no worker: the job stays queued
         job = client.submit(["ana"], START, END)
         with pytest.raises(WaitTimeout) as info:
@@ -119,7 +144,7 @@ def test_a_timeout_leaves_the_job_then_cancel_and_delete(client_stack) -> None: 
             client.job(job.id)
 
 
-def test_errors_are_typed_from_problem_json(client_stack) -> None:  # noqa: ANN001
+def test_errors_are_typed_from_problem_json(client_stack) -> None:
     with Client(client_stack.api, KEYS["alice"]) as alice, Client(client_stack.api, KEYS["bob"]) as bob:
         with pytest.raises(InvalidRequest) as invalid:
             alice.submit(["ana", "ana"], END, START, params={"nope": 1})
@@ -137,7 +162,7 @@ def test_errors_are_typed_from_problem_json(client_stack) -> None:  # noqa: ANN0
         keyless.job(job.id)  # the API requires a key
 
 
-def test_jobs_follows_every_page_and_filters(client_stack) -> None:  # noqa: ANN001
+def test_jobs_follows_every_page_and_filters(client_stack) -> None:
     with Client(client_stack.api, KEYS["pages"]) as client:
         made = [client.submit([u], START, END) for u in USERS] + [client.submit(["ana", "ben"], START, END)]
         listed = [j.id for j in client.jobs(page_size=2)]
@@ -153,7 +178,7 @@ def test_jobs_follows_every_page_and_filters(client_stack) -> None:  # noqa: ANN
         assert [j.id for j in client.jobs(status="failed") if j.id in ids] == [ours[2].id, ours[0].id]
 
 
-def test_rate_limited_requests_are_retried_after_retry_after(client_stack, caplog) -> None:  # noqa: ANN001
+def test_rate_limited_requests_are_retried_after_retry_after(client_stack, caplog) -> None:
     caplog.set_level(logging.INFO, "sessionizer_client")
     with Client(client_stack.doomed) as client:  # 2 requests/s, bursts of 5
         job = client.submit(["ben"], START, END)
@@ -169,7 +194,7 @@ def test_rate_limited_requests_are_retried_after_retry_after(client_stack, caplo
         assert info.value.retry_after is not None and info.value.retry_after >= 1
 
 
-def test_a_wait_the_service_declines_is_not_a_busy_loop(client_stack, caplog) -> None:  # noqa: ANN001
+def test_a_wait_the_service_declines_is_not_a_busy_loop(client_stack, caplog) -> None:
     caplog.set_level(logging.INFO, "sessionizer_client")
     with Client(client_stack.idle) as holder, Client(client_stack.idle) as other:  # one held wait per key there
         job = holder.submit(["ana"], START, END)
@@ -184,7 +209,7 @@ def test_a_wait_the_service_declines_is_not_a_busy_loop(client_stack, caplog) ->
         assert holder.requests_sent + other.requests_sent <= 10
 
 
-def test_503_is_retried_and_creates_one_job(client_stack, proxy_factory) -> None:  # noqa: ANN001
+def test_503_is_retried_and_creates_one_job(client_stack, proxy_factory) -> None:
     proxy = proxy_factory(fail_first=2, retry_after="0")
     with Client(proxy.url, KEYS["proxy503"]) as client:
         job = client.submit(["chloe"], START, END)
@@ -195,7 +220,7 @@ def test_503_is_retried_and_creates_one_job(client_stack, proxy_factory) -> None
         client.job("x")
 
 
-def test_a_dropped_answer_to_a_submit_does_not_create_two_jobs(client_stack, proxy_factory) -> None:  # noqa: ANN001
+def test_a_dropped_answer_to_a_submit_does_not_create_two_jobs(client_stack, proxy_factory) -> None:
     proxy = proxy_factory(drop_first_post=True)
     with Client(proxy.url, KEYS["proxy"], retry=RetryPolicy(backoff_s=0.05)) as client:
         job = client.submit(["ana", "ben"], START, END)
@@ -205,7 +230,7 @@ def test_a_dropped_answer_to_a_submit_does_not_create_two_jobs(client_stack, pro
         assert job.wait(timeout=60).status == "succeeded"
 
 
-def test_to_pandas_parquet_and_csv_round_trip(client_stack, tmp_path) -> None:  # noqa: ANN001
+def test_to_pandas_parquet_and_csv_round_trip(client_stack, tmp_path) -> None:
     with Client(client_stack.api, KEYS["alice"]) as client:
         job = client.submit(USERS, START, END, group_by=["user", "instance"]).wait(timeout=60)
         df = job.to_pandas()
@@ -213,14 +238,18 @@ def test_to_pandas_parquet_and_csv_round_trip(client_stack, tmp_path) -> None:  
         assert len(df) == len(sessions) > 0
         assert isinstance(df["start"].dtype, pd.DatetimeTZDtype) and str(df["start"].dt.tz) == "UTC"
         assert isinstance(df["end"].dtype, pd.DatetimeTZDtype)
-        assert isinstance(df["user"].dtype, pd.CategoricalDtype) and isinstance(df["instance"].dtype, pd.CategoricalDtype)
+        assert isinstance(df["user"].dtype, pd.CategoricalDtype) and isinstance(
+            df["instance"].dtype, pd.CategoricalDtype
+        )
         assert df["events"].dtype == "int64" and df["duration_s"].dtype == "float64"
         assert df["truncated_start"].dtype == bool and df["truncated_end"].dtype == bool
         assert list(df["user"].astype(str)) == [s.user for s in sessions]
         assert list(df["start"]) == [pd.Timestamp(s.start) for s in sessions]
         # the analytics fields, typed, and the same as the sessions' own
         assert df["engaged"].dtype == bool and df["screens"].dtype == "int64" and df["active_s"].dtype == "float64"
-        assert list(df["session_id"]) == [s.session_id for s in sessions] and all(len(s.session_id) == 16 for s in sessions)
+        assert list(df["session_id"]) == [s.session_id for s in sessions] and all(
+            len(s.session_id) == 16 for s in sessions
+        )
         assert list(df["engaged"]) == [s.engaged for s in sessions] and (df["active_s"] <= df["duration_s"]).all()
         assert set(df["instance"].cat.categories) == {"i1", "i2"}
 
@@ -234,7 +263,7 @@ def test_to_pandas_parquet_and_csv_round_trip(client_stack, tmp_path) -> None:  
         assert len(empty.to_pandas()) == 0 and empty.to_pandas()["events"].dtype == "int64"
 
 
-def test_async_client_has_the_same_methods_and_they_work(client_stack, tmp_path) -> None:  # noqa: ANN001
+def test_async_client_has_the_same_methods_and_they_work(client_stack, tmp_path) -> None:
     def public(cls: type) -> set[str]:
         return {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
 
@@ -290,14 +319,16 @@ def test_the_client_stays_light() -> None:
     meta = tomllib.loads((Path(__file__).parents[2] / "client" / "pyproject.toml").read_text())["project"]
     assert sorted(d.split(">")[0] for d in meta["dependencies"]) == ["httpx", "rich"]
     assert meta["scripts"] == {"sessionizer": "sessionizer_client.cli:main"}
-    code = ("import sys, sessionizer_client, sessionizer_client.cli\n"
-            "print(sorted(m for m in ('celery', 'numpy', 'redis', 'elasticsearch', 'pandas', 'pyarrow', 'flask')"
-            " if m in sys.modules))")
+    code = (
+        "import sys, sessionizer_client, sessionizer_client.cli\n"
+        "print(sorted(m for m in ('celery', 'numpy', 'redis', 'elasticsearch', 'pandas', 'pyarrow', 'flask')"
+        " if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out
 
 
-def test_the_async_client_retries_alike(client_stack, proxy_factory) -> None:  # noqa: ANN001
+def test_the_async_client_retries_alike(client_stack, proxy_factory) -> None:
     refusing = proxy_factory(fail_first=2, retry_after="0")
     dropping = proxy_factory(drop_first_post=True)
 

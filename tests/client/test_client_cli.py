@@ -40,7 +40,7 @@ def submit_args(*extra: str) -> list[str]:
     return ["submit", "--users", ",".join(USERS), "--start", START, "--end", END, *extra]
 
 
-def test_submit_wait_in_every_format_reads_back(client_stack, tmp_path) -> None:  # noqa: ANN001
+def test_submit_wait_in_every_format_reads_back(client_stack, tmp_path) -> None:
     url, key = client_stack.api, KEYS["cli"]
     job_id = run(*submit_args("--method", "gap", "--param", "max_gap_s=900"), url=url, key=key).stdout.strip()
     assert run("wait", job_id, url=url, key=key).stdout.split() == [job_id, "succeeded"]
@@ -49,10 +49,12 @@ def test_submit_wait_in_every_format_reads_back(client_stack, tmp_path) -> None:
         assert client.job(job_id).request["params"]["max_gap_s"] == 900
     users = list(expected["user"].astype(str))
 
-    for fmt, read in (("csv", lambda p: pd.read_csv(p, dtype={"user": str})),
-                      ("ndjson", lambda p: pd.read_json(p, lines=True, dtype={"user": str})),
-                      ("json", lambda p: pd.read_json(p, dtype={"user": str})),
-                      ("parquet", pd.read_parquet)):
+    for fmt, read in (
+        ("csv", lambda p: pd.read_csv(p, dtype={"user": str})),
+        ("ndjson", lambda p: pd.read_json(p, lines=True, dtype={"user": str})),
+        ("json", lambda p: pd.read_json(p, dtype={"user": str})),
+        ("parquet", pd.read_parquet),
+    ):
         path = tmp_path / f"s.{fmt}"
         run("sessions", job_id, "--format", fmt, "-o", str(path), url=url, key=key)
         frame = read(path)
@@ -62,12 +64,17 @@ def test_submit_wait_in_every_format_reads_back(client_stack, tmp_path) -> None:
 
     piped = run("sessions", job_id, "--format", "ndjson", url=url, key=key).stdout.splitlines()
     assert [json.loads(line)["user"] for line in piped] == users
-    assert run("sessions", job_id, "--format", "csv", url=url, key=key).stdout.splitlines()[0].startswith("user,instance,")
+    assert (
+        run("sessions", job_id, "--format", "csv", url=url, key=key).stdout.splitlines()[0].startswith("user,instance,")
+    )
     table = run("sessions", job_id, url=url, key=key).stdout
     assert all(u in table for u in USERS) and "entry_screen" in table
 
-    waited = run(*submit_args("--wait", "--group-by-instance", "--format", "csv", "-o", str(tmp_path / "w.csv")),
-                 url=url, key=key)
+    waited = run(
+        *submit_args("--wait", "--group-by-instance", "--format", "csv", "-o", str(tmp_path / "w.csv")),
+        url=url,
+        key=key,
+    )
     assert waited.stdout == "" and len(pd.read_csv(tmp_path / "w.csv")) == len(expected)
     status = json.loads(run("status", job_id, url=url, key=key).stdout)
     assert status["id"] == job_id and status["status"] == "succeeded"
@@ -76,7 +83,7 @@ def test_submit_wait_in_every_format_reads_back(client_stack, tmp_path) -> None:
     assert job_id in run("jobs", url=url, key=key).stdout
 
 
-def test_cancel_delete_and_exit_codes(client_stack, tmp_path) -> None:  # noqa: ANN001
+def test_cancel_delete_and_exit_codes(client_stack, tmp_path) -> None:
     idle = client_stack.idle
     job_id = run(*submit_args(), url=idle).stdout.strip()  # no worker there: it stays queued
     assert run("cancel", job_id, url=idle).stdout.split() == [job_id, "cancelled"]
@@ -88,8 +95,9 @@ def test_cancel_delete_and_exit_codes(client_stack, tmp_path) -> None:  # noqa: 
     failed = run("wait", run(*submit_args(), url=client_stack.doomed).stdout.strip(), url=client_stack.doomed, check=1)
     assert "deadline" in failed.stderr  # the service's reason
 
-    invalid = run("submit", "--users", "a,a", "--start", END, "--end", START, url=client_stack.api,
-                  key=KEYS["cli"], check=2)
+    invalid = run(
+        "submit", "--users", "a,a", "--start", END, "--end", START, url=client_stack.api, key=KEYS["cli"], check=2
+    )
     assert "users:" in invalid.stderr and "end:" in invalid.stderr
     assert run("status", "x", url=client_stack.api, key="not-a-key", check=2).stderr.startswith("error: 401")
     assert run("submit", "--users", "a", url=client_stack.api, check=2).stderr  # argparse: --start missing
@@ -97,8 +105,20 @@ def test_cancel_delete_and_exit_codes(client_stack, tmp_path) -> None:  # noqa: 
     assert "--wait" in run(*submit_args("-o", str(tmp_path / "x.csv")), url=idle, check=2).stderr
     users_file = tmp_path / "users.txt"
     users_file.write_text("ana\nben\n")
-    via_file = run("submit", "--users", f"@{users_file}", "--start", START, "--end", END, "--url", client_stack.api,
-                   "--api-key", KEYS["cli"], url="http://127.0.0.1:9")  # --url/--api-key win over the environment
+    via_file = run(
+        "submit",
+        "--users",
+        f"@{users_file}",
+        "--start",
+        START,
+        "--end",
+        END,
+        "--url",
+        client_stack.api,
+        "--api-key",
+        KEYS["cli"],
+        url="http://127.0.0.1:9",
+    )  # --url/--api-key win over the environment
     with Client(client_stack.api, KEYS["cli"]) as client:
         assert client.job(via_file.stdout.strip()).request["users"] == ["ana", "ben"]
     unreachable = run("status", "x", "--retries", "1", url=f"http://127.0.0.1:{free_port_()}", check=3)
@@ -111,8 +131,9 @@ def free_port_() -> int:
     return free_port()
 
 
-def in_pty(args: list[str], env: dict[str, str], until: bytes | None = None, interrupt: bool = False,
-           timeout: float = 90) -> tuple[int, bytes]:
+def in_pty(
+    args: list[str], env: dict[str, str], until: bytes | None = None, interrupt: bool = False, timeout: float = 90
+) -> tuple[int, bytes]:
     """Run under a pseudo-terminal (stdout and stderr); SIGINT it once ``until`` has been shown."""
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(args, env=env, stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True)
@@ -147,18 +168,26 @@ def tty_env(url: str, key: str | None = None) -> dict[str, str]:
     return env
 
 
-def test_progress_bar_on_a_terminal_and_none_when_piped(client_stack, tmp_path) -> None:  # noqa: ANN001
+def test_progress_bar_on_a_terminal_and_none_when_piped(client_stack, tmp_path) -> None:
     url, key = client_stack.api, KEYS["cli"]
-    code, out = in_pty([SESSIONIZER, *submit_args("--fresh", "--wait", "--format", "csv", "-o", str(tmp_path / "t.csv"))],
-                       tty_env(url, key))
+    code, out = in_pty(
+        [SESSIONIZER, *submit_args("--fresh", "--wait", "--format", "csv", "-o", str(tmp_path / "t.csv"))],
+        tty_env(url, key),
+    )
     assert code == 0, out
     text = out.decode(errors="replace")
-    assert "━" in text and "users" in text and f"{len(USERS)}/{len(USERS)}" in text and "events scanned" in text and "from the source" in text
+    assert (
+        "━" in text
+        and "users" in text
+        and f"{len(USERS)}/{len(USERS)}" in text
+        and "events scanned" in text
+        and "from the source" in text
+    )
     piped = run(*submit_args("--fresh", "--wait", "--format", "csv", "-o", str(tmp_path / "p.csv")), url=url, key=key)
     assert "━" not in piped.stderr and "\x1b[" not in piped.stderr and "users" not in piped.stderr
 
 
-def test_ctrl_c_while_waiting_leaves_the_job_and_says_how_to_resume(client_stack) -> None:  # noqa: ANN001
+def test_ctrl_c_while_waiting_leaves_the_job_and_says_how_to_resume(client_stack) -> None:
     idle = client_stack.idle
     job_id = run(*submit_args(), url=idle).stdout.strip()
     code, out = in_pty([SESSIONIZER, "wait", job_id], tty_env(idle), until=b"users", interrupt=True)
@@ -169,25 +198,37 @@ def test_ctrl_c_while_waiting_leaves_the_job_and_says_how_to_resume(client_stack
         assert client.job(job_id).status == "queued"  # still there, not cancelled
 
 
-def test_a_closed_pipe_ends_quietly_and_the_part_name_never_shows(client_stack, tmp_path) -> None:  # noqa: ANN001
+def test_a_closed_pipe_ends_quietly_and_the_part_name_never_shows(client_stack, tmp_path) -> None:
     url, key = client_stack.api, KEYS["cli"]
     run(*submit_args("--wait", "--format", "csv", "-o", str(tmp_path / "s.csv")), url=url, key=key)
     job_id = json.loads(run("jobs", "--format", "ndjson", url=url, key=key).stdout.splitlines()[0])["id"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONIZER_")}
     env.update(SESSIONIZER_URL=url.removeprefix("http://"), SESSIONIZER_API_KEY=key)  # no scheme: http:// assumed
-    for args in (["sessions", job_id, "--format", "ndjson"], ["sessions", job_id, "--format", "json"],
-                 ["sessions", job_id, "--format", "csv"], ["sessions", job_id], ["status", job_id], ["jobs"],
-                 ["jobs", "--format", "ndjson"]):
+    for args in (
+        ["sessions", job_id, "--format", "ndjson"],
+        ["sessions", job_id, "--format", "json"],
+        ["sessions", job_id, "--format", "csv"],
+        ["sessions", job_id],
+        ["status", job_id],
+        ["jobs"],
+        ["jobs", "--format", "ndjson"],
+    ):
         # the reader has gone before the first byte is written (as `| head` has after its lines):
         # every write meets a closed pipe, whatever the size of the output
         read, write = os.pipe()
         os.close(read)
-        proc = subprocess.run([SESSIONIZER, *args], env=env, stdout=write, stderr=subprocess.PIPE, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [SESSIONIZER, *args], env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+        )
         os.close(write)
         assert (proc.returncode, proc.stderr) == (0, ""), args
-    shell = subprocess.run(["bash", "-c", f"set -o pipefail; {SESSIONIZER} sessions {job_id} --format ndjson | head -1"],
-                           env=env, capture_output=True, text=True, timeout=60)
+    shell = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {SESSIONIZER} sessions {job_id} --format ndjson | head -1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shell.returncode == 0 and json.loads(shell.stdout)["user"] in USERS and shell.stderr == ""
 
     (tmp_path / "taken.csv.part").mkdir()  # the temporary file cannot be made: the error names the user's file

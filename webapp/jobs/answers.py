@@ -69,7 +69,9 @@ def require_json(view: Callable[..., Any]) -> Callable[..., Any]:
             abort(422, messages={"json": {field or "_schema": [f"Nested more than {MAX_DEPTH} levels deep."]}})
         field = too_long_number(body)
         if field is not None:
-            abort(422, messages={"json": {field or "_schema": [f"A number longer than {MAX_NUMBER_CHARS} characters."]}})
+            abort(
+                422, messages={"json": {field or "_schema": [f"A number longer than {MAX_NUMBER_CHARS} characters."]}}
+            )
         return view(*args, **kwargs)
 
     return wrapper

@@ -19,25 +19,39 @@ from .views import blp, problems
 
 class AttemptSchema(Schema):
     at = fields.String(metadata={"format": "date-time"})
-    status_code = fields.Integer(allow_none=True, metadata={"description": "The receiver's HTTP status; null when "
-                                                                           "no answer came (see `error`)."})
-    error = fields.String(allow_none=True, metadata={"description": "Why no answer came: refused by the guard, "
-                                                                    "timed out, connection failed."})
-    next_try = fields.String(allow_none=True, metadata={"format": "date-time",
-                                                        "description": "When the next attempt was scheduled; null "
-                                                                       "after the last one."})
+    status_code = fields.Integer(
+        allow_none=True, metadata={"description": "The receiver's HTTP status; null when no answer came (see `error`)."}
+    )
+    error = fields.String(
+        allow_none=True,
+        metadata={"description": "Why no answer came: refused by the guard, timed out, connection failed."},
+    )
+    next_try = fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "When the next attempt was scheduled; null after the last one.",
+        },
+    )
 
 
 class DeliveriesSchema(Schema):
     """A job's completion push (README: "Completion push")."""
 
     callback_url = fields.String(allow_none=True)
-    type = fields.String(allow_none=True, metadata={"description": "`job.succeeded`, `job.failed` or `job.cancelled`; "
-                                                                   "null until the job has ended."})
+    type = fields.String(
+        allow_none=True,
+        metadata={"description": "`job.succeeded`, `job.failed` or `job.cancelled`; null until the job has ended."},
+    )
     webhook_id = fields.String(allow_none=True, metadata={"description": "The `webhook-id` of every attempt."})
-    state = fields.String(metadata={"description": (
-        "`none` (no callback_url), `waiting` (the job has not ended), `pending` (an attempt is due at "
-        "`next_try`), `delivered` (a 2xx), `stopped` (a 410), `failed` (the retry schedule is spent)")})
+    state = fields.String(
+        metadata={
+            "description": (
+                "`none` (no callback_url), `waiting` (the job has not ended), `pending` (an attempt is due at "
+                "`next_try`), `delivered` (a 2xx), `stopped` (a 410), `failed` (the retry schedule is spent)"
+            )
+        }
+    )
     next_try = fields.String(allow_none=True, metadata={"format": "date-time"})
     attempts = fields.List(fields.Nested(AttemptSchema), metadata={"description": "Oldest first (the last 100)."})
 
@@ -50,12 +64,24 @@ def deliveries() -> Deliveries:
 def deliveries_body(job: dict[str, Any]) -> dict[str, Any]:
     found = deliveries().read(job["id"])
     if found is not None:
-        return {"callback_url": found.url, "type": found.type, "webhook_id": found.msg_id, "state": found.state,
-                "next_try": found.next_try, "attempts": found.attempts}
+        return {
+            "callback_url": found.url,
+            "type": found.type,
+            "webhook_id": found.msg_id,
+            "state": found.state,
+            "next_try": found.next_try,
+            "attempts": found.attempts,
+        }
     url = services().store.client.hget(JobKeys(job["id"]).hash, "callback_url")
     url = url.decode() if url else None
-    return {"callback_url": url, "type": None, "webhook_id": None, "next_try": None, "attempts": [],
-            "state": "none" if not url else "waiting"}
+    return {
+        "callback_url": url,
+        "type": None,
+        "webhook_id": None,
+        "next_try": None,
+        "attempts": [],
+        "state": "none" if not url else "waiting",
+    }
 
 
 @blp.route("/<job_id:job_id>/deliveries")

@@ -52,8 +52,9 @@ def wait_slot(store: JobStore, owner: str, seconds: float, cap: int) -> Iterator
             store.wait_slots.release(owner, token)
 
 
-def wait_until_finished(store: JobStore, job: dict[str, Any], seconds: float,
-                        gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+def wait_until_finished(
+    store: JobStore, job: dict[str, Any], seconds: float, gone: Callable[[], bool] = lambda: False
+) -> dict[str, Any]:
     """Poll the store until the job leaves queued/running, ``seconds`` pass, or the client is
     ``gone`` (a bounded wait: under gevent the sleeps and Redis reads yield, so a waiting request
     holds no thread; a client that gave up frees its slot at once)."""
@@ -72,8 +73,9 @@ def wait_until_finished(store: JobStore, job: dict[str, Any], seconds: float,
     return job
 
 
-def waited(store: JobStore, owner: str, job: dict[str, Any], prefer: str | None,
-           limits: LimitsSettings) -> tuple[dict[str, Any], dict[str, str]]:
+def waited(
+    store: JobStore, owner: str, job: dict[str, Any], prefer: str | None, limits: LimitsSettings
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The job after honouring ``Prefer: wait=N``, and the ``Preference-Applied`` header if it was."""
     seconds = prefer_wait(prefer, limits.max_wait_s)
     if seconds is None:

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from sessionizer.methods import DEFAULT_METHOD, SPLIT_REASONS, Param, describe
-from sessionizer.methods import METHODS as SPECS
-from sessionizer.methods import defaults as declared_defaults
-from sessionizer.status import JobStatus
-from sessionizer.webhooks.guard import refusal
-
 from flask import request
-
-from ..cursors import BadCursor, unseal
-from ..extensions import settings
 from marshmallow import (
     INCLUDE,
     RAISE,
@@ -27,19 +18,28 @@ from marshmallow import (
     validates_schema,
 )
 
+from sessionizer.methods import DEFAULT_METHOD, SPLIT_REASONS, Param, describe
+from sessionizer.methods import METHODS as SPECS
+from sessionizer.methods import defaults as declared_defaults
+from sessionizer.status import JobStatus
+from sessionizer.webhooks.guard import refusal
+
+from ..cursors import BadCursor, unseal
+from ..extensions import settings
+
 # The seed tutorial's field names, accepted as aliases of ours.
 ALIASES = {"utils": "users", "date_min": "start", "date_max": "end"}
 CANONICAL_TO_ALIAS = {v: k for k, v in ALIASES.items()}
 
 
 def to_utc_iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # The dates a job may name: the events are epoch milliseconds, and a job reads up to two years
 # beyond its range (max_span_s + split_idle_s), which must stay within what datetime represents.
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class Text(fields.String):
@@ -73,9 +73,9 @@ class IsoDateTime(fields.Field):
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
             raise self.make_error("invalid") from exc
-        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         try:  # year 1 at +01:00 is before year 1 in UTC: not representable
-            in_utc = parsed.astimezone(timezone.utc)
+            in_utc = parsed.astimezone(UTC)
         except OverflowError as exc:
             raise self.make_error("range") from exc
         if not EARLIEST <= in_utc <= LATEST:
@@ -138,7 +138,11 @@ def params_schema(method: str) -> type[Schema]:
     declared: dict[str, Any] = {p.name: param_field(p) for p in SPECS[method]}
     meta = type("Meta", (), {"unknown": RAISE})
     name = f"{method.capitalize()}ParamsSchema"
-    return type(name, (Schema,), {**declared, "Meta": meta, "__doc__": f"Parameters of the ``{method}`` method (see worker/core/README.md)."})
+    return type(
+        name,
+        (Schema,),
+        {**declared, "Meta": meta, "__doc__": f"Parameters of the ``{method}`` method (see worker/core/README.md)."},
+    )
 
 
 PARAMS_SCHEMAS: dict[str, type[Schema]] = {method: params_schema(method) for method in SPECS}
@@ -159,40 +163,59 @@ class JobArgsSchema(Schema):
     users = fields.List(
         Text(validate=validate.Length(min=1, max=256)),
         required=True,
-        metadata={"description": "Users whose sessions are wanted (1..1000, unique). Alias: `utils`.",
-                  "example": ["romain", "anes"]},
+        metadata={
+            "description": "Users whose sessions are wanted (1..1000, unique). Alias: `utils`.",
+            "example": ["romain", "anes"],
+        },
     )
     start = IsoDateTime(
         required=True,
-        metadata={"description": f"Range start, ISO-8601 (no offset = UTC), from {to_utc_iso(EARLIEST)} to "
-                                 f"{to_utc_iso(LATEST)}. Alias: `date_min`.",
-                  "example": "2022-09-22T11:00Z", "type": "string", "format": "date-time"},
+        metadata={
+            "description": f"Range start, ISO-8601 (no offset = UTC), from {to_utc_iso(EARLIEST)} to "
+            f"{to_utc_iso(LATEST)}. Alias: `date_min`.",
+            "example": "2022-09-22T11:00Z",
+            "type": "string",
+            "format": "date-time",
+        },
     )
     end = IsoDateTime(
         required=True,
-        metadata={"description": "Range end, after `start`, within the same bounds. Alias: `date_max`.",
-                  "example": "2022-09-28T12:00+02:00", "type": "string", "format": "date-time"},
+        metadata={
+            "description": "Range end, after `start`, within the same bounds. Alias: `date_max`.",
+            "example": "2022-09-28T12:00+02:00",
+            "type": "string",
+            "format": "date-time",
+        },
     )
-    method = fields.String(load_default=DEFAULT_METHOD, validate=validate.OneOf(tuple(SPECS)),
-                           metadata={"description": "`hdbscan` (density on the time axis) or `gap` (inactivity gap)."})
-    params = fields.Dict(keys=Text(), load_default=dict,
-                         metadata={"description": "Method parameters: HdbscanParams or GapParams, as `method` says.",
-                                   # the components webapp/page.py registers from PARAMS_SCHEMAS
-                                   "anyOf": [{"$ref": f"#/components/schemas/{method.capitalize()}Params"}
-                                             for method in SPECS]})
+    method = fields.String(
+        load_default=DEFAULT_METHOD,
+        validate=validate.OneOf(tuple(SPECS)),
+        metadata={"description": "`hdbscan` (density on the time axis) or `gap` (inactivity gap)."},
+    )
+    params = fields.Dict(
+        keys=Text(),
+        load_default=dict,
+        metadata={
+            "description": "Method parameters: HdbscanParams or GapParams, as `method` says.",
+            # the components webapp/page.py registers from PARAMS_SCHEMAS
+            "anyOf": [{"$ref": f"#/components/schemas/{method.capitalize()}Params"} for method in SPECS],
+        },
+    )
     group_by = fields.List(
         fields.String(validate=validate.OneOf(["user", "instance"])),
         load_default=lambda: ["user"],
         validate=lambda v: v in (["user"], ["user", "instance"]) or _bad_group_by(),
-        metadata={"description": "`[\"user\"]` or `[\"user\", \"instance\"]` (sessions per user and instance)."},
+        metadata={"description": '`["user"]` or `["user", "instance"]` (sessions per user and instance).'},
     )
 
     callback_url = Text(
         validate=validate.Length(min=1, max=2048),
-        metadata={"description": "Where to push the job's final event (`job.succeeded`, `job.failed`, "
-                                 "`job.cancelled`), signed as Standard Webhooks specifies: an https URL whose host "
-                                 "resolves to public addresses only (README: \"Completion push\"). Polling stays "
-                                 "the source of truth."},  # no example: the fuzz tests would resolve it
+        metadata={
+            "description": "Where to push the job's final event (`job.succeeded`, `job.failed`, "
+            "`job.cancelled`), signed as Standard Webhooks specifies: an https URL whose host "
+            'resolves to public addresses only (README: "Completion push"). Polling stays '
+            "the source of truth."
+        },  # no example: the fuzz tests would resolve it
     )
 
     @pre_load
@@ -215,7 +238,11 @@ class JobArgsSchema(Schema):
             if alias and alias in data and name not in data:
                 renamed[alias] = msgs
             elif alias and name not in data:
-                renamed[name] = [f"{m.rstrip('.')} (`{name}`, or its alias `{alias}`)." for m in msgs] if isinstance(msgs, list) else msgs
+                renamed[name] = (
+                    [f"{m.rstrip('.')} (`{name}`, or its alias `{alias}`)." for m in msgs]
+                    if isinstance(msgs, list)
+                    else msgs
+                )
             else:
                 renamed[name] = msgs
         raise ValidationError(renamed, data=data)
@@ -259,7 +286,8 @@ class JobArgsSchema(Schema):
         given = PARAMS_SCHEMAS[method]().load(data.get("params") or {})
         # a callback is the job's, not the computation's: the submit keeps it off the request
         callback = {"callback_url": data["callback_url"]} if data.get("callback_url") else {}
-        return {**callback, 
+        return {
+            **callback,
             "users": data["users"],
             "start": to_utc_iso(data["start"]),
             "end": to_utc_iso(data["end"]),
@@ -281,12 +309,20 @@ class JobRequestSchema(Schema):
 class ProgressSchema(Schema):
     users_total = fields.Integer()
     users_done = fields.Integer()
-    events_scanned = fields.Integer(metadata={"description": "Documents of the requested users that the job "
-                                              "used: their events in the read range, and their documents that "
-                                              "broke the event rules."})
-    events_from_source = fields.Integer(metadata={"description": "Of the documents read, those this job read from "
-                                                  "Elasticsearch or the event files itself; the rest came from the "
-                                                  "event store. Counted as each unit finishes."})
+    events_scanned = fields.Integer(
+        metadata={
+            "description": "Documents of the requested users that the job "
+            "used: their events in the read range, and their documents that "
+            "broke the event rules."
+        }
+    )
+    events_from_source = fields.Integer(
+        metadata={
+            "description": "Of the documents read, those this job read from "
+            "Elasticsearch or the event files itself; the rest came from the "
+            "event store. Counted as each unit finishes."
+        }
+    )
 
 
 class JobErrorSchema(Schema):
@@ -312,12 +348,24 @@ class JobSchema(Schema):
     finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     deadline_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     error = fields.Nested(JobErrorSchema, allow_none=True)
-    shared = fields.Boolean(metadata={"description": (
-        "True when this job follows an earlier computation of the same request on the same data "
-        "(shared results) instead of reading the events itself.")})
-    computed_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": (
-        "When the computation whose result this job gives started reading the events; null while "
-        "queued, and for a computation another API key started (sharing across keys).")})
+    shared = fields.Boolean(
+        metadata={
+            "description": (
+                "True when this job follows an earlier computation of the same request on the same data "
+                "(shared results) instead of reading the events itself."
+            )
+        }
+    )
+    computed_at = fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": (
+                "When the computation whose result this job gives started reading the events; null while "
+                "queued, and for a computation another API key started (sharing across keys)."
+            ),
+        },
+    )
     links = fields.Nested(LinksSchema)
 
 
@@ -332,19 +380,39 @@ class SessionSchema(Schema):
     exit_screen = fields.String()
     truncated_start = fields.Boolean(metadata={"description": "The session may have begun before the events read."})
     truncated_end = fields.Boolean(metadata={"description": "The session may go on after the events read."})
-    split_reason = fields.String(validate=validate.OneOf(tuple(SPLIT_REASONS)), metadata={
-        "description": "Why the session ended: " + "; ".join(f"`{k}`: {v}" for k, v in SPLIT_REASONS.items()) + "."})
-    session_id = fields.String(metadata={"description": (
-        "16 hex characters derived from the user, the grouping key (the instance with group_by "
-        "[\"user\", \"instance\"]) and the first event's millisecond: the same session has the same id "
-        "in any range and any rerun."), "example": "3f2a9c0d4b1e7a65"})
+    split_reason = fields.String(
+        validate=validate.OneOf(tuple(SPLIT_REASONS)),
+        metadata={
+            "description": "Why the session ended: " + "; ".join(f"`{k}`: {v}" for k, v in SPLIT_REASONS.items()) + "."
+        },
+    )
+    session_id = fields.String(
+        metadata={
+            "description": (
+                "16 hex characters derived from the user, the grouping key (the instance with group_by "
+                '["user", "instance"]) and the first event\'s millisecond: the same session has the same id '
+                "in any range and any rerun."
+            ),
+            "example": "3f2a9c0d4b1e7a65",
+        }
+    )
     screens = fields.Integer(metadata={"description": "Distinct screens among the session's events."})
-    engaged = fields.Boolean(metadata={"description": (
-        "GA4's rule: the session lasts at least `params.engaged_min_s` seconds, or has at least "
-        "`params.engaged_min_views` events.")})
-    active_s = fields.Float(metadata={"description": (
-        "Sum of the gaps between consecutive events of at most `params.active_gap_s` seconds: time "
-        "spent active, at most `duration_s`.")})
+    engaged = fields.Boolean(
+        metadata={
+            "description": (
+                "GA4's rule: the session lasts at least `params.engaged_min_s` seconds, or has at least "
+                "`params.engaged_min_views` events."
+            )
+        }
+    )
+    active_s = fields.Float(
+        metadata={
+            "description": (
+                "Sum of the gaps between consecutive events of at most `params.active_gap_s` seconds: time "
+                "spent active, at most `duration_s`."
+            )
+        }
+    )
 
 
 class StatsSchema(Schema):
@@ -354,22 +422,39 @@ class StatsSchema(Schema):
     noise_events = fields.Integer(metadata={"description": "Events in the range that belong to no session."})
     sessions = fields.Integer()
     engaged_sessions = fields.Integer(metadata={"description": "Sessions that are `engaged`."})
-    bounce_rate = fields.Float(allow_none=True, metadata={"description": (
-        "1 - the share of engaged sessions (null without sessions).")})
-    median_duration_s = fields.Float(allow_none=True, metadata={"description": (
-        "Median `duration_s` of the sessions (linear interpolation; null without sessions).")})
-    p90_duration_s = fields.Float(allow_none=True, metadata={"description": (
-        "90th percentile of `duration_s` (linear interpolation, as NumPy's default; null without sessions).")})
-    sessions_per_user_median = fields.Float(allow_none=True, metadata={"description": (
-        "Median number of sessions of the users that have at least one (null without sessions).")})
+    bounce_rate = fields.Float(
+        allow_none=True, metadata={"description": ("1 - the share of engaged sessions (null without sessions).")}
+    )
+    median_duration_s = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": ("Median `duration_s` of the sessions (linear interpolation; null without sessions).")
+        },
+    )
+    p90_duration_s = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": (
+                "90th percentile of `duration_s` (linear interpolation, as NumPy's default; null without sessions)."
+            )
+        },
+    )
+    sessions_per_user_median = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": ("Median number of sessions of the users that have at least one (null without sessions).")
+        },
+    )
 
 
 class SessionsSchema(Schema):
     job_id = fields.String()
     sessions = fields.List(fields.Nested(SessionSchema))
     stats = fields.Nested(StatsSchema)
-    next_cursor = fields.String(allow_none=True, metadata={
-        "description": "With `limit`: give it as `cursor` for the next page; null on the last page."})
+    next_cursor = fields.String(
+        allow_none=True,
+        metadata={"description": "With `limit`: give it as `cursor` for the next page; null on the last page."},
+    )
 
 
 class ProblemSchema(Schema):
@@ -384,7 +469,9 @@ class ProblemSchema(Schema):
     detail = fields.String()
     errors = fields.Dict(metadata={"description": "Field messages (422 only)."})
     job_status = fields.String(metadata={"description": "The job's status (409 on its sessions)."})
-    error = fields.Nested(JobErrorSchema, metadata={"description": "Why the job failed or was cancelled (409 on its sessions)."})
+    error = fields.Nested(
+        JobErrorSchema, metadata={"description": "Why the job failed or was cancelled (409 on its sessions)."}
+    )
 
 
 # --- cursors, query strings and headers ---------------------------------------------------------
@@ -418,10 +505,14 @@ class JobListQueryArgsSchema(Schema):
     class Meta:
         unknown = RAISE  # an unknown parameter (``?format=csv``, ``?api_key=...``) is a 422, not ignored
 
-    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]),
-                           metadata={"description": "Only jobs in this status."})
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
-                           metadata={"description": "Jobs per page (1..100, default 20)."})
+    status = fields.String(
+        validate=validate.OneOf([s.value for s in JobStatus]), metadata={"description": "Only jobs in this status."}
+    )
+    limit = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Jobs per page (1..100, default 20)."},
+    )
     cursor = Cursor(1, listing_scope, metadata={"description": "`next_cursor` of the previous page."})
 
 
@@ -429,33 +520,46 @@ class SessionsQueryArgsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(validate=validate.Range(min=1, max=10_000),
-                           metadata={"description": "Sessions per page (1..10000); without it, every session."})
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=10_000),
+        metadata={"description": "Sessions per page (1..10000); without it, every session."},
+    )
     cursor = Cursor(2, sessions_scope, metadata={"description": "`next_cursor` of the previous page."})
     user = Text(validate=validate.Length(min=1, max=256), metadata={"description": "Only this user's sessions."})
 
 
 PREFER_MAX = 200
-PREFER = fields.String(data_key="Prefer", validate=validate.Length(max=PREFER_MAX), metadata={
-    "description": "RFC 7240. `wait=N` (N <= 60 s) holds the answer until the job has finished or N "
-                   "seconds have passed; `Preference-Applied` says it was honoured."})
+PREFER = fields.String(
+    data_key="Prefer",
+    validate=validate.Length(max=PREFER_MAX),
+    metadata={
+        "description": "RFC 7240. `wait=N` (N <= 60 s) holds the answer until the job has finished or N "
+        "seconds have passed; `Preference-Applied` says it was honoured."
+    },
+)
 
 
 class SubmitHeadersSchema(Schema):
     prefer = PREFER
     idempotency_key = Text(
-        data_key="Idempotency-Key", validate=validate.Length(min=1, max=255),
-        metadata={"description": "Makes a retried submit safe: the same key and body give back the original "
-                                 "job (`Idempotent-Replayed: true`); the same key with another body is a 422; "
-                                 "a retry while the first is still being created is a 409. A key lives as long "
-                                 "as its job."})
+        data_key="Idempotency-Key",
+        validate=validate.Length(min=1, max=255),
+        metadata={
+            "description": "Makes a retried submit safe: the same key and body give back the original "
+            "job (`Idempotent-Replayed: true`); the same key with another body is a 422; "
+            "a retry while the first is still being created is a 409. A key lives as long "
+            "as its job."
+        },
+    )
     cache_control = fields.String(
-        data_key="Cache-Control", validate=validate.Length(max=200),
-        metadata={"description": "`no-cache` runs the job afresh instead of reusing an identical request's "
-                                 "result."})
+        data_key="Cache-Control",
+        validate=validate.Length(max=200),
+        metadata={"description": "`no-cache` runs the job afresh instead of reusing an identical request's result."},
+    )
 
 
 class JobListSchema(Schema):
     jobs = fields.List(fields.Nested(JobSchema))
-    next_cursor = fields.String(allow_none=True, metadata={"description": "Give it as `cursor` for the next page; "
-                                                                          "null on the last page."})
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Give it as `cursor` for the next page; null on the last page."}
+    )

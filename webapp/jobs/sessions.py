@@ -60,7 +60,9 @@ def csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(SESSION_FIELDS)
     for row in rows:
-        writer.writerow(["true" if v is True else "false" if v is False else v for v in (row.get(f) for f in SESSION_FIELDS)])
+        writer.writerow(
+            ["true" if v is True else "false" if v is False else v for v in (row.get(f) for f in SESSION_FIELDS)]
+        )
         if buf.tell() > 1 << 16:
             yield buf.getvalue()
             buf.seek(0)
@@ -104,8 +106,9 @@ def json_document(job_id: str, stats: dict[str, Any], unit_arrays: Iterable[byte
     yield b'],"stats":' + orjson.dumps(stats) + b',"next_cursor":null}'
 
 
-def json_rows_document(job_id: str, stats: dict[str, Any], rows: Iterable[dict[str, Any]],
-                       size: int = 1 << 16) -> Iterator[bytes]:
+def json_rows_document(
+    job_id: str, stats: dict[str, Any], rows: Iterable[dict[str, Any]], size: int = 1 << 16
+) -> Iterator[bytes]:
     """The same document from decoded rows (a ``user=`` or ``cursor`` read without ``limit``),
     in chunks of about 64 KiB."""
     yield b'{"job_id":' + orjson.dumps(job_id) + b',"sessions":['

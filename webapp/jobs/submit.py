@@ -74,9 +74,15 @@ def without_callback(settings: Settings, owner: str, job_request: dict[str, Any]
     sign the pushes."""
     url = job_request.get("callback_url") or ""
     if url and not push_secret(settings, owner):
-        raise NoWebhookSecret("No webhook secret is configured for this API key, so its pushes could not be signed.",
-                              errors={"callback_url": ["No webhook secret is configured for this API key "
-                                                       "(WEBHOOK_SECRETS, or WEBHOOK_SECRET without keys)."]})
+        raise NoWebhookSecret(
+            "No webhook secret is configured for this API key, so its pushes could not be signed.",
+            errors={
+                "callback_url": [
+                    "No webhook secret is configured for this API key "
+                    "(WEBHOOK_SECRETS, or WEBHOOK_SECRET without keys)."
+                ]
+            },
+        )
     return {k: v for k, v in job_request.items() if k != "callback_url"}, url
 
 
@@ -93,19 +99,28 @@ class JobSubmitter:
     celery: Celery
     settings: Settings
 
-    def submit(self, owner: str, job_request: dict[str, Any], *, idempotency_key: str | None = None,
-               cache_control: str | None = None) -> Submitted:
+    def submit(
+        self,
+        owner: str,
+        job_request: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        cache_control: str | None = None,
+    ) -> Submitted:
         """Create (or replay) the job; raises a :class:`SubmitRefused` when there is none to give."""
         if not idempotency_key:
             return Submitted(self._create(owner, job_request, None, cache_control))
         digest = request_digest(job_request)
         state, prior = self.store.idempotency.reserve(owner, idempotency_key, digest)
         if state == "mismatch":
-            raise IdempotencyMismatch("This Idempotency-Key was used with a different request body.",
-                                      errors={"Idempotency-Key": ["Already used with a different request body."]})
+            raise IdempotencyMismatch(
+                "This Idempotency-Key was used with a different request body.",
+                errors={"Idempotency-Key": ["Already used with a different request body."]},
+            )
         if state == "pending":
-            raise IdempotencyPending("A request with this Idempotency-Key is still being processed; retry shortly.",
-                                     {"Retry-After": "1"})
+            raise IdempotencyPending(
+                "A request with this Idempotency-Key is still being processed; retry shortly.", {"Retry-After": "1"}
+            )
         if state == "replay" and prior:
             job = self.store.view(prior)
             if job is not None and job["owner"] == owner:
@@ -118,24 +133,37 @@ class JobSubmitter:
         self.store.idempotency.commit(owner, idempotency_key, digest, job["id"])
         return Submitted(job)
 
-    def _create(self, owner: str, job_request: dict[str, Any], key: str | None, cache_control: str | None) -> dict[str, Any]:
+    def _create(
+        self, owner: str, job_request: dict[str, Any], key: str | None, cache_control: str | None
+    ) -> dict[str, Any]:
         job_request, callback_url = without_callback(self.settings, owner, job_request)
         cap = self.settings.limits.max_active_jobs
         source, fresh = shareable(self.settings, job_request, cache_control)
         try:
             job, needs_plan = self.store.submit(
-                job_request, deadline_s=self.settings.job_deadline_s(job_request), owner=owner,
-                share=source is not None, source=source or "", across_keys=self.settings.results.share_across_keys,
-                fresh=fresh, idempotency_key=key, max_active=cap, callback_url=callback_url)
+                job_request,
+                deadline_s=self.settings.job_deadline_s(job_request),
+                owner=owner,
+                share=source is not None,
+                source=source or "",
+                across_keys=self.settings.results.share_across_keys,
+                fresh=fresh,
+                idempotency_key=key,
+                max_active=cap,
+                callback_url=callback_url,
+            )
         except TooManyActiveJobs as exc:
-            raise ActiveJobsCapped(f"This API key already has {exc.active} jobs queued or running "
-                                   f"(at most {cap}); wait for one to finish.",
-                                   {"Retry-After": str(self.settings.jobs.retry_after_s)}) from exc
+            raise ActiveJobsCapped(
+                f"This API key already has {exc.active} jobs queued or running "
+                f"(at most {cap}); wait for one to finish.",
+                {"Retry-After": str(self.settings.jobs.retry_after_s)},
+            ) from exc
         if needs_plan:
             try:
                 self.celery.send_task(tasks.PLAN, args=(job["id"],))
             except Exception as exc:  # the broker is down: say so, and leave no orphan job behind
                 self.store.fail(job["id"], "enqueue_failed", "the task queue could not be reached")
-                raise QueueUnavailable(f"The task queue is unavailable ({type(exc).__name__}); retry later.",
-                                       {"Retry-After": "5"}) from exc
+                raise QueueUnavailable(
+                    f"The task queue is unavailable ({type(exc).__name__}); retry later.", {"Retry-After": "5"}
+                ) from exc
         return job

@@ -55,23 +55,31 @@ class Jobs(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """List the caller's jobs, newest first (cursor-paged)"""
         store, cursor = services().store, args.get("cursor")
-        page = store.list_jobs(g.owner, limit=args["limit"], status=args.get("status"),
-                               before_seq=cursor[0] if cursor else None)
+        page = store.list_jobs(
+            g.owner, limit=args["limit"], status=args.get("status"), before_seq=cursor[0] if cursor else None
+        )
         store.forget_listed(g.owner, page.gone)
         next_cursor = seal(listing_scope(), page.next_seq) if page.next_seq else None
-        return json_response({"jobs": [job_body(j) for j in page.jobs], "next_cursor": next_cursor}, 200,
-                             next_link("/jobs", next_cursor))
+        return json_response(
+            {"jobs": [job_body(j) for j in page.jobs], "next_cursor": next_cursor}, 200, next_link("/jobs", next_cursor)
+        )
 
     @require_json
     @blp.arguments(SubmitHeadersSchema, location="headers")
     @blp.arguments(JobArgsSchema)
-    @blp.response(202, JobSchema, headers={
-        "Location": {"description": "The job's URL, to poll", "schema": {"type": "string"}},
-        "Retry-After": docs.RETRY_AFTER,
-        "Preference-Applied": docs.PREFERENCE_APPLIED,
-        "Idempotent-Replayed": {"description": "`true` when this is the original job of a retried submit",
-                                "schema": {"type": "string"}},
-    })
+    @blp.response(
+        202,
+        JobSchema,
+        headers={
+            "Location": {"description": "The job's URL, to poll", "schema": {"type": "string"}},
+            "Retry-After": docs.RETRY_AFTER,
+            "Preference-Applied": docs.PREFERENCE_APPLIED,
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the original job of a retried submit",
+                "schema": {"type": "string"},
+            },
+        },
+    )
     @problems(400, 401, 409, 413, 415, 422, 429, 503)
     @no_query
     def post(self, headers: dict[str, Any], job_request: dict[str, Any]) -> Any:
@@ -79,8 +87,12 @@ class Jobs(MethodView):
         svc = services()
         submitter = JobSubmitter(svc.store, svc.celery, svc.settings)
         try:
-            submitted = submitter.submit(g.owner, job_request, idempotency_key=headers.get("idempotency_key"),
-                                         cache_control=headers.get("cache_control"))
+            submitted = submitter.submit(
+                g.owner,
+                job_request,
+                idempotency_key=headers.get("idempotency_key"),
+                cache_control=headers.get("cache_control"),
+            )
         except SubmitRefused as refused:
             abort(refused.status, message=refused.message, headers=refused.headers, **refused.extra)
         job, applied = waited(svc.store, g.owner, submitted.job, headers.get("prefer"), svc.settings.limits)
@@ -92,10 +104,20 @@ class Jobs(MethodView):
 class JobsById(MethodView):
     # The poll path: its one header is read directly (documented below) rather than through a
     # webargs schema, which cost about a fifth of a poll's CPU.
-    @blp.doc(parameters=[{"in": "header", "name": "Prefer", "required": False,
-                          "schema": {"type": "string", "maxLength": PREFER_MAX},
-                          "description": PREFER.metadata["description"]}])
-    @blp.response(200, JobSchema, headers={"Retry-After": docs.RETRY_AFTER, "Preference-Applied": docs.PREFERENCE_APPLIED})
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Prefer",
+                "required": False,
+                "schema": {"type": "string", "maxLength": PREFER_MAX},
+                "description": PREFER.metadata["description"],
+            }
+        ]
+    )
+    @blp.response(
+        200, JobSchema, headers={"Retry-After": docs.RETRY_AFTER, "Preference-Applied": docs.PREFERENCE_APPLIED}
+    )
     @problems(401, 404, 422, 429)
     @no_query
     def get(self, job_id: str) -> Any:
@@ -143,19 +165,30 @@ class JobCancel(MethodView):
 
 def refuse_finished(job: dict[str, Any]) -> None:
     if job["status"] in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        abort(409, message=f"Job {job['id']} has already {job['status']}: there is nothing to cancel.",
-              job_status=job["status"])
+        abort(
+            409,
+            message=f"Job {job['id']} has already {job['status']}: there is nothing to cancel.",
+            job_status=job["status"],
+        )
 
 
 @blp.route("/<job_id:job_id>/sessions")
 class JobSessions(MethodView):
     @blp.arguments(SessionsQueryArgsSchema, location="query", unknown=RAISE)
     @blp.response(200, SessionsSchema, headers={"Link": docs.LINK})
-    @blp.doc(responses={"200": {"description": "OK", "headers": {"Link": docs.LINK}, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/Sessions"}},
-        NDJSON: {"schema": {"type": "string", "description": "One session (as `Session`) per line"}},
-        CSV: {"schema": {"type": "string", "description": "A header row, then one session per row"}},
-    }}})
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "OK",
+                "headers": {"Link": docs.LINK},
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Sessions"}},
+                    NDJSON: {"schema": {"type": "string", "description": "One session (as `Session`) per line"}},
+                    CSV: {"schema": {"type": "string", "description": "A header row, then one session per row"}},
+                },
+            }
+        }
+    )
     @problems(401, 404, 409, 422, 429)
     def get(self, args: dict[str, Any], job_id: str) -> Any:
         """Get the sessions of a succeeded job
@@ -166,12 +199,20 @@ class JobSessions(MethodView):
         page in `Link: <...>; rel="next"`."""
         job = get_job_or_404(job_id)
         if job["status"] in ACTIVE:
-            abort(409, message=f"Job {job_id} is {job['status']}; poll /jobs/{job_id} until it has finished.",
-                  headers=polling_headers(job), job_status=job["status"])
+            abort(
+                409,
+                message=f"Job {job_id} is {job['status']}; poll /jobs/{job_id} until it has finished.",
+                headers=polling_headers(job),
+                job_status=job["status"],
+            )
         if job["status"] != JobStatus.SUCCEEDED:
             error = job["error"] or {}
-            abort(409, message=f"Job {job_id} {job['status']}: {error.get('message', 'no reason recorded')}",
-                  job_status=job["status"], error=error)
+            abort(
+                409,
+                message=f"Job {job_id} {job['status']}: {error.get('message', 'no reason recorded')}",
+                job_status=job["status"],
+                error=error,
+            )
         page = SessionPage(services().store, job_id, args.get("cursor"), args.get("limit"), args.get("user"))
         fmt = request.accept_mimetypes.best_match(["application/json", NDJSON, CSV], default="application/json")
         stats = job["stats"] or {}

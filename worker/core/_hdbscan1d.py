@@ -104,8 +104,7 @@ def hdbscan_labels_blocks(
         return _labels_of_blocks(x, bounds, *args)
     # Runs of whole blocks of about _CHUNK_POINTS points: the arrays stay in cache,
     # which is faster than one pass over everything (and ids stay distinct).
-    cuts = np.unique(np.append(np.searchsorted(bounds, np.arange(0, x.shape[0], _CHUNK_POINTS)),
-                               bounds.shape[0] - 1))
+    cuts = np.unique(np.append(np.searchsorted(bounds, np.arange(0, x.shape[0], _CHUNK_POINTS)), bounds.shape[0] - 1))
     labels = np.empty(x.shape[0], dtype=np.int64)
     for c0, c1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         lo, hi = int(bounds[c0]), int(bounds[c1])

@@ -190,8 +190,13 @@ def _edge_order(u: np.ndarray, v: np.ndarray, w: np.ndarray, raw: np.ndarray) ->
     -------
     order : ndarray of int64, shape (n_edges,)
     """
-    if (w.size and w.max() < _PACK_LIMIT and np.array_equal(w, np.floor(w))
-            and np.array_equal(raw, np.floor(raw)) and raw.min() >= 0):
+    if (
+        w.size
+        and w.max() < _PACK_LIMIT
+        and np.array_equal(w, np.floor(w))
+        and np.array_equal(raw, np.floor(raw))
+        and raw.min() >= 0
+    ):
         key = (w.astype(np.int64) << 31) | raw.astype(np.int64)
         return np.argsort(key, kind="stable")
     return np.lexsort((v, u, raw, w))

@@ -25,7 +25,7 @@ def hdbscan_block_labels(
     Inputs too small for hdbscan (it fails below two points) are all noise, which is
     also what hdbscan returns whenever no cluster can be formed.
     """
-    import hdbscan  # noqa: PLC0415 - optional, heavy dependency
+    import hdbscan
 
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]

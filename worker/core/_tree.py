@@ -17,21 +17,25 @@ import numpy as np
 __all__ = ["CONDENSED_dtype", "HIERARCHY_dtype", "tree_to_labels"]
 
 # A single-linkage merge: row j is node n_samples + j (points are 0..n_samples-1).
-HIERARCHY_dtype = np.dtype([
-    ("left_node", np.intp),
-    ("right_node", np.intp),
-    ("value", np.float64),  # distance of the merge
-    ("cluster_size", np.intp),
-])
+HIERARCHY_dtype = np.dtype(
+    [
+        ("left_node", np.intp),
+        ("right_node", np.intp),
+        ("value", np.float64),  # distance of the merge
+        ("cluster_size", np.intp),
+    ]
+)
 
 # An edge of the condensed tree: a point (child < n_samples) or a cluster leaving its parent
 # cluster at lambda ``value``. Clusters are n_samples + 0..n_clusters-1.
-CONDENSED_dtype = np.dtype([
-    ("parent", np.intp),
-    ("child", np.intp),
-    ("value", np.float64),  # lambda
-    ("cluster_size", np.intp),
-])
+CONDENSED_dtype = np.dtype(
+    [
+        ("parent", np.intp),
+        ("child", np.intp),
+        ("value", np.float64),  # lambda
+        ("cluster_size", np.intp),
+    ]
+)
 
 
 def tree_to_labels(
@@ -186,8 +190,7 @@ def _compute_stability(condensed_tree: np.ndarray, n_samples: int) -> np.ndarray
     birth = np.zeros(n_clusters)
     birth[child] = lam[n_samples:]
     with np.errstate(invalid="ignore"):
-        return np.bincount(parent, weights=(lam - birth[parent]) * condensed_tree["cluster_size"],
-                           minlength=n_clusters)
+        return np.bincount(parent, weights=(lam - birth[parent]) * condensed_tree["cluster_size"], minlength=n_clusters)
 
 
 def _get_clusters(
@@ -235,11 +238,22 @@ def _get_clusters(
     chosen = _excess_of_mass(stability, kid1, kid2, c_parent, c_root, allow_single_cluster)
     has_tree = np.bincount(tree_root, minlength=n_cl)[tree_root] > 1
     if cluster_selection_epsilon != 0.0 and has_tree.any():
-        chosen = _epsilon_search(chosen, has_tree, c_parent, c_root, tree_root, birth,
-                                 cluster_selection_epsilon, allow_single_cluster)
+        chosen = _epsilon_search(
+            chosen, has_tree, c_parent, c_root, tree_root, birth, cluster_selection_epsilon, allow_single_cluster
+        )
     points = condensed_tree[:n_samples]
-    return _do_labelling(points["parent"] - n_samples, points["value"], chosen, c_parent, c_root, tree_root,
-                         birth, kids, cluster_selection_epsilon, allow_single_cluster)
+    return _do_labelling(
+        points["parent"] - n_samples,
+        points["value"],
+        chosen,
+        c_parent,
+        c_root,
+        tree_root,
+        birth,
+        kids,
+        cluster_selection_epsilon,
+        allow_single_cluster,
+    )
 
 
 def _excess_of_mass(

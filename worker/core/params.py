@@ -24,8 +24,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {method: spec_defaults(method) for method 
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or (
-        hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and getattr(value, "ndim", 1) == 0
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and getattr(value, "ndim", 1) == 0)
     )
 
 
@@ -103,8 +105,10 @@ def method_params(
             )
         merged.update(source)
 
-    out = {name: None if merged[name] is None and p.nullable else _check(method, p, merged[name])
-           for name, p in params_of(method).items()}
+    out = {
+        name: None if merged[name] is None and p.nullable else _check(method, p, merged[name])
+        for name, p in params_of(method).items()
+    }
     if method == "hdbscan" and out["min_samples"] is None:
         out["min_samples"] = out["min_cluster_size"]
     return out

@@ -13,8 +13,9 @@ __all__ = ["SPLIT_REASONS", "cut_long_sessions", "split_reasons"]
 # ``SessionTable.split_reason`` holds indices into this tuple (sessionizer/methods.py says what
 # each value means; so does worker/core/README.md).
 SPLIT_REASONS: tuple[str, ...] = tuple(_MEANINGS)
-END_OF_DATA, MAX_LENGTH, DENSITY_SPLIT, IDLE_GAP = (SPLIT_REASONS.index(r) for r in
-                                                    ("end_of_data", "max_length", "density_split", "idle_gap"))
+END_OF_DATA, MAX_LENGTH, DENSITY_SPLIT, IDLE_GAP = (
+    SPLIT_REASONS.index(r) for r in ("end_of_data", "max_length", "density_split", "idle_gap")
+)
 
 
 def cut_long_sessions(t_ms: np.ndarray, labels: np.ndarray, max_ms: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -100,6 +100,9 @@ def enforce(root: Path, max_bytes: int) -> list[Path]:
         finally:
             fh.close()
     if removed:
-        log.info("event store over EVENT_STORE_MAX_BYTES (%d): evicted %d least recently used file(s)",
-                 max_bytes, len(removed))
+        log.info(
+            "event store over EVENT_STORE_MAX_BYTES (%d): evicted %d least recently used file(s)",
+            max_bytes,
+            len(removed),
+        )
     return removed

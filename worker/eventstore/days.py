@@ -35,7 +35,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def day_of(t_ms: int) -> int:
 
 
 def day_name(day_ms: int) -> str:
-    return datetime.fromtimestamp(day_ms / 1000, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(day_ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
 class StoredDay:
@@ -102,8 +102,9 @@ class DayStore:
         path = self._user_dir(user) / f"{day_name(day_ms)}.seg"
         try:
             with Segment(path) as seg:
-                cols = seg.read(user) or UserColumns(np.empty(0, np.int64), np.empty(0, np.int32),
-                                                     np.empty(0, np.int32))
+                cols = seg.read(user) or UserColumns(
+                    np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int32)
+                )
                 meta, screens, instances = seg.meta, seg.screens, seg.instances
             if int(meta.get("day", -1)) != day_ms or "count" not in meta:
                 raise CorruptSegment(f"{path.name}: manifest of another day")
@@ -116,8 +117,16 @@ class DayStore:
         os.utime(path)  # its last use
         return StoredDay(meta, cols, screens, instances)
 
-    def save(self, user: str, day_ms: int, cols: UserColumns, screens: list[str], instances: list[str],
-             count: int, refused_t: list[int | None]) -> bool:
+    def save(
+        self,
+        user: str,
+        day_ms: int,
+        cols: UserColumns,
+        screens: list[str],
+        instances: list[str],
+        count: int,
+        refused_t: list[int | None],
+    ) -> bool:
         """Keep one settled day (the caller holds the user); False when the disk refused it."""
         folder = self._user_dir(user)
         meta = {
@@ -125,15 +134,18 @@ class DayStore:
             "count": count,
             "first": int(cols.t[0]) if cols.t.shape[0] else None,
             "last": int(cols.t[-1]) if cols.t.shape[0] else None,
-            "read_at": datetime.now(timezone.utc).isoformat(),
+            "read_at": datetime.now(UTC).isoformat(),
             "refused_t": refused_t,
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_segment(folder / f"{day_name(day_ms)}.seg", [(user, cols)], screens, instances, meta)
         except OSError as exc:
-            log.warning("event store: could not keep %s of a user (%s); this job goes on from Elasticsearch",
-                        day_name(day_ms), exc)
+            log.warning(
+                "event store: could not keep %s of a user (%s); this job goes on from Elasticsearch",
+                day_name(day_ms),
+                exc,
+            )
             return False
         return True
 

@@ -38,7 +38,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ def json_value(value: Any) -> Any:
     # Parquet timestamps become epoch milliseconds, the form the document rules accept.
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return int(value.timestamp() * 1000)
     if isinstance(value, date):
         return value.isoformat()
@@ -125,7 +125,7 @@ def _documents(piece: Piece) -> Iterator[list[Any]]:
         lines.pop()
     loads = orjson.loads
     for i in range(0, len(lines), _BATCH):
-        batch = lines[i:i + _BATCH]
+        batch = lines[i : i + _BATCH]
         try:
             yield [loads(line) for line in batch]
         except orjson.JSONDecodeError:
@@ -171,8 +171,15 @@ def build_piece(piece: Piece, names: FieldNames, should_stop: ShouldStop | None 
 class FileStore:
     """The file source's event store in ``root`` (``<EVENT_STORE_DIR>/files``)."""
 
-    def __init__(self, root: Path, names: FieldNames, *, max_bytes: int, budget_root: Path | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        names: FieldNames,
+        *,
+        max_bytes: int,
+        budget_root: Path | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
         self.root = Path(root)
         self.names = names
         self.max_bytes = max_bytes
@@ -188,23 +195,42 @@ class FileStore:
         for stale in self.root.glob(f"{piece.name}.seg.tmp*"):  # a crashed writer's
             stale.unlink(missing_ok=True)
         try:
-            write_segment(seg, sorted(built.users.items()), built.screens, built.instances,
-                          {"file": str(piece.file), "start": piece.start, "end": piece.end,
-                           "built_at_ms": int(time.time() * 1000)})
+            write_segment(
+                seg,
+                sorted(built.users.items()),
+                built.screens,
+                built.instances,
+                {
+                    "file": str(piece.file),
+                    "start": piece.start,
+                    "end": piece.end,
+                    "built_at_ms": int(time.time() * 1000),
+                },
+            )
         except OSError as exc:
-            log.warning("event store: could not write a segment of %s (%s); this job goes on from the "
-                        "file itself", piece.file.name, exc)
+            log.warning(
+                "event store: could not write a segment of %s (%s); this job goes on from the file itself",
+                piece.file.name,
+                exc,
+            )
 
     def _build(self, piece: Piece, should_stop: ShouldStop | None) -> Built:
         started = time.perf_counter()
         built = build_piece(piece, self.names, should_stop)
         self._write(piece, built)
-        log.info("event store: built %s (%s, bytes %d..%d) in %.2f s", piece.name, piece.file.name, piece.start,
-                 piece.end, time.perf_counter() - started)
+        log.info(
+            "event store: built %s (%s, bytes %d..%d) in %.2f s",
+            piece.name,
+            piece.file.name,
+            piece.start,
+            piece.end,
+            time.perf_counter() - started,
+        )
         return built
 
-    def _read_piece(self, piece: Piece, users: list[str], should_stop: ShouldStop | None,
-                    since_ms: int | None = None) -> tuple[dict[str, UserColumns], list[str], list[str], bool]:
+    def _read_piece(
+        self, piece: Piece, users: list[str], should_stop: ShouldStop | None, since_ms: int | None = None
+    ) -> tuple[dict[str, UserColumns], list[str], list[str], bool]:
         """The users' columns in one piece: ``(columns, screens, instances, fresh)``, fresh when
         it was built here, or built since ``since_ms``."""
         seg_path, lock = self._paths(piece)
@@ -237,9 +263,18 @@ class FileStore:
                 built = self._build(piece, should_stop)
                 return {u: built.users[u] for u in users if u in built.users}, built.screens, built.instances, True
 
-    def read(self, files: list[Path], users: list[str], lo_ms: int, hi_ms: int, *,
-             should_stop: ShouldStop | None = None, on_progress: OnProgress | None = None,
-             start_at: int = 0, since_ms: int | None = None) -> EventAccumulator:
+    def read(
+        self,
+        files: list[Path],
+        users: list[str],
+        lo_ms: int,
+        hi_ms: int,
+        *,
+        should_stop: ShouldStop | None = None,
+        on_progress: OnProgress | None = None,
+        start_at: int = 0,
+        since_ms: int | None = None,
+    ) -> EventAccumulator:
         """Every event of ``users`` with ``lo_ms <= t <= hi_ms``, out of the store (built first
         where missing). ``start_at`` spreads concurrent builders over the pieces. ``from_source``
         counts the events of pieces built during this read, or since ``since_ms`` (a job's start:
@@ -270,8 +305,11 @@ class FileStore:
                 if seg_path.exists():
                     continue
                 built = self._build(piece, should_stop)
-                mine[piece.name] = ({u: built.users[u] for u in wanted if u in built.users},
-                                    built.screens, built.instances)
+                mine[piece.name] = (
+                    {u: built.users[u] for u in wanted if u in built.users},
+                    built.screens,
+                    built.instances,
+                )
         # 2. read every piece, in file order
         kept = from_source = 0
         for piece in pieces:
@@ -348,7 +386,6 @@ class FileStore:
                 lock.unlink()  # last, while locked: a waiting reader then locks a new file
             removed.append(name)
         return removed
-
 
 
 __all__ = ["FileStore", "Piece", "build_piece", "json_value", "pieces_of", "user_columns"]

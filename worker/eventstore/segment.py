@@ -65,8 +65,13 @@ def _slice_crc(t: np.ndarray, screen: np.ndarray, instance: np.ndarray) -> int:
     return zlib.crc32(instance.tobytes(), zlib.crc32(screen.tobytes(), zlib.crc32(t.tobytes())))
 
 
-def write_segment(path: Path, users: Iterable[tuple[str, UserColumns]], screens: list[str],
-                  instances: list[str], meta: Mapping[str, Any] | None = None) -> int:
+def write_segment(
+    path: Path,
+    users: Iterable[tuple[str, UserColumns]],
+    screens: list[str],
+    instances: list[str],
+    meta: Mapping[str, Any] | None = None,
+) -> int:
     """Write a segment at ``path`` atomically (temporary name, then rename); return its size.
 
     No ``fsync``: a store of thousands of small day files would spend its time waiting on the
@@ -83,7 +88,9 @@ def write_segment(path: Path, users: Iterable[tuple[str, UserColumns]], screens:
         count = int(c.t.shape[0])
         index[user] = [offset, count, _slice_crc(c.t, c.screen, c.instance), int(c.invalid), c.samples[:MAX_SAMPLES]]
         offset += count
-    header = orjson.dumps({"n": n, "users": index, "screens": screens, "instances": instances, "meta": dict(meta or {})})
+    header = orjson.dumps(
+        {"n": n, "users": index, "screens": screens, "instances": instances, "meta": dict(meta or {})}
+    )
     head = _HEAD.pack(MAGIC, len(header)) + header + _CRC.pack(zlib.crc32(header))
     head += b"\0" * (-len(head) % 8)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -177,7 +184,11 @@ class Segment:
         instance = column(base + 12 * n, 4, np.int32)
         if _slice_crc(t, screen, instance) != crc:
             raise CorruptSegment(f"{self.path.name}: checksum mismatch in a user's events")
-        if count and (int(screen.max()) >= len(self.screens) or int(instance.max()) >= len(self.instances)
-                      or int(screen.min()) < 0 or int(instance.min()) < 0):
+        if count and (
+            int(screen.max()) >= len(self.screens)
+            or int(instance.max()) >= len(self.instances)
+            or int(screen.min()) < 0
+            or int(instance.min()) < 0
+        ):
             raise CorruptSegment(f"{self.path.name}: code out of its vocabulary")
         return UserColumns(t, screen, instance, int(invalid), list(samples))

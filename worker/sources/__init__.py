@@ -21,8 +21,13 @@ def source_from_settings(settings: Settings) -> EventSource:
         identity = source_identity(settings)
         if identity is None:
             return plain
-        return StoredElasticsearchSource(plain, settings.event_store_dir(), identity,
-                                         settle_s=settings.results.settle_s, max_bytes=settings.store.max_bytes)
+        return StoredElasticsearchSource(
+            plain,
+            settings.event_store_dir(),
+            identity,
+            settle_s=settings.results.settle_s,
+            max_bytes=settings.store.max_bytes,
+        )
     if kind == "file":
         from . import files
 

@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -31,7 +31,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from sessionizer.settings import SourceSettings
 
-UTC = timezone.utc
+UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Beyond these, epoch milliseconds are certainly not a usage event (and overflow datetime).
 _MIN_MS = -62_135_596_800_000  # 0001-01-01
@@ -144,7 +144,9 @@ class _IsoParser:
             value = None
         else:
             offset = parsed.utcoffset()
-            off_ms = 0 if offset is None else (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000
+            off_ms = (
+                0 if offset is None else (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000
+            )
             value = (parsed.microsecond // 1000, off_ms)
         if len(self.tails) < self.MAX_ENTRIES:
             self.tails[text] = value
@@ -425,8 +427,15 @@ class EventAccumulator:
         col.screen.frombytes(screen_codes.astype(np.int32).tobytes())
         col.instance.frombytes(inst_codes.astype(np.int32).tobytes())
 
-    def add_columns(self, user: str, t: np.ndarray, screen: np.ndarray, instance: np.ndarray,
-                    screens: list[str], instances: list[str]) -> int:
+    def add_columns(
+        self,
+        user: str,
+        t: np.ndarray,
+        screen: np.ndarray,
+        instance: np.ndarray,
+        screens: list[str],
+        instances: list[str],
+    ) -> int:
         """Add one user's events kept elsewhere (the event store), coded in that vocabulary
         (``screens``/``instances``); only those with ``lo_ms <= t <= hi_ms``. ``t`` is sorted.
         Returns how many were added."""

@@ -51,8 +51,10 @@ SORT = ["_doc", "_shard_doc"]
 FILTER_PATH = "pit_id,hits.hits._source,hits.hits.sort,_shards.failed"
 # day_counts: buckets per page (10,000: well under search.max_buckets, 65,536) and the answer's trim
 DAY_COUNTS_PAGE = 10_000
-DAY_COUNTS_FILTER_PATH = ("aggregations.per_user_day.after_key,aggregations.per_user_day.buckets.key,"
-                          "aggregations.per_user_day.buckets.doc_count,_shards.failed")
+DAY_COUNTS_FILTER_PATH = (
+    "aggregations.per_user_day.after_key,aggregations.per_user_day.buckets.key,"
+    "aggregations.per_user_day.buckets.doc_count,_shards.failed"
+)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,6 @@ class RetryPolicy:
             raise ValueError("max_attempts must be at least 1")
         if self.max_elapsed_s <= 0 or self.base_delay_s < 0 or self.max_delay_s < 0:
             raise ValueError("retry durations must be positive")
-
-
 
 
 class _PitExpired(Exception):
@@ -217,8 +217,12 @@ class ElasticsearchSource:
                         f"during one read (keep_alive {self.keep_alive}); giving up",
                         kind="pit_expired",
                     ) from None
-                log.warning("point in time on index [%s] expired; restarting the read (%d/%d)",
-                            self.index, restarts, self.max_restarts)
+                log.warning(
+                    "point in time on index [%s] expired; restarting the read (%d/%d)",
+                    self.index,
+                    restarts,
+                    self.max_restarts,
+                )
 
     def query(self, users: list[str], lo_ms: int, hi_ms: int) -> dict[str, Any]:
         """The filter: the users' terms and the inclusive time range, in epoch ms (exact, no rounding)."""
@@ -243,14 +247,25 @@ class ElasticsearchSource:
         counts: dict[tuple[str, int], int] = {}
         if not wanted or lo_ms > hi_ms:
             return counts
-        composite: dict[str, Any] = {"size": DAY_COUNTS_PAGE, "sources": [
-            {"user": {"terms": {"field": self.names.user}}},
-            {"day": {"date_histogram": {"field": self.names.timestamp, "calendar_interval": "1d", "time_zone": "UTC"}}},
-        ]}
-        params: dict[str, Any] = {"index": self.index, "size": 0, "track_total_hits": False,
-                                  "query": self.query(wanted, lo_ms, hi_ms),
-                                  "aggs": {"per_user_day": {"composite": composite}},
-                                  "filter_path": DAY_COUNTS_FILTER_PATH}
+        composite: dict[str, Any] = {
+            "size": DAY_COUNTS_PAGE,
+            "sources": [
+                {"user": {"terms": {"field": self.names.user}}},
+                {
+                    "day": {
+                        "date_histogram": {"field": self.names.timestamp, "calendar_interval": "1d", "time_zone": "UTC"}
+                    }
+                },
+            ],
+        }
+        params: dict[str, Any] = {
+            "index": self.index,
+            "size": 0,
+            "track_total_hits": False,
+            "query": self.query(wanted, lo_ms, hi_ms),
+            "aggs": {"per_user_day": {"composite": composite}},
+            "filter_path": DAY_COUNTS_FILTER_PATH,
+        }
 
         def page(opts: dict[str, Any]) -> dict[str, Any]:
             resp = self.client.options(**opts).search(**params).body
@@ -271,11 +286,20 @@ class ElasticsearchSource:
             composite["after"] = after
 
     # ------------------------------------------------------------------ one attempt
-    def _read_once(self, acc: EventAccumulator, query: dict[str, Any],
-                   should_stop: ShouldStop | None, on_progress: OnProgress | None) -> None:
+    def _read_once(
+        self,
+        acc: EventAccumulator,
+        query: dict[str, Any],
+        should_stop: ShouldStop | None,
+        on_progress: OnProgress | None,
+    ) -> None:
         stop = should_stop or (lambda: False)
-        pit_id = self._call("open a point in time on", lambda opts: self.client.options(**opts)
-                            .open_point_in_time(index=self.index, keep_alive=self.keep_alive)["id"])
+        pit_id = self._call(
+            "open a point in time on",
+            lambda opts: self.client.options(**opts).open_point_in_time(index=self.index, keep_alive=self.keep_alive)[
+                "id"
+            ],
+        )
         pits = _PitIds(pit_id)
         try:
             if self.slices == 1:
@@ -285,8 +309,14 @@ class ElasticsearchSource:
         finally:
             self._close(pits.newest)
 
-    def _scan_slices(self, pits: _PitIds, query: dict[str, Any], acc: EventAccumulator,
-                     should_stop: ShouldStop, on_progress: OnProgress | None) -> None:
+    def _scan_slices(
+        self,
+        pits: _PitIds,
+        query: dict[str, Any],
+        acc: EventAccumulator,
+        should_stop: ShouldStop,
+        on_progress: OnProgress | None,
+    ) -> None:
         lock = threading.Lock()
         abort = threading.Event()
         errors: list[BaseException] = []
@@ -301,8 +331,9 @@ class ElasticsearchSource:
                     errors.append(exc)
                 abort.set()
 
-        threads = [threading.Thread(target=run, args=(i,), name=f"es-slice-{i}", daemon=True)
-                   for i in range(self.slices)]
+        threads = [
+            threading.Thread(target=run, args=(i,), name=f"es-slice-{i}", daemon=True) for i in range(self.slices)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -315,9 +346,18 @@ class ElasticsearchSource:
                         raise exc
             raise errors[0]
 
-    def _scan(self, pits: _PitIds, chain: int, query: dict[str, Any], slice_: dict[str, int] | None,
-              acc: EventAccumulator, lock: threading.Lock | None, should_stop: ShouldStop,
-              on_progress: OnProgress | None, abort: threading.Event | None) -> None:
+    def _scan(
+        self,
+        pits: _PitIds,
+        chain: int,
+        query: dict[str, Any],
+        slice_: dict[str, int] | None,
+        acc: EventAccumulator,
+        lock: threading.Lock | None,
+        should_stop: ShouldStop,
+        on_progress: OnProgress | None,
+        abort: threading.Event | None,
+    ) -> None:
         """Read one chain of pages (the whole PIT, or one slice) into ``acc``."""
         params: dict[str, Any] = {
             "size": self.page_size,
@@ -376,6 +416,7 @@ class ElasticsearchSource:
         dropped (after a reset, say) fails the DELETE before it is sent, and a PIT left open
         pins segments and heap on the cluster until its keep-alive ends.
         """
+
         def close(opts: dict[str, Any]) -> Any:
             try:
                 return self.client.options(**opts).close_point_in_time(id=pit_id)
@@ -411,12 +452,15 @@ class ElasticsearchSource:
                 reason = self._classify(what, exc)
             except UnsupportedProductError:
                 raise PermanentSourceError(
-                    "the server at the configured Elasticsearch URL is not Elasticsearch "
-                    "(no X-Elastic-Product header)", kind="not_elasticsearch") from None
+                    "the server at the configured Elasticsearch URL is not Elasticsearch (no X-Elastic-Product header)",
+                    kind="not_elasticsearch",
+                ) from None
             except elastic_transport.TlsError as exc:
                 raise PermanentSourceError(
                     f"TLS failure talking to Elasticsearch ({type(exc).__name__}); check the URL, "
-                    f"certificates and verify_certs", kind="tls") from None
+                    f"certificates and verify_certs",
+                    kind="tls",
+                ) from None
             except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
                 _raise_if_not_network(exc)
                 reason = f"{type(exc).__name__}: {_short(exc)}"
@@ -432,8 +476,9 @@ class ElasticsearchSource:
                     f"{attempt} attempt(s) in {elapsed:.1f}s; last error: {reason}",
                     kind="unavailable",
                 )
-            log.info("Elasticsearch %s on [%s] failed (%s); retry %d in %.2fs",
-                     what, self.index, reason, attempt, delay)
+            log.info(
+                "Elasticsearch %s on [%s] failed (%s); retry %d in %.2fs", what, self.index, reason, attempt, delay
+            )
             record_es_retry(what)
             self._sleep(delay)
 
@@ -455,17 +500,24 @@ class ElasticsearchSource:
         if status == 401:
             raise PermanentSourceError(
                 "Elasticsearch refused the credentials (HTTP 401); check ELASTICSEARCH_API_KEY or "
-                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD", kind="unauthorized") from None
+                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD",
+                kind="unauthorized",
+            ) from None
         if status == 403:
             raise PermanentSourceError(
-                f"the Elasticsearch user may not read index [{self.index}] (HTTP 403)", kind="forbidden") from None
+                f"the Elasticsearch user may not read index [{self.index}] (HTTP 403)", kind="forbidden"
+            ) from None
         if status == 400:
             raise PermanentSourceError(
                 f"Elasticsearch rejected the request to {what} index [{self.index}] (HTTP 400 "
-                f"{'/'.join(types[:2])}): {_reason(exc.body)}", kind="bad_request") from None
+                f"{'/'.join(types[:2])}): {_reason(exc.body)}",
+                kind="bad_request",
+            ) from None
         raise PermanentSourceError(
             f"Elasticsearch failed to {what} index [{self.index}] (HTTP {status} {'/'.join(types[:2])}): "
-            f"{_reason(exc.body)}", kind="elasticsearch_error") from None
+            f"{_reason(exc.body)}",
+            kind="elasticsearch_error",
+        ) from None
 
 
 class _PitIds:
@@ -549,6 +601,7 @@ def _short(exc: Exception) -> str:
 
 def client_from_settings(es: ElasticsearchSettings, url: str | None = None) -> Elasticsearch:
     """The official client on ``url`` (default ``ELASTICSEARCH_URL``) with the configured credentials."""
+
     def reveal(secret: Secret | None) -> str | None:
         return secret.value if secret is not None else None
 

@@ -36,7 +36,6 @@ from .documents import FieldNames
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class BulkResult:
     indexed: int = 0
@@ -105,7 +104,7 @@ def bulk_load(
         else:
             result.failed += 1
             if len(result.errors) < BulkResult.MAX_ERRORS:
-                (op, detail), = item.items()
+                ((op, detail),) = item.items()
                 result.errors.append({"status": detail.get("status"), "error": detail.get("error")})
         if on_chunk is not None and (result.indexed + result.failed) % chunk_size == 0:
             on_chunk(result)
@@ -135,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=es_cfg.url or "http://localhost:9200")
     parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument("--no-create", action="store_true", help="do not create the index if it is missing")
-    parser.add_argument("--max-refused", type=int, default=0, metavar="N",
-                        help="exit 0 when at most N documents are refused (data known to hold some bad ones)")
+    parser.add_argument(
+        "--max-refused",
+        type=int,
+        default=0,
+        metavar="N",
+        help="exit 0 when at most N documents are refused (data known to hold some bad ones)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

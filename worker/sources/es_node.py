@@ -15,8 +15,9 @@ from ..metrics import record_es_request
 
 
 class MeasuredNode(Urllib3HttpNode):
-    def perform_request(self, method: str, target: str, body: bytes | None = None, headers: Any = None,
-                        request_timeout: Any = DEFAULT) -> Any:
+    def perform_request(
+        self, method: str, target: str, body: bytes | None = None, headers: Any = None, request_timeout: Any = DEFAULT
+    ) -> Any:
         started = time.perf_counter()
         status: int | None = None
         try:

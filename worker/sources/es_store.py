@@ -49,8 +49,16 @@ def _runs(days: list[int]) -> list[tuple[int, int]]:
 class StoredElasticsearchSource:
     """An :class:`~worker.sources.elasticsearch.ElasticsearchSource` with settled days kept in ``store_dir``."""
 
-    def __init__(self, inner: Any, store_dir: Path, identity: str, *, settle_s: float, max_bytes: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        store_dir: Path,
+        identity: str,
+        *,
+        settle_s: float,
+        max_bytes: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.inner = inner
         self.names = inner.names
         self.store_dir = Path(store_dir)
@@ -71,8 +79,16 @@ class StoredElasticsearchSource:
         days = [d for d in range(day_of(lo_ms), day_of(hi_ms) + DAY_MS, DAY_MS) if self._settled(d)]
         return self.days.counts(users, days) if days else None
 
-    def read_events(self, users: list[str], lo_ms: int, hi_ms: int, *, should_stop: ShouldStop | None = None,
-                    on_progress: OnProgress | None = None, since_ms: int | None = None) -> EventAccumulator:
+    def read_events(
+        self,
+        users: list[str],
+        lo_ms: int,
+        hi_ms: int,
+        *,
+        should_stop: ShouldStop | None = None,
+        on_progress: OnProgress | None = None,
+        since_ms: int | None = None,
+    ) -> EventAccumulator:
         # since_ms: a unit's users are its own, so what this read sent is all this job read for them
         wanted = sorted(set(users))
         acc = EventAccumulator(self.names, users=wanted, lo_ms=lo_ms, hi_ms=hi_ms)
@@ -94,8 +110,10 @@ class StoredElasticsearchSource:
                 for key in stale:
                     del stored[key]
                 if stale:
-                    log.info("event store: %d stored day(s) changed in Elasticsearch since read; reading them again",
-                             len(stale))
+                    log.info(
+                        "event store: %d stored day(s) changed in Elasticsearch since read; reading them again",
+                        len(stale),
+                    )
             groups: dict[tuple[int, ...], list[str]] = {}
             for user in wanted:
                 missing = tuple(d for d in days if (user, d) not in stored)
@@ -118,8 +136,9 @@ class StoredElasticsearchSource:
                     for user in group:
                         ev = fresh.pop_user(user)
                         refused = fresh.rejected.pop(user, [])
-                        wrote |= self._keep(user, first, last, ev.t_ms, ev.screen, ev.instance,
-                                            screens, instances, refused)
+                        wrote |= self._keep(
+                            user, first, last, ev.t_ms, ev.screen, ev.instance, screens, instances, refused
+                        )
                         kept += acc.add_columns(user, ev.t_ms, ev.screen, ev.instance, screens, instances)
                         self._count_refused(acc, [t for t, _ in refused], [r for _, r in refused])
             for (user, _), found in sorted(stored.items()):
@@ -132,8 +151,18 @@ class StoredElasticsearchSource:
             budget.enforce_soon(self.store_dir, self.max_bytes)
         return acc
 
-    def _keep(self, user: str, first: int, last: int, t: np.ndarray, screen: np.ndarray, instance: np.ndarray,
-              screens: list[str], instances: list[str], refused: list[tuple[int | None, Any]]) -> bool:
+    def _keep(
+        self,
+        user: str,
+        first: int,
+        last: int,
+        t: np.ndarray,
+        screen: np.ndarray,
+        instance: np.ndarray,
+        screens: list[str],
+        instances: list[str],
+        refused: list[tuple[int | None, Any]],
+    ) -> bool:
         """Store the settled days of ``first..last`` out of one user's fresh read. A user without
         a single document in them (a name that has no events) gets no day files: one empty read
         for all such users of a unit costs less than thousands of empty files."""
@@ -145,8 +174,13 @@ class StoredElasticsearchSource:
                 break
             a, b = np.searchsorted(t, [day, day + DAY_MS], side="left")
             in_day = [ts for ts, _ in refused if ts is not None and day <= ts < day + DAY_MS]
-            cols = UserColumns(t[a:b], screen[a:b], instance[a:b], len(in_day),
-                               [r for ts, r in refused if ts is not None and day <= ts < day + DAY_MS][:5])
+            cols = UserColumns(
+                t[a:b],
+                screen[a:b],
+                instance[a:b],
+                len(in_day),
+                [r for ts, r in refused if ts is not None and day <= ts < day + DAY_MS][:5],
+            )
             wrote |= self.days.save(user, day, cols, screens, instances, int(b - a) + len(in_day), in_day)
         return wrote
 

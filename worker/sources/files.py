@@ -55,8 +55,9 @@ class FileSource:
     bound) is ``EVENT_STORE_MAX_BYTES``, kept over the whole store folder.
     """
 
-    def __init__(self, path: Path, names: FieldNames = FieldNames(), store_dir: Path | None = None,
-                 max_bytes: int = 0) -> None:
+    def __init__(
+        self, path: Path, names: FieldNames = FieldNames(), store_dir: Path | None = None, max_bytes: int = 0
+    ) -> None:
         self.path = Path(path)
         self.names = names
         self.store_dir = Path(store_dir) if store_dir else self.path.parent / ".sessionizer-store"
@@ -78,8 +79,16 @@ class FileSource:
     ) -> EventAccumulator:
         # concurrent units start building at different pieces (spread by their users)
         start_at = zlib.crc32("\0".join(sorted(users)).encode())
-        return self.store.read(event_files(self.path), users, lo_ms, hi_ms, should_stop=should_stop,
-                               on_progress=on_progress, start_at=start_at, since_ms=since_ms)
+        return self.store.read(
+            event_files(self.path),
+            users,
+            lo_ms,
+            hi_ms,
+            should_stop=should_stop,
+            on_progress=on_progress,
+            start_at=start_at,
+            since_ms=since_ms,
+        )
 
     def counts(self, users: list[str], lo_ms: int, hi_ms: int) -> dict[str, int] | None:
         """Each user's stored event count (the whole files), or ``None`` before the store is built."""
@@ -89,5 +98,9 @@ class FileSource:
 def from_settings(settings: Settings) -> FileSource:
     """The file source configured by ``[source]`` and ``[store]`` (``EVENTS_PATH``, field names,
     ``EVENT_STORE_DIR``, ``EVENT_STORE_MAX_BYTES``)."""
-    return FileSource(settings.events_path(), FieldNames.from_settings(settings.source),
-                      settings.event_store_dir(), settings.store.max_bytes)
+    return FileSource(
+        settings.events_path(),
+        FieldNames.from_settings(settings.source),
+        settings.event_store_dir(),
+        settings.store.max_bytes,
+    )

@@ -18,9 +18,9 @@ import redis
 from celery import bootsteps
 
 from sessionizer.jobstore import JobStore
+from sessionizer.jobstore.deliveries import Deliveries
 from sessionizer.liveness import fail_fast_client
 from sessionizer.settings import get_settings
-from sessionizer.jobstore.deliveries import Deliveries
 
 from .sender import drain, http_client
 
@@ -41,7 +41,7 @@ def run(stop: threading.Event) -> None:
                     pass  # more may be due: go on without waiting
             except redis.RedisError as exc:  # Redis away: try again at the next tick
                 log.warning("webhook pushes: the store is unreachable (%s)", type(exc).__name__)
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad push
+            except Exception:
                 log.exception("webhook pushes: unexpected error")
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from sessionizer.settings import Settings
 from sessionizer.jobstore.deliveries import Deliveries, Push, iso_ms, now_ms
+from sessionizer.settings import Settings
 from sessionizer.webhooks.guard import Refused, Resolver, checked_addresses, split_url
 from sessionizer.webhooks.signing import secret_for, sign
 
@@ -38,8 +38,14 @@ class GuardedBackend(httpcore.NetworkBackend):
         self.allow_private, self.resolver = allow_private, resolver
         self.inner = httpcore.SyncBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
         last: Exception | None = None
         for address in checked_addresses(host, port, self.allow_private, self.resolver):
             try:
@@ -48,7 +54,9 @@ class GuardedBackend(httpcore.NetworkBackend):
                 last = exc
         raise last or httpcore.ConnectError(f"could not connect to {host}")
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
         raise Refused("unix sockets are not called")
 
     def sleep(self, seconds: float) -> None:
@@ -61,14 +69,20 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def __init__(self, allow_private: bool, resolver: Resolver = socket.getaddrinfo) -> None:
         super().__init__(trust_env=False, retries=0)
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                             network_backend=GuardedBackend(allow_private, resolver))
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=GuardedBackend(allow_private, resolver),
+        )
 
 
 def http_client(settings: Settings, resolver: Resolver = socket.getaddrinfo) -> httpx.Client:
     allow = settings.webhooks.allow_private
-    return httpx.Client(transport=GuardedTransport(allow, resolver), trust_env=False, follow_redirects=False,
-                        timeout=httpx.Timeout(settings.webhooks.timeout_s))
+    return httpx.Client(
+        transport=GuardedTransport(allow, resolver),
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.webhooks.timeout_s),
+    )
 
 
 def schedule(settings: Settings) -> list[float]:
@@ -91,14 +105,22 @@ def retry_after_s(value: str | None) -> float | None:
 
 def attempt(push: Push, settings: Settings, client: httpx.Client) -> tuple[int | None, str | None, float | None]:
     """Post the push once: (status code or None, error or None, the receiver's Retry-After)."""
-    secret = secret_for(push.owner, settings.webhooks.secret and settings.webhooks.secret.value,
-                        settings.webhooks.secrets and settings.webhooks.secrets.value)
+    secret = secret_for(
+        push.owner,
+        settings.webhooks.secret and settings.webhooks.secret.value,
+        settings.webhooks.secrets and settings.webhooks.secrets.value,
+    )
     if not secret:
         return None, "no webhook secret is configured for this API key", None
     body = push.body()
     stamp = int(time.time())
-    headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": push.msg_id,
-               "webhook-timestamp": str(stamp), "webhook-signature": sign(secret, push.msg_id, stamp, body)}
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": push.msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, push.msg_id, stamp, body),
+    }
     try:
         split_url(push.url, settings.webhooks.allow_private)
         # only the status line and headers are awaited: the receiver's body is never read
@@ -126,13 +148,13 @@ def deliver(deliveries: Deliveries, push: Push, settings: Settings, client: http
         outcome, next_ms = "retry", now_ms() + int(delay * 1000)
     else:
         outcome, next_ms = "failed", None
-    record = {"at": iso_ms(at), "status_code": status, "error": error,
-              "next_try": iso_ms(next_ms) if next_ms else None}
+    record = {"at": iso_ms(at), "status_code": status, "error": error, "next_try": iso_ms(next_ms) if next_ms else None}
     if not deliveries.record(push, record, outcome, next_ms):
         log.info("push of job %s: redelivered or taken over meanwhile; this attempt is not recorded", push.job_id)
     elif outcome != "delivered":
-        log.info("push of job %s: attempt %d %s (%s)", push.job_id, push.attempts + 1, outcome,
-                 error or f"HTTP {status}")
+        log.info(
+            "push of job %s: attempt %d %s (%s)", push.job_id, push.attempts + 1, outcome, error or f"HTTP {status}"
+        )
     return outcome
 
 
