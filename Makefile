@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up worker test bench lock clean
+.PHONY: install demo up worker lint test bench lock clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -29,6 +29,12 @@ up: $(STAMP)
 # One more worker for a running stack, here or on another host: REDIS_URL=<as make up printed> make worker
 worker: $(STAMP)
 	$(PY) -m worker.demo worker
+
+# ruff's lint and format checks and mypy (configured in pyproject.toml): zero findings
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	$(PY) -m pytest -q
