@@ -63,13 +63,16 @@ def read_page(path: Path) -> Page:
                 (first + token.content.count("\n", 0, m.start()), m.group(2)) for m in _MAKE.finditer(token.content)
             ]
         elif token.type == "inline":
+            line = _line(token)
             for child in token.children or []:
-                if child.type == "link_open":
-                    page.links.append((_line(token), str(child.attrs["href"])))
+                if child.type in ("softbreak", "hardbreak"):
+                    line += 1
+                elif child.type == "link_open":
+                    page.links.append((line, str(child.attrs["href"])))
                 elif child.type == "image":
-                    page.links.append((_line(token), str(child.attrs["src"])))
+                    page.links.append((line, str(child.attrs["src"])))
                 elif child.type == "code_inline":
-                    page.make_targets += [(_line(token), m.group(2)) for m in _MAKE.finditer(child.content)]
+                    page.make_targets += [(line, m.group(2)) for m in _MAKE.finditer(child.content)]
     return page
 
 
@@ -149,12 +152,12 @@ def test_the_link_check_finds_what_is_broken(tmp_path: Path) -> None:
         "[escapes](../outside.md) ![img](docs/missing.png)\n"
     )
     problems = broken_links([tmp_path / "a.md", tmp_path / "docs" / "b.md"], tmp_path)
-    assert [p.split(": ")[1] for p in problems] == [
-        "docs/missing.md",
-        "docs/b.md#again-2",
-        "#nowhere",
-        "../outside.md",
-        "docs/missing.png",
+    assert [p.rsplit(": ", 1)[0] for p in problems] == [
+        "a.md:8: docs/missing.md",
+        "a.md:8: docs/b.md#again-2",
+        "a.md:8: #nowhere",
+        "a.md:9: ../outside.md",
+        "a.md:9: docs/missing.png",
     ]
 
 
