@@ -194,7 +194,7 @@ def orjson_pass(files: list[Path]) -> tuple[float, float, int]:
 def kernels_pass(arrays: dict[str, np.ndarray], method: str, lo_ms: int, hi_ms: int) -> tuple[float, float, int]:
     """``label_sessions`` + ``summarize_sessions`` for every user, as a unit calls them:
     (wall s, CPU s, sessions)."""
-    from worker.core import label_sessions, method_params, read_margin_ms, summarize_sessions
+    from worker.core import label_and_cut, method_params, read_margin_ms, summarize_sessions
 
     params = method_params(method, None)
     margin = read_margin_ms(method, params)
@@ -203,7 +203,7 @@ def kernels_pass(arrays: dict[str, np.ndarray], method: str, lo_ms: int, hi_ms: 
     t0, c0 = time.perf_counter(), time.process_time()
     for a, b in zip(bounds[:-1], bounds[1:]):
         t = arrays["t_ms"][a:b]
-        labels, cut = label_sessions(t, method, params, return_cut=True)
+        labels, cut = label_and_cut(t, method, params)
         table = summarize_sessions(
             t,
             labels,

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from benchmarks.workloads import EPOCH_MS, FAMILIES, WEEK_MS, generate
-from worker.core import label_sessions, read_margin_ms, select_overlapping, summarize_sessions
+from worker.core import label_sessions, sessions_in_range
 from worker.core.params import DEFAULTS
 
 TOLERANCE_MS = 5 * 60_000
@@ -88,25 +88,9 @@ def seed_labels(t: np.ndarray) -> np.ndarray:
         return hdbscan.HDBSCAN(min_cluster_size=5).fit_predict(t.astype(np.float64).reshape(-1, 1))
 
 
-def job_view(tl, method, params, start_ms, end_ms):
-    """What a job returns for [start_ms, end_ms]: read with margins, keep overlapping sessions."""
-    margin = read_margin_ms(method, params)
-    lo, hi = start_ms - margin, end_ms + margin
-    sel = (tl.t_ms >= lo) & (tl.t_ms <= hi)
-    t = tl.t_ms[sel]
-    labels, cut = label_sessions(t, method, params, return_cut=True)
-    table = summarize_sessions(
-        t,
-        labels,
-        tl.screen[sel],
-        tl.instance[sel],
-        read_start_ms=lo,
-        read_end_ms=hi,
-        method=method,
-        params=params,
-        cut=cut,
-    )
-    return table.take(select_overlapping(table, start_ms, end_ms))
+def _view(tl, method, params, start_ms, end_ms):
+    """What a job returns for [start_ms, end_ms] of the timeline (worker.core.sessions_in_range)."""
+    return sessions_in_range(tl.t_ms, tl.screen, tl.instance, start_ms, end_ms, method, params).sessions
 
 
 def _rows_inside(table, start_ms, end_ms):
@@ -119,8 +103,8 @@ def stability(tl, method, params, weeks):
     mid = weeks // 2
     start = EPOCH_MS + mid * WEEK_MS  # the timelines start at EPOCH_MS
     end = start + WEEK_MS - 1
-    week = job_view(tl, method, params, start, end)
-    wide = job_view(tl, method, params, start - 6 * WEEK_MS, end + 6 * WEEK_MS)
+    week = _view(tl, method, params, start, end)
+    wide = _view(tl, method, params, start - 6 * WEEK_MS, end + 6 * WEEK_MS)
     a, b = _rows_inside(week, start, end), _rows_inside(wide, start, end)
     return a == b, len(a), int(week.truncated_start.sum() + week.truncated_end.sum())
 
@@ -194,14 +178,15 @@ def tune(weeks: int, seeds: int) -> None:
         )
     rows = quality_table(weeks, seeds, grid, with_seed=False, stable=False)
     summary = {}
-    for family, name, _, amin, amean, f1, *_ in rows:
-        summary.setdefault(name, []).append((amin, f1))
-    ranked = sorted(summary.items(), key=lambda kv: -min(a for a, _ in kv[1]))
+    # per configuration, one (worst ARI, mean ARI, mean F1) per family
+    for _family, name, _, amin, amean, f1, *_ in rows:
+        summary.setdefault(name, []).append((amin, amean, f1))
+    ranked = sorted(summary.items(), key=lambda kv: -min(worst for worst, _, _ in kv[1]))
     print(f"{'configuration':<52} {'worst ARI':>9} {'mean ARI':>9} {'mean F1':>8}")
     for name, vals in ranked[:25]:
         print(
-            f"{name:<52} {min(a for a, _ in vals):>9.3f} {np.mean([a for a, _ in vals]):>9.3f} "
-            f"{np.mean([f for _, f in vals]):>8.3f}"
+            f"{name:<52} {min(worst for worst, _, _ in vals):>9.3f} {np.mean([mean for _, mean, _ in vals]):>9.3f} "
+            f"{np.mean([f for _, _, f in vals]):>8.3f}"
         )
 
 

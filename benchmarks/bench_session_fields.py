@@ -1,5 +1,5 @@
 """The analytics fields' cost in the core's session summary (issue 19), on 1,000,000 events of one
-timeline (gap method): the whole ``summarize_sessions`` beside ``label_sessions``, and the
+timeline (gap method): the whole ``summarize_sessions`` beside ``label_and_cut``, and the
 distinct-screens kernel as shipped (a session x screen bitmap) beside sorting the pairs
 (``np.unique``, its fallback when the bitmap would be large), alternating, min/median/max.
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from worker.core import label_sessions, summarize_sessions
+from worker.core import label_and_cut, summarize_sessions
 from worker.core.sessions import _active_ms, _distinct_per_session
 
 N, REPEATS = 1_000_000, 9
@@ -36,13 +36,13 @@ def timeline(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def main() -> None:
     t, screen, instance = timeline()
-    labels, cut = label_sessions(t, "gap", {}, return_cut=True)
+    labels, cut = label_and_cut(t, "gap", {})
     member = np.flatnonzero(labels >= 0)
     lab, codes = labels[member], screen[member]
     k = int(labels.max()) + 1
     width = int(codes.max()) + 1
     cases: dict[str, Callable[[], object]] = {
-        "label_sessions (gap)": lambda: label_sessions(t, "gap", {}, return_cut=True),
+        "label_and_cut (gap)": lambda: label_and_cut(t, "gap", {}),
         "summarize_sessions, every field": lambda: summarize_sessions(
             t, labels, screen, instance, method="gap", cut=cut
         ),

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from sessionizer.analytics import job_stats, quantile, session_id
-from worker.core import label_sessions, method_params, summarize_sessions
+from worker.core import label_and_cut, method_params, summarize_sessions
 
 
 def planted(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -31,7 +31,7 @@ def planted(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def test_screens_engaged_and_active_match_a_plain_reference(method: str, seed: int) -> None:
     t, screen, instance = planted(seed)
     params = {"engaged_min_s": 45.0, "engaged_min_views": 8, "active_gap_s": 90.0}
-    labels, cut = label_sessions(t, method, params, return_cut=True)
+    labels, cut = label_and_cut(t, method, params)
     table = summarize_sessions(t, labels, screen, instance, method=method, params=params, cut=cut)
     assert len(table) > 20
     for i in range(len(table)):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from benchmarks.workloads import generate
-from worker.core import SPLIT_REASONS, label_sessions, method_params, summarize_sessions
+from worker.core import SPLIT_REASONS, label_and_cut, label_sessions, method_params, summarize_sessions
 
 MIN = 60_000
 
 
 def _table(t, method, params, **window):
-    labels, cut = label_sessions(t, method, params, return_cut=True)
+    labels, cut = label_and_cut(t, method, params)
     codes = np.zeros(t.shape[0], dtype=np.int32)
     table = summarize_sessions(t, labels, codes, codes, method=method, params=params, cut=cut, **window)
     return labels, table, [SPLIT_REASONS[c] for c in table.split_reason.tolist()]

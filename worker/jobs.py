@@ -16,7 +16,7 @@ from sessionizer.jobstore import JobStore, LeaseLost, iso
 from sessionizer.settings import get_settings
 from sessionizer.status import JobStatus
 
-from .core import SPLIT_REASONS, label_sessions, method_params, read_margin_ms, select_overlapping, summarize_sessions
+from .core import SPLIT_REASONS, method_params, read_margin_ms, sessions_in_range
 from .lease import UnitLease
 from .metrics import InstrumentedSource
 from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
@@ -167,21 +167,11 @@ def sessionize_user(
     rows: list[dict[str, Any]] = []
     noise = 0
     for idx, key in zip(groups, keys):
-        t = ev.t_ms[idx]
-        labels, cut = label_sessions(t, method, params, return_cut=True)
-        noise += int(np.count_nonzero((labels < 0) & in_range[idx]))
-        table = summarize_sessions(
-            t,
-            labels,
-            ev.screen[idx],
-            ev.instance[idx],
-            read_start_ms=read_lo,
-            read_end_ms=read_hi,
-            method=method,
-            params=params,
-            cut=cut,
-        )
-        rows += _session_rows(ev, table, select_overlapping(table, start, end), *vocab, group=key)
+        # the events were read from [read_lo, read_hi], the range plus read_margin_ms
+        view = sessions_in_range(ev.t_ms[idx], ev.screen[idx], ev.instance[idx], start, end, method, params)
+        noise += view.noise_events
+        table = view.sessions
+        rows += _session_rows(ev, table, np.ones(len(table), dtype=bool), *vocab, group=key)
     rows.sort(key=lambda r: (r["start"], r["instance"]))
     stats = {
         "users": int(bool(in_range.any())),

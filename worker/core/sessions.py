@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from .blocks import block_bounds, check_timestamps
 from .params import idle_threshold_ms, max_session_ms, method_params
 from .rules import cut_long_sessions, split_reasons
 
-__all__ = ["SessionTable", "label_sessions", "summarize_sessions", "select_overlapping"]
+__all__ = ["SessionLabels", "SessionTable", "label_and_cut", "label_sessions", "summarize_sessions"]
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,28 @@ def _block_ids(bounds: np.ndarray, n: int) -> np.ndarray:
     return ids
 
 
-def label_sessions(
+class SessionLabels(NamedTuple):
+    """Sessions of a timeline as :func:`label_and_cut` gives them.
+
+    Attributes
+    ----------
+    labels : ndarray of int64, shape (n,)
+        ``-1`` for noise, otherwise sessions numbered ``0..k-1`` by first event.
+    cut : ndarray of bool, shape (k,)
+        The session ended at ``max_session_s`` (a later piece of the same session
+        follows). Give it to :func:`summarize_sessions`.
+    """
+
+    labels: np.ndarray
+    cut: np.ndarray
+
+
+def label_and_cut(
     t_ms: np.ndarray,
     method: str = "hdbscan",
     params: Mapping[str, Any] | None = None,
-    *,
-    return_cut: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Assign every event to a session.
+) -> SessionLabels:
+    """Assign every event to a session, and say which sessions were cut at ``max_session_s``.
 
     Parameters
     ----------
@@ -97,22 +111,31 @@ def label_sessions(
         longer than that is cut at fixed offsets from its first event.
     params : mapping or None
         Method parameters, see :func:`worker.core.method_params`.
-    return_cut : bool
-        Also return which sessions were cut at ``max_session_s``.
+
+    Returns
+    -------
+    SessionLabels
+        The labels and, per session, whether it was cut.
+    """
+    p = method_params(method, params)
+    t = check_timestamps(t_ms)
+    labels, cut = cut_long_sessions(t, _cluster(t, method, p), max_session_ms(p))
+    return SessionLabels(labels, cut)
+
+
+def label_sessions(
+    t_ms: np.ndarray,
+    method: str = "hdbscan",
+    params: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """The labels of :func:`label_and_cut` alone.
 
     Returns
     -------
     labels : ndarray of int64, shape (n,)
         ``-1`` for noise, otherwise sessions numbered ``0..k-1`` by first event.
-    cut : ndarray of bool, shape (k,)
-        Only with ``return_cut``: the session ended at ``max_session_s`` (a later
-        piece of the same session follows). Give it to :func:`summarize_sessions`.
     """
-    p = method_params(method, params)
-    t = check_timestamps(t_ms)
-    labels = _cluster(t, method, p)
-    labels, cut = cut_long_sessions(t, labels, max_session_ms(p))
-    return (labels, cut) if return_cut else labels
+    return label_and_cut(t_ms, method, params).labels
 
 
 def _cluster(t: np.ndarray, method: str, p: dict[str, Any]) -> np.ndarray:
@@ -213,14 +236,15 @@ def summarize_sessions(
         As given to :func:`label_sessions`; they define the idle threshold used
         for the truncation flags.
     cut : ndarray of bool, shape (k,), or None
-        From ``label_sessions(..., return_cut=True)``; required when
+        From :func:`label_and_cut`; required when
         ``max_session_s`` is set (otherwise no session was cut).
 
     Returns
     -------
     SessionTable
         Sorted by start. ``screens``, ``active_ms`` and ``engaged`` follow the
-        parameters ``active_gap_s``, ``engaged_min_s`` and ``engaged_min_views``. ``truncated_start`` is set on every session of the first
+        parameters ``active_gap_s``, ``engaged_min_s`` and ``engaged_min_views``.
+        ``truncated_start`` is set on every session of the first
         activity block when that block starts no more than the idle threshold
         after ``read_start_ms`` (unread earlier events could belong to it);
         ``truncated_end`` likewise at the other edge. ``split_reason``: see
@@ -252,7 +276,7 @@ def summarize_sessions(
 
     if cut is None:
         if max_session_ms(p) is not None:
-            raise ValueError("cut is required with max_session_s: use label_sessions(..., return_cut=True)")
+            raise ValueError("cut is required with max_session_s: use label_and_cut(...).cut")
         cut = np.zeros(k, dtype=bool)
     cut = np.asarray(cut, dtype=bool)
     if cut.shape != (k,):
@@ -290,8 +314,3 @@ def summarize_sessions(
         engaged=engaged,
     )
     return table if np.all(order[:-1] < order[1:]) else table.take(order)
-
-
-def select_overlapping(table: SessionTable, start_ms: int, end_ms: int) -> np.ndarray:
-    """Boolean mask of the sessions that overlap ``[start_ms, end_ms]`` (inclusive)."""
-    return (table.end_ms >= int(start_ms)) & (table.start_ms <= int(end_ms))
