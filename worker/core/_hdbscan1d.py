@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._linkage import single_linkage
-from ._tree import tree_to_labels
+from ._tree import Selection, tree_to_labels
 
 __all__ = ["hdbscan_labels_blocks", "number_by_first_point"]
 
@@ -152,7 +152,7 @@ def _labels_of_blocks(
     hi = lo + np.repeat(sz, sz)
     kp = np.repeat(np.maximum(1, np.minimum(sz - 1, min_samples)), sz)
     hierarchy = single_linkage(xs, lo, hi, kp)
-    out = tree_to_labels(hierarchy, n, min_cluster_size, cluster_selection_epsilon, allow_single_cluster)
+    out = tree_to_labels(hierarchy, n, Selection(min_cluster_size, cluster_selection_epsilon, allow_single_cluster))
     if pts is None:
         return out
     labels[pts] = out

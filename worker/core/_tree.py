@@ -12,9 +12,11 @@ Lambdas are ``1 / distance`` (``inf`` at distance 0), as in hdbscan.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["CONDENSED_dtype", "HIERARCHY_dtype", "tree_to_labels"]
+__all__ = ["CONDENSED_dtype", "HIERARCHY_dtype", "Selection", "tree_to_labels"]
 
 # A single-linkage merge: row j is node n_samples + j (points are 0..n_samples-1).
 HIERARCHY_dtype = np.dtype(
@@ -38,28 +40,76 @@ CONDENSED_dtype = np.dtype(
 )
 
 
-def tree_to_labels(
-    hierarchy: np.ndarray,
-    n_samples: int,
-    min_cluster_size: int,
-    cluster_selection_epsilon: float = 0.0,
-    allow_single_cluster: bool = False,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class Selection:
+    """How clusters are selected from the condensed tree, as ``hdbscan.HDBSCAN``'s parameters.
+
+    Attributes
+    ----------
+    min_cluster_size : int
+        ``>= 2``.
+    epsilon : float
+        ``cluster_selection_epsilon``, in the units of the distances.
+    allow_single_cluster : bool
+        For each tree.
+    """
+
+    min_cluster_size: int
+    epsilon: float = 0.0
+    allow_single_cluster: bool = False
+
+
+@dataclass(frozen=True)
+class _ClusterTree:
+    """The clusters of a condensed forest, indexed by cluster id minus ``n_samples``.
+
+    Attributes
+    ----------
+    parent : ndarray of int, shape (n_clusters,)
+        Parent cluster (roots: themselves).
+    root : ndarray of bool, shape (n_clusters,)
+        The cluster is a tree's root.
+    tree_root : ndarray of int, shape (n_clusters,)
+        The root of each cluster's tree.
+    birth : ndarray of float64, shape (n_clusters,)
+        Lambda at which each cluster was born (roots: 0).
+    kids : ndarray of int, shape (n_clusters - n_trees,)
+        The clusters that are not roots, in condensed-tree order (by parent, left child first).
+    """
+
+    parent: np.ndarray
+    root: np.ndarray
+    tree_root: np.ndarray
+    birth: np.ndarray
+    kids: np.ndarray
+
+    @classmethod
+    def of(cls, condensed_tree: np.ndarray, n_samples: int, n_clusters: int) -> _ClusterTree:
+        """The cluster rows of a condensed tree (from :func:`_condense_tree`) as a tree."""
+        rows = condensed_tree[n_samples:]
+        kids = rows["child"] - n_samples
+        parent = np.arange(n_clusters)  # roots point to themselves
+        parent[kids] = rows["parent"] - n_samples
+        birth = np.zeros(n_clusters)
+        birth[kids] = rows["value"]
+        root = np.ones(n_clusters, dtype=bool)
+        root[kids] = False
+        return cls(parent, root, _resolve(parent, root), birth, kids)
+
+
+def tree_to_labels(hierarchy: np.ndarray, n_samples: int, selection: Selection) -> np.ndarray:
     """HDBSCAN labels of a single-linkage forest (excess of mass selection).
 
     Parameters
     ----------
     hierarchy : ndarray of HIERARCHY_dtype, shape (n_samples - n_trees,)
-        Children before parents; every tree has at least ``max(2, min_cluster_size)``
-        points; ``left_node`` is the side holding the merging edge's left end.
+        Children before parents; every tree has at least
+        ``max(2, selection.min_cluster_size)`` points; ``left_node`` is the side holding the
+        merging edge's left end.
     n_samples : int
         Number of points.
-    min_cluster_size : int
-        ``>= 2``.
-    cluster_selection_epsilon : float
-        As in ``hdbscan.HDBSCAN``, in the units of the distances.
-    allow_single_cluster : bool
-        As in ``hdbscan.HDBSCAN``, for each tree.
+    selection : Selection
+        The parameters of the cluster selection.
 
     Returns
     -------
@@ -67,9 +117,9 @@ def tree_to_labels(
         ``-1`` for noise, else the cluster's index ``0..n_clusters-1`` (``< n_samples``),
         in no particular order.
     """
-    condensed = _condense_tree(hierarchy, n_samples, min_cluster_size)
+    condensed = _condense_tree(hierarchy, n_samples, selection.min_cluster_size)
     stability = _compute_stability(condensed, n_samples)
-    return _get_clusters(condensed, stability, n_samples, cluster_selection_epsilon, allow_single_cluster)
+    return _get_clusters(condensed, stability, n_samples, selection)
 
 
 def _resolve(ptr: np.ndarray, done: np.ndarray) -> np.ndarray:
@@ -194,11 +244,7 @@ def _compute_stability(condensed_tree: np.ndarray, n_samples: int) -> np.ndarray
 
 
 def _get_clusters(
-    condensed_tree: np.ndarray,
-    stability: np.ndarray,
-    n_samples: int,
-    cluster_selection_epsilon: float,
-    allow_single_cluster: bool,
+    condensed_tree: np.ndarray, stability: np.ndarray, n_samples: int, selection: Selection
 ) -> np.ndarray:
     """Select clusters by excess of mass (then the epsilon search) and label the points.
 
@@ -210,10 +256,8 @@ def _get_clusters(
         From :func:`_compute_stability`.
     n_samples : int
         Number of points.
-    cluster_selection_epsilon : float
-        As in ``hdbscan.HDBSCAN``.
-    allow_single_cluster : bool
-        As in ``hdbscan.HDBSCAN``.
+    selection : Selection
+        As for :func:`tree_to_labels`.
 
     Returns
     -------
@@ -221,47 +265,26 @@ def _get_clusters(
         The selected cluster of each point (cluster id minus ``n_samples``), ``-1`` for noise.
     """
     n_cl = stability.shape[0]
-    rows = condensed_tree[n_samples:]
-    kids = rows["child"] - n_samples
-    c_parent = np.arange(n_cl)  # roots point to themselves
-    c_parent[kids] = rows["parent"] - n_samples
-    birth = np.zeros(n_cl)
-    birth[kids] = rows["value"]
-    c_root = np.ones(n_cl, dtype=bool)
-    c_root[kids] = False
-    tree_root = _resolve(c_parent, c_root)
+    tree = _ClusterTree.of(condensed_tree, n_samples, n_cl)
+    kids = tree.kids
     # Every split is binary and its rows come left child first.
     kid1 = np.full(n_cl, -1, dtype=np.int64)
     kid2 = np.full(n_cl, -1, dtype=np.int64)
-    kid1[c_parent[kids[0::2]]] = kids[0::2]
-    kid2[c_parent[kids[1::2]]] = kids[1::2]
-    chosen = _excess_of_mass(stability, kid1, kid2, c_parent, c_root, allow_single_cluster)
-    has_tree = np.bincount(tree_root, minlength=n_cl)[tree_root] > 1
-    if cluster_selection_epsilon != 0.0 and has_tree.any():
-        chosen = _epsilon_search(
-            chosen, has_tree, c_parent, c_root, tree_root, birth, cluster_selection_epsilon, allow_single_cluster
-        )
+    kid1[tree.parent[kids[0::2]]] = kids[0::2]
+    kid2[tree.parent[kids[1::2]]] = kids[1::2]
+    chosen = _excess_of_mass(stability, kid1, kid2, tree, selection.allow_single_cluster)
+    has_tree = np.bincount(tree.tree_root, minlength=n_cl)[tree.tree_root] > 1
+    if selection.epsilon != 0.0 and has_tree.any():
+        chosen = _epsilon_search(chosen, has_tree, tree, selection)
     points = condensed_tree[:n_samples]
-    return _do_labelling(
-        points["parent"] - n_samples,
-        points["value"],
-        chosen,
-        c_parent,
-        c_root,
-        tree_root,
-        birth,
-        kids,
-        cluster_selection_epsilon,
-        allow_single_cluster,
-    )
+    return _do_labelling(points["parent"] - n_samples, points["value"], chosen, tree, selection)
 
 
 def _excess_of_mass(
     stability: np.ndarray,
     kid1: np.ndarray,
     kid2: np.ndarray,
-    c_parent: np.ndarray,
-    c_root: np.ndarray,
+    tree: _ClusterTree,
     allow_single_cluster: bool,
 ) -> np.ndarray:
     """hdbscan's excess-of-mass selection, bottom-up, one level of the cluster tree at a time.
@@ -275,9 +298,7 @@ def _excess_of_mass(
     stability : ndarray of float64, shape (n_clusters,)
     kid1, kid2 : ndarray of int64, shape (n_clusters,)
         Left and right child cluster of each split, ``-1`` for leaves.
-    c_parent : ndarray of int, shape (n_clusters,)
-        Parent cluster (roots: themselves).
-    c_root : ndarray of bool, shape (n_clusters,)
+    tree : _ClusterTree
     allow_single_cluster : bool
 
     Returns
@@ -301,22 +322,13 @@ def _excess_of_mass(
         subtree[ready] = np.where(gt, total, subtree[ready])
         keep[ready] = ~gt
         done[ready] = True
-    keep &= ~c_root | allow_single_cluster
+    keep &= ~tree.root | allow_single_cluster
     # Selected: kept, with no kept ancestor below the root.
-    anc = _resolve(c_parent, keep | c_root)
-    return keep & ~(keep[anc] & ~c_root)
+    anc = _resolve(tree.parent, keep | tree.root)
+    return keep & ~(keep[anc] & ~tree.root)
 
 
-def _epsilon_search(
-    eom: np.ndarray,
-    has_tree: np.ndarray,
-    c_parent: np.ndarray,
-    c_root: np.ndarray,
-    tree_root: np.ndarray,
-    birth: np.ndarray,
-    epsilon: float,
-    allow_single_cluster: bool,
-) -> np.ndarray:
+def _epsilon_search(eom: np.ndarray, has_tree: np.ndarray, tree: _ClusterTree, selection: Selection) -> np.ndarray:
     """hdbscan's ``cluster_selection_epsilon``: replace a selected cluster born below epsilon.
 
     A selected cluster whose birth distance is below ``epsilon`` gives way to its first
@@ -331,17 +343,15 @@ def _epsilon_search(
         Excess-of-mass selection.
     has_tree : ndarray of bool, shape (n_clusters,)
         The cluster's tree has more than one cluster.
-    c_parent, c_root, tree_root : ndarray, shape (n_clusters,)
-        Parent (roots: themselves), root flags, and each cluster's root.
-    birth : ndarray of float64, shape (n_clusters,)
-        Lambda at which each cluster was born (roots: 0).
-    epsilon : float
-    allow_single_cluster : bool
+    tree : _ClusterTree
+    selection : Selection
+        Its ``epsilon`` (``!= 0``) and ``allow_single_cluster``.
 
     Returns
     -------
     selected : ndarray of bool, shape (n_clusters,)
     """
+    c_parent, c_root, birth, epsilon = tree.parent, tree.root, tree.birth, selection.epsilon
     n_cl = c_parent.shape[0]
     with np.errstate(divide="ignore"):
         eps_birth = np.where(birth > 0, 1.0 / np.where(birth > 0, birth, 1.0), np.inf)
@@ -349,7 +359,7 @@ def _epsilon_search(
     lone_root = has_tree & eom & c_root
     chosen = eom & ~has_tree
     chosen |= lone_root
-    other = has_tree & eom & ~c_root & ~lone_root[tree_root]
+    other = has_tree & eom & ~c_root & ~lone_root[tree.tree_root]
     chosen |= other & ~(eps_birth < epsilon)
     cand = np.flatnonzero(other & (eps_birth < epsilon))
     if cand.size == 0:
@@ -358,7 +368,7 @@ def _epsilon_search(
     par_root = c_root[par] & ~c_root
     stop = par_root | (eps_birth[par] > epsilon) | c_root
     end = _resolve(np.where(stop, np.arange(n_cl), par), stop)
-    pick = np.where(par_root[end], par[end] if allow_single_cluster else end, par[end])
+    pick = np.where(par_root[end], par[end] if selection.allow_single_cluster else end, par[end])
     chosen[pick[cand]] = True
     return chosen
 
@@ -367,13 +377,8 @@ def _do_labelling(
     point_cluster: np.ndarray,
     point_lambda: np.ndarray,
     selected: np.ndarray,
-    c_parent: np.ndarray,
-    c_root: np.ndarray,
-    tree_root: np.ndarray,
-    birth: np.ndarray,
-    kids: np.ndarray,
-    epsilon: float,
-    allow_single_cluster: bool,
+    tree: _ClusterTree,
+    selection: Selection,
 ) -> np.ndarray:
     """Each point's nearest selected cluster at or above its own, as hdbscan's ``do_labelling``.
 
@@ -388,29 +393,29 @@ def _do_labelling(
         Cluster each point leaves (cluster id minus ``n_samples``).
     point_lambda : ndarray of float64, shape (n_samples,)
         Lambda at which it leaves.
-    selected, c_parent, c_root, tree_root, birth : ndarray, shape (n_clusters,)
-        As for :func:`_epsilon_search`.
-    kids : ndarray of int, shape (n_clusters - n_trees,)
-        The clusters that are not roots.
-    epsilon : float
-    allow_single_cluster : bool
+    selected : ndarray of bool, shape (n_clusters,)
+        The selected clusters.
+    tree : _ClusterTree
+    selection : Selection
+        Its ``epsilon`` and ``allow_single_cluster``.
 
     Returns
     -------
     labels : ndarray of int64, shape (n_samples,)
     """
+    c_parent, c_root, tree_root, epsilon = tree.parent, tree.root, tree.tree_root, selection.epsilon
     n_cl = c_parent.shape[0]
     target = _resolve(np.where(selected, np.arange(n_cl), c_parent), selected | c_root)[point_cluster]
     at_root = c_root[target] & ~selected[target]
     n_sel = np.bincount(tree_root[selected], minlength=n_cl)
-    single_root = c_root & selected & (n_sel == 1) & allow_single_cluster
+    single_root = c_root & selected & (n_sel == 1) & selection.allow_single_cluster
     at_root |= c_root[target] & selected[target] & ~single_root[target]
     if single_root.any():
         if epsilon != 0.0:
             keep = point_lambda >= 1.0 / epsilon
         else:
             top = np.full(n_cl, -np.inf)
-            np.maximum.at(top, c_parent[kids], birth[kids])
+            np.maximum.at(top, c_parent[tree.kids], tree.birth[tree.kids])
             at = np.flatnonzero(c_root[point_cluster])
             np.maximum.at(top, point_cluster[at], point_lambda[at])
             keep = point_lambda >= top[tree_root[point_cluster]]
