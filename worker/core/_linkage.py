@@ -8,6 +8,8 @@ returns the forest as a :data:`worker.core._tree.HIERARCHY_dtype` array.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._tree import HIERARCHY_dtype
@@ -237,7 +239,7 @@ def _merge_rounds(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.
         Points in the merged node (0 for the other ranks).
     """
     m = u.shape[0]
-    it = np.int32 if n + m < 2**31 else np.int64  # halves the memory traffic
+    it: np.dtype[np.signedinteger[Any]] = np.dtype(np.int32 if n + m < 2**31 else np.int64)  # halves the memory traffic
     left = np.full(m, -1, dtype=it)
     right = np.full(m, -1, dtype=it)
     msize = np.zeros(m, dtype=it)

@@ -13,6 +13,7 @@ Lambdas are ``1 / distance`` (``inf`` at distance 0), as in hdbscan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def _condense_tree(hierarchy: np.ndarray, n_samples: int, min_cluster_size: int)
         which its float32 sum of the children's stabilities depends on).
     """
     n, m, mcs = n_samples, hierarchy.shape[0], min_cluster_size
-    it = np.int32 if n + m < 2**31 else np.int64
+    it: np.dtype[np.signedinteger[Any]] = np.dtype(np.int32 if n + m < 2**31 else np.int64)
     left = hierarchy["left_node"].astype(it)
     right = hierarchy["right_node"].astype(it)
     msize = hierarchy["cluster_size"].astype(it)
@@ -325,7 +326,8 @@ def _excess_of_mass(
     keep &= ~tree.root | allow_single_cluster
     # Selected: kept, with no kept ancestor below the root.
     anc = _resolve(tree.parent, keep | tree.root)
-    return keep & ~(keep[anc] & ~tree.root)
+    selected: np.ndarray = keep & ~(keep[anc] & ~tree.root)
+    return selected
 
 
 def _epsilon_search(eom: np.ndarray, has_tree: np.ndarray, tree: _ClusterTree, selection: Selection) -> np.ndarray:
@@ -357,7 +359,7 @@ def _epsilon_search(eom: np.ndarray, has_tree: np.ndarray, tree: _ClusterTree, s
         eps_birth = np.where(birth > 0, 1.0 / np.where(birth > 0, birth, 1.0), np.inf)
     # Trees where EOM kept only the root keep it (only possible with allow_single_cluster).
     lone_root = has_tree & eom & c_root
-    chosen = eom & ~has_tree
+    chosen: np.ndarray = eom & ~has_tree
     chosen |= lone_root
     other = has_tree & eom & ~c_root & ~lone_root[tree.tree_root]
     chosen |= other & ~(eps_birth < epsilon)

@@ -51,7 +51,7 @@ def _check(method: str, p: Param, value: Any) -> Any:
         ok, what = _is_int(value), "an integer"
     else:
         ok, what = _is_number(value), "a finite number of seconds"
-    number = p.kind(value) if ok else None
+    number = p.kind(value) if ok else math.nan
     if ok and p.minimum is not None:
         ok = number > p.minimum if p.exclusive_minimum else number >= p.minimum
     if ok and p.maximum is not None:

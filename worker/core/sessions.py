@@ -190,7 +190,8 @@ def _distinct_per_session(session: np.ndarray, codes: np.ndarray, n_sessions: in
         # a (session, code) bitmap: linear time, where sorting the pairs dominated the summary
         seen = np.zeros(n_sessions * width, dtype=bool)
         seen[pairs] = True
-        return np.count_nonzero(seen.reshape(n_sessions, width), axis=1).astype(np.int64)
+        counts: np.ndarray = np.count_nonzero(seen.reshape(n_sessions, width), axis=1)
+        return counts.astype(np.int64)
     pairs = np.unique(pairs)
     return np.bincount(pairs // width, minlength=n_sessions).astype(np.int64)
 
