@@ -48,9 +48,9 @@ check what the client sent.
 
 Layout: ``server`` (the object tests hold: lifecycle, direct data access, clock, contexts),
 ``handler`` (HTTP plumbing), ``routes`` and ``search`` (endpoints), ``params``, ``index`` and
-``query`` (storage and query evaluation), ``aggs`` (the composite aggregation), ``dates``, ``render`` (JSON, ``filter_path``,
-``_source``), ``contexts`` (PIT, scroll), ``faults`` (fault injection and the request log),
-``errors``.
+``query`` (storage and query evaluation), ``aggs`` (the composite aggregation), ``dates``,
+``render`` (JSON, ``filter_path``, ``_source``), ``contexts`` (PIT, scroll), ``faults`` (fault
+injection and the request log), ``errors``.
 """
 
 from .dates import parse_date, parse_time_value

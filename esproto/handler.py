@@ -103,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except EsError as exc:
             status, headers, payload = exc.status, exc.headers, dumps(exc.body())
-        except Exception as exc:  # a bug in this server: answer 500 like ES would
+        except Exception as exc:  # noqa: BLE001 - a bug in this server: answer 500 like ES would
             err = EsError(500, "exception", f"esproto internal error: {type(exc).__name__}: {exc}")
             status, payload = 500, dumps(err.body())
         entry.status = status

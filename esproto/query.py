@@ -120,8 +120,8 @@ class _QueryEval:
             raise EsError(400, "parsing_exception", "[terms] query does not support [" + fname + "]")
         if len(values) > 65536:
             raise _query_error(
-                "The number of terms [%d] used in the Terms Query request has exceeded "
-                "the allowed maximum of [65536]." % len(values),
+                f"The number of terms [{len(values)}] used in the Terms Query request has exceeded "
+                "the allowed maximum of [65536].",
                 "illegal_argument_exception",
                 self.index.name,
             )

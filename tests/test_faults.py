@@ -321,7 +321,7 @@ def test_a_unit_that_keeps_losing_its_worker_fails_the_job(stack, es) -> None:
         seen = pits_opened(es)
         try:
             wait_until(
-                lambda: (
+                lambda seen=seen: (
                     pits_opened(es) > seen
                     or client.get(f"/jobs/{job_id}").get_json()["status"] not in ("queued", "running")
                 ),
@@ -398,6 +398,7 @@ def test_a_worker_whose_main_process_dies_loses_nothing_within_the_lease(stack, 
     killed_at = time.monotonic()
     job = wait_finished(client, job_id, timeout=90)
     assert job["status"] == "succeeded", job
+    assert survivor.proc.poll() is None  # the other worker, alive, ran the dead one's units
     assert sessions_of(client, job_id) == undisturbed
     # the bound: a lease (3 s), a reconciler lock's ttl if the dead worker led (3 s), a pass
     # (1 s), and the units still to run; never the visibility timeout (two hours)

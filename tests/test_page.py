@@ -434,10 +434,13 @@ def test_both_drawing_paths_paint_every_session_and_tell_why_it_ended(watched: W
         const colours = [];
         for (let k = 0; k < t.table.n; k++) {  // the colour at the middle of each session's bar
           const b = t.barBox(k);
-          const p = ctx.getImageData(Math.round((b.x0 + b.x1) / 2 * dpr), Math.round((b.y + b.h / 2) * dpr), 1, 1).data;
-          colours.push('#' + [p[0], p[1], p[2]].map(v => v.toString(16).padStart(2, '0')).join('') + (p[3] ? '' : '/clear'));
+          const x = Math.round((b.x0 + b.x1) / 2 * dpr), y = Math.round((b.y + b.h / 2) * dpr);
+          const p = ctx.getImageData(x, y, 1, 1).data;
+          const rgb = [p[0], p[1], p[2]].map(v => v.toString(16).padStart(2, '0')).join('');
+          colours.push('#' + rgb + (p[3] ? '' : '/clear'));
         }
-        const hex = (css) => '#' + css.match(/\d+/g).slice(0, 3).map(v => Number(v).toString(16).padStart(2, '0')).join('');
+        const hex = (css) => '#' + css.match(/\d+/g).slice(0, 3)
+          .map(v => Number(v).toString(16).padStart(2, '0')).join('');
         const legend = Object.fromEntries([...document.querySelectorAll('#legend .chip')].map(
           chip => [chip.textContent, hex(getComputedStyle(chip.querySelector('.swatch')).backgroundColor)]));
         const expected = Array.from(t.order, i => legend[t.table.instances.values[t.table.instance[i]]]);
@@ -617,7 +620,8 @@ TIP_FITS = """() => {
       const s = getComputedStyle(el);
       if (s.overflowX !== 'visible' || s.overflowY !== 'visible') {
         const b = el.getBoundingClientRect();
-        if (r.left < b.left || r.top < b.top || r.right > b.right || r.bottom > b.bottom) return `cut by ${el.id || el.className}`;
+        if (r.left < b.left || r.top < b.top || r.right > b.right || r.bottom > b.bottom)
+          return `cut by ${el.id || el.className}`;
       }
     }
     return 'ok';
@@ -726,7 +730,8 @@ def test_instance_styles_contrast_3_to_1_and_do_not_repeat_after_12(watched: Wat
           const b = t.barBox(k);
           const row = [];
           for (let x = Math.ceil(b.x0) + 1; x < Math.floor(b.x1) - 1; x++) row.push(px(x + 0.25, b.y + b.h / 2));
-          bars.push({instance: t.table.instances.values[t.table.instance[t.order[k]]], lane: t.table.lane[t.order[k]], row});
+          const i = t.order[k];
+          bars.push({instance: t.table.instances.values[t.table.instance[i]], lane: t.table.lane[i], row});
         }
         const right = t.cssW - 3;  // past the last session: only the lanes' own backgrounds
         return {mode: c.dataset.mode, bars, styles: t.styles,

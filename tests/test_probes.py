@@ -178,7 +178,8 @@ PROBES: list[Probe] = [
         "/jobs",
         422,
         "params",
-        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": Infinity}}',
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", '
+        b'"params": {"max_gap_s": Infinity}}',
     ),
     Probe(
         "max_gap_s 1e400",
@@ -186,7 +187,8 @@ PROBES: list[Probe] = [
         "/jobs",
         422,
         "params",
-        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": 1e400}}',
+        b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", '
+        b'"params": {"max_gap_s": 1e400}}',
     ),
     Probe(
         "allow_single_cluster as 1",
@@ -498,8 +500,8 @@ def answer_within(server: LiveServer, data: bytes, timeout: float = 30.0) -> tup
 def test_a_number_of_thousands_of_digits_is_a_422_naming_its_field(server: LiveServer) -> None:
     long_int, long_float = b"9" * 5000, b"1." + b"0" * 5000
     bodies = {
-        "params": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", "params": {"max_gap_s": %s}}'
-        % long_int,
+        "params": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "method": "gap", '
+        b'"params": {"max_gap_s": %s}}' % long_int,
         "users": b'{"users": [%s], "start": "2022-09-05", "end": "2022-09-12"}' % long_int,
         "unknown": b'{"users": ["a"], "start": "2022-09-05", "end": "2022-09-12", "unknown": -%s}' % long_int,
         "start": b'{"users": ["a"], "start": %s, "end": "2022-09-12"}' % long_float,
