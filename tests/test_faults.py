@@ -395,14 +395,13 @@ def test_a_worker_whose_main_process_dies_loses_nothing_within_the_lease(stack, 
     wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["progress"]["users_done"] >= 2, what="2 units done")
     os.killpg(doomed.proc.pid, signal.SIGKILL)  # main process and pool: its units stay in `unacked`
     doomed.proc.wait()
-    killed_at = time.monotonic()
+    # within the test's wait, far below the visibility timeout (two hours): only a lease (3 s), a
+    # reconciler lock's ttl if the dead worker led (3 s) and a pass (1 s) stand in between (the
+    # time itself is measured by `python -m benchmarks recovery`, not asserted here)
     job = wait_finished(client, job_id, timeout=90)
     assert job["status"] == "succeeded", job
     assert survivor.proc.poll() is None  # the other worker, alive, ran the dead one's units
     assert sessions_of(client, job_id) == undisturbed
-    # the bound: a lease (3 s), a reconciler lock's ttl if the dead worker led (3 s), a pass
-    # (1 s), and the units still to run; never the visibility timeout (two hours)
-    assert time.monotonic() - killed_at < 60
     svc = client.application.extensions["sessionizer"]
     assert int(svc.store.client.hget("sz:stats:reconcile", "units") or 0) >= 1  # the reconciler did it
 
