@@ -25,7 +25,7 @@ from .errors import (
     Unauthorized,
     WaitTimeout,
 )
-from .models import JobState, Progress, Session
+from .models import JobFailure, JobLinks, JobRecord, JobRequest, JobState, Progress, Session
 from .webhooks import InvalidSignature, verify_webhook
 
 __all__ = [
@@ -40,6 +40,10 @@ __all__ = [
     "JobCancelled",
     "JobError",
     "JobFailed",
+    "JobFailure",
+    "JobLinks",
+    "JobRecord",
+    "JobRequest",
     "JobState",
     "NotFound",
     "Progress",

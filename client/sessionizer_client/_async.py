@@ -1,41 +1,33 @@
-"""The asynchronous client: ``AsyncClient`` and ``AsyncJob``, the same methods as coroutines."""
+"""The asynchronous client: ``AsyncClient`` and ``AsyncJob``, the twins of ``Client`` and ``Job``
+(``_sync.py``, whose docstrings they share): the same methods as coroutines, each awaiting the
+steps of one operation of ``_core``."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import httpx
 
-from . import __version__
-from ._retry import RetryPolicy, log, parse_retry_after
-from .errors import ConnectionFailed, WaitTimeout, error_from_response
-from .models import (
-    CSV,
-    NDJSON,
-    JobState,
-    Session,
-    atomic_file,
-    check_outcome,
-    next_wait,
-    poll_pause,
-    resolve,
-    submit_body,
-)
-from .progress import display
+from . import _core
+from ._core import ClientCore, JobCore, Run, Steps, Stream, abandon, next_out, share_docs
+from ._retry import RetryPolicy
+from ._sync import Client, Job
+from .models import JobState, Session
 
 if TYPE_CHECKING:
-    import pandas
+    from .frames import DataFrame
+
+T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientCore["AsyncJob"]):
     """As ``Client``, for asyncio: every method is a coroutine (``jobs()`` an async iterator)."""
+
+    _http: httpx.AsyncClient
 
     def __init__(
         self,
@@ -47,24 +39,11 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
     ) -> None:
-        self.url, key = resolve(url, api_key)
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.requests_sent = 0
-        headers = {"User-Agent": f"sessionizer-client/{__version__}"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-            limits=limits or httpx.Limits(max_connections=100),
-            event_hooks={"request": [self._count]},
-        )
+        super().__init__(url, api_key, timeout, retry)
+        self._http = httpx.AsyncClient(transport=transport, **self._http_options(limits))
 
-    async def _count(self, request: httpx.Request) -> None:
-        self.requests_sent += 1
+    def _job(self, data: dict[str, Any], response: httpx.Response | None = None) -> AsyncJob:
+        return AsyncJob(self, data, response)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -75,35 +54,42 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _send(
-        self, method: str, path: str, *, stream: bool = False, submit: bool = False, wait_s: int = 0, **kwargs: Any
-    ) -> httpx.Response:
-        timeout = httpx.Timeout(self.timeout, read=self.timeout + wait_s)
-        attempt = 0
-        while True:
-            request = self._http.build_request(method, path, timeout=timeout, **kwargs)
-            try:
-                response = await self._http.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                delay = self.retry.after_error(attempt, request, exc)
-                if delay is None:
-                    raise ConnectionFailed(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
-            else:
-                delay = self.retry.after_status(attempt, response, submit=submit)
-                if delay is None:
-                    if response.is_error:
-                        await response.aread()
-                        await response.aclose()
-                        raise error_from_response(response)
-                    return response
-                await response.aclose()
-            await asyncio.sleep(delay)
-            attempt += 1
+    async def _do(self, step: _core.Step) -> Any:
+        match step:
+            case _core.Send():
+                return await self._http.send(step.request, stream=step.stream)
+            case _core.Read():
+                return await step.response.aread()
+            case _core.Close():
+                return await step.response.aclose()
+            case _core.Chunks():
+                return step.response.aiter_bytes()
+            case _core.NextChunk():
+                assert isinstance(step.chunks, AsyncIterator)
+                return await anext(step.chunks, None)
+            case _core.Sleep():
+                return await asyncio.sleep(step.seconds)
+        assert_never(step)
 
-    async def _job_data(self, job_id: str, wait_s: int = 0) -> tuple[dict[str, Any], httpx.Response]:
-        headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
-        response = await self._send("GET", f"/jobs/{job_id}", headers=headers, wait_s=wait_s)
-        return response.json(), response
+    async def _run(self, steps: Steps[T]) -> T:
+        """As ``Client._run``, awaiting each step."""
+        run = Run(steps)
+        while run.step is not None:
+            try:
+                value = await self._do(run.step)
+            except BaseException as exc:  # noqa: BLE001  (handed to the operation, which handles or raises it)
+                run.resume(None, exc)
+            else:
+                run.resume(value)
+        return run.result
+
+    async def _iterate(self, steps: Stream[T]) -> AsyncIterator[T]:
+        """As ``Client._iterate``, an async iterator."""
+        try:
+            while (out := await self._run(next_out(steps))) is not None:
+                yield out.value
+        finally:
+            await self._run(abandon(steps))
 
     async def submit(
         self,
@@ -116,50 +102,25 @@ class AsyncClient:
         fresh: bool = False,
         idempotency_key: str | None = None,
     ) -> AsyncJob:
-        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        if fresh:
-            headers["Cache-Control"] = "no-cache"
-        body = submit_body(users, start, end, method, params, group_by)
-        response = await self._send("POST", "/jobs", json=body, headers=headers, submit=True)
-        return AsyncJob(self, response.json(), response)
+        return await self._run(self._submit_steps(users, start, end, method, params, group_by, fresh, idempotency_key))
 
     async def job(self, job_id: str) -> AsyncJob:
-        data, response = await self._job_data(job_id)
-        return AsyncJob(self, data, response)
+        return await self._run(self._job_steps(job_id))
 
-    async def jobs(self, status: str | None = None, page_size: int = 100) -> AsyncIterator[AsyncJob]:
-        params: dict[str, Any] = {"limit": page_size}
-        if status:
-            params["status"] = status
-        while True:
-            page = (await self._send("GET", "/jobs", params=params)).json()
-            for data in page["jobs"]:
-                yield AsyncJob(self, data)
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
+    def jobs(self, status: str | None = None, page_size: int = 100) -> AsyncIterator[AsyncJob]:
+        return self._iterate(self._jobs_steps(status, page_size))
 
 
-class AsyncJob(JobState):
+class AsyncJob(JobCore):
     """As ``Job``, for asyncio."""
 
+    _client: AsyncClient
+
     def __init__(self, client: AsyncClient, data: dict[str, Any], response: httpx.Response | None = None) -> None:
-        super().__init__(data)
-        self._client = client
-        self._saw(response)
-
-    def _saw(self, response: httpx.Response | None) -> None:
-        if response is not None:
-            self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            self.wait_applied = "Preference-Applied" in response.headers
-
-    async def _fetch(self, wait_s: int = 0) -> None:
-        self.data, response = await self._client._job_data(self.id, wait_s)
-        self._saw(response)
+        super().__init__(client, data, response)
 
     async def refresh(self) -> AsyncJob:
-        await self._fetch()
-        return self
+        return await self._client._run(self._refresh_steps())
 
     async def wait(
         self,
@@ -169,123 +130,35 @@ class AsyncJob(JobState):
         long_poll: bool = True,
         poll_interval: float | None = None,
     ) -> AsyncJob:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with display(progress) as show:
-            show(self)
-            while not self.done:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WaitTimeout(self, timeout or 0)
-                if long_poll:
-                    await self._fetch(next_wait(remaining, bool(progress)))
-                    if not self.done and not self.wait_applied:
-                        # the service declined to hold the answer (its cap on waits per key):
-                        # poll at its pace rather than spin
-                        log.info("job %s: wait not held by the service; polling", self.id)
-                        await asyncio.sleep(poll_pause(self.retry_after, poll_interval, remaining))
-                else:
-                    await asyncio.sleep(poll_pause(self.retry_after, poll_interval, remaining))
-                    await self._fetch()
-                show(self)
-        check_outcome(self)
-        return self
+        return await self._client._run(self._wait_steps(timeout, progress, long_poll, poll_interval))
 
-    #: as ``Job.page_size``
-    page_size = 10_000
-
-    async def _pages(self, accept: str, user: str | None) -> AsyncIterator[bytes]:
-        """As ``Job._pages``: the pages, following ``Link: rel="next"``, a dropped one asked again."""
-        url: str | None = f"/jobs/{self.id}/sessions"
-        params: dict[str, Any] | None = {"limit": self.page_size, **({"user": user} if user else {})}
-        attempt = first = 0
-        while url:
-            response = await self._client._send("GET", url, headers={"Accept": accept}, params=params, stream=True)
-            try:
-                body = await response.aread()
-            except httpx.TransportError as exc:  # the stream dropped mid-page
-                delay = self._client.retry.after_error(attempt, response.request, exc)
-                if delay is None:
-                    raise ConnectionFailed(f"GET {response.request.url.path}: {type(exc).__name__}: {exc}") from exc
-                await asyncio.sleep(delay)
-                attempt += 1
-                continue
-            finally:
-                await response.aclose()
-            attempt = 0
-            yield body if first == 0 or accept != CSV else body.partition(b"\n")[2]
-            first += 1
-            url, params = response.links.get("next", {}).get("url"), None
-
-    async def _iter_bytes(self, accept: str, user: str | None = None) -> AsyncIterator[bytes]:
-        """As ``Job._iter_bytes``: one stream, resumed page by page if it breaks off."""
-        given = 0
-        params = {"user": user} if user else None
-        response = await self._client._send(
-            "GET", f"/jobs/{self.id}/sessions", headers={"Accept": accept}, params=params, stream=True
-        )
-        try:
-            async for chunk in response.aiter_bytes():
-                given += len(chunk)
-                yield chunk
-            return
-        except httpx.TransportError as exc:
-            log.info(
-                "job %s: the sessions stream broke off after %d bytes (%s): resuming page by page",
-                self.id,
-                given,
-                type(exc).__name__,
-            )
-        finally:
-            await response.aclose()
-        async for body in self._pages(accept, user):
-            if given >= len(body):
-                given -= len(body)
-                continue
-            yield body[given:]
-            given = 0
-
-    async def _rows(self, user: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        rest = b""
-        async for chunk in self._iter_bytes(NDJSON, user):
-            *lines, rest = (rest + chunk).split(b"\n")
-            for line in lines:
-                if line:
-                    yield json.loads(line)
-        if rest.strip():
-            yield json.loads(rest)
-
-    async def sessions(self, user: str | None = None) -> AsyncIterator[Session]:
-        async for row in self._rows(user):
-            yield Session.from_json(row)
+    def sessions(self, user: str | None = None) -> AsyncIterator[Session]:
+        return self._client._iterate(self._sessions_steps(user))
 
     async def stats(self) -> dict[str, Any]:
-        return (await self._client._send("GET", f"/jobs/{self.id}/sessions", params={"limit": 1})).json()["stats"]
+        return await self._client._run(self._stats_steps())
 
-    async def to_pandas(self, user: str | None = None) -> pandas.DataFrame:
-        from .frames import TableBuilder
-
-        builder = TableBuilder()
-        async for row in self._rows(user):
-            builder.add(row)
-        return builder.to_pandas()
+    async def to_pandas(self, user: str | None = None) -> DataFrame:
+        return await self._client._run(self._pandas_steps(user))
 
     async def to_parquet(self, path: str | Path, user: str | None = None) -> Path:
-        from .frames import ParquetSink
-
-        with atomic_file(path) as fh, ParquetSink(fh) as sink:
-            async for row in self._rows(user):
-                sink.add(row)
-        return Path(path)
+        return await self._client._run(self._parquet_steps(path, user))
 
     async def to_csv(self, path: str | Path, user: str | None = None) -> Path:
-        with atomic_file(path) as fh:
-            async for chunk in self._iter_bytes(CSV, user):
-                fh.write(chunk)
-        return Path(path)
+        return await self._client._run(self._csv_steps(path, user))
 
     async def cancel(self) -> AsyncJob:
-        self.data = (await self._client._send("POST", f"/jobs/{self.id}/cancel")).json()
-        return self
+        return await self._client._run(self._cancel_steps())
 
     async def delete(self) -> None:
-        await self._client._send("DELETE", f"/jobs/{self.id}")
+        await self._client._run(self._delete_steps())
+
+    def _iter_bytes(self, accept: str, user: str | None = None) -> AsyncIterator[bytes]:
+        return self._client._iterate(self._bytes_steps(accept, user))
+
+    def _rows(self, user: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        return self._client._iterate(self._rows_steps(user))
+
+
+share_docs(AsyncClient, Client)
+share_docs(AsyncJob, Job)

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
 from . import __version__
+from ._core import CSV, DEFAULT_URL
+from ._files import atomic_file
 from ._retry import RetryPolicy
 from ._sync import Client, Job
 from .errors import (
@@ -21,7 +23,7 @@ from .errors import (
     ServiceUnavailable,
     SessionizerError,
 )
-from .models import CSV, DEFAULT_URL, atomic_file
+from .models import Session, format_time
 
 FORMATS = ("table", "csv", "ndjson", "json", "parquet")
 EPILOG = """\
@@ -44,7 +46,7 @@ class UsageError(SessionizerError):
 class Parser(argparse.ArgumentParser):
     """argparse, with its usage errors on one line (exit 2, as argparse does)."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -114,19 +116,19 @@ def _table(rows: list[list[str]], columns: list[str], path: str | None) -> None:
             Console(file=fh, width=250, no_color=True).print(table)
 
 
-def _session_row(s: dict[str, Any]) -> list[str]:
-    flags = ("<" if s.get("truncated_start") else "") + (">" if s.get("truncated_end") else "")
+def _session_row(s: Session) -> list[str]:
+    flags = ("<" if s.truncated_start else "") + (">" if s.truncated_end else "")
     return [
-        s["user"],
-        s["instance"],
-        s["start"],
-        s["end"],
-        f"{s['duration_s']:.0f}",
-        str(s["events"]),
-        s["entry_screen"],
-        s["exit_screen"],
+        s.user,
+        s.instance,
+        format_time(s.start),
+        format_time(s.end),
+        f"{s.duration_s:.0f}",
+        str(s.events),
+        s.entry_screen,
+        s.exit_screen,
         flags,
-        s.get("split_reason") or "",
+        s.split_reason or "",
     ]
 
 
@@ -150,7 +152,8 @@ def write_sessions(job: Job, fmt: str, path: str | None) -> None:
     """The job's sessions in ``fmt``, to ``path`` or standard output, streamed where the format allows."""
     check_output(fmt, path)
     if fmt == "parquet":
-        job.to_parquet(path)  # type: ignore[arg-type]  (check_output: not None)
+        assert path is not None  # check_output refused parquet without -o
+        job.to_parquet(path)
     elif fmt == "csv":
         with _output(path) as out:
             for chunk in job._iter_bytes(CSV):
@@ -167,7 +170,7 @@ def write_sessions(job: Job, fmt: str, path: str | None) -> None:
                 first = False
             out.write(b"\n]\n" if fmt == "json" else b"")
     else:
-        rows = [_session_row(r) for r in job._rows()]
+        rows = [_session_row(s) for s in job.sessions()]
         columns = [
             "user",
             "instance",
@@ -256,17 +259,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             return 0
         rows = []
         for job in jobs:
-            req, p = job.request, job.progress
-            users = ",".join(req.get("users", []))
+            record, req, p = job.record, job.record.request, job.progress
+            users = ",".join(req.users) if req else ""
             rows.append(
                 [
-                    job.id,
-                    job.status,
+                    record.id,
+                    record.status,
                     users if len(users) <= 30 else users[:29] + "…",
-                    req.get("start", ""),
-                    req.get("end", ""),
+                    format_time(req.start) if req else "",
+                    format_time(req.end) if req else "",
                     f"{p.users_done}/{p.users_total}",
-                    job.data.get("submitted_at", ""),
+                    format_time(record.submitted_at) if record.submitted_at else "",
                 ]
             )
         _table(rows, ["id", "status", "users", "start", "end", "done", "submitted_at"], None)
@@ -288,7 +291,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--url",
         help="service URL, http:// assumed when no scheme is given "
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="retries of a request on connection errors, 429, 502/503/504 (default 5)",
     )
-    out = argparse.ArgumentParser(add_help=False)
+    out = Parser(add_help=False)
     out.add_argument("--format", choices=FORMATS, default="table", help="sessions as (default table)")
     out.add_argument("-o", "--output", metavar="FILE", help="write to FILE (required for parquet)")
 
@@ -313,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    def add(name: str, func: Any, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    def add(name: str, func: Any, help: str, parents: list[Parser]) -> Parser:
         p = sub.add_parser(
             name,
             help=help,
@@ -359,7 +362,8 @@ def _problem(exc: APIError) -> str:
     text = f"error: {exc}"
     if isinstance(exc, InvalidRequest):
         for name, messages in exc.errors.items():
-            text += f"\n  {name}: {json.dumps(messages) if not isinstance(messages, list) else ' '.join(map(str, messages))}"
+            said = " ".join(map(str, messages)) if isinstance(messages, list) else json.dumps(messages)
+            text += f"\n  {name}: {said}"
     return text
 
 

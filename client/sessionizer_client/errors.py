@@ -78,9 +78,9 @@ class JobError(SessionizerError):
 
     def __init__(self, job: JobLike) -> None:
         self.job = job
-        error = job.error or {}
-        self.type = str(error.get("type") or "unknown")
-        self.reason = str(error.get("message") or "no reason recorded")
+        failure = job.record.error
+        self.type = failure.type if failure else "unknown"
+        self.reason = failure.message if failure else "no reason recorded"
         super().__init__(f"job {job.id} {job.status}: {self.reason} ({self.type})")
 
 

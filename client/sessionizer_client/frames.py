@@ -16,7 +16,7 @@ except ImportError as exc:  # the base install stays light: say how to get the e
     raise ImportError("tables and files need the pandas extra: pip install './client[pandas]'") from exc
 
 if TYPE_CHECKING:
-    import pandas
+    from pandas import DataFrame as DataFrame  # type: ignore[import-untyped]  # no pandas-stubs in the lock: DataFrame is Any
 
 BATCH = 10_000
 SCHEMA = pa.schema(
@@ -73,7 +73,7 @@ class TableBuilder:
             self.rows = []
         return pa.Table.from_batches(self.batches, schema=SCHEMA).unify_dictionaries()
 
-    def to_pandas(self) -> pandas.DataFrame:
+    def to_pandas(self) -> DataFrame:
         # dictionary -> categorical, timestamp[UTC] -> datetime64[.., UTC], int64, bool (never object)
         return self.table().to_pandas()
 

@@ -1,27 +1,34 @@
-"""Plain data shared by the sync and async clients: sessions, progress, request bodies, wait steps."""
+"""What the service answers, as typed, frozen records: a job, its request, progress and failure, a
+session. Shared by the sync and async clients and the command line; read from the API's JSON
+(the ``JobSchema`` and ``SessionSchema`` of its OpenAPI document) by ``from_json``."""
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .errors import JobCancelled, JobFailed
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 ACTIVE = ("queued", "running")
-NDJSON, CSV = "application/x-ndjson", "text/csv"
-MAX_WAIT_S = 60  # the service caps `Prefer: wait` at its MAX_WAIT_S (60 by default) anyway
-PROGRESS_WAIT_S = 1  # long polls while a progress bar is shown: short, so the bar moves
 
 
-class JobLike(Protocol):
-    id: str
-    status: str
-    error: dict[str, Any] | None
+def parse_time(value: str) -> datetime:
+    """An ISO-8601 date-time of the service's, aware (one without an offset is UTC)."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _time_or_none(value: str | None) -> datetime | None:
+    return parse_time(value) if value else None
+
+
+def format_time(value: datetime) -> str:
+    """A date-time as the service writes it (UTC, ``Z``): ``format_time(parse_time(s)) == s``."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _extra(data: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in known}
 
 
 @dataclass(frozen=True)
@@ -34,17 +41,101 @@ class Progress:
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Progress:
         data = data or {}
+        return cls(*(int(data.get(f.name, 0)) for f in fields(cls)))
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a job was asked, as the service normalised it (UTC times, the method's defaults filled in)."""
+
+    users: tuple[str, ...]
+    start: datetime
+    end: datetime
+    method: str
+    params: Mapping[str, Any]
+    group_by: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobRequest:
         return cls(
-            int(data.get("users_total", 0)),
-            int(data.get("users_done", 0)),
-            int(data.get("events_scanned", 0)),
-            int(data.get("events_from_source", 0)),
+            users=tuple(data["users"]),
+            start=parse_time(data["start"]),
+            end=parse_time(data["end"]),
+            method=str(data["method"]),
+            params=dict(data.get("params") or {}),
+            group_by=tuple(data.get("group_by") or ("user",)),
         )
 
 
-def _utc(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+@dataclass(frozen=True)
+class JobFailure:
+    """Why a job failed or was cancelled: the service's ``type`` (e.g. ``deadline_exceeded``) and words."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> JobFailure | None:
+        if not data:
+            return None
+        return cls(str(data.get("type") or "unknown"), str(data.get("message") or "no reason recorded"))
+
+
+@dataclass(frozen=True)
+class JobLinks:
+    """The job's URLs, relative to the service (``self``, ``sessions``, ``cancel``)."""
+
+    self: str
+    sessions: str
+    cancel: str | None = None  # absent from a completion push
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> JobLinks | None:
+        return cls(data["self"], data["sessions"], data.get("cancel")) if data else None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the service last described it. Fields the service adds later land in ``extra``."""
+
+    id: str
+    status: str  # queued, running, succeeded, failed or cancelled
+    request: JobRequest | None
+    progress: Progress
+    submitted_at: datetime | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+    error: JobFailure | None = None
+    shared: bool = False  # it follows an earlier computation of the same request (shared results)
+    computed_at: datetime | None = None  # when that computation read the events (None: another key's)
+    links: JobLinks | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status not in ACTIVE
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobRecord:
+        return cls(
+            id=str(data["id"]),
+            status=str(data["status"]),
+            request=JobRequest.from_json(data["request"]) if data.get("request") else None,
+            progress=Progress.from_json(data.get("progress")),
+            submitted_at=_time_or_none(data.get("submitted_at")),
+            started_at=_time_or_none(data.get("started_at")),
+            finished_at=_time_or_none(data.get("finished_at")),
+            deadline_at=_time_or_none(data.get("deadline_at")),
+            error=JobFailure.from_json(data.get("error")),
+            shared=bool(data.get("shared", False)),
+            computed_at=_time_or_none(data.get("computed_at")),
+            links=JobLinks.from_json(data.get("links")),
+            extra=_extra(data, JOB_FIELDS),
+        )
+
+
+JOB_FIELDS = tuple(f.name for f in fields(JobRecord) if f.name != "extra")
 
 
 @dataclass(frozen=True)
@@ -71,68 +162,28 @@ class Session:
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> Session:
         known = {k: row[k] for k in SESSION_FIELDS if k in row}
-        known["start"], known["end"] = _utc(row["start"]), _utc(row["end"])
-        return cls(**known, extra={k: v for k, v in row.items() if k not in SESSION_FIELDS})
+        known["start"], known["end"] = parse_time(row["start"]), parse_time(row["end"])
+        return cls(**known, extra=_extra(row, SESSION_FIELDS))
 
 
 SESSION_FIELDS = tuple(f.name for f in fields(Session) if f.name != "extra")
 
 
-def resolve(url: str | None, api_key: str | None) -> tuple[str, str | None]:
-    """The service URL and key: the arguments, else ``SESSIONIZER_URL`` / ``SESSIONIZER_API_KEY``."""
-    url = url or os.environ.get("SESSIONIZER_URL") or DEFAULT_URL
-    return url.rstrip("/"), api_key or os.environ.get("SESSIONIZER_API_KEY") or None
+class JobLike(Protocol):
+    """What the errors need of a job (``Job`` and ``AsyncJob`` are ones)."""
 
+    @property
+    def id(self) -> str: ...
 
-def _iso(value: datetime | str) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    @property
+    def status(self) -> str: ...
 
-
-def submit_body(
-    users: Iterable[str] | str,
-    start: datetime | str,
-    end: datetime | str,
-    method: str | None,
-    params: Mapping[str, Any] | None,
-    group_by: Iterable[str] | None,
-) -> dict[str, Any]:
-    """The ``POST /jobs`` body; unset options are left to the service's defaults."""
-    body: dict[str, Any] = {
-        "users": [users] if isinstance(users, str) else list(users),
-        "start": _iso(start),
-        "end": _iso(end),
-    }
-    if method is not None:
-        body["method"] = method
-    if params:
-        body["params"] = dict(params)
-    if group_by is not None:
-        body["group_by"] = list(group_by)
-    return body
-
-
-def next_wait(remaining: float | None, progress: bool) -> int:
-    """Seconds to ask with ``Prefer: wait`` for the next long poll (whole seconds, at least 1)."""
-    cap = PROGRESS_WAIT_S if progress else MAX_WAIT_S
-    return cap if remaining is None else max(1, min(cap, math.ceil(remaining)))
-
-
-def poll_pause(retry_after: float | None, poll_interval: float | None, remaining: float | None) -> float:
-    """Seconds to sleep before a plain poll: the caller's interval, else the service's ``Retry-After``."""
-    pause = poll_interval or retry_after or 1.0
-    return pause if remaining is None else max(0.0, min(pause, remaining))
-
-
-def check_outcome(job: JobLike) -> None:
-    """Raise ``JobFailed`` / ``JobCancelled`` for a job that ended without sessions."""
-    if job.status == "failed":
-        raise JobFailed(job)
-    if job.status == "cancelled":
-        raise JobCancelled(job)
+    @property
+    def record(self) -> JobRecord: ...
 
 
 class JobState:
-    """What the service last said of a job (``data`` is its JSON body)."""
+    """What the service last said of a job: ``record``, typed, and ``data``, its JSON body as sent."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
@@ -140,12 +191,21 @@ class JobState:
         self.wait_applied = False  # did the last answer say `Preference-Applied: wait=N`?
 
     @property
+    def data(self) -> dict[str, Any]:
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        self._data = value
+        self.record = JobRecord.from_json(value)
+
+    @property
     def id(self) -> str:
-        return str(self.data["id"])
+        return self.record.id
 
     @property
     def status(self) -> str:
-        return str(self.data["status"])
+        return self.record.status
 
     @property
     def done(self) -> bool:
@@ -153,15 +213,18 @@ class JobState:
 
     @property
     def progress(self) -> Progress:
-        return Progress.from_json(self.data.get("progress"))
+        return self.record.progress
 
     @property
     def error(self) -> dict[str, Any] | None:
-        return self.data.get("error")
+        """The service's ``{"type", "message"}`` (``record.error``, typed), ``None`` unless it failed."""
+        error = self._data.get("error")
+        return dict(error) if isinstance(error, dict) else None
 
     @property
     def request(self) -> dict[str, Any]:
-        return dict(self.data.get("request") or {})
+        """The request as JSON (``record.request``, typed)."""
+        return dict(self._data.get("request") or {})
 
     def continuation_token(self) -> str:
         """What another process needs to resume this job: ``client.job(token)``."""
@@ -170,22 +233,3 @@ class JobState:
     def __repr__(self) -> str:
         p = self.progress
         return f"<{type(self).__name__} {self.id} {self.status} users {p.users_done}/{p.users_total}>"
-
-
-class atomic_file:
-    """Write to ``path + '.part'``, renamed to ``path`` only once complete (no half file on error)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.part = self.path + ".part"
-
-    def __enter__(self) -> Any:
-        self.fh = open(self.part, "wb")
-        return self.fh
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.fh.close()
-        if exc_type is None:
-            os.replace(self.part, self.path)
-        else:
-            os.unlink(self.part)

@@ -61,6 +61,7 @@ def verify_webhook(
     if not any(hmac.compare_digest(expected, candidate) for candidate in signatures.split()):
         raise InvalidSignature("no signature matches this secret")
     try:
-        return json.loads(payload)
+        event: dict[str, Any] = json.loads(payload)
     except ValueError:
         raise InvalidSignature("the signed body is not JSON") from None
+    return event
