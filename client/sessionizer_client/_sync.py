@@ -48,7 +48,7 @@ class Client(ClientCore["Job"]):
         return Job(self, data, response)
 
     def close(self) -> None:
-        """Close the connections (``with Client(...)`` does it on the way out)."""
+        """Close the connections (leaving a ``with`` block does it)."""
         self._http.close()
 
     def __enter__(self) -> Client:
