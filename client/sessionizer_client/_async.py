@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import httpx
 
-from . import _core
-from ._core import ClientCore, JobCore, Run, Steps, Stream, abandon, next_out, share_docs
+from . import _steps
+from ._core import ClientCore, JobCore, share_docs
 from ._retry import RetryPolicy
+from ._steps import Run, Steps, Stream, abandon, next_out
 from ._sync import Client, Job
 from .models import JobState, Session
 
@@ -54,20 +55,20 @@ class AsyncClient(ClientCore["AsyncJob"]):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _do(self, step: _core.Step) -> Any:
+    async def _do(self, step: _steps.Step) -> Any:
         match step:
-            case _core.Send():
+            case _steps.Send():
                 return await self._http.send(step.request, stream=step.stream)
-            case _core.Read():
+            case _steps.Read():
                 return await step.response.aread()
-            case _core.Close():
+            case _steps.Close():
                 return await step.response.aclose()
-            case _core.Chunks():
+            case _steps.Chunks():
                 return step.response.aiter_bytes()
-            case _core.NextChunk():
+            case _steps.NextChunk():
                 assert isinstance(step.chunks, AsyncIterator)
                 return await anext(step.chunks, None)
-            case _core.Sleep():
+            case _steps.Sleep():
                 return await asyncio.sleep(step.seconds)
         assert_never(step)
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import httpx
 
-from . import _core
-from ._core import ClientCore, JobCore, Run, Steps, Stream, abandon, next_out
+from . import _steps
+from ._core import ClientCore, JobCore
 from ._retry import RetryPolicy
+from ._steps import Run, Steps, Stream, abandon, next_out
 from .models import JobState, Session
 
 if TYPE_CHECKING:
@@ -57,20 +58,20 @@ class Client(ClientCore["Job"]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _do(self, step: _core.Step) -> Any:
+    def _do(self, step: _steps.Step) -> Any:
         match step:
-            case _core.Send():
+            case _steps.Send():
                 return self._http.send(step.request, stream=step.stream)
-            case _core.Read():
+            case _steps.Read():
                 return step.response.read()
-            case _core.Close():
+            case _steps.Close():
                 return step.response.close()
-            case _core.Chunks():
+            case _steps.Chunks():
                 return step.response.iter_bytes()
-            case _core.NextChunk():
+            case _steps.NextChunk():
                 assert isinstance(step.chunks, Iterator)
                 return next(step.chunks, None)
-            case _core.Sleep():
+            case _steps.Sleep():
                 return time.sleep(step.seconds)
         assert_never(step)
 

@@ -259,7 +259,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             return 0
         rows = []
         for job in jobs:
-            record, req, p = job.record, job.record.request, job.progress
+            record = job.record
+            req, p = record.request, record.progress
             users = ",".join(req.users) if req else ""
             rows.append(
                 [

@@ -24,7 +24,8 @@ from sessionizer_client import (
     JobRecord,
     RetryPolicy,
 )
-from sessionizer_client._core import Lines, Out, Skip, Sleep, Stream
+from sessionizer_client._core import Lines, Skip
+from sessionizer_client._steps import Out, Sleep, Stream
 from sessionizer_client.models import JOB_FIELDS, SESSION_FIELDS, JobLinks, JobRequest, Progress, format_time
 from webapp.jobs import schemas
 
