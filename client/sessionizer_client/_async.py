@@ -15,7 +15,7 @@ import httpx
 from . import _steps
 from ._core import ClientCore, JobCore, share_docs
 from ._retry import RetryPolicy
-from ._steps import Run, Steps, Stream, abandon, next_out
+from ._steps import Out, Run, Steps, Stream, end
 from ._sync import Client, Job
 from .models import JobState, Session
 
@@ -72,25 +72,33 @@ class AsyncClient(ClientCore["AsyncJob"]):
                 return await asyncio.sleep(step.seconds)
         assert_never(step)
 
-    async def _run(self, steps: Steps[T]) -> T:
-        """As ``Client._run``, awaiting each step."""
-        run = Run(steps)
-        while run.step is not None:
+    async def _advance(self, run: Run[T, Any]) -> Out[T] | None:
+        """As ``Client._advance``, awaiting each step."""
+        while run.step is not None and not isinstance(run.step, Out):
             try:
                 value = await self._do(run.step)
             except BaseException as exc:  # noqa: BLE001  (handed to the operation, which handles or raises it)
                 run.resume(None, exc)
             else:
                 run.resume(value)
+        return run.step
+
+    async def _run(self, steps: Steps[T]) -> T:
+        """As ``Client._run``, awaiting each step."""
+        run: Run[Any, T] = Run(steps)
+        await self._advance(run)
         return run.result
 
     async def _iterate(self, steps: Stream[T]) -> AsyncIterator[T]:
         """As ``Client._iterate``, an async iterator."""
+        run = Run(steps)
         try:
-            while (out := await self._run(next_out(steps))) is not None:
-                yield out.value
+            while (out := await self._advance(run)) is not None:
+                for value in out.values:
+                    yield value
+                run.resume(None)
         finally:
-            await self._run(abandon(steps))
+            await self._run(end(run))
 
     async def submit(
         self,

@@ -14,7 +14,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
@@ -31,6 +31,8 @@ from .progress import Show, display
 
 if TYPE_CHECKING:
     from .frames import DataFrame
+
+T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 NDJSON, CSV = "application/x-ndjson", "text/csv"
@@ -69,18 +71,19 @@ def check_outcome(job: JobState) -> None:
         raise JobCancelled(job)
 
 
-class Lines:
-    """NDJSON rows from chunks cut anywhere: ``feed`` each chunk, then ``end``."""
+class Lines(Generic[T]):
+    """What ``parse`` makes of each line of NDJSON chunks cut anywhere: ``feed`` each chunk, then ``end``."""
 
-    def __init__(self) -> None:
+    def __init__(self, parse: Callable[[bytes], T]) -> None:
+        self.parse = parse
         self.rest = b""
 
-    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+    def feed(self, chunk: bytes) -> list[T]:
         *lines, self.rest = (self.rest + chunk).split(b"\n")
-        return [json.loads(line) for line in lines if line]
+        return [self.parse(line) for line in lines if line]
 
-    def end(self) -> list[dict[str, Any]]:
-        return [json.loads(self.rest)] if self.rest.strip() else []
+    def end(self) -> list[T]:
+        return [self.parse(self.rest)] if self.rest.strip() else []
 
 
 class Skip:
@@ -206,8 +209,7 @@ class ClientCore(Generic[J]):
             params["status"] = status
         while True:
             page = (yield from self._call_steps("GET", "/jobs", params=params)).json()
-            for data in page["jobs"]:
-                yield Out(self._job(data))
+            yield Out([self._job(data) for data in page["jobs"]])
             if not page.get("next_cursor"):
                 return
             params["cursor"] = page["next_cursor"]
@@ -287,7 +289,7 @@ class JobCore(JobState):
             finally:
                 yield Close(response)
             attempt = 0
-            yield Out(body if first == 0 or accept != CSV else body.partition(b"\n")[2])
+            yield Out([body if first == 0 or accept != CSV else body.partition(b"\n")[2]])
             first += 1
             url, params = response.links.get("next", {}).get("url"), None
 
@@ -305,7 +307,7 @@ class JobCore(JobState):
             chunks = yield Chunks(response)
             while (chunk := (yield NextChunk(chunks))) is not None:
                 given += len(chunk)
-                yield Out(chunk)
+                yield Out([chunk])
             return
         except httpx.TransportError as exc:
             log.info(
@@ -318,14 +320,17 @@ class JobCore(JobState):
             yield Close(response)
         yield from each(self._pages_steps(accept, user), Skip(given))
 
-    def _rows_steps(self, user: str | None = None) -> Stream[dict[str, Any]]:
-        lines = Lines()
+    def _lines_steps(self, user: str | None, parse: Callable[[bytes], T]) -> Stream[T]:
+        """What ``parse`` makes of each NDJSON line of the sessions."""
+        lines = Lines(parse)
         yield from each(self._bytes_steps(NDJSON, user), lines.feed)
-        for row in lines.end():
-            yield Out(row)
+        yield Out(lines.end())
+
+    def _rows_steps(self, user: str | None = None) -> Stream[dict[str, Any]]:
+        return self._lines_steps(user, json.loads)
 
     def _sessions_steps(self, user: str | None) -> Stream[Session]:
-        return each(self._rows_steps(user), lambda row: [Session.from_json(row)])
+        return self._lines_steps(user, lambda line: Session.from_json(json.loads(line)))
 
     def _stats_steps(self) -> Steps[dict[str, Any]]:
         response = yield from self._client._call_steps("GET", f"/jobs/{self.id}/sessions", params={"limit": 1})

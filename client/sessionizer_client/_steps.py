@@ -6,8 +6,8 @@ request, ``Read`` or ``Close`` a response, take the ``NextChunk`` of a body, ``S
 each step's result back, or has its exception thrown in where the step stood. ``Client`` does the
 steps with blocking calls, ``AsyncClient`` awaits them; both follow one ``Run``.
 
-An operation that gives many things (jobs, sessions, chunks of bytes) yields each as ``Out(value)``
-between its steps. Whoever stops reading one early ends it with ``abandon``, which throws
+An operation that gives many things (jobs, sessions, chunks of bytes) yields them between its steps,
+a few at a time, as ``Out(values)``. Whoever stops reading one early ends it with ``abandon``, which throws
 ``Abandoned`` in: so an operation's ``finally`` may still yield a step (to close a response), and
 these generators are never ``close()``d.
 """
@@ -15,7 +15,7 @@ these generators are never ``close()``d.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -23,6 +23,7 @@ import httpx
 
 T = TypeVar("T")
 U = TypeVar("U")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,9 @@ Step: TypeAlias = Send | Read | Close | Chunks | NextChunk | Sleep
 
 @dataclass(frozen=True)
 class Out(Generic[T]):
-    """One thing an operation gives (a job, a session, a chunk)."""
+    """Things an operation gives (jobs of a page, sessions of a chunk, a chunk), in their order."""
 
-    value: T
+    values: Sequence[T]
 
 
 #: an operation that ends with a T
@@ -86,15 +87,16 @@ class Abandoned(BaseException):
     """Thrown into an operation nobody reads any more: as ``GeneratorExit``, but its ``finally`` may yield."""
 
 
-class Run(Generic[T]):
-    """A shell's place in running ``steps``: the ``step`` to do next, ``None`` once they have ended
-    with their ``result``. The shell hands each step's result, or the exception it raised, to ``resume``."""
+class Run(Generic[T, R]):
+    """A place in running an operation: ``step`` is the step to do next, or an ``Out`` it gives, or
+    ``None`` once it has ended (with its ``result``). Whoever does a step hands its result, or the
+    exception it raised, to ``resume``; after an ``Out``, ``resume(None)`` asks for what follows."""
 
-    result: T
+    result: R
 
-    def __init__(self, steps: Steps[T]) -> None:
+    def __init__(self, steps: Generator[Step | Out[T], Any, R]) -> None:
         self._steps = steps
-        self.step: Step | None = None
+        self.step: Step | Out[T] | None = None
         self.resume(None)
 
     def resume(self, value: Any, error: BaseException | None = None) -> None:
@@ -104,45 +106,56 @@ class Run(Generic[T]):
             self.step, self.result = None, stop.value
 
 
-def next_out(steps: Stream[T], error: BaseException | None = None) -> Steps[Out[T] | None]:
-    """Run ``steps`` (first throwing ``error`` in, if given) up to what it gives next: that ``Out``,
-    or ``None`` once it has ended. Each step's result, or exception, goes back where it was asked."""
-    value: Any = None  # the last step's result
-    while True:
+def forward(run: Run[Any, Any]) -> Steps[None]:
+    """Yield ``run``'s steps, each result (or exception) back to it, up to what it gives next or its end."""
+    while run.step is not None and not isinstance(run.step, Out):
         try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration:
-            return None
-        if isinstance(step, Out):
-            return step
-        try:
-            value, error = (yield step), None
+            value = yield run.step
         except BaseException as exc:  # noqa: BLE001  (handed to the operation, which handles or raises it)
-            error = exc
+            run.resume(None, exc)
+        else:
+            run.resume(value)
 
 
-def abandon(steps: Stream[Any]) -> Steps[None]:
-    """End ``steps`` where they stand, running their ``finally`` blocks (and the steps those yield)."""
+def end(run: Run[Any, Any]) -> Steps[None]:
+    """End ``run`` where it stands (unless it has ended), running its ``finally`` blocks and their steps."""
+    if run.step is None:
+        return
     with contextlib.suppress(Abandoned):
-        out = yield from next_out(steps, Abandoned())
-        while out is not None:  # given on the way out: nobody reads it
-            out = yield from next_out(steps)
+        run.resume(None, Abandoned())
+        while run.step is not None:
+            if isinstance(run.step, Out):
+                run.resume(None)  # given on the way out: nobody reads it
+            else:
+                yield from forward(run)
 
 
 def each(steps: Stream[T], handle: Callable[[T], Iterable[U]]) -> Stream[U]:
     """What ``steps`` gives, each thing through ``handle`` (which gives none, one or more for it)."""
+    run = Run(steps)
     try:
-        while (out := (yield from next_out(steps))) is not None:
-            for value in handle(out.value):
-                yield Out(value)
+        while run.step is not None:
+            if isinstance(run.step, Out):
+                values = [handled for value in run.step.values for handled in handle(value)]
+                if values:
+                    yield Out(values)
+                run.resume(None)
+            else:
+                yield from forward(run)
     finally:
-        yield from abandon(steps)
+        yield from end(run)
 
 
 def drain(steps: Stream[T], sink: Callable[[T], object]) -> Steps[None]:
     """Everything ``steps`` gives, handed to ``sink``."""
+    run = Run(steps)
     try:
-        while (out := (yield from next_out(steps))) is not None:
-            sink(out.value)
+        while run.step is not None:
+            if isinstance(run.step, Out):
+                for value in run.step.values:
+                    sink(value)
+                run.resume(None)
+            else:
+                yield from forward(run)
     finally:
-        yield from abandon(steps)
+        yield from end(run)

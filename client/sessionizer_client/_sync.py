@@ -14,7 +14,7 @@ import httpx
 from . import _steps
 from ._core import ClientCore, JobCore
 from ._retry import RetryPolicy
-from ._steps import Run, Steps, Stream, abandon, next_out
+from ._steps import Out, Run, Steps, Stream, end
 from .models import JobState, Session
 
 if TYPE_CHECKING:
@@ -75,25 +75,32 @@ class Client(ClientCore["Job"]):
                 return time.sleep(step.seconds)
         assert_never(step)
 
-    def _run(self, steps: Steps[T]) -> T:
-        """Do ``steps`` one by one, each result (or exception) back where it was asked; their result."""
-        run = Run(steps)
-        while run.step is not None:
+    def _advance(self, run: Run[T, Any]) -> Out[T] | None:
+        """Do ``run``'s steps up to what it gives next (``None`` once it has ended)."""
+        while run.step is not None and not isinstance(run.step, Out):
             try:
                 value = self._do(run.step)
             except BaseException as exc:  # noqa: BLE001  (handed to the operation, which handles or raises it)
                 run.resume(None, exc)
             else:
                 run.resume(value)
+        return run.step
+
+    def _run(self, steps: Steps[T]) -> T:
+        """Do ``steps`` (an operation of ``_core``) one by one; their result."""
+        run: Run[Any, T] = Run(steps)
+        self._advance(run)
         return run.result
 
     def _iterate(self, steps: Stream[T]) -> Iterator[T]:
         """What ``steps`` gives, as an iterator; stopped early, it ends them (their ``finally`` blocks)."""
+        run = Run(steps)
         try:
-            while (out := self._run(next_out(steps))) is not None:
-                yield out.value
+            while (out := self._advance(run)) is not None:
+                yield from out.values
+                run.resume(None)
         finally:
-            self._run(abandon(steps))
+            self._run(end(run))
 
     def submit(
         self,

@@ -123,12 +123,12 @@ def test_ndjson_lines_and_skips_are_cut_anywhere() -> None:
     for _ in range(30):
         cuts = sorted(rng.sample(range(1, len(body)), rng.randint(0, 12)))
         chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
-        lines = Lines()
+        lines = Lines(json.loads)
         assert [r for c in chunks for r in lines.feed(c)] + lines.end() == rows
         given = rng.randint(0, len(body))
         skip = Skip(given)
         assert b"".join(b for c in chunks for b in skip(c)) == body[given:]
-    unterminated = Lines()
+    unterminated = Lines(json.loads)
     assert unterminated.feed(b'{"a": 1}\n{"b"') == [{"a": 1}] and unterminated.feed(b": 2}") == []
     assert unterminated.end() == [{"b": 2}]
 
@@ -138,7 +138,7 @@ def stoppable(log: list[str]) -> Stream[int]:
     try:
         for i in range(3):
             yield Sleep(0)
-            yield Out(i)
+            yield Out([i])
     finally:
         yield Sleep(0)
         log.append("cleaned up")
