@@ -15,7 +15,7 @@ import httpx
 from . import _steps
 from ._core import ClientCore, JobCore, share_docs
 from ._retry import RetryPolicy
-from ._steps import Out, Run, Steps, Stream, end
+from ._steps import Out, Run, Steps, Stream, stop
 from ._sync import Client, Job
 from .models import JobState, Session
 
@@ -98,7 +98,7 @@ class AsyncClient(ClientCore["AsyncJob"]):
                     yield value
                 run.resume(None)
         finally:
-            await self._run(end(run))
+            await self._run(stop(run))
 
     async def submit(
         self,

@@ -6,10 +6,10 @@ request, ``Read`` or ``Close`` a response, take the ``NextChunk`` of a body, ``S
 each step's result back, or has its exception thrown in where the step stood. ``Client`` does the
 steps with blocking calls, ``AsyncClient`` awaits them; both follow one ``Run``.
 
-An operation that gives many things (jobs, sessions, chunks of bytes) yields them between its steps,
-a few at a time, as ``Out(values)``. Whoever stops reading one early ends it with ``abandon``, which throws
-``Abandoned`` in: so an operation's ``finally`` may still yield a step (to close a response), and
-these generators are never ``close()``d.
+An operation that gives many things (jobs, sessions, chunks of bytes) yields them between its
+steps, a batch at a time, as ``Out(values)``. Whoever stops reading one early ends it with ``stop``,
+which throws ``Abandoned`` in: so an operation's ``finally`` may still yield a step (to close a
+response), and these generators are never ``close()``d.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ class Run(Generic[T, R]):
     def resume(self, value: Any, error: BaseException | None = None) -> None:
         try:
             self.step = self._steps.send(value) if error is None else self._steps.throw(error)
-        except StopIteration as stop:
-            self.step, self.result = None, stop.value
+        except StopIteration as done:
+            self.step, self.result = None, done.value
 
 
 def forward(run: Run[Any, Any]) -> Steps[None]:
@@ -117,8 +117,8 @@ def forward(run: Run[Any, Any]) -> Steps[None]:
             run.resume(value)
 
 
-def end(run: Run[Any, Any]) -> Steps[None]:
-    """End ``run`` where it stands (unless it has ended), running its ``finally`` blocks and their steps."""
+def stop(run: Run[Any, Any]) -> Steps[None]:
+    """Stop ``run`` where it stands (unless it has ended), running its ``finally`` blocks and their steps."""
     if run.step is None:
         return
     with contextlib.suppress(Abandoned):
@@ -143,7 +143,7 @@ def each(steps: Stream[T], handle: Callable[[T], Iterable[U]]) -> Stream[U]:
             else:
                 yield from forward(run)
     finally:
-        yield from end(run)
+        yield from stop(run)
 
 
 def drain(steps: Stream[T], sink: Callable[[T], object]) -> Steps[None]:
@@ -158,4 +158,4 @@ def drain(steps: Stream[T], sink: Callable[[T], object]) -> Steps[None]:
             else:
                 yield from forward(run)
     finally:
-        yield from end(run)
+        yield from stop(run)

@@ -14,7 +14,7 @@ import httpx
 from . import _steps
 from ._core import ClientCore, JobCore
 from ._retry import RetryPolicy
-from ._steps import Out, Run, Steps, Stream, end
+from ._steps import Out, Run, Steps, Stream, stop
 from .models import JobState, Session
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class Client(ClientCore["Job"]):
                 yield from out.values
                 run.resume(None)
         finally:
-            self._run(end(run))
+            self._run(stop(run))
 
     def submit(
         self,
