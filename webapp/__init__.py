@@ -65,7 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
-    from .jobs.schemas import ProblemSchema
+    from .errors import ProblemSchema
     from .metrics import init_metrics
 
     # flask-smorest registers a response per HTTP status with its own "Error" schema, another

@@ -13,7 +13,7 @@ from flask import request
 def client_gone() -> bool:
     """True once the peer has closed or reset the connection; False while it is open or where
     the server does not expose its socket (gunicorn does, as ``gunicorn.socket``)."""
-    sock = request.environ.get("gunicorn.socket")
+    sock: socket.socket | None = request.environ.get("gunicorn.socket")
     if sock is None:
         return False
     try:

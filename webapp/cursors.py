@@ -7,12 +7,16 @@ authenticated with a server secret (:meth:`JobStore.cursor_secret`, the same for
 process), bound to the key that asked and to what it pages (``scope``: the listing, or one
 job's sessions):
 
-``base64url(nonce[12] | position XOR HMAC-SHA256(k_enc, nonce)[:8n] | HMAC-SHA256(k_mac, scope | owner | nonce | ct)[:16])``
+``base64url(nonce[12] | position XOR HMAC-SHA256(k_enc, nonce)[:8n]
+| HMAC-SHA256(k_mac, scope | owner | nonce | ct)[:16])``
 
 The position is ``n`` fixed-width 64-bit integers, so the length says nothing either. Only the
 standard library's HMAC-SHA256 is used (a PRF keystream and encrypt-then-MAC): the API takes no
 cryptography dependency for eight bytes. Another key's cursor, an edited one, or one of another
 listing is the same 422 as garbage.
+
+:class:`Cursor` is the query-string field that reads them back; :func:`listing_scope` and
+:func:`sessions_scope` name what a cursor pages.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import hashlib
 import hmac
 import secrets
 import struct
+from collections.abc import Callable
+from typing import Any
 
-from flask import current_app, g
+from flask import current_app, g, request
+from marshmallow import ValidationError, fields, validate
 
 NONCE, TAG, MAX_PARTS = 12, 16, 4
 
@@ -80,3 +87,29 @@ def unseal(value: str, scope: str, size: int) -> tuple[int, ...]:
         raise BadCursor
     plain = bytes(a ^ b for a, b in zip(body, hmac.digest(k_enc, nonce, hashlib.sha256), strict=False))
     return struct.unpack(f">{size}Q", plain)
+
+
+def listing_scope() -> str:
+    """What a ``/jobs`` cursor pages (a cursor is bound to it and to the owner)."""
+    return "jobs"
+
+
+def sessions_scope(job_id: str | None = None) -> str:
+    """What a sessions cursor pages: that one job's sessions."""
+    return f"sessions:{job_id if job_id is not None else (request.view_args or {}).get('job_id', '')}"
+
+
+class Cursor(fields.String):
+    """An opaque position in a listing, as returned in ``next_cursor``: sealed for the key that
+    asked and the listing it pages (``scope()``, read when the request is)."""
+
+    def __init__(self, size: int, scope: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(validate=validate.Length(min=1, max=100), **kwargs)
+        self.size, self.scope = size, scope
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[int, ...]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return unseal(text, self.scope(), self.size)
+        except BadCursor as exc:
+            raise ValidationError("Not a cursor this API gave for this listing.") from exc

@@ -1,4 +1,5 @@
-"""Errors as RFC 9457 problem details (``application/problem+json``)."""
+"""Errors as RFC 9457 problem details (``application/problem+json``): the answers, their schema
+(:class:`ProblemSchema`, and :class:`JobErrorSchema`, why a job failed), and the handlers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import redis
 from flask import Flask, Response, request
 from flask_smorest import Api
+from marshmallow import INCLUDE, Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .requestid import register_request_id, request_id
@@ -18,6 +20,28 @@ PROBLEM = "application/problem+json"
 # Every 404 under /jobs/ reads the same, whether the id was malformed, never issued, expired,
 # deleted or another key's: the answer tells nothing about which.
 NO_JOB = "No such job: it was never issued, it has expired or been deleted."
+
+
+class JobErrorSchema(Schema):
+    type = fields.String()
+    message = fields.String()
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details (extension members allowed)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    errors = fields.Dict(metadata={"description": "Field messages (422 only)."})
+    job_status = fields.String(metadata={"description": "The job's status (409 on its sessions)."})
+    error = fields.Nested(
+        JobErrorSchema, metadata={"description": "Why the job failed or was cancelled (409 on its sessions)."}
+    )
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
@@ -37,7 +61,7 @@ def _field_errors(messages: Any) -> Any:
     return messages
 
 
-class ProblemApi(Api):
+class ProblemApi(Api):  # type: ignore[misc]  # flask-smorest ships no type information: Api is Any
     """flask-smorest's ``Api`` answering every HTTP error as problem+json.
 
     Each operation documents its own problem answers (``application/problem+json``); the generic

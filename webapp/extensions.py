@@ -50,7 +50,8 @@ def init_services(app: Flask, settings: Settings) -> None:
 
 
 def services() -> Services:
-    return current_app.extensions["sessionizer"]
+    found: Services = current_app.extensions["sessionizer"]
+    return found
 
 
 def settings() -> Settings:

@@ -128,7 +128,7 @@ def registry_for_scrape(services: Any) -> CollectorRegistry:
     if multiproc_dir:
         from prometheus_client import multiprocess
 
-        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]  # untyped upstream
     else:
         registry.register(_Forward(REGISTRY))
     registry.register(StoreCollector(services))

@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, render_template
 from flask_smorest import Api
 
 from .extensions import services
-from .jobs.schemas import PARAMS_SCHEMAS
+from .jobs.params import PARAMS_SCHEMAS
 
 bp = Blueprint(
     "page",

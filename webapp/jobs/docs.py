@@ -7,8 +7,7 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from ..errors import PROBLEM
-from .schemas import ProblemSchema
+from ..errors import PROBLEM, ProblemSchema
 
 RETRY_AFTER = {"description": "Seconds to wait before polling again", "schema": {"type": "integer"}}
 LINK = {
@@ -45,6 +44,7 @@ def problems(blp: Blueprint, *codes: int) -> Callable[[Callable[..., Any]], Call
                 code, schema=ProblemSchema, description=_PROBLEMS[code], content_type=PROBLEM, headers=headers
             )(view)
         # a key is needed where the deployment requires one (AUTH_REQUIRED), optional elsewhere
-        return blp.doc(security=[{"bearerAuth": []}, {}])(view)
+        documented: Callable[..., Any] = blp.doc(security=[{"bearerAuth": []}, {}])(view)
+        return documented
 
     return decorate

@@ -1,13 +1,14 @@
-"""Marshmallow schemas of the jobs resource: ``<Thing>ArgsSchema`` in, ``<Thing>Schema`` out."""
+"""Marshmallow schemas of the jobs resource: ``<Thing>ArgsSchema`` in, ``<Thing>Schema`` out.
+
+Their fields are in ``fields.py``, the methods' parameters in ``params.py``, the cursor field
+in ``webapp/cursors.py`` and the problem answers in ``webapp/errors.py``.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import request
 from marshmallow import (
-    INCLUDE,
     RAISE,
     Schema,
     ValidationError,
@@ -18,136 +19,21 @@ from marshmallow import (
     validates_schema,
 )
 
-from sessionizer.methods import DEFAULT_METHOD, SPLIT_REASONS, Param, describe
+from sessionizer.methods import DEFAULT_METHOD, SPLIT_REASONS
 from sessionizer.methods import METHODS as SPECS
 from sessionizer.methods import defaults as declared_defaults
 from sessionizer.status import JobStatus
 from sessionizer.webhooks.guard import refusal
 
-from ..cursors import BadCursor, unseal
+from ..cursors import Cursor, listing_scope, sessions_scope
+from ..errors import JobErrorSchema
 from ..extensions import settings
+from .fields import EARLIEST, LATEST, IsoDateTime, Text, to_utc_iso
+from .params import PARAMS_SCHEMAS
 
 # The seed tutorial's field names, accepted as aliases of ours.
 ALIASES = {"utils": "users", "date_min": "start", "date_max": "end"}
 CANONICAL_TO_ALIAS = {v: k for k, v in ALIASES.items()}
-
-
-def to_utc_iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-# The dates a job may name: the events are epoch milliseconds, and a job reads up to two years
-# beyond its range (max_span_s + split_idle_s), which must stay within what datetime represents.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-class Text(fields.String):
-    """A string that is valid Unicode: JSON's ``"\\ud800"`` (a lone surrogate) decodes to a str
-    no UTF-8 encoder accepts, which would fail later, far from the field that held it."""
-
-    default_error_messages = {"surrogate": "Not valid Unicode text (a lone surrogate escape such as \\ud800)."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise self.make_error("surrogate") from exc
-        return text
-
-
-class IsoDateTime(fields.Field):
-    """ISO-8601 date-time, with or without an offset (none means UTC), e.g. ``2022-09-22 11:00Z``,
-    from ``EARLIEST`` to ``LATEST``."""
-
-    default_error_messages = {
-        "invalid": "Not a valid ISO-8601 date-time (e.g. 2022-09-22T11:00:00+02:00).",
-        "range": f"Out of range: dates from {to_utc_iso(EARLIEST)} to {to_utc_iso(LATEST)} are accepted.",
-    }
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise self.make_error("invalid") from exc
-        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        try:  # year 1 at +01:00 is before year 1 in UTC: not representable
-            in_utc = parsed.astimezone(UTC)
-        except OverflowError as exc:
-            raise self.make_error("range") from exc
-        if not EARLIEST <= in_utc <= LATEST:
-            raise self.make_error("range")
-        return in_utc
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        return to_utc_iso(value) if isinstance(value, datetime) else str(value)
-
-
-class StrictBoolean(fields.Boolean):
-    """``true`` or ``false`` only: not 1, "true" or "yes", as the OpenAPI document says boolean."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
-
-
-class StrictInteger(fields.Integer):
-    """A JSON integer only: not 5.0, "5" or true (a bool is an int in Python)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(strict=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class StrictNumber(fields.Float):
-    """A JSON number only: not "1800" or true; finite (no NaN, Infinity or 1e400)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-def param_field(param: Param) -> fields.Field:
-    """The marshmallow field of a method parameter, with its bounds and documented default."""
-    meta: dict[str, Any] = {"description": describe(param)}
-    if param.default is not None or param.default_text is None:  # a derived default is only said in words
-        meta["default"] = param.default
-    if param.exclusive_minimum:  # apispec writes the bound but not that it is excluded
-        meta["exclusiveMinimum"] = True
-    if param.kind is bool:
-        return StrictBoolean(metadata=meta)
-    bounds = validate.Range(min=param.minimum, max=param.maximum, min_inclusive=not param.exclusive_minimum)
-    if param.kind is int:
-        return StrictInteger(allow_none=param.nullable, validate=bounds, metadata=meta)
-    return StrictNumber(allow_none=param.nullable, validate=bounds, metadata=meta)
-
-
-def params_schema(method: str) -> type[Schema]:
-    """``<Method>ParamsSchema``: the method's parameters as declared in sessionizer/methods.py."""
-    declared: dict[str, Any] = {p.name: param_field(p) for p in SPECS[method]}
-    meta = type("Meta", (), {"unknown": RAISE})
-    name = f"{method.capitalize()}ParamsSchema"
-    return type(
-        name,
-        (Schema,),
-        {**declared, "Meta": meta, "__doc__": f"Parameters of the ``{method}`` method (see worker/core/README.md)."},
-    )
-
-
-PARAMS_SCHEMAS: dict[str, type[Schema]] = {method: params_schema(method) for method in SPECS}
-HdbscanParamsSchema = PARAMS_SCHEMAS["hdbscan"]
-GapParamsSchema = PARAMS_SCHEMAS["gap"]
 
 
 def _bad_group_by() -> bool:
@@ -325,11 +211,6 @@ class ProgressSchema(Schema):
     )
 
 
-class JobErrorSchema(Schema):
-    type = fields.String()
-    message = fields.String()
-
-
 class LinksSchema(Schema):
     self = fields.String()
     sessions = fields.String()
@@ -455,50 +336,6 @@ class SessionsSchema(Schema):
         allow_none=True,
         metadata={"description": "With `limit`: give it as `cursor` for the next page; null on the last page."},
     )
-
-
-class ProblemSchema(Schema):
-    """RFC 9457 problem details (extension members allowed)."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    type = fields.String()
-    title = fields.String()
-    status = fields.Integer()
-    detail = fields.String()
-    errors = fields.Dict(metadata={"description": "Field messages (422 only)."})
-    job_status = fields.String(metadata={"description": "The job's status (409 on its sessions)."})
-    error = fields.Nested(
-        JobErrorSchema, metadata={"description": "Why the job failed or was cancelled (409 on its sessions)."}
-    )
-
-
-# --- cursors, query strings and headers ---------------------------------------------------------
-def listing_scope() -> str:
-    """What a ``/jobs`` cursor pages (webapp/cursors.py binds a cursor to it and to the owner)."""
-    return "jobs"
-
-
-def sessions_scope(job_id: str | None = None) -> str:
-    """What a sessions cursor pages: that one job's sessions."""
-    return f"sessions:{job_id if job_id is not None else (request.view_args or {}).get('job_id', '')}"
-
-
-class Cursor(fields.String):
-    """An opaque position in a listing, as returned in ``next_cursor``: sealed for the key that
-    asked and the listing it pages (``webapp/cursors.py``)."""
-
-    def __init__(self, size: int, scope: Any, **kwargs: Any) -> None:
-        super().__init__(validate=validate.Length(min=1, max=100), **kwargs)
-        self.size, self.scope = size, scope
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[int, ...]:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return unseal(text, self.scope(), self.size)
-        except BadCursor as exc:
-            raise ValidationError("Not a cursor this API gave for this listing.") from exc
 
 
 class JobListQueryArgsSchema(Schema):

@@ -23,8 +23,8 @@ import orjson
 
 from sessionizer.jobstore import JobStore
 
-from ..cursors import seal
-from .schemas import SessionSchema, sessions_scope
+from ..cursors import seal, sessions_scope
+from .schemas import SessionSchema
 
 SESSION_FIELDS = tuple(SessionSchema().fields)
 

@@ -14,7 +14,7 @@ from marshmallow import RAISE
 from sessionizer.status import ACTIVE, JobStatus
 
 from ..auth import identify
-from ..cursors import seal
+from ..cursors import listing_scope, seal
 from ..extensions import services
 from ..limits import admit
 from . import docs
@@ -30,7 +30,6 @@ from .schemas import (
     SessionsQueryArgsSchema,
     SessionsSchema,
     SubmitHeadersSchema,
-    listing_scope,
 )
 from .sessions import SessionPage, csv_lines, json_document, json_rows_document, ndjson_lines
 from .submit import JobSubmitter, SubmitRefused
