@@ -115,7 +115,8 @@ def _seed_loop(url: str, lo_ms: int, hi_ms: int, size: int) -> int:
 
 
 def _ours(url: str, lo_ms: int, hi_ms: int, slices: int) -> int:
-    from worker.sources.elasticsearch import ElasticsearchSource, build_client
+    from worker.sources.elasticsearch import ElasticsearchSource
+    from worker.sources.es_client import build_client
 
     client = build_client(url)
     acc = ElasticsearchSource(client, INDEX, page_size=10_000, slices=slices).read_events([USER], lo_ms, hi_ms)
@@ -132,7 +133,8 @@ def _timed(fn: Any, *args: Any) -> tuple[int, float, float]:
 
 
 def _rss_child(url: str, n_events: int) -> None:
-    from worker.sources.elasticsearch import ElasticsearchSource, build_client
+    from worker.sources.elasticsearch import ElasticsearchSource
+    from worker.sources.es_client import build_client
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     client = build_client(url)

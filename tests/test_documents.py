@@ -8,7 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.sources.documents import EventAccumulator, FieldNames, event_schema, timestamp_ms
+from worker.sources.accumulator import EventAccumulator
+from worker.sources.documents import FieldNames, event_schema
+from worker.sources.timestamps import timestamp_ms
 
 values = st.one_of(
     st.none(),
@@ -102,7 +104,7 @@ iso_like = st.builds(
 @settings(max_examples=600, deadline=None)
 @given(st.one_of(iso_like, st.text(max_size=30)))
 def test_fast_iso_parser_equals_fromisoformat(text: str) -> None:
-    from worker.sources.documents import iso_ms_reference
+    from worker.sources.timestamps import iso_ms_reference
 
     assert timestamp_ms(text) == iso_ms_reference(text)
 
@@ -171,7 +173,7 @@ def test_a_clean_page_takes_the_column_path() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.one_of(iso_like, iso_like, st.text(max_size=25)), min_size=1, max_size=12))
 def test_array_iso_parser_equals_fromisoformat(texts: list[str]) -> None:
-    from worker.sources.documents import iso_ms_many, iso_ms_reference
+    from worker.sources.timestamps import iso_ms_many, iso_ms_reference
 
     expected = [iso_ms_reference(t) for t in texts]
     got = iso_ms_many(texts)
@@ -182,7 +184,7 @@ def test_array_iso_parser_equals_fromisoformat(texts: list[str]) -> None:
 
 
 def test_array_iso_parser_on_calendar_edges() -> None:
-    from worker.sources.documents import iso_ms_many, iso_ms_reference
+    from worker.sources.timestamps import iso_ms_many, iso_ms_reference
 
     texts = [
         "2024-02-29T23:59:59.999Z",

@@ -15,8 +15,10 @@ from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 from esproto import EsProtocolServer
 from worker.sources.base import PermanentSourceError
 from worker.sources.documents import FieldNames
-from worker.sources.elasticsearch import DAY_COUNTS_PAGE, ElasticsearchSource, RetryPolicy, build_client
+from worker.sources.elasticsearch import DAY_COUNTS_PAGE, ElasticsearchSource
+from worker.sources.es_client import build_client
 from worker.sources.es_load import mapping
+from worker.sources.es_retry import RetryPolicy
 
 INDEX = "usage-events"
 DAY = 86_400_000

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch, helpers
 from esproto import EsProtocolServer
 from worker.eventstore import budget
 from worker.eventstore.days import DAY_MS, stripe_lock
-from worker.sources.documents import EventAccumulator
+from worker.sources.accumulator import EventAccumulator
 from worker.sources.elasticsearch import ElasticsearchSource
 from worker.sources.es_load import mapping
 from worker.sources.es_store import StoredElasticsearchSource

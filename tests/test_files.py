@@ -20,7 +20,8 @@ from worker.eventstore import budget
 from worker.eventstore.files import IDLE_S, FileStore, pieces_of
 from worker.eventstore.locks import locked
 from worker.sources import PermanentSourceError, Stopped
-from worker.sources.documents import EventAccumulator, FieldNames
+from worker.sources.accumulator import EventAccumulator
+from worker.sources.documents import FieldNames
 from worker.sources.files import FileSource
 
 DOCS = [

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import planted_documents, wait_finished
 from worker.core import label_sessions, method_params
-from worker.sources.documents import timestamp_ms
+from worker.sources.timestamps import timestamp_ms
 
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,14 @@ from elasticsearch import Elasticsearch
 
 from esproto import EsProtocolServer
 from sessionizer.settings import load_settings
+from worker.sources.accumulator import EventAccumulator
 from worker.sources.base import PermanentSourceError, Stopped, TransientSourceError
-from worker.sources.documents import EventAccumulator, FieldNames
-from worker.sources.elasticsearch import FILTER_PATH, ElasticsearchSource, RetryPolicy, build_client, from_settings
+from worker.sources.documents import FieldNames
+from worker.sources.elasticsearch import FILTER_PATH, ElasticsearchSource, from_settings
+from worker.sources.es_client import build_client
 from worker.sources.es_load import bulk_load, ensure_index, mapping
 from worker.sources.es_load import main as es_load_main
+from worker.sources.es_retry import RetryPolicy
 
 INDEX = "usage-events"
 T0 = 1663844400000  # 2022-09-22T11:00:00Z
@@ -183,6 +188,37 @@ def test_unauthorized_is_permanent_without_secrets(es: EsProtocolServer) -> None
         good.close()
 
 
+class _NotElasticsearch(BaseHTTPRequestHandler):
+    """Answers like a cluster, but without the ``X-Elastic-Product`` header any Elasticsearch sends."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = orjson.dumps({"id": "pit-0"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+def test_a_server_that_is_not_elasticsearch_is_permanent_and_named() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotElasticsearch)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    c = build_client(f"http://127.0.0.1:{server.server_address[1]}", request_timeout_s=5)
+    try:
+        with pytest.raises(PermanentSourceError, match="not Elasticsearch") as err:
+            _source(c).read_events(WANTED, LO, HI)
+    finally:
+        c.close()
+        server.shutdown()
+        server.server_close()
+    assert err.value.kind == "not_elasticsearch" and not err.value.transient
+
+
 def test_forbidden_is_permanent(es: EsProtocolServer, client: Elasticsearch) -> None:
     es.faults.forbid()
     with pytest.raises(PermanentSourceError, match="403") as err:
@@ -233,8 +269,8 @@ def test_always_503_gives_up_within_the_time_bound(es: EsProtocolServer, client:
 def test_retries_are_bounded_in_count(es: EsProtocolServer, client: Elasticsearch) -> None:
     es.faults.always("reset")
     sleeps: list[float] = []
-    src = _source(client, retry=RetryPolicy(max_attempts=4, max_elapsed_s=60, base_delay_s=0.01, max_delay_s=0.04))
-    src._sleep = sleeps.append  # record the backoff instead of waiting
+    policy = RetryPolicy(max_attempts=4, max_elapsed_s=60, base_delay_s=0.01, max_delay_s=0.04)
+    src = _source(client, retry=policy, sleep=sleeps.append)  # records the backoff instead of waiting
     with pytest.raises(TransientSourceError, match="after 4 attempt"):
         src.read_events(WANTED, LO, HI)
     assert len(es.log) == 4 and len(sleeps) == 3

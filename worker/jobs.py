@@ -18,8 +18,8 @@ from sessionizer.status import JobStatus
 
 from .core import SPLIT_REASONS, method_params, read_margin_ms, sessions_in_range
 from .lease import UnitLease
-from .metrics import InstrumentedSource
 from .sources import EventSource, SourceError, Stopped, UserEvents, source_from_settings
+from .sources.instrumented import InstrumentedSource
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
@@ -69,7 +69,12 @@ PITS_OPENED = Counter("sessionizer_elasticsearch_pits_opened_total", "Points in 
 PITS_CLOSED = Counter("sessionizer_elasticsearch_pits_closed_total", "Points in time closed")
 
 
-def es_operation(method: str, target: str) -> str:
+# The `operation` label of the Elasticsearch metrics: stable codes, named by the code that sends
+# the request (a retry) or read from its path (every request, below the client).
+EsOperation = Literal["open_pit", "close_pit", "search", "bulk", "other"]
+
+
+def es_operation(method: str, target: str) -> EsOperation:
     """A request's operation, from its path: a bounded label, never an index name or an id."""
     path = target.split("?", 1)[0]
     if path.endswith("/_pit"):
@@ -91,16 +96,9 @@ def record_es_request(method: str, target: str, status: int | None, seconds: flo
         PITS_CLOSED.inc()
 
 
-_RETRIED = {
-    "open a point in time on": "open_pit",
-    "search": "search",
-    "close the point in time on": "close_pit",
-    "count the documents per user and day of": "search",
-}
-
-
-def record_es_retry(what: str) -> None:
-    ES_RETRIES.labels(_RETRIED.get(what, "other")).inc()
+def record_es_retry(operation: EsOperation) -> None:
+    """Count a retried request under its operation's code (``worker/sources/es_retry.py``)."""
+    ES_RETRIES.labels(operation).inc()
 
 
 @contextmanager
@@ -113,42 +111,6 @@ def unit_run() -> Iterator[Callable[[str], None]]:
     finally:
         UNITS.labels(outcome[0]).inc()
         UNIT_SECONDS.labels(outcome[0]).observe(time.perf_counter() - started)
-
-
-class InstrumentedSource:
-    """An event source whose reads count the documents used and those taken from the source
-    itself (not from the event store), the invalid ones, and whose failures are counted by kind."""
-
-    def __init__(self, inner: Any, kind: str) -> None:
-        self.inner, self.kind = inner, kind
-        self.names = inner.names
-
-    def read_events(
-        self,
-        users: list[str],
-        lo_ms: int,
-        hi_ms: int,
-        *,
-        should_stop: Any = None,
-        on_progress: Callable[[int], None] | None = None,
-        since_ms: int | None = None,
-    ) -> Any:
-        from .sources import SourceError
-
-        try:
-            acc = self.inner.read_events(
-                users, lo_ms, hi_ms, should_stop=should_stop, on_progress=on_progress, since_ms=since_ms
-            )
-        except SourceError as exc:
-            SOURCE_FAILURES.labels(self.kind, exc.kind).inc()
-            raise
-        EVENTS_SCANNED.inc(acc.scanned)
-        EVENTS_FROM_SOURCE.inc(acc.scanned if acc.from_source is None else acc.from_source)
-        INVALID_EVENTS.inc(acc.invalid)
-        return acc
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def serve(port: int, addr: str, multiproc_dir: str) -> None:

@@ -33,7 +33,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,7 +125,7 @@ class DayStore:
         screens: list[str],
         instances: list[str],
         count: int,
-        refused_t: list[int | None],
+        refused_t: Sequence[int | None],
     ) -> bool:
         """Keep one settled day (the caller holds the user); False when the disk refused it."""
         folder = self._user_dir(user)
@@ -135,7 +135,7 @@ class DayStore:
             "first": int(cols.t[0]) if cols.t.shape[0] else None,
             "last": int(cols.t[-1]) if cols.t.shape[0] else None,
             "read_at": datetime.now(UTC).isoformat(),
-            "refused_t": refused_t,
+            "refused_t": list(refused_t),
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,10 @@ from typing import Any
 
 import orjson
 
+from ..sources.accumulator import EventAccumulator
 from ..sources.base import OnProgress, ShouldStop, Stopped
-from ..sources.documents import EventAccumulator, FieldNames, gc_paused
+from ..sources.documents import FieldNames
+from ..sources.gcpause import gc_paused
 from . import budget
 from .locks import locked, same_file, try_exclusive
 from .segment import CorruptSegment, Segment, UserColumns, write_segment
@@ -160,7 +162,7 @@ def build_piece(piece: Piece, names: FieldNames, should_stop: ShouldStop | None 
     for docs in _documents(piece):
         if should_stop is not None and should_stop():
             raise Stopped()
-        with gc_paused():  # a batch's dicts hold no cycle (documents.GcPause)
+        with gc_paused():  # a batch's dicts hold no cycle (sources/gcpause.py)
             acc.add_many(docs)
         del docs
     users = sorted(set(acc.user_names) | set(acc.rejected))
@@ -353,7 +355,7 @@ class FileStore:
     def prune(self, paths: set[str], keep: set[str]) -> list[str]:
         """Remove, when nobody holds them, the other versions of ``paths`` and other files' segments
         idle for ``IDLE_S``; return the names removed."""
-        removed = []
+        removed: list[str] = []
         now = time.time()
         names: dict[str, set[str]] = {}
         try:

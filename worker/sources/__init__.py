@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sessionizer.settings import Settings
 
-from .base import EventSource, PermanentSourceError, SourceError, Stopped, TransientSourceError
-from .documents import EventAccumulator, FieldNames, UserEvents
+from .accumulator import EventAccumulator, UserEvents
+from .base import EventSource, PermanentSourceError, ReadOptions, SourceError, Stopped, TransientSourceError
+from .documents import FieldNames
 
 
 def source_from_settings(settings: Settings) -> EventSource:
@@ -40,6 +41,7 @@ __all__ = [
     "EventSource",
     "FieldNames",
     "PermanentSourceError",
+    "ReadOptions",
     "SourceError",
     "Stopped",
     "TransientSourceError",

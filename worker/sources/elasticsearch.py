@@ -6,46 +6,42 @@ through every document of the wanted users in the time range (sort ``["_doc", "_
 response), parses each page straight into an :class:`EventAccumulator` and closes the PIT in a
 ``finally``. The protocol facts it follows are in ``docs/elasticsearch.md``.
 
-Speed: the client is built with orjson (de)serialisers, so a page of 10,000 hits is one
-``orjson.loads`` and one ``add_many`` over the ``_source`` dicts; no per-event Python object
-outlives its page.
+Speed: the client (``es_client.py``) is built with orjson (de)serialisers, so a page of 10,000
+hits is one ``orjson.loads`` and one ``add_many`` over the ``_source`` dicts; no per-event Python
+object outlives its page.
 
-Faults: every request goes through :meth:`ElasticsearchSource._call`, which retries transient
-failures (429, 502, 503, 504, connection errors, timeouts) with exponential backoff and full
-jitter, bounded in attempts and in total time, then raises :class:`TransientSourceError`.
-Permanent failures (missing index, credentials, bad query) raise :class:`PermanentSourceError`
-at once. An expired PIT restarts the whole read with a fresh PIT and a fresh accumulator, so the
-result stays exact. PIT searches are idempotent, so retrying a page never skips or repeats one.
+Faults: every request goes through a :class:`~worker.sources.es_retry.Retrier`, which retries
+transient failures (429, 502, 503, 504, connection errors, timeouts) with exponential backoff and
+full jitter, bounded in attempts and in total time, then raises :class:`TransientSourceError`.
+Permanent failures (missing index, credentials, bad query: ``es_errors.py``) raise
+:class:`PermanentSourceError` at once. An expired PIT restarts the whole read with a fresh PIT and
+a fresh accumulator, so the result stays exact. PIT searches are idempotent, so retrying a page
+never skips or repeats one.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Unpack
 
-import elastic_transport
-import urllib3
-from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
-from elasticsearch.serializer import OrjsonSerializer
+from elasticsearch import ApiError, Elasticsearch
 
-from sessionizer.settings import ElasticsearchSettings, Secret, Settings
+from sessionizer.settings import Settings
 
-from ..metrics import record_es_retry
-from .base import OnProgress, PermanentSourceError, ShouldStop, Stopped, TransientSourceError
-from .documents import EventAccumulator, FieldNames, gc_paused
-from .es_node import MeasuredNode
+from .accumulator import EventAccumulator
+from .base import OnProgress, PermanentSourceError, ReadOptions, ShouldStop, Stopped, TransientSourceError
+from .documents import DEFAULT_NAMES, FieldNames
+from .es_client import client_from_settings
+from .es_errors import PitExpired, short
+from .es_retry import CLOSE_PIT, DAY_COUNTS, DEFAULT_RETRY, OPEN_PIT, SEARCH, Aborted, Retrier, RetryPolicy
+from .gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 SORT = ["_doc", "_shard_doc"]
 # `_shards.failed` rides along so that a partial result (a shard failed) is never taken as complete.
 FILTER_PATH = "pit_id,hits.hits._source,hits.hits.sort,_shards.failed"
@@ -57,78 +53,13 @@ DAY_COUNTS_FILTER_PATH = (
 )
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient failures are retried: exponential backoff with full jitter, twice bounded.
-
-    The delay before attempt ``k + 1`` is uniform in ``[0, min(max_delay_s, base_delay_s * 2**(k-1))]``
-    ("full jitter": concurrent workers hit by the same overload do not come back in lockstep).
-    Giving up happens after ``max_attempts`` attempts or once ``max_elapsed_s`` would be exceeded,
-    whichever comes first; a request's own timeout is also capped by the time left.
-    """
-
-    max_attempts: int = 6
-    max_elapsed_s: float = 60.0
-    base_delay_s: float = 0.5
-    max_delay_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.max_elapsed_s <= 0 or self.base_delay_s < 0 or self.max_delay_s < 0:
-            raise ValueError("retry durations must be positive")
-
-
-class _PitExpired(Exception):
-    """The point in time is gone (404 search_context_missing_exception): start over."""
-
-
-class _Abort(Exception):
-    """Another slice failed or stopped: this one ends quietly."""
-
-
-def build_client(
-    url: str,
-    *,
-    api_key: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    request_timeout_s: float = 30.0,
-    verify_certs: bool = True,
-    connections_per_node: int = 10,
-) -> Elasticsearch:
-    """The official client as this project uses it: orjson on the wire, no transport retries.
-
-    The transport would retry 429/502/503/504 and connection errors up to 3 times *immediately*
-    (no backoff), which hammers a cluster that is shedding load, and its retries would count
-    against nothing we control. ``max_retries=0`` hands every retry decision to
-    :class:`ElasticsearchSource` (backoff with jitter, bounded attempts and time).
-    """
-    auth: dict[str, Any] = {}
-    if api_key:
-        auth["api_key"] = api_key
-    elif username:
-        auth["basic_auth"] = (username, password or "")
-    return Elasticsearch(
-        url,
-        serializer=OrjsonSerializer(),
-        request_timeout=request_timeout_s,
-        verify_certs=verify_certs,
-        max_retries=0,
-        retry_on_timeout=False,
-        connections_per_node=connections_per_node,
-        node_class=MeasuredNode,  # counts and times every request (worker/metrics.py)
-        **auth,
-    )
-
-
 class ElasticsearchSource:
     """An :class:`~worker.sources.base.EventSource` over one Elasticsearch index.
 
     Parameters
     ----------
     client : Elasticsearch
-        The official client (see :func:`build_client`; any client works, but without orjson
+        The official client (see :func:`~worker.sources.es_client.build_client`; any client works, but without orjson
         serialisers the pages decode about twice slower).
     index : str
         Index (or alias, or pattern) holding the events.
@@ -156,12 +87,12 @@ class ElasticsearchSource:
         self,
         client: Elasticsearch,
         index: str,
-        names: FieldNames = FieldNames(),
+        names: FieldNames = DEFAULT_NAMES,
         page_size: int = 10_000,
         *,
         slices: int = 1,
         keep_alive: str = "2m",
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         max_restarts: int = 3,
         request_timeout_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -177,29 +108,17 @@ class ElasticsearchSource:
         self.page_size = page_size
         self.slices = slices
         self.keep_alive = keep_alive
-        self.retry = retry
         self.max_restarts = max_restarts
-        self.request_timeout_s = request_timeout_s
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
+        self.retrier = Retrier(index, retry, request_timeout_s=request_timeout_s, sleep=sleep, rng=rng)
 
     def __repr__(self) -> str:
         return f"ElasticsearchSource(index={self.index!r}, page_size={self.page_size}, slices={self.slices})"
 
     # ------------------------------------------------------------------ public
-    def read_events(
-        self,
-        users: list[str],
-        lo_ms: int,
-        hi_ms: int,
-        *,
-        should_stop: ShouldStop | None = None,
-        on_progress: OnProgress | None = None,
-        since_ms: int | None = None,
-    ) -> EventAccumulator:
+    def read_events(self, users: list[str], lo_ms: int, hi_ms: int, **options: Unpack[ReadOptions]) -> EventAccumulator:
         """Every event of ``users`` with ``lo_ms <= t <= hi_ms`` (both inclusive), read once
         (all of it from the cluster: ``since_ms`` changes nothing here)."""
+        should_stop, on_progress = options.get("should_stop"), options.get("on_progress")
         wanted = sorted(set(users))
         restarts = 0
         while True:
@@ -209,7 +128,7 @@ class ElasticsearchSource:
             try:
                 self._read_once(acc, self.query(wanted, lo_ms, hi_ms), should_stop, on_progress)
                 return acc
-            except _PitExpired:
+            except PitExpired:
                 restarts += 1
                 if restarts > self.max_restarts:
                     raise TransientSourceError(
@@ -241,7 +160,7 @@ class ElasticsearchSource:
         One ``size: 0`` search with :meth:`query`'s filter and a ``composite`` aggregation (a
         ``terms`` source on the user field, a ``date_histogram`` source on the timestamp by UTC
         calendar day), paged by ``after_key`` until a page has no bucket; every page goes through
-        :meth:`_call` (same retries and errors as the reads). Days without documents are absent.
+        :attr:`retrier` (same retries and errors as the reads). Days without documents are absent.
         """
         wanted = sorted(set(users))
         counts: dict[tuple[str, int], int] = {}
@@ -274,7 +193,7 @@ class ElasticsearchSource:
             return resp
 
         while True:
-            agg = self._call("count the documents per user and day of", page).get("aggregations", {})
+            agg = self.retrier.call(DAY_COUNTS, page).get("aggregations", {})
             agg = agg.get("per_user_day", {})
             buckets = agg.get("buckets") or []
             for bucket in buckets:
@@ -294,8 +213,8 @@ class ElasticsearchSource:
         on_progress: OnProgress | None,
     ) -> None:
         stop = should_stop or (lambda: False)
-        pit_id = self._call(
-            "open a point in time on",
+        pit_id = self.retrier.call(
+            OPEN_PIT,
             lambda opts: self.client.options(**opts).open_point_in_time(index=self.index, keep_alive=self.keep_alive)[
                 "id"
             ],
@@ -324,9 +243,9 @@ class ElasticsearchSource:
         def run(i: int) -> None:
             try:
                 self._scan(pits, i, query, {"id": i, "max": self.slices}, acc, lock, should_stop, on_progress, abort)
-            except _Abort:
+            except Aborted:
                 pass
-            except BaseException as exc:  # handed to the caller below
+            except BaseException as exc:  # noqa: BLE001 - whatever ends a slice (a soft time limit too) goes to the caller
                 with lock:
                     errors.append(exc)
                 abort.set()
@@ -340,7 +259,7 @@ class ElasticsearchSource:
             t.join()
         if errors:
             # a stop or an expired PIT wins over the collateral errors of other slices
-            for kind in (Stopped, _PitExpired, PermanentSourceError):
+            for kind in (Stopped, PitExpired, PermanentSourceError):
                 for exc in errors:
                     if isinstance(exc, kind):
                         raise exc
@@ -383,12 +302,12 @@ class ElasticsearchSource:
 
         while True:
             if abort is not None and abort.is_set():
-                raise _Abort()
+                raise Aborted()
             if should_stop():
                 raise Stopped()
             params["pit"] = {"id": pits.get(chain), "keep_alive": self.keep_alive}
             with gc_paused():
-                resp = self._call("search", page, abort=abort)
+                resp = self.retrier.call(SEARCH, page, abort=abort)
                 hits = resp.get("hits", {}).get("hits") or []
                 sources = [h.get("_source") for h in hits]
                 if lock is None:
@@ -427,97 +346,9 @@ class ElasticsearchSource:
                 raise
 
         try:
-            self._call("close the point in time on", close)
+            self.retrier.call(CLOSE_PIT, close)
         except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.warning("could not close the point in time on index [%s]: %s", self.index, _short(exc))
-
-    # ------------------------------------------------------------------ retries
-    def _request_options(self, remaining_s: float) -> dict[str, Any]:
-        timeout = remaining_s if self.request_timeout_s is None else min(self.request_timeout_s, remaining_s)
-        return {"request_timeout": max(timeout, 0.5), "max_retries": 0}
-
-    def _call(self, what: str, fn: Callable[[dict[str, Any]], T], *, abort: threading.Event | None = None) -> T:
-        """``fn(options)`` with transient failures retried; see :class:`RetryPolicy`."""
-        policy = self.retry
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            elapsed = time.monotonic() - started
-            try:
-                return fn(self._request_options(policy.max_elapsed_s - elapsed))
-            except TransientSourceError as exc:
-                reason = str(exc)
-            except ApiError as exc:
-                reason = self._classify(what, exc)
-            except UnsupportedProductError:
-                raise PermanentSourceError(
-                    "the server at the configured Elasticsearch URL is not Elasticsearch (no X-Elastic-Product header)",
-                    kind="not_elasticsearch",
-                ) from None
-            except elastic_transport.TlsError as exc:
-                raise PermanentSourceError(
-                    f"TLS failure talking to Elasticsearch ({type(exc).__name__}); check the URL, "
-                    f"certificates and verify_certs",
-                    kind="tls",
-                ) from None
-            except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
-                _raise_if_not_network(exc)
-                reason = f"{type(exc).__name__}: {_short(exc)}"
-            except elastic_transport.SerializationError as exc:  # a garbled answer: worth another try
-                reason = f"{type(exc).__name__}: {_short(exc)}"
-            elapsed = time.monotonic() - started
-            if abort is not None and abort.is_set():
-                raise _Abort()
-            delay = self._backoff(attempt)
-            if attempt >= policy.max_attempts or elapsed + delay >= policy.max_elapsed_s:
-                raise TransientSourceError(
-                    f"Elasticsearch unavailable: could not {what} index [{self.index}] after "
-                    f"{attempt} attempt(s) in {elapsed:.1f}s; last error: {reason}",
-                    kind="unavailable",
-                )
-            log.info(
-                "Elasticsearch %s on [%s] failed (%s); retry %d in %.2fs", what, self.index, reason, attempt, delay
-            )
-            record_es_retry(what)
-            self._sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        cap = min(self.retry.max_delay_s, self.retry.base_delay_s * (2 ** (attempt - 1)))
-        with self._rng_lock:
-            return self._rng.uniform(0.0, cap)
-
-    def _classify(self, what: str, exc: ApiError) -> str:
-        """A transient reason to retry; raise for anything else."""
-        status = exc.meta.status
-        types = _error_types(exc.body)
-        if status in TRANSIENT_STATUSES:
-            return f"HTTP {status} {types[0] if types else ''}".strip()
-        if "search_context_missing_exception" in types:
-            raise _PitExpired()
-        if status == 404 and ("index_not_found_exception" in types or not types):
-            raise PermanentSourceError(f"index [{self.index}] not found", kind="index_not_found") from None
-        if status == 401:
-            raise PermanentSourceError(
-                "Elasticsearch refused the credentials (HTTP 401); check ELASTICSEARCH_API_KEY or "
-                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD",
-                kind="unauthorized",
-            ) from None
-        if status == 403:
-            raise PermanentSourceError(
-                f"the Elasticsearch user may not read index [{self.index}] (HTTP 403)", kind="forbidden"
-            ) from None
-        if status == 400:
-            raise PermanentSourceError(
-                f"Elasticsearch rejected the request to {what} index [{self.index}] (HTTP 400 "
-                f"{'/'.join(types[:2])}): {_reason(exc.body)}",
-                kind="bad_request",
-            ) from None
-        raise PermanentSourceError(
-            f"Elasticsearch failed to {what} index [{self.index}] (HTTP {status} {'/'.join(types[:2])}): "
-            f"{_reason(exc.body)}",
-            kind="elasticsearch_error",
-        ) from None
+            log.warning("could not close the point in time on index [%s]: %s", self.index, short(exc))
 
 
 class _PitIds:
@@ -536,85 +367,6 @@ class _PitIds:
         self.newest = pit_id
 
 
-def _walk_errors(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        if "type" in node and isinstance(node.get("type"), str):
-            yield node
-        for key in ("root_cause", "caused_by", "failed_shards", "reason"):
-            child = node.get(key)
-            if isinstance(child, list):
-                for item in child:
-                    yield from _walk_errors(item)
-            elif isinstance(child, dict):
-                yield from _walk_errors(child)
-
-
-def _error_types(body: Any) -> list[str]:
-    """Every error ``type`` in an ES error body: the outer one first, then causes."""
-    if not isinstance(body, dict):
-        return []
-    err = body.get("error")
-    if isinstance(err, str):
-        return [err]
-    out: list[str] = []
-    for node in _walk_errors(err):
-        if node["type"] not in out:
-            out.append(node["type"])
-    return out
-
-
-def _reason(body: Any) -> str:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        roots = err.get("root_cause") or []
-        if roots and isinstance(roots[0], dict) and roots[0].get("reason"):
-            return str(roots[0]["reason"])[:300]
-        return str(err.get("reason", ""))[:300]
-    return str(body)[:300]
-
-
-_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
-
-
-def _raise_if_not_network(exc: Exception) -> None:
-    """Re-raise what the transport wrapped if it is no network failure.
-
-    The transport turns *any* exception raised during a request into a ``ConnectionError``,
-    including ones raised into the thread from outside: Celery's soft time limit
-    (``SoftTimeLimitExceeded``), a ``KeyboardInterrupt``-like signal handler's exception. Retried
-    as a connection error, the soft time limit would be swallowed and the unit would run on until
-    the hard limit kills it. So only urllib3's own errors and OS-level errors are retried.
-    """
-    causes = getattr(exc, "errors", ()) or ()
-    cause = causes[0] if causes else exc.__cause__  # the transport sets one or the other
-    if cause is not None and not isinstance(cause, _NETWORK_ERRORS):
-        raise cause
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    causes = getattr(exc, "errors", ()) or ()
-    if causes:  # the transport's message is generic: name what urllib3 actually saw
-        text += f" ({type(causes[0]).__name__}: {causes[0]})"
-    return text if len(text) <= 300 else text[:300] + "..."
-
-
-def client_from_settings(es: ElasticsearchSettings, url: str | None = None) -> Elasticsearch:
-    """The official client on ``url`` (default ``ELASTICSEARCH_URL``) with the configured credentials."""
-
-    def reveal(secret: Secret | None) -> str | None:
-        return secret.value if secret is not None else None
-
-    return build_client(
-        url or es.url,
-        api_key=reveal(es.api_key),
-        username=reveal(es.username),
-        password=reveal(es.password),
-        request_timeout_s=es.request_timeout_s,
-        verify_certs=es.verify_certs,
-    )
-
-
 def from_settings(settings: Settings) -> ElasticsearchSource:
     """The source configured by ``[elasticsearch]`` and ``[source]`` plus the secrets."""
     es = settings.elasticsearch
@@ -629,6 +381,3 @@ def from_settings(settings: Settings) -> ElasticsearchSource:
         retry=RetryPolicy(max_attempts=es.retry_max_attempts, max_elapsed_s=es.retry_max_elapsed_s),
         request_timeout_s=es.request_timeout_s,
     )
-
-
-__all__ = ["ElasticsearchSource", "RetryPolicy", "build_client", "client_from_settings", "from_settings"]

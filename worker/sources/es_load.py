@@ -31,7 +31,7 @@ from elasticsearch import ApiError, Elasticsearch, helpers
 
 from . import files
 from .base import PermanentSourceError
-from .documents import FieldNames
+from .documents import DEFAULT_NAMES, FieldNames
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BulkResult:
     MAX_ERRORS = 10
 
 
-def mapping(names: FieldNames = FieldNames()) -> dict[str, Any]:
+def mapping(names: FieldNames = DEFAULT_NAMES) -> dict[str, Any]:
     """The explicit mapping of the events index."""
     return {
         "properties": {
@@ -58,7 +58,7 @@ def mapping(names: FieldNames = FieldNames()) -> dict[str, Any]:
     }
 
 
-def ensure_index(client: Elasticsearch, index: str, names: FieldNames = FieldNames()) -> bool:
+def ensure_index(client: Elasticsearch, index: str, names: FieldNames = DEFAULT_NAMES) -> bool:
     """Create ``index`` with the events mapping unless it exists; True if it was created."""
     if client.indices.exists(index=index):
         return False

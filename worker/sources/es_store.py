@@ -22,15 +22,15 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..eventstore import budget
 from ..eventstore.days import DAY_MS, DayStore, StoredDay, day_of
 from ..eventstore.segment import UserColumns
-from .base import OnProgress, ShouldStop
-from .documents import EventAccumulator
+from .accumulator import EventAccumulator
+from .base import ReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +79,9 @@ class StoredElasticsearchSource:
         days = [d for d in range(day_of(lo_ms), day_of(hi_ms) + DAY_MS, DAY_MS) if self._settled(d)]
         return self.days.counts(users, days) if days else None
 
-    def read_events(
-        self,
-        users: list[str],
-        lo_ms: int,
-        hi_ms: int,
-        *,
-        should_stop: ShouldStop | None = None,
-        on_progress: OnProgress | None = None,
-        since_ms: int | None = None,
-    ) -> EventAccumulator:
+    def read_events(self, users: list[str], lo_ms: int, hi_ms: int, **options: Unpack[ReadOptions]) -> EventAccumulator:
         # since_ms: a unit's users are its own, so what this read sent is all this job read for them
+        should_stop, on_progress = options.get("should_stop"), options.get("on_progress")
         wanted = sorted(set(users))
         acc = EventAccumulator(self.names, users=wanted, lo_ms=lo_ms, hi_ms=hi_ms)
         if not wanted or lo_ms > hi_ms:

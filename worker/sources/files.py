@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Unpack
 
 import orjson
 
@@ -18,8 +19,9 @@ from sessionizer import datasource
 from sessionizer.settings import Settings
 
 from ..eventstore.files import FileStore, json_value
-from .base import OnProgress, PermanentSourceError, ShouldStop
-from .documents import EventAccumulator, FieldNames
+from .accumulator import EventAccumulator
+from .base import PermanentSourceError, ReadOptions
+from .documents import DEFAULT_NAMES, FieldNames
 
 _BATCH = 10_000
 
@@ -56,7 +58,7 @@ class FileSource:
     """
 
     def __init__(
-        self, path: Path, names: FieldNames = FieldNames(), store_dir: Path | None = None, max_bytes: int = 0
+        self, path: Path, names: FieldNames = DEFAULT_NAMES, store_dir: Path | None = None, max_bytes: int = 0
     ) -> None:
         self.path = Path(path)
         self.names = names
@@ -67,28 +69,10 @@ class FileSource:
         """What the files are now (:func:`sessionizer.datasource.file_set_version`)."""
         return datasource.file_set_version(event_files(self.path), self.names.user)
 
-    def read_events(
-        self,
-        users: list[str],
-        lo_ms: int,
-        hi_ms: int,
-        *,
-        should_stop: ShouldStop | None = None,
-        on_progress: OnProgress | None = None,
-        since_ms: int | None = None,
-    ) -> EventAccumulator:
+    def read_events(self, users: list[str], lo_ms: int, hi_ms: int, **options: Unpack[ReadOptions]) -> EventAccumulator:
         # concurrent units start building at different pieces (spread by their users)
         start_at = zlib.crc32("\0".join(sorted(users)).encode())
-        return self.store.read(
-            event_files(self.path),
-            users,
-            lo_ms,
-            hi_ms,
-            should_stop=should_stop,
-            on_progress=on_progress,
-            start_at=start_at,
-            since_ms=since_ms,
-        )
+        return self.store.read(event_files(self.path), users, lo_ms, hi_ms, start_at=start_at, **options)
 
     def counts(self, users: list[str], lo_ms: int, hi_ms: int) -> dict[str, int] | None:
         """Each user's stored event count (the whole files), or ``None`` before the store is built."""
