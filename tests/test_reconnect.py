@@ -8,18 +8,61 @@ window is set up here by hand: two units taken off the queue, one of them "runni
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import redis
 from kombu import Connection, Queue
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from worker.devstack import RedisServer
-from worker.reconnect import RestoreUnackedOnReconnect
+from worker.reconnect import CELERY_VERSIONS, RestoreUnackedOnReconnect
 
-pytestmark = pytest.mark.slow  # a redis-server of its own, restarted
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def celery_requirement() -> Requirement:
+    """The celery line of pyproject.toml's [project] dependencies."""
+    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    (line,) = [d for d in deps if Requirement(d).name == "celery"]
+    return Requirement(line)
+
+
+def test_the_installed_celery_is_one_reconnect_py_was_written_for() -> None:
+    installed = version("celery")
+    written_for = SpecifierSet(CELERY_VERSIONS)
+    assert installed in written_for, (
+        f"celery {installed} is installed, but worker/reconnect.py subclasses Celery's consumer and was "
+        f"written for celery{CELERY_VERSIONS}: read its overrides against this Celery (the consumer's "
+        "on_connection_error_after_connected, the Tasks step, kombu's Redis QoS) before widening "
+        "CELERY_VERSIONS there and the celery pin in pyproject.toml"
+    )
+
+
+def test_pyproject_pins_the_celery_range_reconnect_py_was_written_for() -> None:
+    pinned = celery_requirement().specifier
+    assert any(spec.operator == "<" for spec in pinned), "pyproject.toml's celery needs an upper bound"
+    assert pinned == SpecifierSet(CELERY_VERSIONS), (
+        f"pyproject.toml requires celery{pinned}, worker/reconnect.py was written for celery{CELERY_VERSIONS}"
+    )
+
+
+def test_the_celery_and_kombu_internals_reconnect_py_uses_are_there() -> None:
+    """What worker/reconnect.py overrides or reads, by name: moved or renamed, it would fail late."""
+    from celery.worker.consumer import Consumer
+    from celery.worker.consumer.tasks import Tasks
+    from kombu.transport.redis import Channel, QoS
+
+    assert callable(Consumer.on_connection_error_after_connected)
+    assert RestoreUnackedOnReconnect.requires == (f"{Tasks.__module__}:{Tasks.__name__}",)
+    assert callable(QoS.restore_by_tag)
+    assert "_delivered" in vars(QoS(Channel.__new__(Channel)))  # the unacknowledged messages, by tag
+    assert hasattr(Channel, "do_restore")
 
 
 @pytest.fixture
@@ -33,6 +76,7 @@ def consumer_on(channel: object) -> SimpleNamespace:
     return SimpleNamespace(task_consumer=SimpleNamespace(channel=channel))
 
 
+@pytest.mark.slow  # a redis-server of its own, restarted
 def test_units_held_at_a_connection_loss_are_restored_and_acknowledged_when_it_is_back(
     own_redis: RedisServer, monkeypatch, request
 ) -> None:

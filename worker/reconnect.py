@@ -21,6 +21,11 @@ still running are left alone: they finish and record their result, and their ack
 goes through the new channel. Restoring is idempotent: a unit already restored or
 acknowledged by anyone is no longer in ``unacked`` and is skipped. A clean shutdown is not a
 connection loss: kombu's own restore runs then, as before.
+
+This leans on Celery's and kombu's internals (the consumer's connection-error hook, the ``Tasks``
+step, the Redis QoS's ``_delivered`` and ``restore_by_tag``), so it is pinned to the Celery it was
+written for: :data:`CELERY_VERSIONS`, the range ``pyproject.toml`` requires, which
+``tests/test_reconnect.py`` checks against the installed Celery.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from .lease import stopping
 
 log = logging.getLogger(__name__)
+
+# The Celery versions this module was written and tested for; a new major version may move the
+# internals above: read them again before widening it (here and in pyproject.toml).
+CELERY_VERSIONS = ">=5.4,<6"
 
 
 class Consumer(CeleryConsumer):
