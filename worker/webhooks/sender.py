@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpcore
 import httpx
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from sessionizer.jobstore.deliveries import Deliveries, Push, iso_ms, now_ms
 from sessionizer.settings import Settings
@@ -28,7 +29,9 @@ from sessionizer.webhooks.signing import secret_for, sign
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sessionizer-webhooks/1"
-LONGEST_WAIT_S = 86_400.0  # a Retry-After beyond a day is read as a day
+LONGEST_WAIT_S = 86_400  # a Retry-After beyond a day is read as a day
+# urllib3's reading of Retry-After (RFC 9110: delta-seconds or an HTTP-date), capped at a day
+_RETRY_AFTER = Retry(retry_after_max=LONGEST_WAIT_S)
 
 
 class GuardedBackend(httpcore.NetworkBackend):
@@ -91,24 +94,23 @@ def schedule(settings: Settings) -> list[float]:
 
 
 def retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date); ``None`` when absent or unreadable."""
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date, at most a day); ``None`` when
+    absent or unreadable."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
+        return float(_RETRY_AFTER.parse_retry_after(value))
+    except (InvalidHeader, ValueError, OverflowError):  # not a number, nor a date mktime can place
         return None
 
 
 def attempt(push: Push, settings: Settings, client: httpx.Client) -> tuple[int | None, str | None, float | None]:
     """Post the push once: (status code or None, error or None, the receiver's Retry-After)."""
+    hooks = settings.webhooks
     secret = secret_for(
         push.owner,
-        settings.webhooks.secret and settings.webhooks.secret.value,
-        settings.webhooks.secrets and settings.webhooks.secrets.value,
+        hooks.secret.value if hooks.secret else None,
+        hooks.secrets.value if hooks.secrets else None,
     )
     if not secret:
         return None, "no webhook secret is configured for this API key", None
