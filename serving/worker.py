@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from gunicorn.http.body import Body, ChunkedReader, LengthReader
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 
 from sessionizer.settings import MAX_BODY_BYTES
@@ -125,7 +126,8 @@ def drain(req: Any, sock: Any) -> bool:
                 return True
             got += len(data)
         return False
-    except Exception:  # a timeout, a chunk over the limit, a malformed chunk, a cut connection
+    # a timeout or a cut connection (OSError), a chunk over the limit (BodyTooLarge), a malformed chunk
+    except (OSError, ValueError, ParseException):
         return False
     finally:
         try:

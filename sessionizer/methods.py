@@ -1,6 +1,6 @@
 """The sessionization methods' parameters, defined once: names, types, defaults, bounds and
 meanings. Pure Python data: the core (``worker/core/params.py``) validates from it, and the
-API's schemas and OpenAPI descriptions (``webapp/jobs/schemas.py``) are generated from it, so
+API's schemas and OpenAPI descriptions (``webapp/jobs/params.py``) are generated from it, so
 the documented defaults are the applied ones.
 
 Adding a parameter is one :class:`Param` here (and its use in the core). The defaults were chosen

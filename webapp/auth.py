@@ -131,7 +131,8 @@ def _webhook_secret(parser: argparse.ArgumentParser, name: str) -> int:
     secret = new_secret()
     print(f"secret (give it to the client, to verify its pushes): {secret}")
     print(
-        f"WEBHOOK_SECRETS entry (environment or config/credentials.yml, next to the key's API_KEYS entry): {name}:{secret}"
+        "WEBHOOK_SECRETS entry (environment or config/credentials.yml, next to the key's API_KEYS entry): "
+        f"{name}:{secret}"
     )
     return 0
 

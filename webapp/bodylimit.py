@@ -33,7 +33,9 @@ class BoundedInput:
     def _call(self, read: Callable[..., bytes], *args: Any) -> bytes:
         try:
             return read(*args)
-        except Exception as exc:  # the server's own decoding error (malformed chunk, cut connection)
+        # the server's own decoding error (malformed chunk, cut connection), whose types depend on
+        # the WSGI server: any of them is a bad body (4xx), never a 500
+        except Exception as exc:  # noqa: BLE001 - the server's error types are not ours to list
             if getattr(exc, "status", None) == 413:  # a chunk declared over the limit (serving/worker.py)
                 raise RequestEntityTooLarge(f"The body is over {self.limit} bytes.") from None
             raise BadRequest("The chunked request body could not be read.") from None

@@ -35,7 +35,7 @@ def guard_hosts(allowed: tuple[str, ...]) -> None:
             return self.get_handler_delegate(request, ErrorHandler, {"status_code": 400})
         return find_handler(self, request, **kwargs)
 
-    Flower.find_handler = checked  # type: ignore[method-assign]
+    Flower.find_handler = checked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,9 @@ would be served. ``benchmarks/bench_job.py`` measures the result against the NDJ
 
 A file is written under a temporary name and renamed into place (atomic on POSIX), so a crashed
 writer leaves no file under the real name; one that is truncated or corrupted after all (a full
-disk, a power loss before the data reached the disk, a bit flip, a hand edit) fails the size check, the header's crc or the slice's crc, and
-:class:`CorruptSegment` is raised: the caller discards it and reads the source again.
+disk, a power loss before the data reached the disk, a bit flip, a hand edit) fails the size
+check, the header's crc or the slice's crc, and :class:`CorruptSegment` is raised: the caller
+discards it and reads the source again.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from .elasticsearch import client_from_settings
+    from .es_client import client_from_settings
 
     names = FieldNames.from_settings(settings.source)
     # bulk requests take longer than searches: at least a minute each
