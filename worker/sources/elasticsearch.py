@@ -79,7 +79,7 @@ class ElasticsearchSource:
         How many times an expired PIT may restart the read before giving up (transient).
     request_timeout_s : float or None
         Per-request timeout (capped by the retry time left); None keeps the client's.
-    sleep, rng
+    sleep, clock, rng
         Injectable for tests.
     """
 
@@ -96,6 +96,7 @@ class ElasticsearchSource:
         max_restarts: int = 3,
         request_timeout_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         if not 1 <= page_size <= 10_000:
@@ -109,7 +110,7 @@ class ElasticsearchSource:
         self.slices = slices
         self.keep_alive = keep_alive
         self.max_restarts = max_restarts
-        self.retrier = Retrier(index, retry, request_timeout_s=request_timeout_s, sleep=sleep, rng=rng)
+        self.retrier = Retrier(index, retry, request_timeout_s=request_timeout_s, sleep=sleep, clock=clock, rng=rng)
 
     def __repr__(self) -> str:
         return f"ElasticsearchSource(index={self.index!r}, page_size={self.page_size}, slices={self.slices})"

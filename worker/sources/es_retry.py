@@ -67,8 +67,8 @@ class Aborted(Exception):
 class Retrier:
     """Sends requests to one index, retrying transient failures as ``policy`` says.
 
-    ``sleep`` and ``rng`` are injectable for tests; the random generator is shared by the slice
-    threads of one read, behind a lock.
+    ``sleep``, ``clock`` and ``rng`` are injectable for tests; the random generator is shared by
+    the slice threads of one read, behind a lock.
     """
 
     def __init__(
@@ -78,10 +78,11 @@ class Retrier:
         *,
         request_timeout_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.index, self.policy, self.request_timeout_s = index, policy, request_timeout_s
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
 
@@ -97,16 +98,16 @@ class Retrier:
         and :class:`Aborted` when ``abort`` is set between attempts.
         """
         policy = self.policy
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             try:
                 return fn(self.request_options(policy.max_elapsed_s - elapsed))
             except JUDGED as exc:
                 reason = transient_reason(exc, op.what, self.index)
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             if abort is not None and abort.is_set():
                 raise Aborted()
             delay = self.backoff(attempt)
