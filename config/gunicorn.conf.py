@@ -15,7 +15,7 @@ named below) imports nothing of the application for the same reason.
 
 Processes: ``--workers`` / ``WEB_CONCURRENCY`` (gunicorn's own), one per core. In front of it, a
 buffering proxy (nginx, a cloud load balancer) can also absorb slow clients before they reach
-gunicorn; see README.
+gunicorn; see docs/operating.md ("Serving").
 """
 
 wsgi_app = "webapp.wsgi:app"

@@ -99,7 +99,7 @@ class JobArgsSchema(Schema):
         metadata={
             "description": "Where to push the job's final event (`job.succeeded`, `job.failed`, "
             "`job.cancelled`), signed as Standard Webhooks specifies: an https URL whose host "
-            'resolves to public addresses only (README: "Completion push"). Polling stays '
+            'resolves to public addresses only (docs/api.md: "Completion push"). Polling stays '
             "the source of truth."
         },  # no example: the fuzz tests would resolve it
     )

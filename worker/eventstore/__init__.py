@@ -3,6 +3,6 @@
 ``segment.py`` is the file format (columnar, checksummed, written atomically); ``files.py`` the
 store of the file source (a segment per piece of an event file); ``days.py`` the store of the
 Elasticsearch source (a segment per user and settled UTC day, reused after one verification
-request); ``budget.py`` keeps the whole under ``EVENT_STORE_MAX_BYTES``. The README's "The event
-store" section says what is kept, for how long, where, and how to clear it.
+request); ``budget.py`` keeps the whole under ``EVENT_STORE_MAX_BYTES``. The "The event store"
+section of docs/configuration.md says what is kept, for how long, where, and how to clear it.
 """
