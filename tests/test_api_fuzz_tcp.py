@@ -19,7 +19,7 @@ with warnings.catch_warnings():
     import schemathesis.specs.openapi.references
 
 from sessionizer.jobstore import JobStore
-from sessionizer.liveness import WorkerRegistry
+from sessionizer.jobstore.liveness import WorkerRegistry
 from tests.helpers import FUTURE, PAST, play_worker, session, unique
 from tests.liveserver import LiveServer, bearer
 

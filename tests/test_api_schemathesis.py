@@ -54,7 +54,7 @@ def live_store(redis_databases):
     import redis
 
     from sessionizer.jobstore import JobStore
-    from sessionizer.liveness import WorkerRegistry
+    from sessionizer.jobstore.liveness import WorkerRegistry
 
     services = APP.extensions["sessionizer"]
     url = redis_databases.take()

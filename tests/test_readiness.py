@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from sessionizer.liveness import KEY
+from sessionizer.jobstore.liveness import KEY
 from tests.helpers import WorkerProcess, worker_env
 from worker.devstack import ROOT, RedisServer
 

@@ -11,7 +11,7 @@ from flask_smorest import Api
 
 from sessionizer.celery_app import make_celery
 from sessionizer.jobstore import JobStore
-from sessionizer.liveness import WorkerRegistry, fail_fast_client
+from sessionizer.jobstore.liveness import WorkerRegistry, fail_fast_client
 from sessionizer.settings import Settings
 
 from .errors import ProblemApi

@@ -10,7 +10,7 @@ Two sources, each where it is exact:
   WSGI server) they live in memory.
 * **Jobs, the queue and the workers** are read from Redis at scrape time: jobs are submitted by API
   processes but finished by workers, so the job store counts them in Redis as they move
-  (``sessionizer/jobstats.py``); the queue's length and the live workers are Redis reads too.
+  (``sessionizer/jobstore/jobstats.py``); the queue's length and the live workers are Redis reads too.
 
 ``/metrics`` needs no API key (Prometheus scrapes it) and tells counts only, never a job, a key or
 a user; keep it off the public side of a proxy if the counts themselves are private.
@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sessionizer import jobstats
+from sessionizer.jobstore import jobstats
 from sessionizer.settings import Settings
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

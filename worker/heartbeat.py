@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from celery import bootsteps
 
-from sessionizer.liveness import WorkerRegistry, fail_fast_client
+from sessionizer.jobstore.liveness import WorkerRegistry, fail_fast_client
 from sessionizer.settings import get_settings
 
 log = logging.getLogger(__name__)

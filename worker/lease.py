@@ -165,7 +165,7 @@ def hand_back_units() -> int:
     from celery.worker import state
 
     from sessionizer import tasks as names
-    from sessionizer.liveness import fail_fast_client
+    from sessionizer.jobstore.liveness import fail_fast_client
 
     s = get_settings()
     store = JobStore(fail_fast_client(s.redis.url), s.jobs.ttl_s)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import redis
 
-from .. import jobstats
+from . import jobstats
 from ..analytics import job_stats
 from ..status import ACTIVE, TERMINAL, JobStatus
 from .deliveries import Deliveries

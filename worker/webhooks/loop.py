@@ -19,7 +19,7 @@ from celery import bootsteps
 
 from sessionizer.jobstore import JobStore
 from sessionizer.jobstore.deliveries import Deliveries
-from sessionizer.liveness import fail_fast_client
+from sessionizer.jobstore.liveness import fail_fast_client
 from sessionizer.settings import get_settings
 
 from .sender import drain, http_client

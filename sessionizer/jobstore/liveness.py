@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .jobstore.keys import WORKERS_KEY as KEY
+from .keys import WORKERS_KEY as KEY
 
 # KEYS[1] the zset. ARGV: worker name, ttl ms. One beat: add or refresh, prune the expired.
 _BEAT = """
