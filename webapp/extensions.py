@@ -43,7 +43,7 @@ def init_services(app: Flask, settings: Settings) -> None:
     app.extensions["sessionizer"] = Services(
         settings=settings,
         store=JobStore.from_url(settings.redis.url, settings.jobs.ttl_s, fail_fast=True),
-        celery=make_celery(settings),
+        celery=make_celery(settings, fail_fast=True),
         key_digests=digests,
         workers=WorkerRegistry(fail_fast_client(settings.redis.url), ttl_s=settings.workers.heartbeat_ttl_s),
     )
