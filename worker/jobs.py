@@ -34,7 +34,7 @@ def store() -> JobStore:
 def source() -> EventSource:
     settings = get_settings()
     # counts documents scanned and invalid, and the source's failures (worker/metrics.py)
-    return InstrumentedSource(source_from_settings(settings), settings.source_kind)  # type: ignore[return-value]
+    return InstrumentedSource(source_from_settings(settings), settings.source_kind)
 
 
 def epoch_ms(value: str) -> int:
@@ -104,15 +104,15 @@ def plan_job(job_id: str) -> list[tuple[int, list[str]]]:
     st = store()
     st.expire_overdue(job_id)  # a job past its deadline is failed, not planned
     job = st.get(job_id)
-    if job is None or job["status"] not in (JobStatus.QUEUED, JobStatus.RUNNING):
+    if job is None or not job.active:
         return []
-    if job["status"] == JobStatus.QUEUED:
-        users = sorted(job["request"]["users"])
-        planned = plan_units(users, _known_counts(users, job["request"]))
+    if job.status == JobStatus.QUEUED:
+        users = sorted(job.request["users"])
+        planned = plan_units(users, _known_counts(users, job.request))
         if not st.start(job_id, len(planned), planned):
             return []
         return list(enumerate(planned))
-    planned = st.unit_plan(job_id) or [[u] for u in sorted(job["request"]["users"])]
+    planned = st.unit_plan(job_id) or [[u] for u in sorted(job.request["users"])]
     done = st.done_units(job_id)
     return [(i, u) for i, u in enumerate(planned) if i not in done]
 
@@ -220,7 +220,7 @@ def run_unit(job_id: str, index: int, users: list[str]) -> str:
 def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], lease: UnitLease) -> str:
     st.expire_overdue(job_id)  # a job past its deadline is failed, not run further
     job = st.get(job_id)
-    if job is None or job["status"] != JobStatus.RUNNING:
+    if job is None or job.status != JobStatus.RUNNING:
         return "skipped"  # cancelled, failed, expired, or deleted: nothing more to do
     grant = lease.take()
     if grant.outcome == "lost":
@@ -230,7 +230,7 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], lease: Un
         )
     if grant.outcome != "ok":
         return "skipped" if grant.outcome == "gone" else "duplicate"  # done, or a live lease holds it
-    request = job["request"]
+    request = job.request
     params, read_lo, read_hi = read_window(request)
     acc = source().read_events(
         users,
@@ -238,7 +238,7 @@ def _run_unit(st: JobStore, job_id: str, index: int, users: list[str], lease: Un
         read_hi,
         should_stop=lambda: st.status(job_id) != JobStatus.RUNNING,
         on_progress=lambda n: st.record_progress(job_id, index, n, 0),
-        since_ms=epoch_ms(job["started_at"]) if job.get("started_at") else None,
+        since_ms=epoch_ms(job.started_at) if job.started_at else None,
     )
     st.record_progress(job_id, index, acc.scanned, acc.from_source)
     vocab = acc.vocabulary()

@@ -29,7 +29,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -77,12 +77,13 @@ class BrokerSnapshot:
         # the list first, then `unacked`: a message popped in between is then seen in `unacked`
         snap = cls()
         for start in range(0, client.llen(queue), CHUNK):
-            for raw in client.lrange(queue, start, start + CHUNK - 1):
+            for raw in cast(list[bytes], client.lrange(queue, start, start + CHUNK - 1)):
                 key = identify(raw)
                 if key is not None:
                     snap.queued.add(key)
-        since = {tag.decode(): int(score * 1000) for tag, score in client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
-        for tag, raw in client.hgetall(UNACKED).items():
+        index = cast(list[tuple[bytes, float]], client.zrange(UNACKED_INDEX, 0, -1, withscores=True))
+        since = {tag.decode(): int(score * 1000) for tag, score in index}
+        for tag, raw in cast(dict[bytes, bytes], client.hgetall(UNACKED)).items():
             try:
                 key = identify(orjson.loads(raw)[0])
             except (orjson.JSONDecodeError, IndexError, TypeError):
@@ -145,23 +146,22 @@ class Reconciler:
                 else:
                     suspects.add(key)
                 continue
-            for unit in sorted(table.units - table.done):
-                lease = table.leases.get(unit)
-                if lease is not None and lease.live(now):
+            for unit in table.pending():
+                if unit.live(now):
                     continue
-                key = (cid, unit)
+                key = (cid, unit.index)
                 if snap.waiting(key, now, self.grace_ms):
                     continue
-                lapsed = lease is not None and bool(lease.token)  # its holder stopped renewing it
+                lapsed = unit.lapsed(now)  # its holder stopped renewing its lease
                 if not lapsed and key not in self.suspects:
                     suspects.add(key)
                     continue
-                users = self.store.unit_users(cid, unit)
+                users = self.store.unit_users(cid, unit.index)
                 if users is None:
                     continue
-                why = f"its lease (held by {lease.owner}) lapsed" if lapsed else "it was lost in transit"
-                log.warning("job %s unit %s: %s; handing it out again", cid, unit, why)
-                self.send(names.UNIT, (cid, unit, users))
+                why = f"its lease (held by {unit.owner}) lapsed" if lapsed else "it was lost in transit"
+                log.warning("job %s unit %s: %s; handing it out again", cid, unit.index, why)
+                self.send(names.UNIT, (cid, unit.index, users))
                 report.units_sent += 1
         self.suspects = suspects
         self.store.forget_live(ended)

@@ -1,9 +1,11 @@
 """The job store: every Redis key Sessionizer writes, their lifetimes and their encoding.
 
 In parts: ``keys`` (the key names, one class per structure), ``scripts/*.lua`` (the atomic steps),
-``lifecycle`` (writes), ``reads`` (reads, which never write), ``sharing`` (shared results),
-``deliveries`` (the completion pushes) and the
-API's guards, ``rate_limit``, ``idempotency`` and ``wait_slots``; :class:`JobStore` puts them together.
+``lifecycle`` (writes), ``reads`` (reads, which never write) and ``records`` (what they return),
+``leases`` (units' leases), ``sharing`` (shared results), ``deliveries`` (the completion pushes),
+the API's guards (``rate_limit``, ``idempotency``, ``wait_slots``), and two structures of their
+own, ``jobstats`` (job counters) and ``liveness`` (workers' heartbeats); :class:`JobStore` puts
+the job's parts together.
 
 Key scheme (``{id}`` is a job id, ``{owner}`` the name of the API key that made it, empty when
 the API runs without keys; ``ttl`` is ``JOB_TTL_S``, 24 h by default):
@@ -35,11 +37,12 @@ key                                type    content                              
                                            (itself included until cancelled or deleted)
 ``sz:job:{id}:leases``             hash    unit index -> JSON lease: ``token`` ('' = handed     "
                                            back), ``owner``, ``exp`` (epoch ms, Redis' clock),
-                                           ``runs``, ``lost`` (workers it lost; ``leases.py``)
+                                           ``runs``, ``lost`` (workers it lost; ``leases.py``,
+                                           read as ``records.UnitRecord``)
 ``sz:share:{fingerprint}``         string  id of the computation an identical request reuses    ttl, refreshed
                                                                                                 at each reuse
 ``sz:owner:{owner}:jobs``          zset    the owner's job ids, scored by ``seq`` (listing;     2 x ttl (gone
-                                           expired ids are dropped when a listing meets them)                    jobs pruned)
+                                           expired ids are dropped when a listing meets them)   jobs pruned)
 ``sz:owner:{owner}:active``        set     the owner's job ids that may still be active (the    2 x ttl
                                            concurrent-jobs cap; finished ids dropped at each
                                            submit, which checks the cap atomically)
@@ -105,10 +108,11 @@ from redis.retry import Retry
 
 from .idempotency import IDEM_PENDING_S, Idempotency
 from .keys import JobKeys
-from .leases import Lease, LeaseGrant, Leases, UnitTable
+from .leases import LeaseGrant, Leases
 from .lifecycle import LeaseLost, Lifecycle, TooManyActiveJobs, iso, utcnow
 from .rate_limit import RateLimit
-from .reads import JobPage, Reads
+from .reads import Reads
+from .records import JobError, JobPage, JobRecord, Progress, UnitRecord, UnitState, UnitTable
 from .scripts import Scripts
 from .sharing import fingerprint
 from .wait_slots import WaitSlots
@@ -118,13 +122,17 @@ FAIL_FAST_TIMEOUT_S = 0.5
 
 __all__ = [
     "IDEM_PENDING_S",
+    "JobError",
     "JobKeys",
     "JobPage",
+    "JobRecord",
     "JobStore",
-    "Lease",
     "LeaseGrant",
     "LeaseLost",
+    "Progress",
     "TooManyActiveJobs",
+    "UnitRecord",
+    "UnitState",
     "UnitTable",
     "fingerprint",
     "iso",
@@ -180,10 +188,11 @@ class JobStore(Lifecycle, Leases, Reads):
         process, and each restart, reads the same one."""
         import secrets
 
-        from .keys import SECRET_KEY
+        from .keys import SECRET_KEY, blob
 
         self.client.set(SECRET_KEY, secrets.token_bytes(32), nx=True)
-        return bytes(self.client.get(SECRET_KEY) or b"")
+        secret = self.client.get(SECRET_KEY)
+        return blob(secret) if secret is not None else b""
 
     def __post_init__(self) -> None:
         self.scripts = Scripts.register(self.client)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
 
-from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery
+from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery, text
 from .scripts import Scripts
 
 KEPT_ATTEMPTS = 100
@@ -94,7 +94,8 @@ class Deliveries:
     def due(self, limit: int = 20, at_ms: int | None = None) -> list[str]:
         """Ids of the jobs whose push is due now, soonest first."""
         at = now_ms() if at_ms is None else at_ms
-        return [m.decode() for m in self.client.zrangebyscore(WEBHOOKS_DUE_KEY, "-inf", at, start=0, num=limit)]
+        due = cast(list[bytes], self.client.zrangebyscore(WEBHOOKS_DUE_KEY, "-inf", at, start=0, num=limit))
+        return [text(member) for member in due]
 
     def claim(self, job_id: str, claim_s: float, token: str) -> Push | None:
         """Take a due push for ``claim_s`` seconds; ``None`` when it is not due, another sender has

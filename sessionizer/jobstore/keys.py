@@ -33,9 +33,29 @@ def _fields(template: str) -> tuple[str, ...]:
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
+def text(reply: bytes | str | int) -> str:
+    """A Redis reply as text: the store's clients answer bytes (and a script's numbers as ints)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def blob(reply: bytes | str) -> bytes:
+    """A Redis reply as the bytes it holds (stored JSON, a secret)."""
+    return reply if isinstance(reply, bytes) else reply.encode()
+
+
 def is_job_id(value: str) -> bool:
     """Is ``value`` a job id as the store issues them (``str(uuid.uuid4())``)?"""
     return bool(JOB_ID.match(value))
+
+
+class _Suffixed:
+    """A key of a job's family: the job's hash name and a suffix (``JobKeys(id).done``)."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, keys: JobKeys, owner: type[JobKeys]) -> str:
+        return keys.hash + self.suffix
 
 
 @dataclass(frozen=True)
@@ -62,29 +82,11 @@ class JobKeys:
     def hash(self) -> str:
         return self.key_template.format(id=self.job_id)
 
-    @property
-    def done(self) -> str:
-        return self.hash + self.DONE
-
-    @property
-    def scanned(self) -> str:
-        return self.hash + self.SCANNED
-
-    @property
-    def unitstats(self) -> str:
-        return self.hash + self.UNITSTATS
-
-    @property
-    def sessions(self) -> str:
-        return self.hash + self.SESSIONS
-
-    @property
-    def sharers(self) -> str:
-        return self.hash + self.SHARERS
-
-    @property
-    def leases(self) -> str:
-        return self.hash + self.LEASES
+    done = _Suffixed(DONE)
+    scanned = _Suffixed(SCANNED)
+    unitstats = _Suffixed(UNITSTATS)
+    sessions = _Suffixed(SESSIONS)
+    leases = _Suffixed(LEASES)
 
     def family(self) -> list[str]:
         """Every key of the job, the hash first."""

@@ -1,6 +1,6 @@
 """Units' leases: which worker runs a unit, until when, and how many workers it has lost.
 
-A unit moves ``dispatched -> leased (owner, token, expiry) -> done``. A worker takes the lease
+A unit moves ``dispatched -> running (owner, token, lease deadline) -> done`` (``UnitRecord``). A worker takes the lease
 atomically as it starts the unit (``scripts/lease_acquire.lua``), renews it while it works, and
 its result is stored only while it still holds the lease (``complete_unit.lua`` checks the
 token): a worker that lost its lease (cut off, paused, too slow) cannot write its result, so at
@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import redis
 
-from .keys import LIVE_KEY, JobKeys
+from ..status import JobStatus
+from .keys import LIVE_KEY, JobKeys, text
+from .records import UnitRecord, UnitState, UnitTable
 from .scripts import Scripts
 
 
@@ -39,31 +41,6 @@ class LeaseGrant:
     holder_token: str = ""
 
 
-@dataclass(frozen=True)
-class Lease:
-    """A unit's lease as stored: ``token`` empty once handed back; ``exp`` epoch ms (Redis' clock)."""
-
-    token: str
-    owner: str
-    exp: int
-    runs: int
-    lost: int
-
-    def live(self, now_ms: int) -> bool:
-        return bool(self.token) and self.exp > now_ms
-
-
-@dataclass(frozen=True)
-class UnitTable:
-    """One computation's units at one instant (read in one transaction)."""
-
-    status: str | None
-    units: frozenset[int]
-    done: frozenset[int]
-    leases: dict[int, Lease] = field(default_factory=dict)
-    now_ms: int = 0
-
-
 class Leases:
     """The lease writes and reads of :class:`~sessionizer.jobstore.JobStore` (a mixin: ``client``,
     ``ttl_s``, ``scripts``, ``held``: the leases this process holds, (job, unit) -> token)."""
@@ -73,6 +50,10 @@ class Leases:
     scripts: Scripts
     held: dict[tuple[str, int], tuple[str, int]]
 
+    if TYPE_CHECKING:  # the reads' method this part calls (JobStore has them all)
+
+        def unit_plan(self, job_id: str) -> list[list[str]] | None: ...
+
     def acquire_unit(
         self, job_id: str, unit: int, owner: str, *, lease_s: float, max_lost: int, dead_token: str = ""
     ) -> LeaseGrant:
@@ -80,17 +61,20 @@ class Leases:
         of a holder the caller knows is dead (a pool process of its own host), taken over at once."""
         token = secrets.token_hex(16)
         lease_ms = int(lease_s * 1000)
-        args = [unit, token, owner, lease_ms, max_lost, dead_token, self.ttl_s]
+        args: list[str | int] = [unit, token, owner, lease_ms, max_lost, dead_token, self.ttl_s]
         reply = self.scripts.lease_acquire(keys=[JobKeys(job_id).hash], args=args)
-        outcome = reply[0].decode()
-        if outcome == "ok":
+        outcome, *detail = (text(part) for part in reply)
+        if outcome == "ok":  # {'ok', runs, lost}: see scripts/lease_acquire.lua
+            runs, lost = detail
             self.held[(job_id, unit)] = (token, lease_ms)
-            return LeaseGrant("ok", token, runs=int(reply[1]), lost=int(reply[2]))
-        if outcome == "held":
-            return LeaseGrant("held", holder=reply[1].decode(), holder_token=reply[2].decode())
-        if outcome == "lost":
-            return LeaseGrant("lost", lost=int(reply[1]))
-        return LeaseGrant(outcome)
+            return LeaseGrant("ok", token, runs=int(runs), lost=int(lost))
+        if outcome == "held":  # {'held', owner, token}
+            holder, holder_token = detail
+            return LeaseGrant("held", holder=holder, holder_token=holder_token)
+        if outcome == "lost":  # {'lost', lost}
+            (lost,) = detail
+            return LeaseGrant("lost", lost=int(lost))
+        return LeaseGrant(outcome)  # {'gone'} or {'done'}
 
     def renew_unit(self, job_id: str, unit: int, token: str, lease_s: float) -> str:
         """Extend a lease its holder still has: ``renewed``; ``gone`` when the unit has no lease
@@ -114,7 +98,8 @@ class Leases:
 
     def live_jobs(self) -> list[tuple[str, int]]:
         """The computations that may still need a worker, with when they were listed (epoch ms)."""
-        return [(m.decode(), int(s)) for m, s in self.client.zrange(LIVE_KEY, 0, -1, withscores=True)]
+        listed = cast(list[tuple[bytes, float]], self.client.zrange(LIVE_KEY, 0, -1, withscores=True))
+        return [(text(member), int(score)) for member, score in listed]
 
     def forget_live(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)
@@ -123,29 +108,45 @@ class Leases:
 
     def unit_users(self, job_id: str, unit: int) -> list[str] | None:
         """The users of one unit, as the job's plan recorded them (``None`` if it has no such unit)."""
-        plan = self.unit_plan(job_id)  # type: ignore[attr-defined]  # (reads.py)
+        plan = self.unit_plan(job_id)
         return plan[unit] if plan is not None and 0 <= unit < len(plan) else None
 
     def unit_table(self, job_id: str) -> UnitTable:
-        """The computation's status, planned units, done units and leases, read at once."""
+        """The computation's status and its planned units (done, leased or waiting), read at once."""
         k = JobKeys(job_id)
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hmget(k.hash, "status", "units_total", "units").hkeys(k.done).hgetall(k.leases).time()
-            (status, total, plan), done, leases, (secs, micros) = pipe.execute()
-        table: dict[int, Lease] = {}
-        for unit, raw in leases.items():
-            d: dict[str, Any] = orjson.loads(raw)
-            table[int(unit)] = Lease(d["token"], d["owner"], int(d["exp"]), int(d["runs"]), int(d["lost"]))
+            pipe.hmget(k.hash, "status", "units_total", "units")
+            pipe.hkeys(k.done)
+            pipe.hgetall(k.leases)
+            pipe.time()
+            (status, total, plan), done_raw, leases_raw, (secs, micros) = pipe.execute()
+        done = {int(u) for u in done_raw}
+        leases = {int(u): orjson.loads(raw) for u, raw in leases_raw.items()}
         # a started job's plan is recorded with it (Lifecycle.start); without one, none is known
-        units = frozenset(range(int(total))) if plan and total else frozenset()
+        planned = range(int(total)) if plan and total else range(0)
         return UnitTable(
-            status.decode() if status is not None else None,
-            units,
-            frozenset(int(u) for u in done),
-            table,
+            JobStatus(text(status)) if status is not None else None,
+            {unit: _unit_record(unit, unit in done, leases.get(unit)) for unit in planned},
             int(secs) * 1000 + int(micros) // 1000,
         )
 
     def server_ms(self) -> int:
         secs, micros = self.client.time()
         return int(secs) * 1000 + int(micros) // 1000
+
+
+def _unit_record(index: int, done: bool, lease: dict[str, Any] | None) -> UnitRecord:
+    """A unit as stored: ``lease`` is its JSON lease (``token``, ``owner``, ``exp``, ``runs``,
+    ``lost``; ``token`` empty once handed back), ``None`` before any worker took it."""
+    if lease is None:
+        return UnitRecord(index, UnitState.DONE if done else UnitState.DISPATCHED)
+    state = UnitState.DONE if done else UnitState.RUNNING if lease["token"] else UnitState.DISPATCHED
+    return UnitRecord(
+        index,
+        state,
+        owner=str(lease["owner"]),
+        token=str(lease["token"]),
+        attempt=int(lease["runs"]),
+        lost=int(lease["lost"]),
+        lease_deadline_ms=int(lease["exp"]),
+    )

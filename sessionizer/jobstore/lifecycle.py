@@ -8,17 +8,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 
-from . import jobstats
 from ..analytics import job_stats
 from ..status import ACTIVE, TERMINAL, JobStatus
+from . import jobstats
 from .deliveries import Deliveries
 from .idempotency import idem_key
-from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
+from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey, blob, text
+from .records import JobRecord
 from .scripts import Scripts
 from .sharing import computation_of, fingerprint
 
@@ -48,7 +49,7 @@ def overdue(h: Mapping[str, str], now: datetime) -> bool:
     return h.get("status") in ACTIVE and bool(h.get("deadline_at")) and now > datetime.fromisoformat(h["deadline_at"])
 
 
-def deadline_error(deadline_at: str) -> dict[str, str]:
+def deadline_error() -> dict[str, str]:
     # no time in the message: a job following this computation (perhaps another key's) must
     # not learn when that computation was submitted
     return {"type": "deadline_exceeded", "message": "the job did not finish before its deadline"}
@@ -61,13 +62,20 @@ class Lifecycle:
     client: redis.Redis
     ttl_s: int
     scripts: Scripts
+    held: dict[tuple[str, int], tuple[str, int]]  # the units' leases this process holds (leases.py)
+
+    if TYPE_CHECKING:  # the other parts' methods this one calls (JobStore has them all)
+
+        def view(self, job_id: str) -> JobRecord | None: ...
+
+        def register_live(self, job_id: str) -> None: ...
 
     @property
     def list_ttl_s(self) -> int:
         # a job's keys can outlive their creation by the ttl after its last write (its deadline)
         return 2 * self.ttl_s
 
-    def create(self, request: Mapping[str, Any], *, deadline_s: float, owner: str = "") -> dict[str, Any]:
+    def create(self, request: Mapping[str, Any], *, deadline_s: float, owner: str = "") -> JobRecord:
         """Record a new ``queued`` job, its own computation, and return it."""
         job, _ = self.submit(request, deadline_s=deadline_s, owner=owner, share=False)
         return job
@@ -86,7 +94,7 @@ class Lifecycle:
         idempotency_key: str | None = None,
         max_active: int = 0,
         callback_url: str = "",
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[JobRecord, bool]:
         """Record a new job; return it as its client sees it, and whether it needs planning.
 
         Raises :class:`TooManyActiveJobs` when ``max_active`` (> 0) of the owner's jobs are
@@ -141,8 +149,11 @@ class Lifecycle:
         if detail and callback_url:  # it follows a computation that may have ended already
             Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=False)
         if not detail:
-            self.register_live(job_id)  # type: ignore[attr-defined]  # (jobstore/leases.py)
-        return self.view(job_id), not detail  # type: ignore[attr-defined]
+            self.register_live(job_id)
+        job = self.view(job_id)
+        if job is None:  # it expired or was deleted in between: only a ttl of seconds would do that
+            raise LookupError(f"job {job_id} is gone as soon as it was submitted")
+        return job, not detail
 
     def _touch(self, job_id: str, pipe: Any = None) -> None:
         run = pipe if pipe is not None else self.client.pipeline(transaction=False)
@@ -157,18 +168,18 @@ class Lifecycle:
         args: list[Any] = [to, ",".join(allowed_from)]
         for name, value in fields.items():
             args += [name, value]
-        moved = self.scripts.transition(keys=[JobKeys(job_id).hash], args=args)
-        if moved == 1:
+        moved = int(self.scripts.transition(keys=[JobKeys(job_id).hash], args=args)) == 1
+        if moved:
             self._touch(job_id)
             if to in TERMINAL:
                 self._count_final(job_id, to)
                 Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=True)  # the jobs' pushes
-        return moved == 1
+        return moved
 
     def _count_final(self, job_id: str, status: JobStatus) -> None:
         """Count a job reaching a final status, and its time since submission (``jobstats``)."""
         submitted = self.client.hget(JobKeys(job_id).hash, "submitted_at")
-        seconds = (utcnow() - datetime.fromisoformat(submitted.decode())).total_seconds() if submitted else 0.0
+        seconds = (utcnow() - datetime.fromisoformat(text(submitted))).total_seconds() if submitted else 0.0
         jobstats.record_finished(self.client, status, seconds)
 
     def start(self, job_id: str, units_total: int, units: list[list[str]] | None = None) -> bool:
@@ -181,7 +192,7 @@ class Lifecycle:
         )
         if moved:
             self.client.incr(SCANS_KEY)
-            self.register_live(job_id)  # type: ignore[attr-defined]
+            self.register_live(job_id)
         return moved
 
     def fail(self, job_id: str, error_type: str, message: str, *, finished_at: str | None = None) -> bool:
@@ -195,10 +206,10 @@ class Lifecycle:
         Returns True when it failed the computation now."""
         cid = computation_of(self.client, job_id)
         raw = self.client.hmget(JobKeys(cid).hash, "status", "deadline_at")
-        h = {k: v.decode() for k, v in zip(("status", "deadline_at"), raw) if v is not None}
+        h = {k: text(v) for k, v in zip(("status", "deadline_at"), raw) if v is not None}
         if not overdue(h, utcnow()):
             return False
-        err = deadline_error(h["deadline_at"])
+        err = deadline_error()
         return self.fail(cid, err["type"], err["message"], finished_at=h["deadline_at"])
 
     def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:
@@ -208,7 +219,7 @@ class Lifecycle:
         moved to ``cancelled``; a finished job stays as it is.
         """
         error = orjson.dumps({"type": "cancelled", "message": reason})
-        cancelled = self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())]) == 1
+        cancelled = int(self.scripts.cancel(keys=[JobKeys(job_id).hash], args=[error, iso(utcnow())])) == 1
         if cancelled:
             self._count_final(job_id, JobStatus.CANCELLED)
             Deliveries(self.client, self.ttl_s, self.scripts).on_final(job_id, fan_out=False)
@@ -222,7 +233,7 @@ class Lifecycle:
         lease when this process holds it (``held``, jobstore/leases.py)."""
         k = JobKeys(job_id)
         src = scanned if from_source is None else from_source
-        token, lease_ms = self.held.get((job_id, unit), ("", 0))  # type: ignore[attr-defined]
+        token, lease_ms = self.held.get((job_id, unit), ("", 0))
         self.scripts.unit_progress(keys=[k.hash, k.scanned], args=[self.ttl_s, unit, scanned, src, token, lease_ms])
 
     def complete_unit(
@@ -238,9 +249,16 @@ class Lifecycle:
         """Store a unit's result (idempotent) and return True when every unit is now done
         (nothing is stored once the job is gone). With ``lease`` (its token), only while that
         lease still holds the unit: :class:`LeaseLost` otherwise, and nothing is stored."""
-        args = [self.ttl_s, unit, orjson.dumps(sessions), orjson.dumps(dict(stats)), users, lease]
+        args: list[bytes | str | int] = [
+            self.ttl_s,
+            unit,
+            orjson.dumps(sessions),
+            orjson.dumps(dict(stats)),
+            users,
+            lease,
+        ]
         outcome = int(self.scripts.complete_unit(keys=[JobKeys(job_id).hash], args=args))
-        self.held.pop((job_id, unit), None)  # type: ignore[attr-defined]
+        self.held.pop((job_id, unit), None)
         if outcome < 0:
             raise LeaseLost(f"unit {unit} of job {job_id}: its lease was taken over")
         return bool(outcome)
@@ -251,7 +269,9 @@ class Lifecycle:
         for raw in self.client.hvals(JobKeys(job_id).unitstats):
             for name, value in orjson.loads(raw).items():
                 totals[name] = totals.get(name, 0) + int(value)
-        totals.update(job_stats(self.client.hvals(JobKeys(job_id).sessions)))  # medians need every session
+        totals.update(
+            job_stats(blob(a) for a in self.client.hvals(JobKeys(job_id).sessions))
+        )  # medians need every session
         return self._move(
             job_id, JobStatus.SUCCEEDED, (JobStatus.RUNNING,), stats=orjson.dumps(totals), finished_at=iso(utcnow())
         )
@@ -261,7 +281,7 @@ class Lifecycle:
         owner = self.client.hget(JobKeys(job_id).hash, "owner")
         if owner is None:
             return False
-        deleted = bool(self.scripts.delete(keys=[JobKeys(job_id).hash, OwnerJobs.key(owner.decode())]))
+        deleted = bool(self.scripts.delete(keys=[JobKeys(job_id).hash, OwnerJobs.key(text(owner))]))
         if deleted:  # its push too: a deleted job sends nothing more
             Deliveries(self.client, self.ttl_s, self.scripts).forget(job_id)
         return deleted

@@ -5,28 +5,18 @@ deadline reads as failed here, and :meth:`Lifecycle.expire_overdue` records it."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
 
 from ..status import JobStatus
-from .keys import SCANS_KEY, JobKeys, OwnerJobs, is_job_id
+from .keys import SCANS_KEY, JobKeys, OwnerJobs, blob, is_job_id, text
 from .lifecycle import deadline_error, overdue, utcnow
+from .records import JobError, JobPage, JobRecord, Progress
 from .scripts import Scripts
 from .sharing import computation_of
-
-
-@dataclass
-class JobPage:
-    """One page of an owner's listing: the jobs, the cursor to go on from (``None`` at the end),
-    and the listed ids found gone (expired or deleted), for :meth:`Lifecycle.forget_listed`."""
-
-    jobs: list[dict[str, Any]]
-    next_seq: int | None
-    gone: list[str] = field(default_factory=list)
 
 
 def _not_before(stamp: str | None, floor: str) -> str | None:
@@ -51,13 +41,13 @@ class Reads:
         if not is_job_id(job_id):
             return None
         value = self.client.hget(JobKeys(job_id).hash, "status")
-        return value.decode() if value is not None else None
+        return text(value) if value is not None else None
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         """The job's computation state, or ``None`` if it was never issued or has expired."""
         return self._read(job_id, client_view=False)
 
-    def view(self, job_id: str) -> dict[str, Any] | None:
+    def view(self, job_id: str) -> JobRecord | None:
         """The job as its client sees it: a shared computation's state, its own cancellation;
         ``None`` once deleted or expired."""
         return self._read(job_id, client_view=True)
@@ -65,13 +55,14 @@ class Reads:
     def scans_started(self) -> int:
         return int(self.client.get(SCANS_KEY) or 0)
 
-    def _read(self, job_id: str, *, client_view: bool) -> dict[str, Any] | None:
+    def _read(self, job_id: str, *, client_view: bool) -> JobRecord | None:
         if not is_job_id(job_id):
             return None
-        res = self.scripts.view(keys=[JobKeys(job_id).hash])
-        if not res:
+        reply = self.scripts.view(keys=[JobKeys(job_id).hash])
+        if not reply:
             return None
-        own, comp = _decode_pairs(res[0]), _decode_pairs(res[1])
+        own_pairs, comp_pairs, users_done, scanned, from_source = reply  # scripts/view.lua
+        own, comp = _decode_pairs(own_pairs), _decode_pairs(comp_pairs)
         if client_view and own.get("deleted"):
             return None
         cid = own.get("primary") or job_id
@@ -89,7 +80,7 @@ class Reads:
             h = dict(
                 h,
                 status=JobStatus.FAILED,
-                error=orjson.dumps(deadline_error(h["deadline_at"])).decode(),
+                error=orjson.dumps(deadline_error()).decode(),
                 finished_at=h["deadline_at"],
             )
         status, error, finished = h["status"], h.get("error"), h.get("finished_at")
@@ -101,32 +92,32 @@ class Reads:
             # submission, its own deadline; never when another (perhaps another key's) job ran.
             started, finished = _not_before(started, own["submitted_at"]), _not_before(finished, own["submitted_at"])
             deadline = own.get("own_deadline_at") or deadline
-        return {
-            "id": own["id"],
-            "status": status,
-            "owner": own.get("owner", ""),
-            "request": orjson.loads(own["request"]),
-            "progress": {
-                "users_total": int(own.get("users_total", 0)),
-                "users_done": int(res[2]),
-                "events_scanned": int(res[3]),
-                "events_from_source": int(res[4]),
-            },
-            "submitted_at": own["submitted_at"],
-            "started_at": started,
-            "finished_at": finished,
-            "deadline_at": deadline,
-            "error": orjson.loads(error) if error else None,
-            "stats": orjson.loads(h["stats"]) if h.get("stats") else None,
-            "units_total": int(h.get("units_total", 0)),
-            "computation": cid,
-            "shared": bool(own.get("primary")),
+        return JobRecord(
+            id=own["id"],
+            status=JobStatus(status),
+            owner=own.get("owner", ""),
+            request=orjson.loads(own["request"]),
+            progress=Progress(
+                users_total=int(own.get("users_total", 0)),
+                users_done=int(users_done),
+                events_scanned=int(scanned),
+                events_from_source=int(from_source),
+            ),
+            submitted_at=own["submitted_at"],
+            started_at=started,
+            finished_at=finished,
+            deadline_at=deadline,
+            error=JobError(**orjson.loads(error)) if error else None,
+            stats=orjson.loads(h["stats"]) if h.get("stats") else None,
+            units_total=int(h.get("units_total", 0)),
+            computation=cid,
+            shared=bool(own.get("primary")),
             # when the events were read: the computation's start, unless it is another key's
             # (sharing across keys): no key learns when another one ran the same query
-            "computed_at": h.get("started_at") if h.get("owner", "") == own.get("owner", "") else None,
-            "seq": int(own.get("seq", 0)),
-            "overdue": late,  # shown failed, not yet recorded: see Lifecycle.expire_overdue
-        }
+            computed_at=h.get("started_at") if h.get("owner", "") == own.get("owner", "") else None,
+            seq=int(own.get("seq", 0)),
+            overdue=late,  # shown failed, not yet recorded: see Lifecycle.expire_overdue
+        )
 
     def unit_plan(self, job_id: str) -> list[list[str]] | None:
         """The users of each unit of a started job, by index (``None`` before it started)."""
@@ -149,7 +140,7 @@ class Reads:
         for i in range(0, len(units), batch):
             for raw in self.client.hmget(key, units[i : i + batch]):
                 if raw is not None:
-                    yield raw
+                    yield blob(raw)
 
     def iter_sessions(
         self, job_id: str, unit: int = 0, offset: int = 0, batch: int = 8
@@ -174,25 +165,29 @@ class Reads:
         have a next cursor."""
         key = OwnerJobs.key(owner)
         top = f"({before_seq}" if before_seq is not None else "+inf"
-        page = JobPage([], None)
+        jobs: list[JobRecord] = []
+        gone: list[str] = []
+        next_seq: int | None = None
         scanned = 0
         while scanned < scan_max:
-            ids = self.client.zrevrangebyscore(
-                key, top, "-inf", start=0, num=min(limit + 1, scan_max - scanned), withscores=True
+            ids = cast(
+                list[tuple[bytes, float]],
+                self.client.zrevrangebyscore(
+                    key, top, "-inf", start=0, num=min(limit + 1, scan_max - scanned), withscores=True
+                ),
             )
             if not ids:
-                page.next_seq = None
-                return page
+                return JobPage(jobs, None, gone)
             for raw_id, score in ids:
                 scanned += 1
-                job_id, seq = raw_id.decode(), int(score)
+                job_id, seq = text(raw_id), int(score)
                 job = self.view(job_id)
                 if job is None:
-                    page.gone.append(job_id)
-                elif status is None or job["status"] == status:
-                    if len(page.jobs) == limit:
-                        return page
-                    page.jobs.append(job)
-                page.next_seq = seq
-            top = f"({page.next_seq}"
-        return page
+                    gone.append(job_id)
+                elif status is None or job.status == status:
+                    if len(jobs) == limit:
+                        return JobPage(jobs, next_seq, gone)
+                    jobs.append(job)
+                next_seq = seq
+            top = f"({next_seq}"
+        return JobPage(jobs, next_seq, gone)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import JobKeys
+from .keys import JobKeys, text
 
 
 def fingerprint(request: Mapping[str, Any], source: str = "", scope: str | None = None) -> str:
@@ -33,4 +33,4 @@ def fingerprint(request: Mapping[str, Any], source: str = "", scope: str | None 
 def computation_of(client: redis.Redis, job_id: str) -> str:
     """The id of the computation a job follows (its own id when it shares nothing)."""
     primary = client.hget(JobKeys(job_id).hash, "primary")
-    return primary.decode() if primary else job_id
+    return text(primary) if primary else job_id

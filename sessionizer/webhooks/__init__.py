@@ -4,7 +4,7 @@ describes (https://www.standardwebhooks.com/).
 
 Parts: ``signing`` (the secrets and the ``webhook-signature``), ``guard`` (which URLs and
 addresses may be called: the SSRF guard). The Redis records (what to send, when, and every
-attempt) are the job store's (``jobstore/deliveries.py``). The sending itself is the workers' (``worker/webhooks/``); the API only
-checks a ``callback_url`` at submit and shows the deliveries. Standard library only: the API
-imports this package.
+attempt) are the job store's (``jobstore/deliveries.py``). The sending itself is the workers'
+(``worker/webhooks/``); the API only checks a ``callback_url`` at submit and shows the
+deliveries. Standard library only: the API imports this package.
 """

@@ -10,7 +10,7 @@ import orjson
 from flask import Response, g, request
 from flask_smorest import abort
 
-from sessionizer.status import ACTIVE
+from sessionizer.jobstore import JobRecord
 
 from ..errors import NO_JOB
 from ..extensions import services
@@ -21,17 +21,18 @@ from .schemas import JobSchema
 PUBLIC = tuple(JobSchema().fields)
 
 
-def job_body(job: dict[str, Any]) -> dict[str, Any]:
+def job_body(job: JobRecord) -> dict[str, Any]:
     """The job as documented (``JobSchema``), with its links."""
-    base = f"/jobs/{job['id']}"
-    body = {k: job[k] for k in PUBLIC if k in job}
+    base = f"/jobs/{job.id}"
+    fields = job.as_json()
+    body = {k: fields[k] for k in PUBLIC if k in fields}
     body["links"] = {"self": base, "sessions": f"{base}/sessions", "cancel": f"{base}/cancel"}
     return body
 
 
-def polling_headers(job: dict[str, Any]) -> dict[str, str]:
+def polling_headers(job: JobRecord) -> dict[str, str]:
     """``Retry-After`` while the job is queued or running."""
-    if job["status"] in ACTIVE:
+    if job.active:
         return {"Retry-After": str(services().settings.jobs.retry_after_s)}
     return {}
 
@@ -41,17 +42,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
-def get_job_or_404(job_id: str) -> dict[str, Any]:
+def get_job_or_404(job_id: str) -> JobRecord:
     """The caller's job; another key's job is as unknown as a job never issued. A job read past its
     deadline is recorded failed here (reads never write: this is the explicit step)."""
     check_job_id(job_id)  # before any store access
     store = services().store
     job = store.view(job_id)
-    if job is not None and job["overdue"]:
+    if job is not None and job.overdue:
         store.expire_overdue(job_id)
-    if job is None or job["owner"] != g.owner:
+    if job is None or job.owner != g.owner:
         abort(404, message=NO_JOB)
-    return job  # type: ignore[return-value]
+    return job
 
 
 def require_json(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,13 +8,13 @@ from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, fields
 
+from sessionizer.jobstore import JobRecord
 from sessionizer.jobstore.deliveries import Deliveries
-from sessionizer.jobstore.keys import JobKeys
-from sessionizer.status import ACTIVE
+from sessionizer.jobstore.keys import JobKeys, text
 
 from ..extensions import services
 from .answers import get_job_or_404, json_response, no_query
-from .views import blp, problems
+from .views import blp, job_action, problems
 
 
 class AttemptSchema(Schema):
@@ -61,8 +61,8 @@ def deliveries() -> Deliveries:
     return Deliveries(store.client, store.ttl_s, store.scripts)
 
 
-def deliveries_body(job: dict[str, Any]) -> dict[str, Any]:
-    found = deliveries().read(job["id"])
+def deliveries_body(job: JobRecord) -> dict[str, Any]:
+    found = deliveries().read(job.id)
     if found is not None:
         return {
             "callback_url": found.url,
@@ -72,8 +72,8 @@ def deliveries_body(job: dict[str, Any]) -> dict[str, Any]:
             "next_try": found.next_try,
             "attempts": found.attempts,
         }
-    url = services().store.client.hget(JobKeys(job["id"]).hash, "callback_url")
-    url = url.decode() if url else None
+    stored = services().store.client.hget(JobKeys(job.id).hash, "callback_url")
+    url = text(stored) if stored else None
     return {
         "callback_url": url,
         "type": None,
@@ -96,14 +96,12 @@ class JobDeliveries(MethodView):
 
 @blp.route("/<job_id:job_id>/deliveries/redeliver")
 class JobRedeliver(MethodView):
-    @blp.response(202, DeliveriesSchema)
-    @problems(401, 404, 409, 422, 429)
-    @no_query
+    @job_action(DeliveriesSchema)
     def post(self, job_id: str) -> Any:
         """Send a job's completion push again, now, with a fresh retry schedule"""
         job = get_job_or_404(job_id)
-        if job["status"] in ACTIVE:
-            abort(409, message=f"Job {job_id} is {job['status']}: its final event is pushed when it ends.")
+        if job.active:
+            abort(409, message=f"Job {job_id} is {job.status}: its final event is pushed when it ends.")
         if not deliveries().redeliver(job_id):
             abort(409, message=f"Job {job_id} was submitted without a callback_url: there is nothing to push.")
         return json_response(deliveries_body(job), 202)

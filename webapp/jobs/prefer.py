@@ -12,11 +12,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from sessionizer.jobstore import JobStore
+from sessionizer.jobstore import JobRecord, JobStore
 from sessionizer.settings import LimitsSettings
-from sessionizer.status import ACTIVE
 
 from ..clientgone import client_gone
 
@@ -53,20 +51,20 @@ def wait_slot(store: JobStore, owner: str, seconds: float, cap: int) -> Iterator
 
 
 def wait_until_finished(
-    store: JobStore, job: dict[str, Any], seconds: float, gone: Callable[[], bool] = lambda: False
-) -> dict[str, Any]:
+    store: JobStore, job: JobRecord, seconds: float, gone: Callable[[], bool] = lambda: False
+) -> JobRecord:
     """Poll the store until the job leaves queued/running, ``seconds`` pass, or the client is
     ``gone`` (a bounded wait: under gevent the sleeps and Redis reads yield, so a waiting request
     holds no thread; a client that gave up frees its slot at once)."""
     deadline = time.monotonic() + seconds
     delay = 0.02
-    while job["status"] in ACTIVE:
+    while job.active:
         left = deadline - time.monotonic()
         if left <= 0 or gone():
             break
         time.sleep(min(delay, left))
         delay = min(delay * 1.5, 0.25)
-        latest = store.view(job["id"])
+        latest = store.view(job.id)
         if latest is None:  # deleted meanwhile: show what we last saw
             break
         job = latest
@@ -74,8 +72,8 @@ def wait_until_finished(
 
 
 def waited(
-    store: JobStore, owner: str, job: dict[str, Any], prefer: str | None, limits: LimitsSettings
-) -> tuple[dict[str, Any], dict[str, str]]:
+    store: JobStore, owner: str, job: JobRecord, prefer: str | None, limits: LimitsSettings
+) -> tuple[JobRecord, dict[str, str]]:
     """The job after honouring ``Prefer: wait=N``, and the ``Preference-Applied`` header if it was."""
     seconds = prefer_wait(prefer, limits.max_wait_s)
     if seconds is None:

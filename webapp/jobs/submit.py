@@ -12,7 +12,7 @@ from celery import Celery
 
 from sessionizer import tasks
 from sessionizer.datasource import settled, source_identity
-from sessionizer.jobstore import JobStore, TooManyActiveJobs
+from sessionizer.jobstore import JobRecord, JobStore, TooManyActiveJobs
 from sessionizer.settings import Settings
 from sessionizer.webhooks.signing import secret_for
 
@@ -45,7 +45,7 @@ class QueueUnavailable(SubmitRefused):
 
 @dataclass
 class Submitted:
-    job: dict[str, Any]
+    job: JobRecord
     headers: dict[str, str] = field(default_factory=dict)  # ``Idempotent-Replayed`` on a replay
 
 
@@ -88,7 +88,9 @@ def without_callback(settings: Settings, owner: str, job_request: dict[str, Any]
 
 def push_secret(settings: Settings, owner: str) -> str | None:
     hooks = settings.webhooks
-    return secret_for(owner, hooks.secret and hooks.secret.value, hooks.secrets and hooks.secrets.value)
+    return secret_for(
+        owner, hooks.secret.value if hooks.secret else None, hooks.secrets.value if hooks.secrets else None
+    )
 
 
 @dataclass
@@ -123,19 +125,17 @@ class JobSubmitter:
             )
         if state == "replay" and prior:
             job = self.store.view(prior)
-            if job is not None and job["owner"] == owner:
+            if job is not None and job.owner == owner:
                 return Submitted(job, {"Idempotent-Replayed": "true"})
         try:
             job = self._create(owner, job_request, idempotency_key, cache_control)
         except BaseException:  # a failed submit frees its key, so it can be retried
             self.store.idempotency.release(owner, idempotency_key)
             raise
-        self.store.idempotency.commit(owner, idempotency_key, digest, job["id"])
+        self.store.idempotency.commit(owner, idempotency_key, digest, job.id)
         return Submitted(job)
 
-    def _create(
-        self, owner: str, job_request: dict[str, Any], key: str | None, cache_control: str | None
-    ) -> dict[str, Any]:
+    def _create(self, owner: str, job_request: dict[str, Any], key: str | None, cache_control: str | None) -> JobRecord:
         job_request, callback_url = without_callback(self.settings, owner, job_request)
         cap = self.settings.limits.max_active_jobs
         source, fresh = shareable(self.settings, job_request, cache_control)
@@ -160,9 +160,9 @@ class JobSubmitter:
             ) from exc
         if needs_plan:
             try:
-                self.celery.send_task(tasks.PLAN, args=(job["id"],))
+                self.celery.send_task(tasks.PLAN, args=(job.id,))
             except Exception as exc:  # the broker is down: say so, and leave no orphan job behind
-                self.store.fail(job["id"], "enqueue_failed", "the task queue could not be reached")
+                self.store.fail(job.id, "enqueue_failed", "the task queue could not be reached")
                 raise QueueUnavailable(
                     f"The task queue is unavailable ({type(exc).__name__}); retry later.", {"Retry-After": "5"}
                 ) from exc

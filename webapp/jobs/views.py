@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, g, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from marshmallow import RAISE
+from marshmallow import RAISE, Schema
 
-from sessionizer.status import ACTIVE, JobStatus
+from sessionizer.jobstore import JobRecord
+from sessionizer.status import JobStatus
 
 from ..auth import identify
 from ..cursors import listing_scope, seal
@@ -37,6 +39,16 @@ from .submit import JobSubmitter, SubmitRefused
 blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Sessionization jobs: submit, then poll.")
 problems = functools.partial(docs.problems, blp)
 NDJSON, CSV = "application/x-ndjson", "text/csv"
+
+
+def job_action(schema: type[Schema]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An action on a job (``POST /jobs/<id>/...``, no query): 202 with ``schema``, 409 when the
+    job's state refuses it, and the other problems of a job's routes."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        return blp.response(202, schema)(problems(401, 404, 409, 422, 429)(no_query(view)))
+
+    return decorate
 
 
 @blp.before_request
@@ -95,7 +107,7 @@ class Jobs(MethodView):
         except SubmitRefused as refused:
             abort(refused.status, message=refused.message, headers=refused.headers, **refused.extra)
         job, applied = waited(svc.store, g.owner, submitted.job, headers.get("prefer"), svc.settings.limits)
-        out = {"Location": f"/jobs/{job['id']}", **polling_headers(job), **applied, **submitted.headers}
+        out = {"Location": f"/jobs/{job.id}", **polling_headers(job), **applied, **submitted.headers}
         return json_response(job_body(job), 202, out)
 
 
@@ -147,9 +159,7 @@ class JobsById(MethodView):
 
 @blp.route("/<job_id:job_id>/cancel")
 class JobCancel(MethodView):
-    @blp.response(202, JobSchema)
-    @problems(401, 404, 409, 422, 429)
-    @no_query
+    @job_action(JobSchema)
     def post(self, job_id: str) -> Any:
         """Cancel a job: queued units are skipped, running ones stop at their next page
 
@@ -162,12 +172,12 @@ class JobCancel(MethodView):
         return json_response(job_body(job), 202)
 
 
-def refuse_finished(job: dict[str, Any]) -> None:
-    if job["status"] in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+def refuse_finished(job: JobRecord) -> None:
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         abort(
             409,
-            message=f"Job {job['id']} has already {job['status']}: there is nothing to cancel.",
-            job_status=job["status"],
+            message=f"Job {job.id} has already {job.status}: there is nothing to cancel.",
+            job_status=job.status,
         )
 
 
@@ -197,34 +207,34 @@ class JobSessions(MethodView):
         (no `Content-Length`) unless `limit` is given; with `limit`, every format gives the next
         page in `Link: <...>; rel="next"`."""
         job = get_job_or_404(job_id)
-        if job["status"] in ACTIVE:
+        if job.active:
             abort(
                 409,
-                message=f"Job {job_id} is {job['status']}; poll /jobs/{job_id} until it has finished.",
+                message=f"Job {job_id} is {job.status}; poll /jobs/{job_id} until it has finished.",
                 headers=polling_headers(job),
-                job_status=job["status"],
+                job_status=job.status,
             )
-        if job["status"] != JobStatus.SUCCEEDED:
-            error = job["error"] or {}
+        if job.status != JobStatus.SUCCEEDED:
+            reason = job.error.message if job.error else "no reason recorded"
             abort(
                 409,
-                message=f"Job {job_id} {job['status']}: {error.get('message', 'no reason recorded')}",
-                job_status=job["status"],
-                error=error,
+                message=f"Job {job_id} {job.status}: {reason}",
+                job_status=job.status,
+                error=job.error.as_json() if job.error else {},
             )
         page = SessionPage(services().store, job_id, args.get("cursor"), args.get("limit"), args.get("user"))
         fmt = request.accept_mimetypes.best_match(["application/json", NDJSON, CSV], default="application/json")
-        stats = job["stats"] or {}
+        stats = job.stats or {}
         if page.limit is None:  # everything, streamed in every format
             if fmt == NDJSON:
                 return Response(stream_with_context(ndjson_lines(page.rows())), mimetype=NDJSON)
             if fmt == CSV:
                 return Response(stream_with_context(csv_lines(page.rows())), mimetype=CSV)
             if page.user is None and page.cursor is None:
-                body = json_document(job_id, stats, services().store.iter_unit_arrays(job_id))
+                document = json_document(job_id, stats, services().store.iter_unit_arrays(job_id))
             else:
-                body = json_rows_document(job_id, stats, page.rows())
-            return Response(stream_with_context(body), mimetype="application/json")
+                document = json_rows_document(job_id, stats, page.rows())
+            return Response(stream_with_context(document), mimetype="application/json")
         # a page (`limit`, at most 10,000 rows) is built whole, in every format: its next cursor
         # goes in the Link header (and in the JSON body)
         sessions = list(page.rows())
