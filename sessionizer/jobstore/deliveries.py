@@ -23,7 +23,6 @@ from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery, t
 from .scripts import Scripts
 
 KEPT_ATTEMPTS = 100
-FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 
 
 def now_ms() -> int:
