@@ -15,23 +15,26 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any
+
+import redis
+from redis.client import Pipeline
 
 from .keys import JOB_STATS_KEY as KEY
+from .keys import text
 
 # seconds: a job can take from well under a second to hours (the deadline is hours)
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def record_submitted(pipe: Any, *, shared: bool) -> None:
+def record_submitted(pipe: redis.Redis | Pipeline, *, shared: bool) -> None:
     """Count a job accepted (on a pipeline or client)."""
     pipe.hincrby(KEY, "submitted", 1)
     if shared:
         pipe.hincrby(KEY, "shared", 1)
 
 
-def record_finished(pipe: Any, status: str, seconds: float) -> None:
+def record_finished(pipe: redis.Redis | Pipeline, status: str, seconds: float) -> None:
     """Count a job reaching a final status, and how long it took since it was submitted."""
     seconds = max(0.0, seconds)
     pipe.hincrby(KEY, f"finished:{status}", 1)
@@ -49,8 +52,8 @@ class JobCounts:
     durations: dict[str, tuple[list[tuple[float, int]], float]]
 
 
-def read(client: Any) -> JobCounts:
-    raw = {k.decode(): v.decode() for k, v in client.hgetall(KEY).items()}
+def read(client: redis.Redis) -> JobCounts:
+    raw = {text(k): text(v) for k, v in client.hgetall(KEY).items()}
     finished = {s: int(raw.get(f"finished:{s}", 0)) for s in FINAL}
     durations = {}
     for status in FINAL:
