@@ -19,7 +19,7 @@ from typing import Any, cast
 import orjson
 import redis
 
-from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery, text
+from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery, text, text_pairs
 from .scripts import Scripts
 
 KEPT_ATTEMPTS = 100
@@ -99,10 +99,10 @@ class Deliveries:
     def claim(self, job_id: str, claim_s: float, token: str) -> Push | None:
         """Take a due push for ``claim_s`` seconds; ``None`` when it is not due, another sender has
         it, or its job was deleted or has expired (then it is dropped)."""
-        res = self._claim(args=[job_id, now_ms(), int(claim_s * 1000), token])
-        if not isinstance(res, list):
+        reply = self._claim(args=[job_id, now_ms(), int(claim_s * 1000), token])
+        if not isinstance(reply, list):
             return None
-        h = {res[i].decode(): res[i + 1].decode() for i in range(0, len(res), 2)}
+        h = text_pairs(reply)  # the push's hash, as HGETALL gives it
         return Push(
             job_id,
             h["url"],

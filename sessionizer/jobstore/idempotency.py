@@ -14,7 +14,7 @@ import orjson
 import redis
 from redis.commands.core import Script
 
-from .keys import IdempotencyKey
+from .keys import IdempotencyKey, text
 
 IDEM_PENDING_S = 60
 
@@ -33,8 +33,9 @@ class Idempotency:
     def reserve(self, owner: str, key: str, body_digest: str) -> tuple[str, str | None]:
         """``("new", None)`` (reserved for this request), ``("pending", None)``,
         ``("mismatch", None)`` or ``("replay", job id)``."""
-        res = self.script(keys=[idem_key(owner, key)], args=[body_digest, IDEM_PENDING_S])
-        return res[0].decode(), (res[1].decode() if len(res) > 1 else None)
+        reply = self.script(keys=[idem_key(owner, key)], args=[body_digest, IDEM_PENDING_S])
+        state, *job = (text(part) for part in reply)  # {state} or {'replay', job id}: scripts/idempotency.lua
+        return state, job[0] if job else None
 
     def commit(self, owner: str, key: str, body_digest: str, job_id: str) -> None:
         """Bind the key to its job; it then expires with the job."""

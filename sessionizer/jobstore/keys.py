@@ -38,6 +38,11 @@ def text(reply: bytes | str | int) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
+def text_pairs(flat: list[bytes]) -> dict[str, str]:
+    """A hash as a script returns it (``HGETALL``: field, value, field, value...), as text."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
 def blob(reply: bytes | str) -> bytes:
     """A Redis reply as the bytes it holds (stored JSON, a secret)."""
     return reply if isinstance(reply, bytes) else reply.encode()

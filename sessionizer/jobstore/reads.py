@@ -12,7 +12,7 @@ import orjson
 import redis
 
 from ..status import JobStatus
-from .keys import SCANS_KEY, JobKeys, OwnerJobs, blob, is_job_id, text
+from .keys import SCANS_KEY, JobKeys, OwnerJobs, blob, is_job_id, text, text_pairs
 from .lifecycle import deadline_error, overdue, utcnow
 from .records import JobError, JobPage, JobRecord, Progress
 from .scripts import Scripts
@@ -24,10 +24,6 @@ def _not_before(stamp: str | None, floor: str) -> str | None:
     if stamp is None or datetime.fromisoformat(stamp) >= datetime.fromisoformat(floor):
         return stamp
     return floor
-
-
-def _decode_pairs(flat: list[bytes]) -> dict[str, str]:
-    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
 
 class Reads:
@@ -62,7 +58,7 @@ class Reads:
         if not reply:
             return None
         own_pairs, comp_pairs, users_done, scanned, from_source = reply  # scripts/view.lua
-        own, comp = _decode_pairs(own_pairs), _decode_pairs(comp_pairs)
+        own, comp = text_pairs(own_pairs), text_pairs(comp_pairs)
         if client_view and own.get("deleted"):
             return None
         cid = own.get("primary") or job_id
