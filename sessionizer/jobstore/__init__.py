@@ -1,11 +1,11 @@
 """The job store: every Redis key Sessionizer writes, their lifetimes and their encoding.
 
 In parts: ``keys`` (the key names, one class per structure), ``scripts/*.lua`` (the atomic steps),
-``lifecycle`` (writes), ``reads`` (reads, which never write) and ``records`` (what they return),
-``leases`` (units' leases), ``sharing`` (shared results), ``deliveries`` (the completion pushes),
-the API's guards (``rate_limit``, ``idempotency``, ``wait_slots``), and two structures of their
-own, ``jobstats`` (job counters) and ``liveness`` (workers' heartbeats); :class:`JobStore` puts
-the job's parts together.
+``lifecycle`` (writes), ``reads`` (reads, which never write), ``records`` (what reads return),
+``replies`` (Redis replies as values), ``leases`` (units' leases), ``sharing`` (shared results),
+``deliveries`` (the completion pushes), the API's guards (``rate_limit``, ``idempotency``,
+``wait_slots``), and two structures of their own, ``jobstats`` (job counters) and ``liveness``
+(workers' heartbeats); :class:`JobStore` puts the job's parts together.
 
 Key scheme (``{id}`` is a job id, ``{owner}`` the name of the API key that made it, empty when
 the API runs without keys; ``ttl`` is ``JOB_TTL_S``, 24 h by default):
@@ -188,7 +188,8 @@ class JobStore(Lifecycle, Leases, Reads):
         process, and each restart, reads the same one."""
         import secrets
 
-        from .keys import SECRET_KEY, blob
+        from .keys import SECRET_KEY
+        from .replies import blob
 
         self.client.set(SECRET_KEY, secrets.token_bytes(32), nx=True)
         secret = self.client.get(SECRET_KEY)

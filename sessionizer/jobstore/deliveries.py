@@ -19,7 +19,8 @@ from typing import Any, cast
 import orjson
 import redis
 
-from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery, text, text_pairs
+from .keys import WEBHOOKS_DUE_KEY, JobKeys, WebhookAttempts, WebhookDelivery
+from .replies import text, text_pairs
 from .scripts import Scripts
 
 KEPT_ATTEMPTS = 100

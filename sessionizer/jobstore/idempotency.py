@@ -14,7 +14,8 @@ import orjson
 import redis
 from redis.commands.core import Script
 
-from .keys import IdempotencyKey, text
+from .keys import IdempotencyKey
+from .replies import text
 
 IDEM_PENDING_S = 60
 

@@ -20,7 +20,7 @@ import redis
 from redis.client import Pipeline
 
 from .keys import JOB_STATS_KEY as KEY
-from .keys import text
+from .replies import text
 
 # seconds: a job can take from well under a second to hours (the deadline is hours)
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)

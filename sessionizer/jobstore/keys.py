@@ -33,21 +33,6 @@ def _fields(template: str) -> tuple[str, ...]:
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def text(reply: bytes | str | int) -> str:
-    """A Redis reply as text: the store's clients answer bytes (and a script's numbers as ints)."""
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-
-def text_pairs(flat: list[bytes]) -> dict[str, str]:
-    """A hash as a script returns it (``HGETALL``: field, value, field, value...), as text."""
-    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def blob(reply: bytes | str) -> bytes:
-    """A Redis reply as the bytes it holds (stored JSON, a secret)."""
-    return reply if isinstance(reply, bytes) else reply.encode()
-
-
 def is_job_id(value: str) -> bool:
     """Is ``value`` a job id as the store issues them (``str(uuid.uuid4())``)?"""
     return bool(JOB_ID.match(value))

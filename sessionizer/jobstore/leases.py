@@ -22,8 +22,9 @@ import orjson
 import redis
 
 from ..status import JobStatus
-from .keys import LIVE_KEY, JobKeys, text
+from .keys import LIVE_KEY, JobKeys
 from .records import UnitRecord, UnitState, UnitTable
+from .replies import text
 from .scripts import Scripts
 
 

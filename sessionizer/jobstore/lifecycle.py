@@ -18,8 +18,9 @@ from ..status import ACTIVE, TERMINAL, JobStatus
 from . import jobstats
 from .deliveries import Deliveries
 from .idempotency import idem_key
-from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey, blob, text
+from .keys import SCANS_KEY, SEQ_KEY, JobKeys, OwnerActive, OwnerJobs, ShareKey
 from .records import JobRecord
+from .replies import blob, text
 from .scripts import Scripts
 from .sharing import computation_of, fingerprint
 

@@ -12,9 +12,10 @@ import orjson
 import redis
 
 from ..status import JobStatus
-from .keys import SCANS_KEY, JobKeys, OwnerJobs, blob, is_job_id, text, text_pairs
+from .keys import SCANS_KEY, JobKeys, OwnerJobs, is_job_id
 from .lifecycle import deadline_error, overdue, utcnow
 from .records import JobError, JobPage, JobRecord, Progress
+from .replies import blob, text, text_pairs
 from .scripts import Scripts
 from .sharing import computation_of
 

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import JobKeys, text
+from .keys import JobKeys
+from .replies import text
 
 
 def fingerprint(request: Mapping[str, Any], source: str = "", scope: str | None = None) -> str:

@@ -10,7 +10,8 @@ from marshmallow import Schema, fields
 
 from sessionizer.jobstore import JobRecord
 from sessionizer.jobstore.deliveries import Deliveries
-from sessionizer.jobstore.keys import JobKeys, text
+from sessionizer.jobstore.keys import JobKeys
+from sessionizer.jobstore.replies import text
 
 from ..extensions import services
 from .answers import get_job_or_404, json_response, no_query
