@@ -61,7 +61,7 @@ def _field_errors(messages: Any) -> Any:
     return messages
 
 
-class ProblemApi(Api):  # type: ignore[misc]  # flask-smorest ships no type information: Api is Any
+class ProblemApi(Api):
     """flask-smorest's ``Api`` answering every HTTP error as problem+json.
 
     Each operation documents its own problem answers (``application/problem+json``); the generic
