@@ -21,14 +21,14 @@ $(STAMP): $(VENV)/bin/python requirements.lock pyproject.toml client/pyproject.t
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m worker.demo demo
+	$(PY) -m devstack demo
 
 up: $(STAMP)
-	$(PY) -m worker.demo up
+	$(PY) -m devstack up
 
 # One more worker for a running stack, here or on another host: REDIS_URL=<as make up printed> make worker
 worker: $(STAMP)
-	$(PY) -m worker.demo worker
+	$(PY) -m devstack worker
 
 # ruff's lint and format checks and mypy (configured in pyproject.toml): zero findings
 lint: $(STAMP)

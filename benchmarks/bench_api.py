@@ -37,9 +37,9 @@ from typing import Any
 import psutil
 import redis
 
-from worker.demo import DEMO_USERS, write_demo_events
-from worker.devstack import RedisServer, Stack, free_port, wait_http, worker_command
-from worker.devstack import api_command as devstack_api_command
+from devstack import RedisServer, Stack, free_port, wait_http, worker_command
+from devstack import api_command as devstack_api_command
+from devstack.demo import DEMO_USERS, write_demo_events
 
 HOST = "127.0.0.1"
 POLL_EVERY_S = 0.2

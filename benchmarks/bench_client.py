@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_api import spread
+from devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
+from devstack.demo import DEMO_USERS, write_demo_events
 from sessionizer_client import AsyncClient
-from worker.demo import DEMO_USERS, write_demo_events
-from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
 
 HOST = "127.0.0.1"
 MODES: dict[str, dict[str, Any]] = {

@@ -57,7 +57,7 @@ def _hdbscan_global(t):
 
 
 def _hdbscan_blocks(t):
-    from worker.core._reference import hdbscan_block_labels
+    from devstack.reference import hdbscan_block_labels
 
     p = method_params("hdbscan", None)
     bounds = block_bounds(t, idle_threshold_ms("hdbscan", p))

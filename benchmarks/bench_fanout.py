@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.devstack import ROOT, RedisServer, worker_command
+from devstack import ROOT, RedisServer, worker_command
 
 
 def write_events(path: Path, users: int, events: int, seed: int = 1) -> list[str]:

@@ -54,7 +54,7 @@ import psutil
 
 from benchmarks.bench_api import spread
 from benchmarks.workloads import EPOCH_MS, FAMILIES, WEEK_MS, Timeline, generate, write_ndjson
-from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
+from devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
 
 HOST = "127.0.0.1"
 DATA_VERSION = "job-v1"  # bump when the generated inputs change: they are regenerated

@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.bench_api import HOST, pollers, spread
+from devstack import RedisServer, Stack, api_command, free_port, wait_http
 from sessionizer.jobstore import JobStore
-from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http
 
 REQUEST = {
     "users": ["romain", "anes"],

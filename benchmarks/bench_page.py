@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 from sessionizer.jobstore import JobStore
-from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 
 HOST = "127.0.0.1"
 CHROMIUM_ARGS = [
@@ -207,7 +207,7 @@ def measure(browser: Any, base: str, job_id: str, count: int, runs: int, steps: 
 
 def screenshot(browser: Any, base: str, out: Path) -> None:
     """Submit the demo job through the form, wait for it, and capture the job page."""
-    from worker.demo import DEMO_USERS
+    from devstack.demo import DEMO_USERS
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(180_000)
@@ -252,7 +252,7 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     try:
         if args.screenshot:
-            from worker.demo import write_demo_events
+            from devstack.demo import write_demo_events
 
             env.update(
                 EVENT_SOURCE="file",

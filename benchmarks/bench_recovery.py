@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import psutil
 
+from devstack import ROOT, RedisServer, worker_command
 from sessionizer.celery_app import make_celery
 from sessionizer.settings import load_settings
-from worker.devstack import ROOT, RedisServer, worker_command
 
 
 def write_events(path: Path, users: list[str], events: int, seed: int = 3) -> None:

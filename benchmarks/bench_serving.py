@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_api import call, pollers, spread
+from devstack import RedisServer, Stack, api_command, free_port, wait_http
 from sessionizer.jobstore import JobStore
-from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http
 
 HOST = "127.0.0.1"
 ATTEMPTS, ATTEMPT_TIMEOUT_S = 10, 3.0

@@ -31,8 +31,8 @@ from typing import Any
 import psutil
 
 from benchmarks.bench_api import spread
+from devstack import RedisServer, Stack, api_command, free_port, wait_http
 from sessionizer.jobstore import JobStore
-from worker.devstack import RedisServer, Stack, api_command, free_port, wait_http
 
 HOST = "127.0.0.1"
 FORMATS = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from worker.devstack import free_port, redis_server_binary
+from devstack import ROOT, free_port, redis_server_binary
 
 _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -138,7 +138,21 @@ def container_env(service: Mapping[str, Any], name: str, net: HostNetwork) -> di
     for key, value in (service.get("environment") or {}).items():
         value = "" if value is None else str(value)
         env[key] = own_ports.get(value, net.url_value(value))  # a port setting follows the port
+    if "PYTHONPATH" in env:  # a folder of the checkout mounted for the import path: the checkout's own
+        env["PYTHONPATH"] = os.pathsep.join(mounted_paths(service).get(p, p) for p in env["PYTHONPATH"].split(":"))
     return env
+
+
+def mounted_paths(service: Mapping[str, Any]) -> dict[str, str]:
+    """Container folders holding a bind mount of the checkout (``./devstack:/opt/tools/devstack``),
+    and the host folder holding the same name (``/opt/tools`` -> the checkout)."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        target = rest.split(":")[0]
+        if source.startswith("./") and Path(source).name == Path(target).name:
+            out[str(Path(target).parent)] = str((ROOT / source).parent)
+    return out
 
 
 def argv(command: Any) -> list[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from devstack import RedisServer
 from tests.helpers import RedisDatabases, WorkerProcess, planted_documents, worker_env
-from worker.devstack import RedisServer
 
 
 @pytest.fixture(scope="session")

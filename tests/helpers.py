@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from worker.devstack import ROOT, RedisServer, worker_command
+from devstack import ROOT, RedisServer, worker_command
 
 PAST = {"users": ["romain", "anes"], "start": "2022-09-22T11:00Z", "end": "2022-09-28T12:00Z", "method": "gap"}
 FUTURE = {**PAST, "end": "2999-01-01T00:00Z", "start": "2998-12-31T00:00Z"}

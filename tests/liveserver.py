@@ -14,8 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from devstack import ROOT, RedisServer, api_command, free_port, wait_http
 from webapp.auth import digest
-from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http
 
 KEYS = {"alpha": "live-key-alpha-6c1d0e2f9a8b", "beta": "live-key-beta-0f9e8d7c6b5a"}
 

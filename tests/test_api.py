@@ -152,8 +152,8 @@ def test_cancel_then_sessions_says_why(client, queued) -> None:
 def test_broker_down_is_503_and_the_job_is_failed_not_left_queued(app, client) -> None:
     services = app.extensions["sessionizer"]
     original = services.celery
+    from devstack import free_port
     from sessionizer.celery_app import make_celery
-    from worker.devstack import free_port
 
     # nothing listens there
     broken = make_celery(services.settings.replace(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))

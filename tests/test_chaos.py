@@ -21,8 +21,8 @@ import numpy as np
 import psutil
 import pytest
 
+from devstack import ROOT, api_command, free_port, start_redis, wait_http
 from tests.helpers import WorkerProcess, worker_env
-from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ class Chaos:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.redis = RedisServer(tmp / "redis").start()
+        self.redis = start_redis(tmp / "redis")
         events = tmp / "events.ndjson"
         write_events(events)
         self.env = worker_env(

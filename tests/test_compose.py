@@ -22,6 +22,7 @@ import pytest
 import redis
 import yaml
 
+from devstack import ROOT, redis_server_binary
 from esproto import EsProtocolServer
 from tests.composehost import (
     HostNetwork,
@@ -33,7 +34,6 @@ from tests.composehost import (
     run_healthcheck,
 )
 from webapp.auth import digest
-from worker.devstack import ROOT, redis_server_binary
 
 pytestmark = pytest.mark.slow  # the whole stack as processes (the file checks are fast)
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from elasticsearch import AuthenticationException, Elasticsearch
 
-from worker.devstack import ROOT, free_port
+from devstack import ROOT, free_port
 
 sys.path.insert(0, str(ROOT / "deploy" / "podman"))
 import compose_check

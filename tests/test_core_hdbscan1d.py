@@ -20,8 +20,8 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 from sklearn.metrics import adjusted_rand_score
 
 from benchmarks.workloads import generate
+from devstack.reference import hdbscan_block_labels
 from tests import core_kernels as kern
-from worker.core._reference import hdbscan_block_labels
 from worker.core.blocks import block_bounds
 
 hdbscan = pytest.importorskip("hdbscan")

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from worker.devstack import ROOT, free_port, wait_http
+from devstack import ROOT, free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def clean_env(var: Path, **extra: str) -> dict[str, str]:
 
 def run_demo(var: Path, port: int) -> subprocess.CompletedProcess:
     out = subprocess.run(
-        [sys.executable, "-m", "worker.demo", "demo"],
+        [sys.executable, "-m", "devstack", "demo"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -87,7 +87,7 @@ def start_up(var: Path, port: int, flower_port: int) -> tuple[subprocess.Popen, 
     out = var / "up.out"
     with open(out, "w") as fh:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.demo", "up"],
+            [sys.executable, "-m", "devstack", "up"],
             cwd=ROOT,
             start_new_session=True,
             env=clean_env(var, PORT=str(port), FLOWER_PORT=str(flower_port)),

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from devstack import free_port
 from webapp import create_app
-from worker.devstack import free_port
 
 
 def test_an_unexpected_error_is_one_traceback_with_the_request_id(app, caplog: pytest.LogCaptureFixture) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import orjson
 import pytest
 
+from devstack import start_redis
 from esproto import EsProtocolServer
 from tests.helpers import RedisDatabases, WorkerProcess, planted_documents, wait_finished, worker_env
-from worker.devstack import RedisServer
 
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
@@ -252,7 +252,7 @@ def test_a_job_deleted_mid_run_leaves_no_key_once_its_units_stop(stack, es) -> N
 
 
 def test_redis_restarted_mid_job_finishes_or_fails_clearly(stack, es, tmp_path, undisturbed) -> None:
-    with RedisServer(tmp_path / "redis") as own_redis:
+    with start_redis(tmp_path / "redis") as own_redis:
         client, new_worker = stack(redis_url=own_redis.url)
         new_worker()
         es.faults.delay(0.05)

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
+from devstack import ROOT, flower_command, free_port, wait_http
 from tests.helpers import wait_finished
-from worker.devstack import ROOT, flower_command, free_port, wait_http
 
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 

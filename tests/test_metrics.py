@@ -16,10 +16,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack import free_port
 from esproto import EsProtocolServer
 from tests.helpers import PAST, WorkerProcess, planted_documents, worker_env
 from tests.liveserver import LiveServer, bearer
-from worker.devstack import free_port
 from worker.sources.documents import FieldNames
 from worker.sources.es_load import mapping
 
@@ -185,10 +185,10 @@ def test_api_and_worker_metrics_after_real_jobs(es: EsProtocolServer, tmp_path: 
 
 
 def test_metrics_answer_without_redis_and_can_be_turned_off(tmp_path: Path) -> None:
+    from devstack import start_redis
     from webapp import create_app
-    from worker.devstack import RedisServer
 
-    server = RedisServer(tmp_path / "redis").start()
+    server = start_redis(tmp_path / "redis")
     on = create_app({"TESTING": True, "REDIS_URL": server.url}).test_client()
     off = create_app({"TESTING": True, "REDIS_URL": server.url, "METRICS_ENABLED": False}).test_client()
     assert off.get("/metrics").status_code == 404

@@ -27,8 +27,8 @@ import psutil
 import pytest
 import redis
 
+from devstack import ROOT, api_command, redis_server_binary, worker_command
 from tests.helpers import worker_env
-from worker.devstack import ROOT, api_command, redis_server_binary, worker_command
 
 pytestmark = pytest.mark.slow
 

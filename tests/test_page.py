@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from devstack import ROOT, api_command, free_port, start_redis, wait_http, worker_command
+from devstack.demo import DEMO_USERS, write_demo_events
 from sessionizer.jobstore import JobStore
-from worker.demo import DEMO_USERS, write_demo_events
-from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 
 pytestmark = pytest.mark.slow  # a real browser, a Celery worker and the API under gunicorn
 
@@ -88,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Redis, a worker (started by the first test that needs it) and three APIs under gunicorn:
     one open, one requiring an API key, one requiring it and locking out after two wrong keys."""
     tmp = tmp_path_factory.mktemp("page")
-    redis_server = RedisServer(tmp / "redis").start()
+    redis_server = start_redis(tmp / "redis")
     events = write_demo_events(tmp / "events.ndjson")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "API_KEYS", "AUTH_"))}
     env.update(

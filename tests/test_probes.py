@@ -851,14 +851,15 @@ def test_the_local_stack_keeps_its_passwords_and_redis_and_flower_require_them(t
 
     import psutil
 
-    from worker.devstack import ROOT, RedisServer, flower_command, free_port, local_secrets, redacted, wait_http
+    from devstack import ROOT, flower_command, free_port, start_redis, wait_http
+    from devstack.demo import local_secrets, redacted
 
     # made once, mode 0600, the same at the next start
     path, made = local_secrets(tmp_path / "var")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert made["REDIS_PASSWORD"] and made["FLOWER_BASIC_AUTH"].startswith("admin:")
     assert local_secrets(tmp_path / "var") == (path, made)
-    with RedisServer(tmp_path / "redis", password=made["REDIS_PASSWORD"]) as own:
+    with start_redis(tmp_path / "redis", password=made["REDIS_PASSWORD"]) as own:
         # no password, no data; the password is on no command line another local user can read
         with pytest.raises(redis.AuthenticationError), redis.Redis(port=own.port) as anonymous:
             anonymous.ping()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from devstack import ROOT, RedisServer, start_redis
 from sessionizer.jobstore.liveness import KEY
 from tests.helpers import WorkerProcess, worker_env
-from worker.devstack import ROOT, RedisServer
 
 pytestmark = pytest.mark.slow  # real Celery worker subprocesses
 
@@ -24,7 +24,7 @@ TTL_S = 2.0
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis of its own, to stop: on it no worker of the suite beats."""
-    server = RedisServer(tmp_path / "redis").start()
+    server = start_redis(tmp_path / "redis")
     yield server
     server.stop()
 

@@ -20,7 +20,7 @@ from kombu import Connection, Queue
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from worker.devstack import RedisServer
+from devstack import RedisServer, start_redis
 from worker.reconnect import CELERY_VERSIONS, RestoreUnackedOnReconnect
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -67,7 +67,7 @@ def test_the_celery_and_kombu_internals_reconnect_py_uses_are_there() -> None:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path / "redis") as server:
+    with start_redis(tmp_path / "redis") as server:
         yield server
 
 

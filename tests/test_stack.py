@@ -21,7 +21,7 @@ import numpy as np
 import psutil
 import pytest
 
-from worker.devstack import ROOT, free_port, port_free, wait_http
+from devstack import ROOT, free_port, port_free, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ class Up:
         self.offset = self.out.stat().st_size if self.out.exists() else 0
         with open(self.out, "a") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.demo", "up"],
+                [sys.executable, "-m", "devstack", "up"],
                 cwd=ROOT,
                 env=env,
                 stdout=fh,
@@ -200,6 +200,6 @@ def test_up_heals_moves_off_a_taken_port_and_stops_quickly_mid_job(tmp_path: Pat
 def test_make_worker_needs_the_stack_s_redis_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
     out = subprocess.run(
-        [sys.executable, "-m", "worker.demo", "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "devstack", "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and "REDIS_URL" in out.stderr

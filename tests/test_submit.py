@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import redis
 
+from devstack import free_port
 from sessionizer.celery_app import make_celery
 from sessionizer.jobstore import JobStore
 from sessionizer.settings import load_settings
@@ -20,7 +21,6 @@ from webapp.jobs.submit import (
     QueueUnavailable,
     request_digest,
 )
-from worker.devstack import free_port
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ Each step prints its name, then ``ok`` and its time (or what failed, and the end
  4. healthy   every container's own healthcheck passes
  5. load      the load-demo service bulk-loads the demo events into the elasticsearch service
  6. job       a job submitted from the host through the API container's published port
- 7. host      the same job on the host-run stack (worker/devstack.py), reading the same events:
+ 7. host      the same job on the host-run stack (devstack/), reading the same events:
               the same sessions
  8. watch     Prometheus scraped the API and every worker; Flower refuses a request without its password
  9. scale     workers scaled to 2: both healthy and scraped, and a fresh job runs again
@@ -49,8 +49,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script from any folder
 
+from devstack import Stack, api_command, free_port, wait_http, worker_command  # noqa: E402
 from webapp.auth import digest  # noqa: E402
-from worker.devstack import Stack, api_command, free_port, wait_http, worker_command  # noqa: E402
 
 PROJECT = "sessionizer-check"
 IMAGE = "sessionizer:local"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
+from devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
 
 USERS = ["ana", "ben", "chloe", "01"]
 START, END = "2022-09-05T00:00:00Z", "2022-09-08T00:00:00Z"

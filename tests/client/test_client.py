@@ -15,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from devstack import free_port
 from sessionizer_client import (
     AsyncClient,
     AsyncJob,
@@ -33,7 +34,6 @@ from sessionizer_client import (
     WaitTimeout,
 )
 from sessionizer_client._retry import parse_retry_after
-from worker.devstack import free_port
 
 from .conftest import END, KEYS, START, USERS
 

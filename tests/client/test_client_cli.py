@@ -126,7 +126,7 @@ def test_cancel_delete_and_exit_codes(client_stack, tmp_path) -> None:
 
 
 def free_port_() -> int:
-    from worker.devstack import free_port
+    from devstack import free_port
 
     return free_port()
 

