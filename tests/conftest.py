@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from devstack import RedisServer
+from devstack import RedisServer, start_redis
 from tests.helpers import RedisDatabases, WorkerProcess, planted_documents, worker_env
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+    with start_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

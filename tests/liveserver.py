@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from devstack import ROOT, RedisServer, api_command, free_port, wait_http
+from devstack import ROOT, RedisServer, api_command, free_port, start_redis, wait_http
 from webapp.auth import digest
 
 KEYS = {"alpha": "live-key-alpha-6c1d0e2f9a8b", "beta": "live-key-beta-0f9e8d7c6b5a"}
@@ -29,7 +29,7 @@ class LiveServer:
 
     def __init__(self, tmp: Path, workers: int = 2, **env: str) -> None:
         self.tmp, self.workers, self.extra_env = tmp, workers, env
-        self.redis = RedisServer(tmp / "redis")
+        self.redis: RedisServer | None = None
         self.port = 0
         self.log = tmp / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
@@ -39,7 +39,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveServer:
-        self.redis.start()
+        self.redis = start_redis(self.tmp / "redis")
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ELASTICSEARCH_", "EVENT"))}
         env.update(
@@ -80,7 +80,8 @@ class LiveServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
             self.proc = None
-        self.redis.stop()
+        if self.redis:
+            self.redis.stop()
         return code
 
     def connect(self) -> socket.socket:

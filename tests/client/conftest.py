@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
+from devstack import local_stack
 
 USERS = ["ana", "ben", "chloe", "01"]
 START, END = "2022-09-05T00:00:00Z", "2022-09-08T00:00:00Z"
@@ -53,19 +50,12 @@ def write_events(path: Path) -> Path:
     return path
 
 
-def _env(redis_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "SESSIONIZER_"))}
-    env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **extra})
-    return env
-
-
 @dataclass
 class ClientStack:
     api: str
     idle: str
     doomed: str
     tmp: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def api_port(self) -> int:
@@ -76,66 +66,24 @@ class ClientStack:
 def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientStack]:
     tmp = tmp_path_factory.mktemp("client-stack")
     events = write_events(tmp / "events.ndjson")
-    redis_server = RedisServer(tmp / "redis").start()
-    base = redis_server.url.rsplit("/", 1)[0]
     digests = ",".join(f"{n}:{hashlib.sha256(k.encode()).hexdigest()}" for n, k in KEYS.items())
-    ports = [free_port() for _ in range(3)]
-    stack = ClientStack(*(f"http://127.0.0.1:{p}" for p in ports), tmp=tmp)
-    specs = [
-        (
-            worker_command(concurrency=2, name="client-tests"),
-            _env(f"{base}/0", EVENT_SOURCE="file", EVENTS_PATH=str(events), EVENT_STORE_DIR=str(tmp / "cache")),
-            "worker",
-        ),
-        (
-            api_command("127.0.0.1", ports[0], workers=1),
-            _env(f"{base}/0", API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"),
-            "api",
-        ),
-        (
-            api_command("127.0.0.1", ports[1], workers=1),
-            _env(f"{base}/1", RATE_LIMIT_PER_S="0", MAX_WAITS_PER_KEY="1"),
-            "idle",
-        ),
-        (
-            api_command("127.0.0.1", ports[2], workers=1),
-            _env(f"{base}/2", JOB_DEADLINE_S="1", RATE_LIMIT_PER_S="2", RATE_LIMIT_BURST="5"),
-            "doomed",
-        ),
-    ]
-    try:
-        for args, env, name in specs:
-            with open(tmp / f"{name}.log", "ab") as log:
-                stack.procs.append(
-                    subprocess.Popen(
-                        args,
-                        cwd=ROOT,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                )
-        for url in (stack.api, stack.idle, stack.doomed):
-            wait_http(f"{url}/healthz", timeout=90)
-        deadline = time.monotonic() + 90
-        while b" ready." not in (tmp / "worker.log").read_bytes():
-            if stack.procs[0].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker did not start:\n{(tmp / 'worker.log').read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield stack
-    finally:
-        for proc in stack.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 15)
-        for proc in stack.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        redis_server.stop()
+    with local_stack(tmp, workers=0, apis=0) as stack:
+        stack.add_worker(
+            2,
+            name="client-tests",
+            db=0,
+            EVENT_SOURCE="file",
+            EVENTS_PATH=str(events),
+            EVENT_STORE_DIR=str(tmp / "cache"),
+        )
+        yield ClientStack(
+            api=stack.add_api(1, name="api", db=0, API_KEYS=digests, AUTH_REQUIRED="true", RATE_LIMIT_PER_S="0"),
+            idle=stack.add_api(1, name="idle", db=1, RATE_LIMIT_PER_S="0", MAX_WAITS_PER_KEY="1"),
+            doomed=stack.add_api(
+                1, name="doomed", db=2, JOB_DEADLINE_S="1", RATE_LIMIT_PER_S="2", RATE_LIMIT_BURST="5"
+            ),
+            tmp=tmp,
+        )
 
 
 class Proxy:
