@@ -14,13 +14,13 @@ WORKDIR /app
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 
-# The runtime dependencies first, in a layer of their own: it is rebuilt only when the lock or
-# pyproject.toml changes. Only [project] dependencies, at the lock's versions: requirements.lock
-# also pins the test extra (pytest, playwright, scikit-learn, ...), which has no place here.
-COPY requirements.lock pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/runtime.txt \
-    && pip install -c requirements.lock -r /tmp/runtime.txt \
-    && rm /tmp/runtime.txt
+# The runtime dependencies first, in a layer of their own: it is rebuilt only when their lock
+# changes. requirements-runtime.lock pins the [project] dependencies alone, at requirements.lock's
+# versions (`make lock` makes both); the test extra (pytest, playwright, scikit-learn, ...) has no
+# place here.
+COPY requirements-runtime.lock ./
+RUN pip install --no-deps -r requirements-runtime.lock \
+    && pip check
 
 # Then the project (only what .dockerignore lets through: no tests, no var/, no secrets).
 # Editable, so that the code finds config/ beside it in /app.

@@ -47,10 +47,13 @@ bench: $(STAMP)
 compose-check: $(STAMP)
 	$(PY) deploy/podman/compose_check.py
 
-# Re-resolve the lock file after changing pyproject.toml (needs `uv`: pip install uv).
+# Re-resolve the lock files after changing pyproject.toml (with `uv`, installed here): requirements.lock
+# (the service and the test extra: make install) and requirements-runtime.lock (the [project]
+# dependencies alone, at the same versions: the Docker image).
 lock:
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 -c requirements.lock -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -37,17 +37,11 @@ from typing import Any
 import psutil
 import redis
 
-from devstack import RedisServer, Stack, free_port, wait_http, worker_command
-from devstack import api_command as devstack_api_command
+from devstack import local_stack
 from devstack.demo import DEMO_USERS, write_demo_events
 
 HOST = "127.0.0.1"
 POLL_EVERY_S = 0.2
-
-
-def api_command(port: int, log: Path) -> list[str]:
-    """As in docker-compose: gunicorn with config/gunicorn.conf.py (2 gevent processes), access log on."""
-    return [*devstack_api_command(HOST, port, 2), "--access-logfile", str(log)]
 
 
 def call(
@@ -215,32 +209,20 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     events = write_demo_events(tmp / "events.ndjson")
-    server = RedisServer(tmp / "redis").start()
-    port = free_port()
-    stack = Stack()
-    stack.env.update(
-        {
-            "REDIS_URL": server.url,
-            "EVENT_SOURCE": "file",
-            "EVENTS_PATH": str(events),
-            "EVENT_STORE_DIR": str(tmp / "cache"),
-            "RATE_LIMIT_PER_S": "1000000",
-            "RATE_LIMIT_BURST": "1000000",
-            "MAX_ACTIVE_JOBS": "0",
-        }
-    )
-    for k in [k for k in stack.env if k.startswith("ELASTICSEARCH_")]:
-        del stack.env[k]
-    r = redis.Redis.from_url(server.url)
-    try:
-        worker = stack.spawn(worker_command(concurrency=2, name="bench"), log=tmp / "worker.log")
-        api = stack.spawn(api_command(port, tmp / "access.log"), log=tmp / "api.log")
-        wait_http(f"http://{HOST}:{port}/healthz", timeout=60)
-        deadline = time.monotonic() + 60
-        while b" ready." not in (tmp / "worker.log").read_bytes():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start")
-            time.sleep(0.1)
+    # as in docker-compose: gunicorn with config/gunicorn.conf.py (2 gevent processes), access log on
+    with local_stack(
+        tmp,
+        api_args=["--access-logfile", str(tmp / "access.log")],
+        EVENT_SOURCE="file",
+        EVENTS_PATH=str(events),
+        EVENT_STORE_DIR=str(tmp / "cache"),
+        RATE_LIMIT_PER_S="1000000",
+        RATE_LIMIT_BURST="1000000",
+        MAX_ACTIVE_JOBS="0",
+    ) as stack:
+        server, worker, api = stack.redis, stack.workers[0], stack.api_procs[0]
+        port = int(stack.api.rsplit(":", 1)[1])
+        r = redis.Redis.from_url(server.url)
         base = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "method": "hdbscan"}
         conn = http.client.HTTPConnection(HOST, port, timeout=120)
         warm = {**base, "end": "2022-10-02T23:00:00Z"}
@@ -307,9 +289,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"   throughput {spread(rps, '{:.0f}')} req/s; p50 {spread(p50)} ms; p99 {spread(p99)} ms")
         return 0
-    finally:
-        stack.stop()
-        server.stop()
 
 
 if __name__ == "__main__":

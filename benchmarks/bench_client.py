@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_api import spread
-from devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
+from devstack import local_stack
 from devstack.demo import DEMO_USERS, write_demo_events
 from sessionizer_client import AsyncClient
 
@@ -70,27 +70,16 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-client-"))
     events = write_demo_events(tmp / "events.ndjson")
-    server = RedisServer(tmp / "redis").start()
-    port = free_port()
-    stack = Stack()
-    stack.env.update(
-        {
-            "REDIS_URL": server.url,
-            "EVENT_SOURCE": "file",
-            "EVENTS_PATH": str(events),
-            "EVENT_STORE_DIR": str(tmp / "cache"),
-            "RATE_LIMIT_PER_S": "0",
-            "MAX_ACTIVE_JOBS": "0",
-            "MAX_WAITS_PER_KEY": "1000",
-        }
-    )
-    for k in [k for k in stack.env if k.startswith(("ELASTICSEARCH_", "SESSIONIZER_"))]:
-        del stack.env[k]
-    try:
-        stack.spawn(worker_command(concurrency=2, name="bench"), log=tmp / "worker.log")
-        stack.spawn(api_command(HOST, port, workers=2), log=tmp / "api.log")
-        url = f"http://{HOST}:{port}"
-        wait_http(f"{url}/healthz", timeout=60)
+    with local_stack(
+        tmp,
+        EVENT_SOURCE="file",
+        EVENTS_PATH=str(events),
+        EVENT_STORE_DIR=str(tmp / "cache"),
+        RATE_LIMIT_PER_S="0",
+        MAX_ACTIVE_JOBS="0",
+        MAX_WAITS_PER_KEY="1000",
+    ) as stack:
+        url = stack.api
         base = {"users": DEMO_USERS, "start": "2022-09-05T00:00Z", "method": "hdbscan"}
         warm = asyncio.run(submit_then_wait(url, 1, {**base, "end": "2022-10-02T23:00:00Z"}, {}))  # imports, cache
         print(f"warm-up: one job in {warm[0]:.2f} s")
@@ -120,9 +109,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
         print("(the seed: 16.2 s synchronous, 11.1 s asynchronous for its 100 requests; no job, no polling)")
         return 0
-    finally:
-        stack.stop()
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -18,13 +18,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from devstack import ROOT, RedisServer, worker_command
+from devstack import ROOT, local_stack, worker_command
 
 
 def write_events(path: Path, users: int, events: int, seed: int = 1) -> list[str]:
@@ -77,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp_s, RedisServer(Path(tmp_s) / "redis") as redis_server:
-        tmp = Path(tmp_s)
+    with local_stack(workers=0, apis=0) as stack:  # a Redis alone: the workers are started below
+        tmp, redis_server = stack.tmp, stack.redis
         events = tmp / "events.ndjson"
         users = write_events(events, args.users, args.events)
         os.environ["REDIS_URL"] = redis_server.url

@@ -54,7 +54,7 @@ import psutil
 
 from benchmarks.bench_api import spread
 from benchmarks.workloads import EPOCH_MS, FAMILIES, WEEK_MS, Timeline, generate, write_ndjson
-from devstack import RedisServer, Stack, api_command, free_port, wait_http, worker_command
+from devstack import Stack, api_command, free_port, local_stack, wait_http, worker_command
 
 HOST = "127.0.0.1"
 DATA_VERSION = "job-v1"  # bump when the generated inputs change: they are regenerated
@@ -574,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cache {args.cache}; run folder {run_dir}; {os.cpu_count()} cores", flush=True)
     started = time.perf_counter()
     try:
-        with RedisServer(run_dir / "redis") as redis_server:
+        with local_stack(run_dir, workers=0, apis=0) as stack:  # a Redis alone: each part starts its workers
+            redis_server = stack.redis
             if "memory" in parts:  # first: a child's ru_maxrss can start from its parent's
                 part_memory(args.cache, run_dir, redis_server.url)
             if "files" in parts:

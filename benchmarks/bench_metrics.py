@@ -19,8 +19,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_api import HOST, pollers, spread
-from devstack import RedisServer, Stack, api_command, free_port, wait_http
+from benchmarks.bench_api import pollers, spread
+from devstack import local_stack
 from sessionizer.jobstore import JobStore
 
 REQUEST = {
@@ -68,20 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
-    server = RedisServer(tmp / "redis").start()
-    stack = Stack()
-    stack.env.update({"REDIS_URL": server.url, "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000"})
-    ports = {"on": free_port(), "off": free_port()}
-    try:
-        job_id = finished_job(JobStore.from_url(server.url))
-        for name, port in ports.items():
-            stack.spawn(
-                api_command(HOST, port, workers=2),
-                log=tmp / f"api-{name}.log",
-                extra_env={"METRICS_ENABLED": "true" if name == "on" else "false"},
-            )
-        for port in ports.values():
-            wait_http(f"http://{HOST}:{port}/healthz", timeout=60)
+    with local_stack(tmp, workers=0, apis=0, RATE_LIMIT_PER_S="1000000", RATE_LIMIT_BURST="1000000") as stack:
+        job_id = finished_job(JobStore.from_url(stack.redis_url))
+        ports = {
+            name: int(stack.add_api(2, name=f"api-{name}", METRICS_ENABLED=flag).rsplit(":", 1)[1])
+            for name, flag in (("on", "true"), ("off", "false"))
+        }
         path = f"/jobs/{job_id}"
         for port in ports.values():  # warm both: imports, connection pools, first requests
             pollers(port, path, 10, 1.0, None)
@@ -121,9 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  metrics off: {spread(off['paced_p99'])}")
         print(f"  on/off     : {ratio(on['paced_p99'], off['paced_p99'])}")
         print(f"medians: throughput on/off {statistics.median(on['rps']) / statistics.median(off['rps']):.3f}")
-    finally:
-        stack.stop()
-        server.stop()
     return 0
 
 

@@ -25,18 +25,15 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from devstack import ROOT, RedisServer, api_command, free_port, wait_http, worker_command
+from devstack import local_stack
 from sessionizer.jobstore import JobStore
 
-HOST = "127.0.0.1"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -152,22 +149,6 @@ def spread(values: list[float]) -> str:
     return f"{min(values):8.1f} {statistics.median(values):8.1f} {max(values):8.1f}"
 
 
-def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with open(log, "ab") as out:  # the project's gunicorn settings, one worker process
-        proc = subprocess.Popen(
-            api_command(HOST, port, workers=1),
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    base = f"http://{HOST}:{port}"
-    wait_http(f"{base}/healthz", timeout=60)
-    return proc, base
-
-
 def measure(browser: Any, base: str, job_id: str, count: int, runs: int, steps: int) -> None:
     load, read = [], []
     frames: dict[str, dict[str, list[float]]] = {
@@ -245,52 +226,31 @@ def main() -> int:
         return 1
     from playwright.sync_api import sync_playwright
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-page-"))
-    redis_server = RedisServer(tmp / "redis").start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "EVENT", "API_KEYS", "AUTH_"))}
-    env.update(REDIS_URL=redis_server.url, PYTHONUNBUFFERED="1")
-    procs: list[subprocess.Popen] = []
-    try:
+    with local_stack(workers=0, apis=0) as stack:  # (its folder removed at the end)
+        files: dict[str, str] = {}
         if args.screenshot:
             from devstack.demo import write_demo_events
 
-            env.update(
-                EVENT_SOURCE="file",
-                EVENTS_PATH=str(write_demo_events(tmp / "events.ndjson")),
-                EVENT_STORE_DIR=str(tmp / "cache"),
-            )
-            with open(tmp / "worker.log", "ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        worker_command(2, name="bench-page"),
-                        cwd=ROOT,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
-                )
-        api, base = start_api(env, tmp / "api.log")
-        procs.append(api)
+            files = {
+                "EVENT_SOURCE": "file",
+                "EVENTS_PATH": str(write_demo_events(stack.tmp / "events.ndjson")),
+                "EVENT_STORE_DIR": str(stack.tmp / "cache"),
+            }
+            stack.add_worker(2, name="bench-page", **files)
+        base = stack.add_api(1, name="api", **files)  # the project's gunicorn settings, one worker process
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             if args.screenshot:
                 screenshot(browser, base, args.screenshot)
             else:
                 started = time.perf_counter()
-                job_id, count = store_synthetic_job(JobStore.from_url(redis_server.url), args.users, args.per_user)
+                job_id, count = store_synthetic_job(JobStore.from_url(stack.redis_url), args.users, args.per_user)
                 print(
                     f"stored a synthetic job of {count:,} sessions through the job store in "
                     f"{time.perf_counter() - started:.1f} s"
                 )
                 measure(browser, base, job_id, count, args.runs, args.frames)
             browser.close()
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(30)
-        redis_server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -27,7 +27,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from devstack import ROOT, RedisServer, worker_command
+from devstack import ROOT, local_stack, worker_command
 from sessionizer.celery_app import make_celery
 from sessionizer.settings import load_settings
 
@@ -123,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["recovery", "cost"], help="run one part only")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp_s, RedisServer(Path(tmp_s) / "redis") as redis_server:
-        tmp = Path(tmp_s)
+    with local_stack(workers=0, apis=0) as stack:  # a Redis alone: the workers are started below
+        tmp, redis_server = stack.tmp, stack.redis
         events = tmp / "events.ndjson"
         heavy = [f"heavy{i:02d}" for i in range(40)]
         light = [f"light{i:04d}" for i in range(args.units)]

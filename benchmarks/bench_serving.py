@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_api import call, pollers, spread
-from devstack import RedisServer, Stack, api_command, free_port, wait_http
+from devstack import Stack, api_command, free_port, local_stack, wait_http
 from sessionizer.jobstore import JobStore
 
 HOST = "127.0.0.1"
@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    server = RedisServer(tmp / "redis").start()
     env = {
-        "REDIS_URL": server.url,
         "RATE_LIMIT_PER_S": "0",
         "MAX_ACTIVE_JOBS": "0",
         "MAX_WAITS_PER_KEY": str(10 * args.held),
@@ -97,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, list[Any]]] = {
         m: {"answered": [], "lat": [], "rps": [], "p50": [], "p99": []} for m in models
     }
-    try:
+    with local_stack(tmp, workers=0, apis=0, **env) as local:  # Redis alone; each run its own API
         for run in range(args.runs):
             for name, command in models.items():
-                stack = Stack(grace_s=5)
-                stack.env.update(env)
+                stack = Stack(env=dict(local.env), grace_s=5)
                 port = free_port()
                 stack.spawn(command(port), log=tmp / f"{name.split()[0]}.log")
                 try:
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                     answered, lat = healthz_while_held(port, job["id"], args.held)
                     # the held waits end with their job, cancelled in the store (under gthread no
                     # thread is free to take an HTTP cancel until the waits time out)
-                    JobStore.from_url(server.url).cancel(job["id"])
+                    JobStore.from_url(local.redis_url).cancel(job["id"])
                     time.sleep(1.0)
                     res = pollers(port, f"/jobs/{job['id']}", args.clients, args.poll_seconds, 0.1)
                 finally:
@@ -141,8 +138,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'':12}  polls {spread(r['rps'], '{:.0f}')} req/s; p50 {spread(r['p50'])} ms; p99 {spread(r['p99'])} ms"
             )
         return 0
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

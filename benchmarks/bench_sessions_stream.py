@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from benchmarks.bench_api import spread
-from devstack import RedisServer, Stack, api_command, free_port, wait_http
+from devstack import local_stack
 from sessionizer.jobstore import JobStore
 
 HOST = "127.0.0.1"
@@ -131,11 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     per_unit = 1000
     tmp = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    server = RedisServer(tmp / "redis").start()
-    stack = Stack(grace_s=5)
-    stack.env.update({"REDIS_URL": server.url, "RATE_LIMIT_PER_S": "0", "MAX_ACTIVE_JOBS": "0"})
-    try:
-        store = JobStore.from_url(server.url)
+    with local_stack(tmp, workers=0, apis=0, grace_s=5, RATE_LIMIT_PER_S="0", MAX_ACTIVE_JOBS="0") as stack:
+        store = JobStore.from_url(stack.redis_url)
         t0 = time.perf_counter()
         jobs = {
             "large": store_job(store, args.sessions // per_unit, per_unit),
@@ -146,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.perf_counter() - t0:.0f} s",
             flush=True,
         )
-        port = free_port()
-        api = stack.spawn(api_command(HOST, port, 1), log=tmp / "api.log")
-        wait_http(f"http://{HOST}:{port}/healthz", timeout=60)
-        (worker,) = psutil.Process(api.pid).children()
+        port = int(stack.add_api(1, name="api").rsplit(":", 1)[1])
+        (worker,) = psutil.Process(stack.api_procs[0].pid).children()
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for run in range(args.runs):
             for fmt, accept in FORMATS.items():
@@ -177,9 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"  {fmt:6} peak RSS large/small: {spread(ratios, '{:.2f}')}")
         return 0
-    finally:
-        stack.stop()
-        server.stop()
 
 
 if __name__ == "__main__":
