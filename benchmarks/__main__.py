@@ -1,6 +1,9 @@
 """``make bench``: every benchmark, one after the other, each printing its figures.
 
-    python -m benchmarks [name ...]      # names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client, job, store_format, session_fields, recovery
+    python -m benchmarks [name ...]
+
+    names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client,
+    job, store_format, session_fields, recovery
 
 Each benchmark measures its comparisons side by side in one run (alternating), with
 min/median/max over repeats, because these machines are shared and noisy.

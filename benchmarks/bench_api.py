@@ -14,10 +14,10 @@ one Celery worker (2 processes), an embedded Redis, the demo events (6 users, 4 
    (the closed-loop maximum; with 100 clients its mean latency is 100 / throughput by Little's law).
 
 The machine has 2 cores and the load generator shares them with the API, Redis and the worker:
-it runs as 2 processes x (clients / 2) threads with a minimal raw-socket HTTP/1.1 client, and the CPU seconds each party used during the
-poll runs are printed, so its share is visible rather than hidden. The per-key rate limit stays on
-(its Lua script runs on every request) with a ceiling the load cannot reach; the concurrent-jobs
-cap is off for the baseline's 100 fresh jobs.
+it runs as 2 processes x (clients / 2) threads with a minimal raw-socket HTTP/1.1 client, and the CPU
+seconds each party used during the poll runs are printed, so its share is visible rather than hidden.
+The per-key rate limit stays on (its Lua script runs on every request) with a ceiling the load cannot
+reach; the concurrent-jobs cap is off for the baseline's 100 fresh jobs.
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def tree(pid: int) -> list[psutil.Process]:
 
 
 def spread(values: list[float], fmt: str = "{:.1f}") -> str:
-    return f"min {fmt.format(min(values))} / median {fmt.format(statistics.median(values))} / max {fmt.format(max(values))}"
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"min {fmt.format(low)} / median {fmt.format(mid)} / max {fmt.format(high)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             scans.append(int(r.get("sz:stats:scans") or 0) - before)
             print(f"   run {run + 1}: {wall:5.2f} s wall, {scans[-1]} scan(s), {jobs} distinct job ids")
         print(
-            f"   shared results: wall {spread(walls, '{:.2f}')} s; scans per run {spread([float(s) for s in scans], '{:.0f}')}"
+            f"   shared results: wall {spread(walls, '{:.2f}')} s; "
+            f"scans per run {spread([float(s) for s in scans], '{:.0f}')}"
         )
         if not args.no_baseline:
             body = {**base, "end": "2022-10-03T00:01:00Z"}
@@ -265,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for label, every in (("paced, 10 req/s per poller (1,000 req/s offered)", 0.1), ("saturated, no pause", None)):
             print(
-                f"2. {args.clients} pollers, GET {path.split('/')[1]}/<id>, {label}; {args.runs} runs of {args.poll_seconds:.0f} s"
+                f"2. {args.clients} pollers, GET {path.split('/')[1]}/<id>, {label}; "
+                f"{args.runs} runs of {args.poll_seconds:.0f} s"
             )
             rps, p50, p99 = [], [], []
             for run in range(args.runs):
@@ -283,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                 p99.append(res["p99_ms"])
                 ok = res["statuses"].get(200, 0) == sum(res["statuses"].values())
                 print(
-                    f"   run {run + 1}: {res['rps']:7.0f} req/s, p50 {res['p50_ms']:5.1f} ms, p99 {res['p99_ms']:6.1f} ms, "
-                    f"max {res['max_ms']:6.1f} ms, statuses {res['statuses']}{'' if ok else '  <- not all 200'}; CPU s over "
+                    f"   run {run + 1}: {res['rps']:7.0f} req/s, p50 {res['p50_ms']:5.1f} ms, "
+                    f"p99 {res['p99_ms']:6.1f} ms, max {res['max_ms']:6.1f} ms, "
+                    f"statuses {res['statuses']}{'' if ok else '  <- not all 200'}; CPU s over "
                     f"{wall:.1f} s wall: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
                 )
             print(f"   throughput {spread(rps, '{:.0f}')} req/s; p50 {spread(p50)} ms; p99 {spread(p99)} ms")

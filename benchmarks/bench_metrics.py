@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures[variant]["p99"].append(sat["p99_ms"])
                 figures[variant]["paced_p99"].append(paced["p99_ms"])
                 print(
-                    f"  run {run + 1} metrics {variant:3}: {sat['rps']:7.0f} req/s saturated, p99 {sat['p99_ms']:6.1f} ms; "
+                    f"  run {run + 1} metrics {variant:3}: {sat['rps']:7.0f} req/s saturated, "
+                    f"p99 {sat['p99_ms']:6.1f} ms; "
                     f"paced: {paced['rps']:5.0f} req/s, p99 {paced['p99_ms']:6.1f} ms",
                     flush=True,
                 )

@@ -3,16 +3,17 @@
     python -m benchmarks.bench_recovery [--runs 5] [--lease 10] [--interval 2] [--units 500]
 
 1. Recovery: two workers (``--concurrency 2`` each) on a job of 40 users x 2,500 events
-   (hdbscan, file source, units as the plan groups them); once both hold units, one worker's whole process group gets SIGKILL
-   (a lost host: no goodbye). Reported: the time from the kill to the job's ``succeeded``
+   (hdbscan, file source, units as the plan groups them); once both hold units, one worker's whole
+   process group gets SIGKILL (a lost host: no goodbye). Reported: the time from the kill to the job's ``succeeded``
    (min/median/max over ``--runs``), beside the same job undisturbed, and the bound it should
    stay under: ``UNIT_LEASE_S`` + the reconciler's lock ttl (the killed worker may have led) +
    ``RECONCILE_INTERVAL_S`` + the job's own time. The broker's visibility timeout stays at its
    production two hours: without leases this job would wait that long.
 2. The cost of leases: a job of ``--units`` units of one user x 50 events each (gap: each unit is
-   mostly overhead, the worst case for leases; planned by the benchmark, one unit per user), one worker with ``--concurrency 2``, with leases and
-   without (the same worker with the lease a no-op: ``benchmarks.bench_recovery:unleased``),
-   alternated run by run. Reported: the wall times and the ratio per pair (min/median/max).
+   mostly overhead, the worst case for leases; planned by the benchmark, one unit per user), one
+   worker with ``--concurrency 2``, with leases and without (the same worker with the lease a
+   no-op: ``benchmarks.bench_recovery:unleased``), alternated run by run. Reported: the wall times
+   and the ratio per pair (min/median/max).
 
 A job is submitted through the API in-process (Flask test client: no HTTP server competes for
 the two cores) and polled every 50 ms.
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  undisturbed job         : {spread(undisturbed)} s")
         print(f"  cut -> job succeeded    : {spread(recovered)} s")
         print(
-            f"  bound (lease + lock ttl + interval + the job): {args.lease + lock_ttl + args.interval + max(undisturbed):.2f} s"
+            "  bound (lease + lock ttl + interval + the job): "
+            f"{args.lease + lock_ttl + args.interval + max(undisturbed):.2f} s"
             f"   (without leases: the visibility timeout, 7200 s)"
         )
     if ratios:
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  wall ratio             : {spread(ratios, '{:.3f}')}   (target <= 1.05)")
         print(f"  CPU (worker + Redis), with / without: {spread(cpu['leases'])} s / {spread(cpu['no leases'])} s")
         print(
-            f"  CPU ratio              : {spread(cpu_ratios, '{:.3f}')}   (less sensitive than wall time to a shared machine)"
+            f"  CPU ratio              : {spread(cpu_ratios, '{:.3f}')}   "
+            "(less sensitive than wall time to a shared machine)"
         )
     return 0
 

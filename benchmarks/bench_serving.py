@@ -132,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in results.items():
             lat = f"; latency {spread(r['lat'])} ms" if r["lat"] else ""
             print(
-                f"{name:12}: /healthz answered while held {spread([float(a) for a in r['answered']], '{:.0f}')} of {ATTEMPTS}{lat}"
+                f"{name:12}: /healthz answered while held "
+                f"{spread([float(a) for a in r['answered']], '{:.0f}')} of {ATTEMPTS}{lat}"
             )
             print(
-                f"{'':12}  polls {spread(r['rps'], '{:.0f}')} req/s; p50 {spread(r['p50'])} ms; p99 {spread(r['p99'])} ms"
+                f"{'':12}  polls {spread(r['rps'], '{:.0f}')} req/s; "
+                f"p50 {spread(r['p50'])} ms; p99 {spread(r['p99'])} ms"
             )
         return 0
 
