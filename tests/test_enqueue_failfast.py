@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from devstack import start_redis
 from sessionizer.jobstore import JobStore
-from worker.devstack import RedisServer
 
 BODY = {"users": ["romain"], "start": "2022-09-20T00:00Z", "end": "2022-10-01T00:00Z"}
 HANG = 120  # seconds: far beyond any answer; reaching it means the request hung
@@ -28,7 +28,7 @@ HANG = 120  # seconds: far beyond any answer; reaching it means the request hung
 @pytest.fixture
 def stopped_broker(tmp_path: Path) -> Iterator[str]:
     """The URL of a real redis-server that is stopped, and continued and stopped after the test."""
-    server = RedisServer(tmp_path / "broker").start()
+    server = start_redis(tmp_path / "broker")
     assert server.proc is not None
     os.kill(server.proc.pid, signal.SIGSTOP)
     try:
