@@ -36,13 +36,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/mypy
 
-test: $(STAMP)
+# the lint first: a finding fails the test command before the slow part runs
+test: lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
-# The image built and docker-compose.yml run in containers, with podman (README: Containers).
+# The image built and docker-compose.yml run in containers, with podman (docs/operating.md: Containers).
 .PHONY: compose-check
 compose-check: $(STAMP)
 	$(PY) deploy/podman/compose_check.py

@@ -163,9 +163,7 @@ def documents(timelines: Iterable[Timeline], *, iso: bool = True) -> Iterator[di
     for tl in timelines:
         for t, s, i in zip(tl.t_ms.tolist(), tl.screen.tolist(), tl.instance.tolist()):
             stamp = (
-                datetime.fromtimestamp(t / 1000.0, tz=UTC)
-                .isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z")
+                datetime.fromtimestamp(t / 1000.0, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
                 if iso
                 else t
             )
