@@ -3,7 +3,7 @@
     python -m benchmarks [name ...]
 
     names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client,
-    job, store_format, session_fields, recovery
+    job, store_format, session_fields, failfast, recovery
 
 Each benchmark measures its comparisons side by side in one run (alternating), with
 min/median/max over repeats, because these machines are shared and noisy.
@@ -44,6 +44,10 @@ BENCHES = {
     "session_fields": (
         "benchmarks.bench_session_fields",
         "the analytics session fields in the core's summary (issue 19)",
+    ),
+    "failfast": (
+        "benchmarks.bench_failfast",
+        "the API's answers while Redis is stopped or gone, beside Redis up (issue 16)",
     ),
     "recovery": (
         "benchmarks.bench_recovery",

@@ -37,7 +37,6 @@ REQUEST = {"users": USERS, "start": "2022-09-01T00:00Z", "end": "2022-10-01T00:0
 SUBNET = "10.213.7"
 ROLES = {"redis": 1, "api": 2, "w1": 3, "w2": 4}
 LEASE_S, INTERVAL_S = 3.0, 1.0
-LOCK_TTL_S = max(3 * INTERVAL_S, 2.0)  # worker/reconcile.py: the cut worker may have been leading
 CLONE_NEWNET = 0x40000000
 
 
@@ -234,11 +233,9 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
                 assert time.monotonic() < deadline, job
                 time.sleep(0.1)
 
-        # the yardstick: the same job, undisturbed, and how long it takes
-        began = time.monotonic()
+        # the yardstick: the same job, undisturbed
         reference = client_call("POST", "/jobs", json=REQUEST, headers={"Cache-Control": "no-cache"})["id"]
         assert finished(reference, 120)["status"] == "succeeded"
-        job_time = time.monotonic() - began
         want = client_call("GET", f"/jobs/{reference}/sessions")["sessions"]
 
         job_id = client_call("POST", "/jobs", json=REQUEST, headers={"Cache-Control": "no-cache"})["id"]
@@ -272,13 +269,12 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
             os.kill(pid, signal.SIGCONT)  # it finished meanwhile: try the next one
         other = "w2" if cut == "w1" else "w1"
         hosts.link(cut, up=False)
-        cut_at = time.monotonic()
         os.kill(pid, signal.SIGCONT)  # it computes on, and its write waits for the link
+        # the other worker takes the unit over once its lease lapses (how soon: `python -m
+        # benchmarks recovery`); the cut worker's refusal below shows it was taken over
         job = finished(job_id, 120)
-        took = time.monotonic() - cut_at
         assert job["status"] == "succeeded", job
         assert client_call("GET", f"/jobs/{job_id}/sessions")["sessions"] == want
-        assert took < LEASE_S + INTERVAL_S + LOCK_TTL_S + 2 * job_time + 5, (took, job_time)
 
         hosts.link(cut, up=True)  # its writes held in flight now arrive: refused
         # Its lease was taken over: its result is refused (or, if it was still reading, it stops
