@@ -10,6 +10,10 @@ from .jobstore import FAIL_FAST_TIMEOUT_S
 from .settings import Settings
 
 
+WORKER_BROKER_CONNECT_S = 5.0
+WORKER_BROKER_TIMEOUT_S = 10.0
+
+
 def make_celery(settings: Settings, *, fail_fast: bool = False) -> Celery:
     """A Celery app on ``settings.redis.url``, configured for idempotent, crash-safe units.
 
@@ -28,6 +32,12 @@ def make_celery(settings: Settings, *, fail_fast: bool = False) -> Celery:
         "unacked_restore_throttle": 1,
     }
     app = Celery("sessionizer")
+    # A broker that vanishes without closing the connection (a host or container gone, a link
+    # cut: nothing answers, nothing refuses) would hold a synchronous command for ever: the
+    # workers' publishes, and the hand-back of their units as they stop, which then hung until
+    # the grace period killed them. kombu's Redis transport recommends socket timeouts for
+    # this; the workers' BRPOP waits 1 s at a time, far below them.
+    transport |= {"socket_connect_timeout": WORKER_BROKER_CONNECT_S, "socket_timeout": WORKER_BROKER_TIMEOUT_S}
     if fail_fast:
         transport |= {"socket_connect_timeout": FAIL_FAST_TIMEOUT_S, "socket_timeout": FAIL_FAST_TIMEOUT_S}
         # Celery's default is 3 retries of up to 0.2 s each, every one waiting out the timeouts above

@@ -296,6 +296,22 @@ def test_a_worker_cut_off_mid_job_is_replaced_and_its_late_write_refused(hosts: 
         assert finished(again, 120)["status"] == "succeeded"
         later = logs[cut].read_text(errors="replace")[mark:]
         assert f"job_id={again}" in later and "'done'" in later, later[-3000:]
+
+        # and stopped while its broker has vanished (its link cut mid-unit: nothing answers,
+        # nothing refuses), it still exits by itself: the unit it cannot hand back is stopped
+        # (its lease lapses), its heartbeats give up, its broker connection has socket timeouts
+        job_id = client_call("POST", "/jobs", json=REQUEST, headers={"Cache-Control": "no-cache"})["id"]
+        deadline = time.monotonic() + 60
+        while (held := hosts.call_in("redis", holder)) is None:
+            assert time.monotonic() < deadline, "the worker never held a unit of the last job"
+        os.kill(held[1], signal.SIGSTOP)  # the unit stays under way while the link goes
+        hosts.link(cut, up=False)
+        os.kill(held[1], signal.SIGCONT)
+        workers[cut].send_signal(signal.SIGTERM)
+        try:
+            workers[cut].wait(120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a worker whose broker vanished hung in its stop:\n" + logs[cut].read_text()[-3000:])
     finally:
         for p in procs:
             try:

@@ -13,8 +13,10 @@ lost worker, rather than waiting for the lease to lapse.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -145,9 +147,17 @@ def quick_stop_on_sigterm(sender: Any = None, **_: Any) -> None:
     def hand_back(worker: Any) -> None:
         install_worker_term_hard_handler(worker, sig="SIGTERM", callback=during_soft_shutdown)
         stopping.set()
-        released = hand_back_units()
+        released, unreachable = hand_back_units()
         if released:
             log.info("stopping: handed back %d running unit(s)", released)
+        # A unit whose lease could not be released (Redis away) cannot learn that it should stop,
+        # nor store its result: waiting for it would hold the stop until the grace period kills
+        # the whole worker. Its pool process goes now; its lease lapses and the reconciler hands
+        # the unit out again, as for a lost worker.
+        for pid in unreachable:
+            log.warning("stopping: Redis unreachable, unit in process %d stopped, left to its lease", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         # Celery's cold stop, without its console notice ("Hitting Ctrl+C again will terminate
         # all running tasks!"): untrue here (they are handed back), and not a log line (a JSON
         # log must stay one object a line)
@@ -160,8 +170,9 @@ def quick_stop_on_sigterm(sender: Any = None, **_: Any) -> None:
     install_worker_term_hard_handler(worker, sig="SIGTERM", callback=hand_back)
 
 
-def hand_back_units() -> int:
-    """Release the leases of the units this worker's pool runs (by their processes); how many."""
+def hand_back_units() -> tuple[int, list[int]]:
+    """Release the leases of the units this worker's pool runs (by their processes): how many,
+    and the pool processes whose unit could not be released (Redis away)."""
     from celery.worker import state
 
     from sessionizer import tasks as names
@@ -170,6 +181,7 @@ def hand_back_units() -> int:
     s = get_settings()
     store = JobStore(fail_fast_client(s.redis.url), s.jobs.ttl_s)
     released = 0
+    unreachable: list[int] = []
     for request in tuple(state.active_requests):
         if request.name != names.UNIT or not request.worker_pid or len(request.args) < 2:
             continue
@@ -177,6 +189,6 @@ def hand_back_units() -> int:
             released += store.release_unit(
                 str(request.args[0]), int(request.args[1]), owner=owner_name(request.worker_pid)
             )
-        except redis.RedisError:
-            pass  # Redis away: the lease lapses by itself, and the reconciler hands the unit out
-    return released
+        except redis.RedisError:  # Redis away: the lease lapses by itself, the reconciler hands the unit out
+            unreachable.append(int(request.worker_pid))
+    return released, unreachable

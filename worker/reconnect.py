@@ -35,8 +35,9 @@ from typing import Any
 
 from celery import bootsteps
 from celery.exceptions import WorkerTerminate
-from celery.worker import state
+from celery.worker import heartbeat, state
 from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.consumer.heart import Heart as CeleryHeartStep
 
 from .lease import stopping
 
@@ -47,8 +48,45 @@ log = logging.getLogger(__name__)
 CELERY_VERSIONS = ">=5.4,<6"
 
 
+# A heartbeat sent while the broker is away: one reconnect attempt, then the send fails (the
+# timer logs it and the next beat tries again). kombu's default retries for ever, holding the
+# event dispatcher's lock meanwhile: a worker stopping while its broker had vanished then hung
+# on its "worker-offline" event until the grace period killed it (tests/test_netns.py).
+HEARTBEAT_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 1, "interval_max": 1}
+
+
+class _BoundedRetries:
+    """An event dispatcher whose retried sends follow :data:`HEARTBEAT_RETRY`."""
+
+    def __init__(self, dispatcher: Any) -> None:
+        self._dispatcher = dispatcher
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dispatcher, name)
+
+    def send(self, type: str, **fields: Any) -> Any:
+        if fields.get("retry"):
+            fields.setdefault("retry_policy", HEARTBEAT_RETRY)
+        return self._dispatcher.send(type, **fields)
+
+
+class Heart(CeleryHeartStep):
+    """Celery's heartbeat step, its sends retried within :data:`HEARTBEAT_RETRY`."""
+
+    def start(self, c: Any) -> None:
+        c.heart = heartbeat.Heart(c.timer, _BoundedRetries(c.event_dispatcher), self.heartbeat_interval)
+        c.heart.start()
+
+
 class Consumer(CeleryConsumer):
-    """Celery's consumer, minus the restore through a lost connection (see the module docstring)."""
+    """Celery's consumer, minus the restore through a lost connection (see the module docstring),
+    with bounded heartbeat retries (:class:`Heart`)."""
+
+    class Blueprint(CeleryConsumer.Blueprint):
+        default_steps = [
+            "worker.reconnect:Heart" if step == "celery.worker.consumer.heart:Heart" else step
+            for step in CeleryConsumer.Blueprint.default_steps
+        ]
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         if (
