@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, one after the other, each printing its figures.
 
-    python -m benchmarks [name ...]
+    python -m benchmarks [name ...] [options for them, e.g. --only cost]
 
     names: scan, fanout, core_speed, quality, api, metrics, page, sessions_stream, serving, client,
     job, store_format, session_fields, failfast, recovery
@@ -57,7 +57,13 @@ BENCHES = {
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHES)
+    # `python -m benchmarks recovery --only cost`: the options after the names go to each one
+    cut = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, options = argv[:cut] or list(BENCHES), argv[cut:]
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
     failed = []
     for name in names:
         module, what = BENCHES[name]
@@ -65,9 +71,9 @@ def main(argv: list[str]) -> int:
             print(f"\n=== {name}: {module} is missing, skipped ===", flush=True)
             failed.append(name)
             continue
-        print(f"\n=== {name}: {what} ===\n$ python -m {module}", flush=True)
+        print(f"\n=== {name}: {what} ===\n$ python -m {' '.join([module, *options])}", flush=True)
         started = time.perf_counter()
-        rc = subprocess.call([sys.executable, "-m", module])
+        rc = subprocess.call([sys.executable, "-m", module, *options])
         print(f"=== {name}: exit {rc}, {time.perf_counter() - started:.0f} s ===", flush=True)
         if rc:
             failed.append(name)
