@@ -9,7 +9,6 @@ from celery import Celery
 from .jobstore import FAIL_FAST_TIMEOUT_S
 from .settings import Settings
 
-
 WORKER_BROKER_CONNECT_S = 5.0
 WORKER_BROKER_TIMEOUT_S = 10.0
 
