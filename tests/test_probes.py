@@ -887,7 +887,10 @@ def test_the_local_stack_keeps_its_passwords_and_redis_and_flower_require_them(t
                 env={**env, "FLOWER_BASIC_AUTH": made["FLOWER_BASIC_AUTH"]},
             )
         try:
-            wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=60)
+            try:  # Flower starts slowly on a loaded machine: a patient wait, and its log if it never answers
+                wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=120)
+            except RuntimeError:
+                pytest.fail("Flower did not start:\n" + (tmp_path / "flower.log").read_text()[-3000:])
             login = {"Authorization": "Basic " + base64.b64encode(made["FLOWER_BASIC_AUTH"].encode()).decode()}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
                 assert http.get("/api/workers").status_code == 401
