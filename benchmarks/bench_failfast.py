@@ -3,7 +3,7 @@
 
     python -m benchmarks failfast [--rounds N]
 
-A real stack (Redis, the API under gunicorn, one worker) on loopback. Each round times, side by
+A real stack (Redis, the API under gunicorn; no worker: the API alone is timed) on loopback. Each round times, side by
 side, the same requests with Redis up, with Redis stopped (SIGSTOP: the kernel still accepts its
 connections, nothing answers, the worst case) and with Redis gone (connections refused). The
 tests check what the answers are (tests/test_failfast.py); the times are measured here, because
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     times: dict[tuple[str, str], list[float]] = {(s, f"{m} {p}"): [] for s in STATES for m, p in ROUTES}
     statuses: dict[tuple[str, str], set[int]] = {k: set() for k in times}
-    with local_stack(workers=1, apis=1, EVENT_SOURCE="file") as stack:
+    with local_stack(workers=0, apis=1) as stack:  # the API alone: no worker competes for the cores
         redis = stack.redis
         with httpx.Client(base_url=stack.api, timeout=60) as client:
 
