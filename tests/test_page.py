@@ -368,13 +368,15 @@ def test_with_a_required_key(watched: Watched, stack: dict[str, Any]) -> None:
     assert [e for e in watched.errors if "status of 401" not in e] == []  # the wrong key's check, logged
 
 
-def store_finished_job(store: JobStore, sessions: dict[str, list[dict[str, Any]]]) -> str:
-    """A succeeded job whose sessions are given, written through the real job store as the
-    workers write theirs (one unit per user)."""
+def store_finished_job(
+    store: JobStore, sessions: dict[str, list[dict[str, Any]]], end: str = "2024-01-08T00:00:00Z"
+) -> str:
+    """A succeeded job (from 2024-01-01 to ``end``) whose sessions are given, written through the
+    real job store as the workers write theirs (one unit per user)."""
     request = {
         "users": list(sessions),
         "start": "2024-01-01T00:00:00Z",
-        "end": "2024-01-08T00:00:00Z",
+        "end": end,
         "method": "gap",
         "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
         "group_by": ["user"],
@@ -859,32 +861,8 @@ def big_job(store: JobStore, users: int = 500, per_user: int = 200) -> tuple[str
             )
             t += length
         sessions[name] = rows
-    request = {
-        "users": list(sessions),
-        "start": "2024-01-01T00:00:00Z",
-        "end": "2024-12-31T00:00:00Z",
-        "method": "gap",
-        "params": {"max_gap_s": 1800.0, "max_span_s": 86400.0},
-        "group_by": ["user"],
-    }
-    job = store.create(request, deadline_s=3600)
-    store.start(job["id"], len(sessions))
-    for unit, rows in enumerate(sessions.values()):
-        store.complete_unit(
-            job["id"],
-            unit,
-            1,
-            rows,
-            {
-                "users": 1,
-                "events": sum(r["events"] for r in rows),
-                "invalid_events": 0,
-                "noise_events": 0,
-                "sessions": len(rows),
-            },
-        )
-    assert store.finish(job["id"])
-    return job["id"], [r for rows in sessions.values() for r in rows]
+    job_id = store_finished_job(store, sessions, end="2024-12-31T00:00:00Z")
+    return job_id, [r for rows in sessions.values() for r in rows]
 
 
 TABLE = """() => { const s = document.querySelector('#st-scroll');
